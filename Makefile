@@ -1,0 +1,49 @@
+# The front door. `make demo` and `make test` each install missing Debian packages, configure and
+# build; then run the demo or every test. Build trees: build/ (Release, CUDA when nvcc is found)
+# and build-asan/ (ASan + UBSan, CPU only).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build asan demo test test-fast bench format clean
+
+all: build
+
+deps:
+	@bash tools/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) > $(BUILD).configure.log 2>&1 \
+	  || (cat $(BUILD).configure.log; exit 1)
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLETHE_SANITIZE=ON \
+	  -DLETHE_CUDA=OFF -DLETHE_BENCH=OFF > $(ASAN_BUILD).configure.log 2>&1 \
+	  || (cat $(ASAN_BUILD).configure.log; exit 1)
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+demo: build
+	@$(BUILD)/tools/lethe demo
+
+# Every test: the Release tree (unit, golden, CLI, the installed-package example), then the
+# sanitizer tree.
+test: build asan
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE no_sanitizer
+
+test-fast: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@$(BUILD)/tools/lethe bench ops
+
+format:
+	@find engine kernels models trainers tools tests examples -name '*.h' -o -name '*.cpp' -o -name '*.cu' \
+	  | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(BUILD).configure.log $(ASAN_BUILD).configure.log

@@ -1,0 +1,112 @@
+// Differentiable ops: each is one autograd node with a hand-written backward, dispatched to the
+// backend of its inputs' device. Ops never see CUDA; they check shapes/dtypes and call kernels.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace lethe {
+
+// Float ops compute in f32 or f64 (f64 is for gradient checks); inputs of one op share a dtype
+// and device, or the op throws lethe::Error naming both.
+
+// ---- elementwise (numpy broadcasting) ------------------------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, double s);       // s * x
+Tensor add_scalar(const Tensor& x, double s);  // x + s
+Tensor neg(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x);  // exact (erf) form, as torch.nn.functional.gelu
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor log_sigmoid(const Tensor& x);  // stable log(sigmoid(x))
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator*(double s, const Tensor& x) { return scale(x, s); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+
+// Inverted dropout: zeroes with probability p, scales kept values by 1/(1-p). Identity when
+// !training or p == 0. The mask depends only on (seed, offset) — reproducible on every device.
+Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset = 0);
+
+// ---- reductions ------------------------------------------------------------------------------
+Tensor sum(const Tensor& x);                                  // all elements → scalar
+Tensor sum(const Tensor& x, int dim, bool keepdim = false);   // one dim
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, int dim, bool keepdim = false);
+// Sums a broadcast result back to `shape` (the backward of broadcasting); differentiable.
+Tensor sum_to_shape(const Tensor& x, const Shape& shape);
+
+// ---- shape -----------------------------------------------------------------------------------
+Tensor concat(const std::vector<Tensor>& tensors, int dim);
+
+// ---- dense -----------------------------------------------------------------------------------
+// Batched matmul: a [..., m, k] @ b [..., k, n] (leading dims broadcast); 1-D not supported.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// y = x w^T + b with x [..., in], w [out, in], b [out] (optional), as torch.nn.functional.linear.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// GEMM precision for f32 tensors: native f32, or bf16 operands with f32 accumulation
+// (thread-local; like torch's autocast for matmuls only).
+enum class MatmulPrecision { f32, bf16 };
+MatmulPrecision matmul_precision();
+void set_matmul_precision(MatmulPrecision p);
+
+// ---- normalisation, softmax --------------------------------------------------------------------
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+Tensor softmax(const Tensor& x);      // over the last dim
+Tensor log_softmax(const Tensor& x);  // over the last dim
+
+// ---- attention --------------------------------------------------------------------------------
+// q [B,H,Tq,D], k/v [B,H,Tk,D] → [B,H,Tq,D]. Causal with queries aligned to the end of the keys
+// (for a KV cache). key_mask (i64 [B,Tk], 1 = attend, 0 = padding) is optional. A query row that
+// sees no key at all outputs zeros. Scores are scaled by `scale`. Softmax in f32 or f64.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                 bool causal = true, double scale = 1.0);
+
+// ---- embedding --------------------------------------------------------------------------------
+// table [V, E], ids (i64, any shape) → [..., E]; rows equal to padding_idx get no gradient.
+Tensor embedding(const Tensor& table, const Tensor& ids, std::optional<int64_t> padding_idx = {});
+
+// ---- losses -----------------------------------------------------------------------------------
+enum class Reduction {
+  none,           // per-token losses, shape of targets
+  token_mean,     // sum over valid tokens / number of valid tokens (HF)
+  sample_mean,    // each row's mean over its valid tokens, then the mean over rows that have any
+  sequence_sum,   // per-row sums, shape [rows] (targets must be 2-D)
+};
+enum class LossMode { nll, unlikelihood };
+
+struct CrossEntropyOptions {
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::token_mean;
+  LossMode mode = LossMode::nll;
+  double unlikelihood_c = 0.5;  // −log(1 − c·p); c ∈ (0, 1]
+  // Optional per-token weights (f32, shape of targets); may be negative (gradient ascent).
+  Tensor weights;
+};
+
+// Fused softmax + cross-entropy: logits [..., V], targets i64 [...] (no shift is applied here).
+// Valid tokens are those != ignore_index; weights multiply each token's loss.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
+                     const CrossEntropyOptions& options = {});
+
+// log p(target) per position: logits [..., V], targets [...] → [...]; ignore_index positions 0.
+Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+// KL(softmax(ref) ‖ softmax(logits)) per row over the last dim → [...]. ref may require grad.
+Tensor kl_div(const Tensor& ref_logits, const Tensor& logits);
+
+}  // namespace lethe

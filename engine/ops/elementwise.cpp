@@ -1,0 +1,202 @@
+// Elementwise ops: broadcasting add/sub/mul/div, scale, unary maps, dropout.
+#include "engine/ops/common.h"
+
+namespace lethe {
+
+using namespace ops_detail;
+using kernels::BinaryOp;
+using kernels::UnaryOp;
+
+namespace {
+
+Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+  Shape out_shape = broadcast_shapes(name, a, b);
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  if (out.numel()) {
+    backend(a.device()).binary(op, a.dtype(), out.data_ptr(), out.layout(), a.data_ptr(),
+                               broadcast_layout(a, out_shape), b.data_ptr(),
+                               broadcast_layout(b, out_shape));
+  }
+  return out;
+}
+
+struct BinaryBackward : Node {
+  BinaryOp op;
+  Tensor a, b;  // saved only where the derivative needs them
+  Shape a_shape, b_shape;
+  bool need_a = false, need_b = false;
+  const char* name() const override {
+    switch (op) {
+      case BinaryOp::add: return "AddBackward";
+      case BinaryOp::sub: return "SubBackward";
+      case BinaryOp::mul: return "MulBackward";
+      case BinaryOp::div: return "DivBackward";
+    }
+    return "BinaryBackward";
+  }
+  std::vector<Tensor> apply(const Tensor& g) override {
+    Tensor ga, gb;
+    switch (op) {
+      case BinaryOp::add:
+        if (need_a) ga = g;
+        if (need_b) gb = g;
+        break;
+      case BinaryOp::sub:
+        if (need_a) ga = g;
+        if (need_b) gb = neg(g);
+        break;
+      case BinaryOp::mul:
+        if (need_a) ga = mul(g, b);
+        if (need_b) gb = mul(g, a);
+        break;
+      case BinaryOp::div:
+        if (need_a) ga = div(g, b);
+        if (need_b) gb = neg(div(mul(g, a), mul(b, b)));
+        break;
+    }
+    if (ga.defined()) ga = sum_to_shape(ga, a_shape);
+    if (gb.defined()) gb = sum_to_shape(gb, b_shape);
+    return {ga, gb};
+  }
+  void release_saved() override {
+    a = Tensor();
+    b = Tensor();
+  }
+};
+
+Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+  check_defined(name, a, "first input");
+  check_defined(name, b, "second input");
+  check_float_inputs(name, {&a, &b});
+  Tensor out = binary_raw(op, a, b, name);
+  if (any_requires_grad({&a, &b})) {
+    auto node = std::make_shared<BinaryBackward>();
+    node->op = op;
+    node->a_shape = a.shape();
+    node->b_shape = b.shape();
+    node->need_a = a.requires_grad();
+    node->need_b = b.requires_grad();
+    if (op == BinaryOp::mul || op == BinaryOp::div) {
+      node->a = a.detach();
+      node->b = b.detach();
+    }
+    attach_node(out, node, {&a, &b});
+  }
+  return out;
+}
+
+struct ScaleBackward : Node {
+  double s = 1;
+  const char* name() const override { return "ScaleBackward"; }
+  std::vector<Tensor> apply(const Tensor& g) override { return {scale(g, s)}; }
+};
+
+struct AddScalarBackward : Node {
+  const char* name() const override { return "AddScalarBackward"; }
+  std::vector<Tensor> apply(const Tensor& g) override { return {g}; }
+};
+
+struct UnaryBackward : Node {
+  UnaryOp op;
+  Tensor x, y;
+  const char* name() const override {
+    static const char* names[] = {"NegBackward",  "ReluBackward",   "GeluBackward",
+                                  "ExpBackward",  "LogBackward",    "SqrtBackward",
+                                  "SquareBackward", "TanhBackward", "SigmoidBackward",
+                                  "LogSigmoidBackward"};
+    return names[static_cast<int>(op)];
+  }
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    check_not_released(*this);
+    Tensor g = g_in.contiguous();
+    Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());
+    if (dx.numel()) {
+      backend(g.device()).unary_backward(op, g.dtype(), g.numel(), x.defined() ? x.data_ptr() : nullptr,
+                                         y.defined() ? y.data_ptr() : nullptr, g.data_ptr(),
+                                         dx.data_ptr());
+    }
+    return {dx};
+  }
+  void release_saved() override {
+    x = Tensor();
+    y = Tensor();
+  }
+};
+
+Tensor unary_op(UnaryOp op, const Tensor& x_in, const char* name) {
+  check_defined(name, x_in, "input");
+  check_float_inputs(name, {&x_in});
+  Tensor x = x_in.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (y.numel()) backend(x.device()).unary(op, x.dtype(), x.numel(), x.data_ptr(), y.data_ptr());
+  if (any_requires_grad({&x_in})) {
+    auto node = std::make_shared<UnaryBackward>();
+    node->op = op;
+    bool needs_y = op == UnaryOp::exp || op == UnaryOp::sqrt || op == UnaryOp::tanh ||
+                   op == UnaryOp::sigmoid;
+    if (needs_y) {
+      node->y = y.detach();
+    } else if (op != UnaryOp::neg) {
+      node->x = x.detach();
+    }
+    attach_node(y, node, {&x_in});
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::add, a, b, "add"); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::sub, a, b, "sub"); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::mul, a, b, "mul"); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::div, a, b, "div"); }
+
+Tensor scale(const Tensor& x_in, double s) {
+  check_defined("scale", x_in, "input");
+  check_float_inputs("scale", {&x_in});
+  Tensor x = x_in.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (y.numel()) backend(x.device()).axpby(x.dtype(), x.numel(), s, x.data_ptr(), 0.0, y.data_ptr());
+  if (any_requires_grad({&x_in})) {
+    auto node = std::make_shared<ScaleBackward>();
+    node->s = s;
+    attach_node(y, node, {&x_in});
+  }
+  return y;
+}
+
+Tensor add_scalar(const Tensor& x_in, double s) {
+  check_defined("add_scalar", x_in, "input");
+  check_float_inputs("add_scalar", {&x_in});
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = binary_raw(BinaryOp::add, x_in, Tensor::scalar(s, x_in.dtype(), x_in.device()), "add_scalar");
+  }
+  if (any_requires_grad({&x_in})) attach_node(y, std::make_shared<AddScalarBackward>(), {&x_in});
+  return y;
+}
+
+Tensor neg(const Tensor& x) { return unary_op(UnaryOp::neg, x, "neg"); }
+Tensor relu(const Tensor& x) { return unary_op(UnaryOp::relu, x, "relu"); }
+Tensor gelu(const Tensor& x) { return unary_op(UnaryOp::gelu, x, "gelu"); }
+Tensor exp(const Tensor& x) { return unary_op(UnaryOp::exp, x, "exp"); }
+Tensor log(const Tensor& x) { return unary_op(UnaryOp::log, x, "log"); }
+Tensor sqrt(const Tensor& x) { return unary_op(UnaryOp::sqrt, x, "sqrt"); }
+Tensor square(const Tensor& x) { return unary_op(UnaryOp::square, x, "square"); }
+Tensor tanh(const Tensor& x) { return unary_op(UnaryOp::tanh, x, "tanh"); }
+Tensor sigmoid(const Tensor& x) { return unary_op(UnaryOp::sigmoid, x, "sigmoid"); }
+Tensor log_sigmoid(const Tensor& x) { return unary_op(UnaryOp::log_sigmoid, x, "log_sigmoid"); }
+
+Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset) {
+  check_defined("dropout", x, "input");
+  LETHE_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
+  if (!training || p == 0.0) return x;
+  check_float_inputs("dropout", {&x});
+  Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (mask.numel())
+    backend(x.device()).dropout_mask(x.dtype(), mask.data_ptr(), mask.numel(), seed, offset, p);
+  return mul(x, mask);  // the mask is a constant: the gradient is g * mask
+}
+
+}  // namespace lethe

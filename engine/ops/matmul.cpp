@@ -1,0 +1,248 @@
+// matmul (batched, broadcasting) and linear (x w^T + b), both on the backend GEMM; in bf16 matmul
+// precision every GEMM of forward and backward takes bf16 operands with f32 accumulation.
+#include "engine/ops/common.h"
+
+namespace lethe {
+
+using namespace ops_detail;
+
+namespace {
+thread_local MatmulPrecision g_precision = MatmulPrecision::f32;
+
+kernels::GemmCompute compute_for(DType dt) {
+  return (dt == DType::f32 && g_precision == MatmulPrecision::bf16) ? kernels::GemmCompute::bf16
+                                                                     : kernels::GemmCompute::native;
+}
+
+// A 3-D [batch, rows, cols] operand as the GEMM sees it: data, leading dim, whether transposed,
+// batch stride. Avoids a copy when t (or its last-two-dims transpose) is already dense.
+struct Operand {
+  Tensor keep;  // holds the storage alive
+  const void* data = nullptr;
+  int64_t ld = 0, batch_stride = 0;
+  bool trans = false;
+};
+
+Operand as_operand(const Tensor& t) {  // t is [batch, r, c]
+  Operand op;
+  int64_t r = t.shape()[1], c = t.shape()[2];
+  const Shape& st = t.strides();
+  bool batch_ok = t.shape()[0] == 1 || st[0] == r * c;
+  if (batch_ok && (st[2] == 1 || c == 1) && (st[1] == c || r == 1)) {
+    op.keep = t;
+    op.ld = std::max<int64_t>(c, 1);
+  } else if (batch_ok && (st[1] == 1 || r == 1) && (st[2] == r || c == 1)) {
+    op.keep = t;
+    op.trans = true;
+    op.ld = std::max<int64_t>(r, 1);
+  } else {
+    op.keep = t.contiguous();
+    op.ld = std::max<int64_t>(c, 1);
+  }
+  op.data = op.keep.data_ptr();
+  op.batch_stride = r * c;
+  return op;
+}
+
+// C [batch, m, n] = op(A) op(B) where a is [batch, m, k] and b is [batch, k, n] (any strides).
+Tensor batched_gemm(const Tensor& a, const Tensor& b) {
+  int64_t batch = a.shape()[0], m = a.shape()[1], k = a.shape()[2], n = b.shape()[2];
+  Tensor c = Tensor::empty({batch, m, n}, a.dtype(), a.device());
+  if (c.numel() == 0) return c;
+  Operand oa = as_operand(a), ob = as_operand(b);
+  kernels::GemmArgs g;
+  g.dtype = a.dtype();
+  g.compute = compute_for(a.dtype());
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = oa.data;
+  g.lda = oa.ld;
+  g.trans_a = oa.trans;
+  g.b = ob.data;
+  g.ldb = ob.ld;
+  g.trans_b = ob.trans;
+  g.c = c.data_ptr();
+  g.ldc = n;
+  g.batch = batch;
+  g.stride_a = oa.batch_stride;
+  g.stride_b = ob.batch_stride;
+  g.stride_c = m * n;
+  if (k == 0) {
+    c.detach().zero_();
+    return c;
+  }
+  backend(a.device()).gemm(g);
+  return c;
+}
+
+struct MatmulBackward : Node {
+  Tensor a, b;  // broadcast, 3-D views [batch, m, k] / [batch, k, n]
+  Shape a_shape, b_shape, a_expanded, b_expanded;
+  bool need_a = false, need_b = false;
+  const char* name() const override { return "MatmulBackward"; }
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    check_not_released(*this);
+    int64_t batch = a.shape()[0];
+    Tensor g = g_in.reshape({batch, a.shape()[1], b.shape()[2]});
+    Tensor ga, gb;
+    if (need_a) {
+      ga = batched_gemm(g, b.transpose(1, 2)).reshape(a_expanded);
+      ga = sum_to_shape(ga, a_shape);
+    }
+    if (need_b) {
+      gb = batched_gemm(a.transpose(1, 2), g).reshape(b_expanded);
+      gb = sum_to_shape(gb, b_shape);
+    }
+    return {ga, gb};
+  }
+  void release_saved() override {
+    a = Tensor();
+    b = Tensor();
+  }
+};
+
+}  // namespace
+
+MatmulPrecision matmul_precision() { return g_precision; }
+void set_matmul_precision(MatmulPrecision p) { g_precision = p; }
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_defined("matmul", a, "a");
+  check_defined("matmul", b, "b");
+  check_float_inputs("matmul", {&a, &b});
+  LETHE_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: needs tensors of at least 2 dims, got ",
+              a.str(), " and ", b.str());
+  int64_t m = a.size(-2), k = a.size(-1), k2 = b.size(-2), n = b.size(-1);
+  LETHE_CHECK(k == k2, "matmul: inner dimensions differ: ", a.str(), " @ ", b.str(), " (", k,
+              " vs ", k2, ")");
+  // Broadcast the leading (batch) dims.
+  Shape la(a.shape().begin(), a.shape().end() - 2), lb(b.shape().begin(), b.shape().end() - 2);
+  Tensor ta = Tensor::empty(la, DType::u8), tb = Tensor::empty(lb, DType::u8);  // shape carriers
+  Shape lead = broadcast_shapes("matmul", ta, tb);
+  Shape ea = lead, eb = lead;
+  ea.insert(ea.end(), {m, k});
+  eb.insert(eb.end(), {k, n});
+  int64_t batch = shape_numel(lead);
+  Tensor a3, b3;
+  {
+    NoGradGuard ng;
+    Tensor ax = a.detach().expand(ea), bx = b.detach().expand(eb);
+    // Keep strided 2-D/3-D operands as views so transposed inputs reach the GEMM without a copy.
+    auto to3 = [&](const Tensor& t, const Tensor& orig, int64_t r, int64_t c) {
+      if (t.shape() == orig.shape() && orig.dim() == 2) return t.unsqueeze(0);
+      if (t.shape() == orig.shape() && orig.dim() == 3) return t;
+      return t.contiguous().reshape({batch, r, c});
+    };
+    a3 = to3(ax, a, m, k);
+    b3 = to3(bx, b, k, n);
+  }
+  Tensor c3 = batched_gemm(a3, b3);
+  Shape out_shape = lead;
+  out_shape.insert(out_shape.end(), {m, n});
+  Tensor out = make_view(c3.storage(), 0, out_shape, contiguous_strides(out_shape), c3.dtype());
+  if (any_requires_grad({&a, &b})) {
+    auto node = std::make_shared<MatmulBackward>();
+    node->a = a3;
+    node->b = b3;
+    node->a_shape = a.shape();
+    node->b_shape = b.shape();
+    node->a_expanded = ea;
+    node->b_expanded = eb;
+    node->need_a = a.requires_grad();
+    node->need_b = b.requires_grad();
+    attach_node(out, node, {&a, &b});
+  }
+  return out;
+}
+
+namespace {
+
+struct LinearBackward : Node {
+  Tensor x2, w;  // x as [N, in], w [out, in]
+  Shape x_shape;
+  bool need_x = false, need_w = false, need_b = false;
+  const char* name() const override { return "LinearBackward"; }
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    check_not_released(*this);
+    int64_t out_f = w.shape()[0];
+    Tensor g = g_in.reshape({1, x2.shape()[0], out_f});
+    Tensor gx, gw, gb;
+    if (need_x) gx = batched_gemm(g, w.unsqueeze(0)).reshape(x_shape);
+    if (need_w) {
+      gw = batched_gemm(g.transpose(1, 2), x2.unsqueeze(0)).reshape(w.shape());
+    }
+    if (need_b) gb = sum(g.reshape({x2.shape()[0], out_f}), 0, false);
+    return {gx, gw, gb};
+  }
+  void release_saved() override {
+    x2 = Tensor();
+    w = Tensor();
+  }
+};
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_defined("linear", x, "input");
+  check_defined("linear", w, "weight");
+  check_float_inputs("linear", {&x, &w, &b});
+  LETHE_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.str());
+  LETHE_CHECK(x.dim() >= 1 && x.size(-1) == w.shape()[1], "linear: input ", x.str(),
+              " does not end in in_features = ", w.shape()[1], " of weight ", w.str());
+  int64_t in_f = w.shape()[1], out_f = w.shape()[0];
+  if (b.defined())
+    LETHE_CHECK(b.dim() == 1 && b.shape()[0] == out_f, "linear: bias ", b.str(),
+                " does not match out_features = ", out_f);
+  int64_t rows = x.numel() / std::max<int64_t>(in_f, 1);
+  Tensor x2, wc, bc;
+  {
+    NoGradGuard ng;
+    x2 = x.detach().reshape({rows, in_f});
+    if (!x2.is_contiguous()) x2 = x2.contiguous();
+    wc = w.detach().contiguous();
+    if (b.defined()) bc = b.detach().contiguous();
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = out_f;
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (y.numel()) {
+    kernels::GemmArgs g;
+    g.dtype = x.dtype();
+    g.compute = compute_for(x.dtype());
+    g.m = rows;
+    g.n = out_f;
+    g.k = in_f;
+    g.a = x2.data_ptr();
+    g.lda = in_f;
+    g.b = wc.data_ptr();
+    g.ldb = in_f;
+    g.trans_b = true;
+    g.c = y.data_ptr();
+    g.ldc = out_f;
+    g.bias = bc.defined() ? bc.data_ptr() : nullptr;
+    if (in_f == 0) {
+      y.detach().zero_();
+      if (bc.defined()) y = add(y.detach(), bc);
+    } else {
+      backend(x.device()).gemm(g);
+    }
+  }
+  if (any_requires_grad({&x, &w, &b})) {
+    auto node = std::make_shared<LinearBackward>();
+    node->x2 = x2;
+    node->w = wc;
+    node->x_shape = x.shape();
+    node->need_x = x.requires_grad();
+    node->need_w = w.requires_grad();
+    node->need_b = b.defined() && b.requires_grad();
+    if (b.defined()) {
+      attach_node(y, node, {&x, &w, &b});
+    } else {
+      attach_node(y, node, {&x, &w});
+    }
+  }
+  return y;
+}
+
+}  // namespace lethe

@@ -1,0 +1,209 @@
+// backend.h — the one list of primitives every device implements (CPU always, CUDA when built).
+// Kernels see raw pointers, sizes and dtypes only: no Tensor, no autograd. Float kernels take
+// DType f32 or f64 (f64 for gradient checks); bf16/f16 appear only in casts and GEMM operands.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/dtype.h"
+
+namespace lethe::kernels {
+
+constexpr int kMaxDims = 8;
+
+// A strided view of n-dimensional data: element (i0..ik) lives at ptr[sum(i_d * stride[d])].
+struct Layout {
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t stride[kMaxDims] = {};
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; ++d) n *= shape[d];
+    return n;
+  }
+};
+
+enum class UnaryOp : uint8_t { neg, relu, gelu, exp, log, sqrt, square, tanh, sigmoid, log_sigmoid };
+enum class BinaryOp : uint8_t { add, sub, mul, div };
+
+enum class CrossEntropyMode : uint8_t {
+  nll,           // -log p_target
+  unlikelihood,  // -log(1 - c * p_target), c in (0, 1]
+};
+
+// GEMM operand precision: f32 tensors may be multiplied with bf16 operands and f32 accumulation.
+enum class GemmCompute : uint8_t { native, bf16 };
+
+struct GemmArgs {
+  DType dtype = DType::f32;  // dtype of A, B and C (f32 or f64)
+  GemmCompute compute = GemmCompute::native;
+  bool trans_a = false, trans_b = false;  // row-major; op(A) is [m, k], op(B) is [k, n]
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  void* c = nullptr;
+  int64_t ldc = 0;
+  double alpha = 1.0, beta = 0.0;  // C = alpha * op(A) op(B) + beta * C
+  int64_t batch = 1;               // batched with element strides between matrices
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  const void* bias = nullptr;  // optional [n], added to every row of C (after alpha/beta)
+};
+
+struct AttentionArgs {
+  DType dtype = DType::f32;
+  int64_t batch = 0, heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
+  bool causal = true;  // query i (absolute position i + kv_len - q_len) sees keys j <= that position
+  double scale = 1.0;  // applied to q k^T (OPT pre-scales q, so it passes 1.0)
+  // q [B,H,Tq,D], k/v [B,H,Tk,D], out [B,H,Tq,D], all contiguous.
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const int64_t* key_mask = nullptr;  // optional [B,Tk], nonzero = attend; null = all keys
+  void* out = nullptr;
+  float* lse = nullptr;  // [B,H,Tq] log-sum-exp of the scaled, masked scores (saved for backward);
+                         // -inf for a query row that sees no key (its output is zero)
+};
+
+struct AttentionBackwardArgs {
+  AttentionArgs fwd;  // the forward's arguments, with out and lse filled
+  const void* dout = nullptr;
+  void* dq = nullptr;  // written (not accumulated)
+  void* dk = nullptr;
+  void* dv = nullptr;
+};
+
+struct CrossEntropyArgs {
+  DType dtype = DType::f32;
+  int64_t rows = 0, vocab = 0;
+  const void* logits = nullptr;      // [rows, vocab]
+  const int64_t* targets = nullptr;  // [rows]; ignore_index rows contribute 0 and get 0 gradient
+  const float* weights = nullptr;    // optional [rows] per-token weight, may be negative
+  int64_t ignore_index = -100;
+  CrossEntropyMode mode = CrossEntropyMode::nll;
+  double c = 1.0;              // unlikelihood coefficient
+  void* loss = nullptr;        // [rows] weighted per-token loss (0 on ignored rows)
+  float* lse = nullptr;        // [rows] saved log-sum-exp of the row's logits
+};
+
+struct CrossEntropyBackwardArgs {
+  CrossEntropyArgs fwd;       // with lse filled
+  const void* dloss = nullptr;  // [rows] upstream gradient of each row's loss
+  void* dlogits = nullptr;      // [rows, vocab], written
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ---- memory -------------------------------------------------------------------------
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* ptr, size_t bytes) = 0;
+  // Copies between this device and host memory (dst/src on the named side).
+  virtual void copy_to_host(void* host_dst, const void* dev_src, size_t bytes) = 0;
+  virtual void copy_from_host(void* dev_dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_on_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- layout, casts, fills -----------------------------------------------------------
+  // dst[dst_layout] = src[src_layout]; both layouts have the same shape; same dtype.
+  virtual void copy_strided(DType dtype, void* dst, const Layout& dst_layout, const void* src,
+                            const Layout& src_layout) = 0;
+  virtual void cast(DType from, const void* src, DType to, void* dst, int64_t n) = 0;
+  virtual void fill(DType dtype, void* dst, int64_t n, double value) = 0;
+  // Counter-based RNG: element i depends only on (seed, offset + i), identical on every device.
+  virtual void fill_uniform(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                            double low, double high) = 0;
+  virtual void fill_normal(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                           double mean, double stddev) = 0;
+  // mask[i] = (uniform(seed, offset+i) >= p) ? 1/(1-p) : 0
+  virtual void dropout_mask(DType dtype, void* mask, int64_t n, uint64_t seed, uint64_t offset,
+                            double p) = 0;
+
+  // ---- elementwise --------------------------------------------------------------------
+  virtual void unary(UnaryOp op, DType dtype, int64_t n, const void* x, void* y) = 0;
+  // dx = dy * f'(x); y = f(x) is given for ops whose derivative is cheaper from it.
+  virtual void unary_backward(UnaryOp op, DType dtype, int64_t n, const void* x, const void* y,
+                              const void* dy, void* dx) = 0;
+  // out[out_layout] = a[a_layout] (op) b[b_layout]; a/b layouts have out's shape (broadcast
+  // dims have stride 0).
+  virtual void binary(BinaryOp op, DType dtype, void* out, const Layout& out_layout, const void* a,
+                      const Layout& a_layout, const void* b, const Layout& b_layout) = 0;
+  // y = alpha * x + beta * y
+  virtual void axpby(DType dtype, int64_t n, double alpha, const void* x, double beta, void* y) = 0;
+  // out[o, i] = sum_r in[o, r, i]  (in is contiguous [outer, reduce, inner])
+  virtual void reduce_sum(DType dtype, const void* in, int64_t outer, int64_t reduce, int64_t inner,
+                          void* out) = 0;
+  // Sum of x[i] * y[i] in double precision accumulation, returned to the host.
+  virtual double dot(DType dtype, int64_t n, const void* x, const void* y) = 0;
+  // out[i * k + j] = <bufs[i], bufs[j]> for k buffers of n elements each, in one pass.
+  virtual void gram(DType dtype, int64_t n, int k, const void* const* bufs, double* out) = 0;
+
+  // ---- dense ----------------------------------------------------------------------------
+  virtual void gemm(const GemmArgs& args) = 0;
+
+  // ---- normalisation and softmax ---------------------------------------------------------
+  // y = (x - mean) * rstd * gamma + beta per row; mean/rstd [rows] saved in f32.
+  virtual void layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                 const void* gamma, const void* beta, double eps, void* y,
+                                 float* mean, float* rstd) = 0;
+  // dx written; dgamma/dbeta accumulated (+=) when non-null.
+  virtual void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                  const void* gamma, const float* mean, const float* rstd,
+                                  const void* dy, void* dx, void* dgamma, void* dbeta) = 0;
+  // Row-wise softmax or log_softmax over the last dim.
+  virtual void softmax_forward(DType dtype, int64_t rows, int64_t cols, const void* x, void* y,
+                               bool log) = 0;
+  virtual void softmax_backward(DType dtype, int64_t rows, int64_t cols, const void* y,
+                                const void* dy, void* dx, bool log) = 0;
+
+  // ---- attention -----------------------------------------------------------------------
+  virtual void attention_forward(const AttentionArgs& args) = 0;
+  virtual void attention_backward(const AttentionBackwardArgs& args) = 0;
+
+  // ---- embedding, gather ------------------------------------------------------------------
+  // out[i, :] = table[ids[i], :]; ids must be in [0, num_rows) (checked by the op).
+  virtual void embedding_forward(DType dtype, int64_t n, int64_t dim, const int64_t* ids,
+                                 const void* table, void* out) = 0;
+  // dtable[ids[i], :] += dout[i, :], except rows equal to padding_idx (pass -1 for none).
+  virtual void embedding_backward(DType dtype, int64_t n, int64_t dim, const int64_t* ids,
+                                  const void* dout, void* dtable, int64_t padding_idx) = 0;
+
+  // ---- losses ------------------------------------------------------------------------------
+  virtual void cross_entropy_forward(const CrossEntropyArgs& args) = 0;
+  virtual void cross_entropy_backward(const CrossEntropyBackwardArgs& args) = 0;
+  // out[r] = KL(softmax(ref[r]) || softmax(x[r])) for each row.
+  virtual void kl_div_forward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,
+                              const void* logits, void* out) = 0;
+  // d/dlogits and d/dref (either may be null) of sum_r dout[r] * out[r]; written.
+  virtual void kl_div_backward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,
+                               const void* logits, const void* dout, void* dlogits,
+                               void* dref) = 0;
+
+  // ---- optimizers (f32 params, grads and state) -------------------------------------------
+  // PyTorch AdamW: p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+  // p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
+  virtual void adamw_step(int64_t n, float* param, const float* grad, float* m, float* v,
+                          double lr, double beta1, double beta2, double eps, double weight_decay,
+                          double bias_correction1, double bias_correction2) = 0;
+  // PyTorch SGD: g += wd p; buf = first ? g : momentum buf + (1-dampening) g;
+  // g = nesterov ? g + momentum buf : buf (when momentum != 0); p -= lr g
+  virtual void sgd_step(int64_t n, float* param, const float* grad, float* momentum_buf,
+                        double lr, double momentum, double dampening, double weight_decay,
+                        bool nesterov, bool first_step) = 0;
+};
+
+enum class DeviceType : uint8_t { cpu, cuda };
+
+// The CPU backend: always present.
+Backend& cpu_backend();
+// The CUDA backend, or nullptr when lethe was built without CUDA or no GPU is visible.
+Backend* cuda_backend();
+// Why cuda_backend() is null (for error messages).
+std::string cuda_unavailable_reason();
+
+}  // namespace lethe::kernels

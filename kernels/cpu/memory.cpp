@@ -1,0 +1,184 @@
+// CPU memory, strided copies, casts, fills and the counter-based RNG.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/rng.h"
+
+namespace lethe::kernels {
+
+Backend& cpu_backend() {
+  static CpuBackend instance;
+  return instance;
+}
+
+void* CpuBackend::allocate(size_t bytes) {
+  // 64-byte alignment for AVX-512 loads; size rounded up as aligned_alloc requires.
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  LETHE_CHECK(p != nullptr, "out of host memory allocating ", bytes, " bytes");
+  return p;
+}
+
+void CpuBackend::deallocate(void* ptr, size_t) { std::free(ptr); }
+
+void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copy_from_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copy_on_device(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
+
+namespace {
+
+// Visits every index of `shape` in row-major order, calling fn(dst_offset, src_offset) with
+// element offsets computed from two stride sets. The innermost dim is a tight loop.
+template <typename Fn>
+void for_each_strided(const Layout& dst, const Layout& src, Fn&& fn) {
+  int nd = dst.ndim;
+  if (nd == 0) {
+    fn(0, 0, 1, 0, 0);
+    return;
+  }
+  int64_t inner = dst.shape[nd - 1];
+  int64_t outer = dst.numel() / (inner ? inner : 1);
+  if (inner == 0) return;
+#pragma omp parallel for schedule(static) if (outer * inner > (1 << 16))
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t rem = o, doff = 0, soff = 0;
+    for (int d = nd - 2; d >= 0; --d) {
+      int64_t i = rem % dst.shape[d];
+      rem /= dst.shape[d];
+      doff += i * dst.stride[d];
+      soff += i * src.stride[d];
+    }
+    fn(doff, soff, inner, dst.stride[nd - 1], src.stride[nd - 1]);
+  }
+}
+
+template <typename T>
+void strided_copy_typed(T* dst, const Layout& dl, const T* src, const Layout& sl) {
+  for_each_strided(dl, sl, [&](int64_t doff, int64_t soff, int64_t n, int64_t ds, int64_t ss) {
+    T* d = dst + doff;
+    const T* s = src + soff;
+    if (ds == 1 && ss == 1) {
+      std::memcpy(d, s, static_cast<size_t>(n) * sizeof(T));
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i * ds] = s[i * ss];
+    }
+  });
+}
+
+template <typename T>
+double load_as_double(const void* p, int64_t i) {
+  return static_cast<double>(static_cast<const T*>(p)[i]);
+}
+
+double load(DType t, const void* p, int64_t i) {
+  switch (t) {
+    case DType::f64: return load_as_double<double>(p, i);
+    case DType::f32: return load_as_double<float>(p, i);
+    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::i32: return load_as_double<int32_t>(p, i);
+    case DType::i64: return load_as_double<int64_t>(p, i);
+    case DType::u8: return load_as_double<uint8_t>(p, i);
+    case DType::boolean: return static_cast<const uint8_t*>(p)[i] ? 1.0 : 0.0;
+  }
+  return 0;
+}
+
+void store(DType t, void* p, int64_t i, double v) {
+  switch (t) {
+    case DType::f64: static_cast<double*>(p)[i] = v; break;
+    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
+    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
+    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
+    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::boolean: static_cast<uint8_t*>(p)[i] = v != 0.0; break;
+  }
+}
+
+}  // namespace
+
+void CpuBackend::copy_strided(DType dtype, void* dst, const Layout& dl, const void* src,
+                              const Layout& sl) {
+  switch (dtype_size(dtype)) {
+    case 8: strided_copy_typed(static_cast<uint64_t*>(dst), dl, static_cast<const uint64_t*>(src), sl); break;
+    case 4: strided_copy_typed(static_cast<uint32_t*>(dst), dl, static_cast<const uint32_t*>(src), sl); break;
+    case 2: strided_copy_typed(static_cast<uint16_t*>(dst), dl, static_cast<const uint16_t*>(src), sl); break;
+    case 1: strided_copy_typed(static_cast<uint8_t*>(dst), dl, static_cast<const uint8_t*>(src), sl); break;
+    default: LETHE_FAIL("copy_strided: bad dtype");
+  }
+}
+
+void CpuBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
+  if (from == to) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * dtype_size(from));
+    return;
+  }
+  // Fast paths for the conversions that matter for checkpoints and bf16 GEMMs.
+  if (from == DType::f32 && to == DType::bf16) {
+    const float* s = static_cast<const float*>(src);
+    uint16_t* d = static_cast<uint16_t*>(dst);
+#pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+    return;
+  }
+  if (from == DType::bf16 && to == DType::f32) {
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    float* d = static_cast<float*>(dst);
+#pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+    return;
+  }
+  if (from == DType::f16 && to == DType::f32) {
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    float* d = static_cast<float*>(dst);
+#pragma omp parallel for if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
+    return;
+  }
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) store(to, dst, i, load(from, src, i));
+}
+
+void CpuBackend::fill(DType dtype, void* dst, int64_t n, double value) {
+  if (dtype == DType::f32) {
+    float* d = static_cast<float*>(dst);
+    float v = static_cast<float>(value);
+#pragma omp parallel for simd if (n > (1 << 18))
+    for (int64_t i = 0; i < n; ++i) d[i] = v;
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) store(dtype, dst, i, value);
+}
+
+void CpuBackend::fill_uniform(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                              double low, double high) {
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i)
+    store(dtype, dst, i, low + (high - low) * rng::uniform(seed, offset + static_cast<uint64_t>(i)));
+}
+
+void CpuBackend::fill_normal(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                             double mean, double stddev) {
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t c = 2 * (offset + static_cast<uint64_t>(i));
+    double u1 = 1.0 - rng::uniform(seed, c);  // (0, 1]
+    double u2 = rng::uniform(seed, c + 1);
+    double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    store(dtype, dst, i, mean + stddev * z);
+  }
+}
+
+void CpuBackend::dropout_mask(DType dtype, void* mask, int64_t n, uint64_t seed, uint64_t offset,
+                              double p) {
+  double keep_scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i)
+    store(dtype, mask, i, rng::uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? keep_scale : 0.0);
+}
+
+}  // namespace lethe::kernels

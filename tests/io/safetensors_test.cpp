@@ -30,7 +30,8 @@ double value_at(const TensorInfo& t, int64_t i) {
     case DType::f64: return load(double{});
     case DType::i32: return load(int32_t{});
     case DType::i64: return static_cast<double>(load(int64_t{}));
-    case DType::u8: case DType::boolean: return *p;
+    case DType::u8:
+    case DType::boolean: return *p;
   }
   return NAN;
 }
@@ -50,7 +51,8 @@ nlohmann::json expected_files() {
 void check_against_expected(const SafetensorsFile& f, const nlohmann::json& e) {
   SCOPED_TRACE(e["file"].get<std::string>());
   EXPECT_EQ(f.header_size(), e["header_size"].get<uint64_t>());
-  EXPECT_EQ(f.metadata(), e["metadata"].get<std::map<std::string, std::string>>());
+  using StringMap = std::map<std::string, std::string>;
+  EXPECT_EQ(f.metadata(), e["metadata"].get<StringMap>());
   ASSERT_EQ(f.tensors().size(), e["tensors"].size());
   for (const auto& et : e["tensors"]) {
     const std::string name = et["name"];
@@ -76,7 +78,9 @@ void check_against_expected(const SafetensorsFile& f, const nlohmann::json& e) {
         // Exact: every fixture value is representable in its dtype (torch rounded it).
         EXPECT_TRUE(got == want || (std::isnan(got) && std::isnan(want)))
             << "element " << i << ": " << got << " vs " << want;
-        if (want == 0.0) EXPECT_EQ(std::signbit(got), std::signbit(want)) << "element " << i;
+        if (want == 0.0) {
+          EXPECT_EQ(std::signbit(got), std::signbit(want)) << "element " << i;
+        }
       }
     }
   }
@@ -139,10 +143,10 @@ TEST(Safetensors, RewriteInFileOrderReproducesReferenceBytes) {
 
 std::vector<TensorToWrite> sample_tensors(std::vector<std::vector<uint8_t>>& storage) {
   std::vector<TensorToWrite> ts = {
-      {"b.weight", DType::f16, {2, 3}, nullptr},  {"a", DType::f32, {}, nullptr},
-      {"empty", DType::bf16, {0, 5}, nullptr},    {"ids", DType::i64, {3}, nullptr},
-      {"mask", DType::boolean, {7}, nullptr},     {"bytes", DType::u8, {1, 1, 3}, nullptr},
-      {"d", DType::f64, {2}, nullptr},            {"i", DType::i32, {2, 2}, nullptr},
+      {"b.weight", DType::f16, {2, 3}, nullptr}, {"a", DType::f32, {}, nullptr},
+      {"empty", DType::bf16, {0, 5}, nullptr},   {"ids", DType::i64, {3}, nullptr},
+      {"mask", DType::boolean, {7}, nullptr},    {"bytes", DType::u8, {1, 1, 3}, nullptr},
+      {"d", DType::f64, {2}, nullptr},           {"i", DType::i32, {2, 2}, nullptr},
       {"bf", DType::bf16, {5}, nullptr},
   };
   storage.clear();
@@ -151,7 +155,10 @@ std::vector<TensorToWrite> sample_tensors(std::vector<std::vector<uint8_t>>& sto
     size_t n = dtype_size(t.dtype);
     for (auto d : t.shape) n *= static_cast<size_t>(d);
     storage.emplace_back(n);
-    for (auto& b : storage.back()) b = seed = static_cast<uint8_t>(seed * 13 + 7);
+    for (auto& b : storage.back()) {
+      seed = static_cast<uint8_t>(seed * 13 + 7);
+      b = t.dtype == DType::boolean ? seed & 1 : seed;
+    }
     t.data = n ? storage.back().data() : nullptr;
   }
   return ts;
@@ -211,8 +218,8 @@ TEST(Safetensors, WrittenHeaderIsPaddedJsonWithFormatPt) {
   EXPECT_EQ(j["a"]["shape"], nlohmann::json::array());
   // A copy for manual cross-checking with the reference reader:
   //   python tools/fixtures/make_io_fixtures.py --verify $TMPDIR/lethe_written.safetensors
-  std::filesystem::copy_file(path, std::filesystem::temp_directory_path() /
-                                       "lethe_written.safetensors",
+  std::filesystem::copy_file(path,
+                             std::filesystem::temp_directory_path() / "lethe_written.safetensors",
                              std::filesystem::copy_options::overwrite_existing);
 }
 
@@ -221,18 +228,31 @@ TEST(Safetensors, WriterRejectsBadInputAndLeavesOldFileIntact) {
   const std::string path = dir + "/m.safetensors";
   test::write_bytes(path, "old contents");
   float x = 1;
-  expect_error([&] {
-    write_safetensors(path, {{"w", DType::f32, {}, &x}, {"w", DType::f32, {}, &x}});
-  }, {"m.safetensors", "'w'", "duplicate"});
-  expect_error([&] { write_safetensors(path, {{"__metadata__", DType::f32, {}, &x}}); },
-               {"m.safetensors", "reserved"});
-  expect_error([&] { write_safetensors(path, {{"neg", DType::f32, {2, -1}, &x}}); },
-               {"'neg'", "[2,-1]"});
-  expect_error([&] { write_safetensors(path, {{"null", DType::f32, {4}, nullptr}}); },
-               {"'null'", "null data"});
-  expect_error([&] {
-    write_safetensors(path, {{"huge", DType::f32, {int64_t{1} << 40, int64_t{1} << 40}, &x}});
-  }, {"'huge'"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"w", DType::f32, {}, &x}, {"w", DType::f32, {}, &x}});
+      },
+      {"m.safetensors", "'w'", "duplicate"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"__metadata__", DType::f32, {}, &x}});
+      },
+      {"m.safetensors", "reserved"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"neg", DType::f32, {2, -1}, &x}});
+      },
+      {"'neg'", "[2,-1]"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"null", DType::f32, {4}, nullptr}});
+      },
+      {"'null'", "null data"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"huge", DType::f32, {int64_t{1} << 40, int64_t{1} << 40}, &x}});
+      },
+      {"'huge'"});
   EXPECT_EQ(test::read_bytes(path), "old contents");
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
   expect_error([&] { write_safetensors(dir + "/no/such/dir/x.safetensors", {}); },
@@ -251,9 +271,14 @@ TEST(Safetensors, EmptyFileHasNoTensors) {
 }
 
 TEST(Safetensors, DtypeNames) {
-  for (auto [name, dt] : std::vector<std::pair<std::string, DType>>{
-           {"F16", DType::f16}, {"BF16", DType::bf16}, {"F32", DType::f32}, {"F64", DType::f64},
-           {"I64", DType::i64}, {"I32", DType::i32}, {"U8", DType::u8}, {"BOOL", DType::boolean}}) {
+  for (auto [name, dt] : std::vector<std::pair<std::string, DType>>{{"F16", DType::f16},
+                                                                    {"BF16", DType::bf16},
+                                                                    {"F32", DType::f32},
+                                                                    {"F64", DType::f64},
+                                                                    {"I64", DType::i64},
+                                                                    {"I32", DType::i32},
+                                                                    {"U8", DType::u8},
+                                                                    {"BOOL", DType::boolean}}) {
     EXPECT_EQ(parse_safetensors_dtype(name), dt);
     EXPECT_EQ(safetensors_dtype_name(dt), name);
   }

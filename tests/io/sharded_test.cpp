@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/io/opt_config.h"
 #include "engine/io/safetensors.h"
 #include "tests/io/test_util.h"
 
@@ -75,6 +76,12 @@ TEST(Sharded, OpenCheckpointPicksIndexOrSingleFile) {
     out.push_back({name, t.dtype, t.shape, t.data});
   }
   write_safetensors(dir + "/model.safetensors", out);
+  save_opt_config(load_opt_config(fixture("sharded")), dir + "/config.json");
+  // Manual cross-check that transformers loads what lethe wrote:
+  //   python tools/fixtures/make_io_fixtures.py --verify-checkpoint $TMPDIR/lethe_checkpoint
+  const fs::path keep = fs::temp_directory_path() / "lethe_checkpoint";
+  fs::remove_all(keep);
+  fs::copy(dir, keep);
   fs::copy_file(fixture("sharded/model.safetensors.index.json"),
                 dir + "/model.safetensors.index.json");
   SafetensorsIndex b = open_checkpoint(dir);
@@ -120,9 +127,9 @@ TEST(Sharded, NameMissingFromItsShard) {
   auto j = fixture_index();
   j["weight_map"]["lm_head.weight"] = "model-00002-of-00002.safetensors";
   const std::string path = index_dir_with(j);
-  expect_error([&] { SafetensorsIndex::open(path); },
-               {path, "tensor 'lm_head.weight'", "model-00002-of-00002.safetensors",
-                "has no such tensor"});
+  expect_error(
+      [&] { SafetensorsIndex::open(path); },
+      {path, "tensor 'lm_head.weight'", "model-00002-of-00002.safetensors", "has no such tensor"});
   // A tensor mapped to the wrong (existing) shard is caught the same way.
   auto k = fixture_index();
   k["weight_map"]["model.decoder.embed_tokens.weight"] = "model-00002-of-00002.safetensors";

@@ -1,0 +1,243 @@
+// See opt_config.h.
+#include "engine/io/opt_config.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "engine/error.h"
+#include "engine/io/json.h"
+
+namespace lethe::io {
+
+namespace {
+
+constexpr const char* kDTypes[] = {"float16", "bfloat16", "float32", "float64"};
+
+// Keys this struct owns; everything else goes to `extra`. "dtype" is transformers 5's name for
+// "torch_dtype"; "model_type" and "architectures" are fixed on save.
+constexpr const char* kKnownKeys[] = {
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "ffn_dim",
+    "max_position_embeddings",
+    "do_layer_norm_before",
+    "_remove_final_layer_norm",
+    "word_embed_proj_dim",
+    "dropout",
+    "attention_dropout",
+    "num_attention_heads",
+    "activation_function",
+    "layerdrop",
+    "init_std",
+    "enable_bias",
+    "layer_norm_elementwise_affine",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "torch_dtype",
+    "dtype",
+    "tie_word_embeddings",
+    "use_cache",
+    "model_type",
+    "architectures",
+};
+
+// Reads typed fields of one JSON object, naming source and field in every error.
+class FieldReader {
+ public:
+  FieldReader(const nlohmann::json& j, const std::string& source) : j_(j), source_(source) {}
+
+  void read(const char* key, int64_t& out) const {
+    if (!j_.contains(key)) return;
+    const auto& v = j_[key];
+    // transformers writes integers; accept 12.0 too, as Python's json would give a float.
+    if (v.is_number_integer()) {
+      out = v.get<int64_t>();
+      LETHE_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= INT64_MAX, where(key), "value ",
+                  v.dump(), " is too large");
+    } else if (v.is_number_float() && std::nearbyint(v.get<double>()) == v.get<double>() &&
+               std::fabs(v.get<double>()) < 9e15) {
+      out = static_cast<int64_t>(v.get<double>());
+    } else {
+      LETHE_FAIL(where(key), "expected an integer, got ", v.dump());
+    }
+  }
+  void read(const char* key, std::optional<int64_t>& out) const {
+    if (!j_.contains(key)) return;
+    if (j_[key].is_null()) {
+      out.reset();
+      return;
+    }
+    LETHE_CHECK(!j_[key].is_array(), where(key), "lists of token ids are not supported, got ",
+                j_[key].dump());
+    int64_t v = 0;
+    read(key, v);
+    out = v;
+  }
+  void read(const char* key, double& out) const {
+    if (!j_.contains(key)) return;
+    const auto& v = j_[key];
+    LETHE_CHECK(v.is_number(), where(key), "expected a number, got ", v.dump());
+    out = v.get<double>();
+  }
+  void read(const char* key, bool& out) const {
+    if (!j_.contains(key)) return;
+    const auto& v = j_[key];
+    LETHE_CHECK(v.is_boolean(), where(key), "expected true or false, got ", v.dump());
+    out = v.get<bool>();
+  }
+  void read(const char* key, std::string& out) const {
+    if (!j_.contains(key) || j_[key].is_null()) return;
+    const auto& v = j_[key];
+    LETHE_CHECK(v.is_string(), where(key), "expected a string, got ", v.dump());
+    out = v.get<std::string>();
+  }
+
+  std::string where(const char* key) const { return source_ + ": field '" + key + "': "; }
+
+ private:
+  const nlohmann::json& j_;
+  const std::string& source_;
+};
+
+std::string field(const std::string& source, const char* key) {
+  return source + ": field '" + key + "': ";
+}
+
+}  // namespace
+
+void OptConfig::validate(const std::string& source) const {
+  auto positive = [&](const char* key, int64_t v) {
+    LETHE_CHECK(v > 0, field(source, key), "must be positive, got ", v);
+  };
+  positive("vocab_size", vocab_size);
+  positive("hidden_size", hidden_size);
+  positive("num_hidden_layers", num_hidden_layers);
+  positive("ffn_dim", ffn_dim);
+  positive("max_position_embeddings", max_position_embeddings);
+  positive("word_embed_proj_dim", word_embed_proj_dim);
+  positive("num_attention_heads", num_attention_heads);
+  LETHE_CHECK(hidden_size % num_attention_heads == 0, field(source, "hidden_size"), hidden_size,
+              " is not divisible by num_attention_heads ", num_attention_heads);
+  LETHE_CHECK(activation_function == "relu", field(source, "activation_function"),
+              "unsupported activation '", activation_function, "' (lethe supports \"relu\")");
+  auto probability = [&](const char* key, double v) {
+    LETHE_CHECK(v >= 0.0 && v <= 1.0, field(source, key), "must be in [0, 1], got ", v);
+  };
+  probability("dropout", dropout);
+  probability("attention_dropout", attention_dropout);
+  probability("layerdrop", layerdrop);
+  LETHE_CHECK(init_std >= 0.0 && std::isfinite(init_std), field(source, "init_std"),
+              "must be a finite non-negative number, got ", init_std);
+  auto token = [&](const char* key, const std::optional<int64_t>& id) {
+    if (id)
+      LETHE_CHECK(*id >= 0 && *id < vocab_size, field(source, key), "token id ", *id,
+                  " is outside the vocabulary [0, ", vocab_size, ")");
+  };
+  token("pad_token_id", pad_token_id);
+  token("bos_token_id", bos_token_id);
+  token("eos_token_id", eos_token_id);
+  if (!torch_dtype.empty()) {
+    bool known = false;
+    for (const char* d : kDTypes) known = known || torch_dtype == d;
+    LETHE_CHECK(known, field(source, "torch_dtype"), "unsupported dtype '", torch_dtype,
+                "' (expected float16, bfloat16, float32 or float64)");
+  }
+}
+
+OptConfig opt_config_from_json(const nlohmann::json& j, const std::string& source) {
+  LETHE_CHECK(j.is_object(), source, ": config is not a JSON object");
+  OptConfig c;
+  FieldReader r(j, source);
+  std::string model_type = "opt";
+  r.read("model_type", model_type);
+  LETHE_CHECK(model_type == "opt", field(source, "model_type"), "expected \"opt\", got \"",
+              model_type, "\"");
+  r.read("vocab_size", c.vocab_size);
+  r.read("hidden_size", c.hidden_size);
+  r.read("num_hidden_layers", c.num_hidden_layers);
+  r.read("ffn_dim", c.ffn_dim);
+  r.read("max_position_embeddings", c.max_position_embeddings);
+  r.read("do_layer_norm_before", c.do_layer_norm_before);
+  r.read("_remove_final_layer_norm", c.remove_final_layer_norm);
+  c.word_embed_proj_dim = c.hidden_size;  // OPTConfig: None means hidden_size
+  if (j.contains("word_embed_proj_dim") && !j["word_embed_proj_dim"].is_null())
+    r.read("word_embed_proj_dim", c.word_embed_proj_dim);
+  r.read("dropout", c.dropout);
+  r.read("attention_dropout", c.attention_dropout);
+  r.read("num_attention_heads", c.num_attention_heads);
+  r.read("activation_function", c.activation_function);
+  r.read("layerdrop", c.layerdrop);
+  r.read("init_std", c.init_std);
+  r.read("enable_bias", c.enable_bias);
+  r.read("layer_norm_elementwise_affine", c.layer_norm_elementwise_affine);
+  r.read("pad_token_id", c.pad_token_id);
+  r.read("bos_token_id", c.bos_token_id);
+  r.read("eos_token_id", c.eos_token_id);
+  if (j.contains("torch_dtype"))
+    r.read("torch_dtype", c.torch_dtype);
+  else
+    r.read("dtype", c.torch_dtype);
+  r.read("tie_word_embeddings", c.tie_word_embeddings);
+  r.read("use_cache", c.use_cache);
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (const char* k : kKnownKeys) known = known || key == k;
+    if (!known) c.extra[key] = value;
+  }
+  c.validate(source);
+  return c;
+}
+
+nlohmann::ordered_json OptConfig::to_json() const {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  j["model_type"] = "opt";
+  j["architectures"] = {"OPTForCausalLM"};
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["ffn_dim"] = ffn_dim;
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["do_layer_norm_before"] = do_layer_norm_before;
+  j["_remove_final_layer_norm"] = remove_final_layer_norm;
+  j["word_embed_proj_dim"] = word_embed_proj_dim;
+  j["dropout"] = dropout;
+  j["attention_dropout"] = attention_dropout;
+  j["num_attention_heads"] = num_attention_heads;
+  j["activation_function"] = activation_function;
+  j["layerdrop"] = layerdrop;
+  j["init_std"] = init_std;
+  j["enable_bias"] = enable_bias;
+  j["layer_norm_elementwise_affine"] = layer_norm_elementwise_affine;
+  auto token = [&](const char* key, const std::optional<int64_t>& id) {
+    j[key] = id ? nlohmann::ordered_json(*id) : nlohmann::ordered_json(nullptr);
+  };
+  token("pad_token_id", pad_token_id);
+  token("bos_token_id", bos_token_id);
+  token("eos_token_id", eos_token_id);
+  // "torch_dtype" is what hub files and transformers 4.x use; transformers 5 still reads it.
+  if (!torch_dtype.empty()) j["torch_dtype"] = torch_dtype;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  j["use_cache"] = use_cache;
+  for (const auto& [key, value] : extra.items())
+    if (!j.contains(key)) j[key] = nlohmann::ordered_json::parse(value.dump());
+  return j;
+}
+
+OptConfig load_opt_config(const std::string& path) {
+  struct stat sb {};
+  std::string file = path;
+  if (::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode))
+    file = (std::filesystem::path(path) / "config.json").string();
+  return opt_config_from_json(read_json_file(file), file);
+}
+
+void save_opt_config(const OptConfig& config, const std::string& path) {
+  config.validate(path);
+  write_json_file(path, config.to_json());
+}
+
+}  // namespace lethe::io

@@ -1,7 +1,284 @@
-// CPU attention (placeholder until implemented).
+// CPU scaled-dot-product attention with causal and key-padding masks, forward and backward.
+// Work is split into (batch, head, block of queries) tiles: a thread holds at most one
+// [block, Tk] tile of scores, so memory stays O(threads * block * Tk) for any sequence length.
+// The backward recomputes probabilities from the saved log-sum-exp (no [Tq, Tk] matrix is kept):
+// dS = P * (dP - rowsum(dO * O)).
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <vector>
+
 #include "kernels/cpu/cpu_backend.h"
 
 namespace lethe::kernels {
-void CpuBackend::attention_forward(const AttentionArgs&) { LETHE_FAIL("attention_forward: not implemented"); }
-void CpuBackend::attention_backward(const AttentionBackwardArgs&) { LETHE_FAIL("attention_backward: not implemented"); }
+
+namespace {
+
+// Queries per tile: small enough that a causal tile skips most of the masked upper triangle and
+// the tile stays in L2, large enough for an efficient GEMM.
+constexpr int64_t kQueryBlock = 32;
+// Below this many multiply-adds the whole call runs on one thread.
+constexpr int64_t kParallelMin = 1 << 16;
+
+// Which keys a query block can see at all, and the masks that apply inside the block.
+struct Geometry {
+  int64_t tq, tk, d, offset;  // query i has absolute position i + offset
+  bool causal;
+
+  // Keys [0, end) can be visible to queries [i0, i1).
+  int64_t key_end(int64_t i1) const {
+    return causal ? std::clamp<int64_t>(i1 + offset, 0, tk) : tk;
+  }
+  // Keys [0, limit) pass the causal mask for query i.
+  int64_t key_limit(int64_t i) const {
+    return causal ? std::clamp<int64_t>(i + offset + 1, 0, tk) : tk;
+  }
+};
+
+// Computes C[m, n] = alpha * op(A) op(B) + beta * C on the CPU GEMM (single-threaded inside a
+// parallel region: oneDNN does not nest).
+template <typename T>
+void tile_gemm(CpuBackend& be, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+               const T* a, int64_t lda, const T* b, int64_t ldb, double beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  GemmArgs g;
+  g.dtype = std::is_same_v<T, float> ? DType::f32 : DType::f64;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.lda = lda;
+  g.b = b;
+  g.ldb = ldb;
+  g.c = c;
+  g.ldc = ldc;
+  g.alpha = alpha;
+  g.beta = beta;
+  be.gemm(g);
+}
+
+// Masks one row of scores s[0, end) in place (keys at or past `limit`, and keys whose keep flag is
+// 0, become -inf), then turns it into probabilities. Returns the row's log-sum-exp, or -inf with a
+// zero row when no key is visible.
+template <typename T>
+float softmax_row(T* s, int64_t limit, int64_t end, const T* keep) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  T m = kNegInf;
+  if (keep) {
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < limit; ++j) {
+      s[j] = keep[j] != T(0) ? s[j] : kNegInf;
+      m = std::max(m, s[j]);
+    }
+  } else {
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < limit; ++j) m = std::max(m, s[j]);
+  }
+  if (m == kNegInf) {
+    std::fill(s, s + end, T(0));
+    return -std::numeric_limits<float>::infinity();
+  }
+  T sum = 0;
+  for (int64_t j = 0; j < limit; ++j) {
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  const T inv = T(1) / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < limit; ++j) s[j] *= inv;
+  std::fill(s + limit, s + end, T(0));
+  return static_cast<float>(m + std::log(sum));
+}
+
+// Recomputes probabilities of one row from its scores and saved log-sum-exp.
+template <typename T>
+void probabilities_row(T* s, int64_t limit, int64_t end, const T* keep, float lse) {
+  if (lse == -std::numeric_limits<float>::infinity()) {
+    std::fill(s, s + end, T(0));
+    return;
+  }
+  const T l = static_cast<T>(lse);
+  for (int64_t j = 0; j < limit; ++j) s[j] = std::exp(s[j] - l);
+  if (keep) {
+#pragma omp simd
+    for (int64_t j = 0; j < limit; ++j) s[j] = keep[j] != T(0) ? s[j] : T(0);
+  }
+  std::fill(s + limit, s + end, T(0));
+}
+
+// key_mask as 0/1 values of T, one row of Tk per batch (empty when there is no mask), so the
+// masking loops compare like-sized lanes and vectorise.
+template <typename T>
+std::vector<T> keep_flags(const AttentionArgs& a) {
+  std::vector<T> keep;
+  if (!a.key_mask) return keep;
+  keep.resize(static_cast<size_t>(a.batch * a.kv_len));
+  for (size_t i = 0; i < keep.size(); ++i) keep[i] = a.key_mask[i] != 0 ? T(1) : T(0);
+  return keep;
+}
+
+// Runs body(task) for task in [0, n) on OpenMP threads with one scratch object per thread;
+// the first exception is rethrown on the calling thread.
+template <typename Scratch, typename Body>
+void parallel_tasks(int64_t n, bool parallel, Body&& body) {
+  std::exception_ptr error;
+#pragma omp parallel if (parallel)
+  {
+    Scratch scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n; ++t) {
+      try {
+        body(t, scratch);
+      } catch (...) {
+#pragma omp critical(lethe_attention_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+template <typename T>
+void attention_forward_impl(CpuBackend& be, const AttentionArgs& a) {
+  const Geometry geo{a.q_len, a.kv_len, a.head_dim, a.kv_len - a.q_len, a.causal};
+  const int64_t D = a.head_dim, Tq = a.q_len, Tk = a.kv_len;
+  const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock;
+  const std::vector<T> keep = keep_flags<T>(a);
+  const T* q = static_cast<const T*>(a.q);
+  const T* k = static_cast<const T*>(a.k);
+  const T* v = static_cast<const T*>(a.v);
+  T* out = static_cast<T*>(a.out);
+  const bool parallel = a.batch * a.heads * Tq * Tk * D > kParallelMin;
+
+  parallel_tasks<std::vector<T>>(
+      a.batch * a.heads * blocks, parallel, [&](int64_t task, std::vector<T>& scores) {
+        const int64_t bh = task / blocks, i0 = (task % blocks) * kQueryBlock;
+        const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
+        const int64_t b = bh / a.heads;
+        const T* qb = q + (bh * Tq + i0) * D;
+        const T* kb = k + bh * Tk * D;
+        const T* vb = v + bh * Tk * D;
+        T* ob = out + (bh * Tq + i0) * D;
+        float* lse = a.lse + bh * Tq + i0;
+        const T* keep_b = keep.empty() ? nullptr : keep.data() + b * Tk;
+        const int64_t end = geo.key_end(i1);
+        if (end == 0) {  // no query of the block sees any key
+          std::fill(ob, ob + rows * D, T(0));
+          std::fill(lse, lse + rows, -std::numeric_limits<float>::infinity());
+          return;
+        }
+        scores.resize(static_cast<size_t>(rows * end));
+        T* s = scores.data();
+        tile_gemm<T>(be, false, true, rows, end, D, a.scale, qb, D, kb, D, 0.0, s, end);
+        for (int64_t r = 0; r < rows; ++r)
+          lse[r] = softmax_row(s + r * end, geo.key_limit(i0 + r), end, keep_b);
+        tile_gemm<T>(be, false, false, rows, D, end, 1.0, s, end, vb, D, 0.0, ob, D);
+      });
+}
+
+template <typename T>
+struct BackwardScratch {
+  std::vector<T> p, dp, delta;
+};
+
+template <typename T>
+void attention_backward_impl(CpuBackend& be, const AttentionBackwardArgs& args) {
+  const AttentionArgs& a = args.fwd;
+  const Geometry geo{a.q_len, a.kv_len, a.head_dim, a.kv_len - a.q_len, a.causal};
+  const int64_t D = a.head_dim, Tq = a.q_len, Tk = a.kv_len;
+  const std::vector<T> keep = keep_flags<T>(a);
+  const T* q = static_cast<const T*>(a.q);
+  const T* k = static_cast<const T*>(a.k);
+  const T* v = static_cast<const T*>(a.v);
+  const T* out = static_cast<const T*>(a.out);
+  const T* dout = static_cast<const T*>(args.dout);
+  T* dq = static_cast<T*>(args.dq);
+  T* dk = static_cast<T*>(args.dk);
+  T* dv = static_cast<T*>(args.dv);
+  const bool parallel = a.batch * a.heads * Tq * Tk * D > kParallelMin;
+
+  // One task per (batch, head): dK and dV of a head gather contributions from all its queries.
+  parallel_tasks<BackwardScratch<T>>(
+      a.batch * a.heads, parallel, [&](int64_t bh, BackwardScratch<T>& sc) {
+        const int64_t b = bh / a.heads;
+        const T* qh = q + bh * Tq * D;
+        const T* kh = k + bh * Tk * D;
+        const T* vh = v + bh * Tk * D;
+        const T* oh = out + bh * Tq * D;
+        const T* doh = dout + bh * Tq * D;
+        const float* lse = a.lse + bh * Tq;
+        T* dqh = dq + bh * Tq * D;
+        T* dkh = dk + bh * Tk * D;
+        T* dvh = dv + bh * Tk * D;
+        const T* keep_b = keep.empty() ? nullptr : keep.data() + b * Tk;
+        std::fill(dkh, dkh + Tk * D, T(0));
+        std::fill(dvh, dvh + Tk * D, T(0));
+        // delta_i = <dO_i, O_i> = rowsum(dP * P) for query i.
+        sc.delta.resize(static_cast<size_t>(Tq));
+        for (int64_t i = 0; i < Tq; ++i) {
+          T acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t d = 0; d < D; ++d) acc += doh[i * D + d] * oh[i * D + d];
+          sc.delta[i] = acc;
+        }
+        for (int64_t i0 = 0; i0 < Tq; i0 += kQueryBlock) {
+          const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
+          const int64_t end = geo.key_end(i1);
+          if (end == 0) {
+            std::fill(dqh + i0 * D, dqh + i1 * D, T(0));
+            continue;
+          }
+          sc.p.resize(static_cast<size_t>(rows * end));
+          sc.dp.resize(static_cast<size_t>(rows * end));
+          T* p = sc.p.data();
+          T* dp = sc.dp.data();
+          const T* qb = qh + i0 * D;
+          const T* dob = doh + i0 * D;
+          tile_gemm<T>(be, false, true, rows, end, D, a.scale, qb, D, kh, D, 0.0, p, end);
+          for (int64_t r = 0; r < rows; ++r)
+            probabilities_row(p + r * end, geo.key_limit(i0 + r), end, keep_b, lse[i0 + r]);
+          // dV += P^T dO
+          tile_gemm<T>(be, true, false, end, D, rows, 1.0, p, end, dob, D, 1.0, dvh, D);
+          // dP = dO V^T, then dS = P * (dP - delta) in place
+          tile_gemm<T>(be, false, true, rows, end, D, 1.0, dob, D, vh, D, 0.0, dp, end);
+          for (int64_t r = 0; r < rows; ++r) {
+            const T dl = sc.delta[i0 + r];
+            T* dpr = dp + r * end;
+            const T* pr = p + r * end;
+#pragma omp simd
+            for (int64_t j = 0; j < end; ++j) dpr[j] = pr[j] * (dpr[j] - dl);
+          }
+          // dQ = scale * dS K;  dK += scale * dS^T Q
+          tile_gemm<T>(be, false, false, rows, D, end, a.scale, dp, end, kh, D, 0.0, dqh + i0 * D,
+                       D);
+          tile_gemm<T>(be, true, false, end, D, rows, a.scale, dp, end, qb, D, 1.0, dkh, D);
+        }
+      });
+}
+
+void check_args(const AttentionArgs& a, const char* what) {
+  LETHE_CHECK(a.batch >= 0 && a.heads >= 0 && a.q_len >= 0 && a.kv_len >= 0 && a.head_dim >= 0,
+              what, ": negative size (B=", a.batch, " H=", a.heads, " Tq=", a.q_len,
+              " Tk=", a.kv_len, " D=", a.head_dim, ")");
+  LETHE_CHECK(a.lse != nullptr || a.batch * a.heads * a.q_len == 0, what, ": lse buffer is null");
+}
+
+}  // namespace
+
+void CpuBackend::attention_forward(const AttentionArgs& args) {
+  check_args(args, "attention_forward");
+  if (args.batch * args.heads * args.q_len == 0) return;
+  dispatch_float(args.dtype, "attention_forward",
+                 [&](auto tag) { attention_forward_impl<decltype(tag)>(*this, args); });
+}
+
+void CpuBackend::attention_backward(const AttentionBackwardArgs& args) {
+  check_args(args.fwd, "attention_backward");
+  dispatch_float(args.fwd.dtype, "attention_backward",
+                 [&](auto tag) { attention_backward_impl<decltype(tag)>(*this, args); });
+}
+
 }  // namespace lethe::kernels

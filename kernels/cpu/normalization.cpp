@@ -1,11 +1,215 @@
-// CPU layernorm and softmax (placeholder until implemented).
+// CPU layernorm and row softmax / log_softmax, forward and backward: one OpenMP task per block of
+// rows, statistics in the compute dtype (f32 or f64) with two passes for a stable variance.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
 #include "kernels/cpu/cpu_backend.h"
 
 namespace lethe::kernels {
-void CpuBackend::layernorm_forward(DType, int64_t, int64_t, const void*, const void*, const void*,
-                                   double, void*, float*, float*) { LETHE_FAIL("layernorm_forward: not implemented"); }
-void CpuBackend::layernorm_backward(DType, int64_t, int64_t, const void*, const void*, const float*,
-                                    const float*, const void*, void*, void*, void*) { LETHE_FAIL("layernorm_backward: not implemented"); }
-void CpuBackend::softmax_forward(DType, int64_t, int64_t, const void*, void*, bool) { LETHE_FAIL("softmax_forward: not implemented"); }
-void CpuBackend::softmax_backward(DType, int64_t, int64_t, const void*, const void*, void*, bool) { LETHE_FAIL("softmax_backward: not implemented"); }
+
+namespace {
+
+// Rows are spread over threads only when there is enough work to pay for the fork.
+constexpr int64_t kParallelMin = 1 << 14;
+
+template <typename T>
+T row_sum(const T* x, int64_t n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+template <typename T>
+void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma, const T* beta,
+                            double eps, T* y, float* mean_out, float* rstd_out) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    // Summing x - x[0] keeps the partial sums small when the row has a large common offset.
+    const T x0 = xr[0];
+    T shifted = 0;
+#pragma omp simd reduction(+ : shifted)
+    for (int64_t c = 0; c < cols; ++c) shifted += xr[c] - x0;
+    const T mean = x0 + shifted / static_cast<T>(cols);
+    T ss = 0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t c = 0; c < cols; ++c) ss += (xr[c] - mean) * (xr[c] - mean);
+    const T rstd = T(1) / std::sqrt(ss / static_cast<T>(cols) + static_cast<T>(eps));
+    if (gamma && beta) {
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) {
+        T v = (xr[c] - mean) * rstd;
+        yr[c] = (gamma ? v * gamma[c] : v) + (beta ? beta[c] : T(0));
+      }
+    }
+    mean_out[r] = static_cast<float>(mean);
+    rstd_out[r] = static_cast<float>(rstd);
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; dgamma/dbeta gather
+// per-thread partial sums over rows and are added once at the end.
+template <typename T>
+void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma,
+                             const float* mean, const float* rstd, const T* dy, T* dx, T* dgamma,
+                             T* dbeta) {
+  const bool params = dgamma || dbeta;
+  std::vector<T> total_dgamma(params ? cols : 0, T(0)), total_dbeta(params ? cols : 0, T(0));
+#pragma omp parallel if (rows * cols > kParallelMin)
+  {
+    std::vector<T> part_dgamma(params ? cols : 0, T(0)), part_dbeta(params ? cols : 0, T(0));
+    std::vector<T> xhat(static_cast<size_t>(cols)), g(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * cols;
+      const T* dyr = dy + r * cols;
+      const T m = static_cast<T>(mean[r]), s = static_cast<T>(rstd[r]);
+      T sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+      for (int64_t c = 0; c < cols; ++c) {
+        xhat[c] = (xr[c] - m) * s;
+        g[c] = gamma ? dyr[c] * gamma[c] : dyr[c];
+        sum_g += g[c];
+        sum_gx += g[c] * xhat[c];
+      }
+      const T a = sum_g / static_cast<T>(cols), b = sum_gx / static_cast<T>(cols);
+      if (dx) {
+        T* dxr = dx + r * cols;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) dxr[c] = s * (g[c] - a - xhat[c] * b);
+      }
+      if (params) {
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) {
+          part_dgamma[c] += dyr[c] * xhat[c];
+          part_dbeta[c] += dyr[c];
+        }
+      }
+    }
+    if (params) {
+#pragma omp critical(lethe_layernorm_backward)
+      for (int64_t c = 0; c < cols; ++c) {
+        total_dgamma[c] += part_dgamma[c];
+        total_dbeta[c] += part_dbeta[c];
+      }
+    }
+  }
+  for (int64_t c = 0; c < cols && params; ++c) {
+    if (dgamma) dgamma[c] += total_dgamma[c];
+    if (dbeta) dbeta[c] += total_dbeta[c];
+  }
+}
+
+template <typename T>
+void softmax_forward_impl(int64_t rows, int64_t cols, const T* x, T* y, bool log) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    const T m = row_max(xr, cols);
+    if (!std::isfinite(m)) {  // all -inf (or a +inf/NaN): let IEEE arithmetic say what it is
+      T sum = 0;
+      for (int64_t c = 0; c < cols; ++c) sum += std::exp(xr[c]);
+      for (int64_t c = 0; c < cols; ++c)
+        yr[c] = log ? xr[c] - std::log(sum) : std::exp(xr[c]) / sum;
+      continue;
+    }
+    T sum = 0;
+    if (log) {
+      for (int64_t c = 0; c < cols; ++c) sum += std::exp(xr[c] - m);
+      const T shift = m + std::log(sum);
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] - shift;
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        yr[c] = std::exp(xr[c] - m);
+        sum += yr[c];
+      }
+      const T inv = T(1) / sum;
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
+    }
+  }
+}
+
+// softmax: dx = y * (dy - <dy, y>);  log_softmax: dx = dy - exp(y) * sum(dy).
+template <typename T>
+void softmax_backward_impl(int64_t rows, int64_t cols, const T* y, const T* dy, T* dx, bool log) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* yr = y + r * cols;
+    const T* dyr = dy + r * cols;
+    T* dxr = dx + r * cols;
+    if (log) {
+      const T s = row_sum(dyr, cols);
+      for (int64_t c = 0; c < cols; ++c) dxr[c] = dyr[c] - std::exp(yr[c]) * s;
+    } else {
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < cols; ++c) s += dyr[c] * yr[c];
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) dxr[c] = yr[c] * (dyr[c] - s);
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                   const void* gamma, const void* beta, double eps, void* y,
+                                   float* mean, float* rstd) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "layernorm_forward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
+    using T = decltype(tag);
+    layernorm_forward_impl<T>(rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
+                              static_cast<const T*>(beta), eps, static_cast<T*>(y), mean, rstd);
+  });
+}
+
+void CpuBackend::layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                    const void* gamma, const float* mean, const float* rstd,
+                                    const void* dy, void* dx, void* dgamma, void* dbeta) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "layernorm_backward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "layernorm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    layernorm_backward_impl<T>(rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
+                               mean, rstd, static_cast<const T*>(dy), static_cast<T*>(dx),
+                               static_cast<T*>(dgamma), static_cast<T*>(dbeta));
+  });
+}
+
+void CpuBackend::softmax_forward(DType dtype, int64_t rows, int64_t cols, const void* x, void* y,
+                                 bool log) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "softmax_forward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "softmax_forward", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_forward_impl<T>(rows, cols, static_cast<const T*>(x), static_cast<T*>(y), log);
+  });
+}
+
+void CpuBackend::softmax_backward(DType dtype, int64_t rows, int64_t cols, const void* y,
+                                  const void* dy, void* dx, bool log) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "softmax_backward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_backward_impl<T>(rows, cols, static_cast<const T*>(y), static_cast<const T*>(dy),
+                             static_cast<T*>(dx), log);
+  });
+}
+
 }  // namespace lethe::kernels

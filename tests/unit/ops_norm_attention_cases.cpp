@@ -1,0 +1,120 @@
+// Op-table rows for layer_norm, softmax, log_softmax and attention (causal, padded, KV-cache
+// shaped, fully masked rows, several query blocks).
+#include "op_harness.h"
+
+namespace lethe::testing {
+namespace {
+
+using V = std::vector<Tensor>;
+using H = std::vector<std::vector<double>>;
+
+Tensor mask(std::vector<int64_t> values, int64_t b, int64_t t) {
+  return Tensor::from_vector(values, {b, t}, DType::i64);
+}
+
+// A one-row key_mask [1, t] whose first `pad` keys are padding.
+Tensor left_padded(int64_t t, int64_t pad) {
+  std::vector<int64_t> m(static_cast<size_t>(t), 1);
+  for (int64_t i = 0; i < pad; ++i) m[static_cast<size_t>(i)] = 0;
+  return mask(m, 1, t);
+}
+
+// Puts the first input far from zero mean (layer_norm must subtract it accurately).
+void shift_first(H& h) {
+  for (double& x : h[0]) x = 50.0 + 3.0 * x;
+}
+
+// An OpCase for attention(q, k, v) with q [B,H,Tq,D], k/v [B,H,Tk,D].
+OpCase attn(std::string name, int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d, bool causal,
+            double scale, Tensor key_mask = Tensor()) {
+  return {std::move(name), {{b, h, tq, d}, {b, h, tk, d}, {b, h, tk, d}}, [=](const V& x) {
+            return attention(x[0], x[1], x[2], key_mask, causal, scale);
+          }};
+}
+
+OpCase with_grads(OpCase c, std::vector<bool> check) {
+  c.check_grad = std::move(check);
+  return c;
+}
+
+const bool registered = register_cases({
+    // layer_norm
+    {"layer_norm [3,7]",
+     {{3, 7}, {7}, {7}},
+     [](const V& x) { return layer_norm(x[0], x[1], x[2]); }},
+    {"layer_norm [2,3,33] eps=1e-3",
+     {{2, 3, 33}, {33}, {33}},
+     [](const V& x) { return layer_norm(x[0], x[1], x[2], 1e-3); }},
+    {"layer_norm [4,6] eps=0.5",
+     {{4, 6}, {6}, {6}},
+     [](const V& x) { return layer_norm(x[0], x[1], x[2], 0.5); }},
+    {"layer_norm [5,1] single column",
+     {{5, 1}, {1}, {1}},
+     [](const V& x) { return layer_norm(x[0], x[1], x[2]); }},
+    {"layer_norm [3,9] shifted mean",
+     {{3, 9}, {9}, {9}},
+     [](const V& x) { return layer_norm(x[0], x[1], x[2]); },
+     shift_first},
+    {"layer_norm [4,5] no bias",
+     {{4, 5}, {5}},
+     [](const V& x) { return layer_norm(x[0], x[1], Tensor()); }},
+    {"layer_norm [4,5] no affine",
+     {{4, 5}},
+     [](const V& x) { return layer_norm(x[0], Tensor(), Tensor(), 1e-4); }},
+    {"layer_norm transposed input [6,4]^T",
+     {{6, 4}, {6}, {6}},
+     [](const V& x) { return layer_norm(x[0].transpose(0, 1), x[1], x[2]); }},
+    {"layer_norm [3,8] weight only grad",
+     {{3, 8}, {8}, {8}},
+     [](const V& x) { return layer_norm(x[0], x[1], x[2]); },
+     nullptr,
+     {false, true, false}},
+    // softmax / log_softmax
+    {"softmax [4,9]", {{4, 9}}, [](const V& x) { return softmax(x[0]); }},
+    {"softmax [2,3,17]", {{2, 3, 17}}, [](const V& x) { return softmax(x[0]); }},
+    {"softmax [3,11] x20", {{3, 11}}, [](const V& x) { return softmax(scale(x[0], 20.0)); }},
+    {"softmax [5,1]", {{5, 1}}, [](const V& x) { return softmax(x[0]); }},
+    {"softmax transposed [5,4]^T",
+     {{5, 4}},
+     [](const V& x) { return softmax(x[0].transpose(0, 1)); }},
+    {"log_softmax [4,9]", {{4, 9}}, [](const V& x) { return log_softmax(x[0]); }},
+    {"log_softmax [2,3,17]", {{2, 3, 17}}, [](const V& x) { return log_softmax(x[0]); }},
+    {"log_softmax [3,11] x20",
+     {{3, 11}},
+     [](const V& x) { return log_softmax(scale(x[0], 20.0)); }},
+    {"log_softmax [2,1]", {{2, 1}}, [](const V& x) { return log_softmax(x[0]); }},
+    // attention
+    attn("attention (2,3,5,4) full", 2, 3, 5, 5, 4, false, 1.0),
+    attn("attention (2,3,5,4) causal scale=0.5", 2, 3, 5, 5, 4, true, 0.5),
+    attn("attention (1,2,7,3) causal", 1, 2, 7, 7, 3, true, 1.0),
+    attn("attention (1,2,7,3) full scale=1/sqrt3", 1, 2, 7, 7, 3, false, 0.5773502691896258),
+    attn("attention kv-cache Tq=2 Tk=6 causal", 2, 2, 2, 6, 4, true, 0.7),
+    attn("attention kv-cache Tq=1 Tk=5 causal", 1, 3, 1, 5, 4, true, 1.0),
+    attn("attention Tq=3 Tk=6 full masked", 2, 2, 3, 6, 4, false, 1.0,
+         mask({1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 1}, 2, 6)),
+    // Left padding with causal: batch 0's first two queries see no key at all (zero rows).
+    attn("attention left-padded causal fully-masked rows", 2, 2, 6, 6, 3, true, 0.9,
+         mask({0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 2, 6)),
+    // A batch row whose keys are all padding: every query of it sees nothing.
+    attn("attention all-padding batch row", 2, 1, 4, 4, 3, false, 1.0,
+         mask({1, 0, 1, 1, 0, 0, 0, 0}, 2, 4)),
+    attn("attention kv-cache Tq=2 Tk=6 left-padded causal", 2, 2, 2, 6, 3, true, 1.0,
+         mask({0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 2, 6)),
+    attn("attention D=5 causal masked", 2, 2, 6, 6, 5, true, 0.44721359549995793,
+         mask({1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, 2, 6)),
+    // Longer than one 32-query block: tiles with different key ranges.
+    attn("attention (1,1,40,2) causal two blocks", 1, 1, 40, 40, 2, true, 0.8),
+    attn("attention Tq=35 Tk=45 causal left-padded", 1, 1, 35, 45, 2, true, 1.0,
+         left_padded(45, 12)),
+    with_grads(attn("attention grads k,v only", 1, 2, 4, 5, 3, true, 1.0), {false, true, true}),
+    with_grads(attn("attention grad q only", 1, 2, 4, 5, 3, false, 1.0), {true, false, false}),
+    {"attention strided q/k/v from [B,T,H,D]",
+     {{2, 5, 2, 3}, {2, 5, 2, 3}, {2, 5, 2, 3}},
+     [](const V& x) {
+       return attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2), Tensor(),
+                        true, 1.0);
+     }},
+});
+
+}  // namespace
+}  // namespace lethe::testing

@@ -47,6 +47,16 @@ const char* red_name(Reduction r) {
   return "?";
 }
 
+// Captured constants live on the CPU; the backend comparison runs the rows on other devices,
+// so each lambda moves them next to its float input.
+Tensor on(const Tensor& t, const Tensor& like) {
+  return t.to(like.device());
+}
+CrossEntropyOptions on(CrossEntropyOptions o, const Tensor& like) {
+  if (o.weights.defined()) o.weights = o.weights.to(like.device());
+  return o;
+}
+
 std::vector<OpCase> cross_entropy_cases() {
   std::vector<OpCase> cases;
   struct Mode {
@@ -78,8 +88,8 @@ std::vector<OpCase> cross_entropy_cases() {
                                      : " weighted-negative") +
                            " " + shape_str(shape) + (sharp != 1.0 ? " x5" : "");
         cases.push_back({name, {shape}, [targets, o, sharp](const V& x) {
-                           return cross_entropy(sharp != 1.0 ? scale(x[0], sharp) : x[0], targets,
-                                                o);
+                           return cross_entropy(sharp != 1.0 ? scale(x[0], sharp) : x[0],
+                                                on(targets, x[0]), on(o, x[0]));
                          }});
         ++i;
       }
@@ -90,38 +100,40 @@ std::vector<OpCase> cross_entropy_cases() {
     o.ignore_index = 0;
     Tensor targets = make_targets({4, 3}, 5, 0);
     cases.push_back({"cross_entropy ignore_index=0 [4,3,5]", {{4, 3, 5}}, [targets, o](const V& x) {
-                       return cross_entropy(x[0], targets, o);
+                       return cross_entropy(x[0], on(targets, x[0]), on(o, x[0]));
                      }});
   }
   {  // 2-D logits, and 1-D logits with a 0-d target
     Tensor targets = make_targets({6}, 11);
     cases.push_back({"cross_entropy [6,11] token_mean", {{6, 11}}, [targets](const V& x) {
-                       return cross_entropy(x[0], targets);
+                       return cross_entropy(x[0], on(targets, x[0]));
                      }});
     Tensor t0 = Tensor::from_vector(std::vector<int64_t>{2}, {}, DType::i64);
     cases.push_back({"cross_entropy [7] scalar target", {{7}}, [t0](const V& x) {
-                       return cross_entropy(x[0], t0);
+                       return cross_entropy(x[0], on(t0, x[0]));
                      }});
   }
   {  // 3-D targets with per-row reductions
     Tensor targets = make_targets({2, 2, 3}, 7);
     CrossEntropyOptions o;
     o.reduction = Reduction::sample_mean;
-    cases.push_back({"cross_entropy sample_mean 3-D targets [2,2,3,7]",
-                     {{2, 2, 3, 7}},
-                     [targets, o](const V& x) { return cross_entropy(x[0], targets, o); }});
+    cases.push_back(
+        {"cross_entropy sample_mean 3-D targets [2,2,3,7]",
+         {{2, 2, 3, 7}},
+         [targets, o](const V& x) { return cross_entropy(x[0], on(targets, x[0]), on(o, x[0])); }});
     o.reduction = Reduction::sequence_sum;
     o.mode = LossMode::unlikelihood;
-    cases.push_back({"cross_entropy ul sequence_sum 3-D targets [2,2,3,7]",
-                     {{2, 2, 3, 7}},
-                     [targets, o](const V& x) { return cross_entropy(x[0], targets, o); }});
+    cases.push_back(
+        {"cross_entropy ul sequence_sum 3-D targets [2,2,3,7]",
+         {{2, 2, 3, 7}},
+         [targets, o](const V& x) { return cross_entropy(x[0], on(targets, x[0]), on(o, x[0])); }});
   }
   {  // non-contiguous logits
     Tensor targets = make_targets({3, 4}, 9);
     cases.push_back({"cross_entropy transposed logits [4,3,9]", {{4, 3, 9}}, [targets](const V& x) {
                        CrossEntropyOptions o;
                        o.reduction = Reduction::none;
-                       return cross_entropy(x[0].transpose(0, 1), targets, o);
+                       return cross_entropy(x[0].transpose(0, 1), on(targets, x[0]), o);
                      }});
   }
   return cases;
@@ -132,11 +144,11 @@ std::vector<OpCase> other_cases() {
   // ---- embedding
   Tensor ids_a = Tensor::from_vector(std::vector<int64_t>{0, 3, 3, 6, 1, 3}, {2, 3}, DType::i64);
   cases.push_back({"embedding [7,5] repeated ids", {{7, 5}}, [ids_a](const V& x) {
-                     return embedding(x[0], ids_a);
+                     return embedding(x[0], on(ids_a, x[0]));
                    }});
   Tensor ids_b = Tensor::from_vector(std::vector<int64_t>{4, 0, 4, 2, 2, 2, 1, 0}, {8}, DType::i64);
   cases.push_back({"embedding [5,3] 1-D ids", {{5, 3}}, [ids_b](const V& x) {
-                     return embedding(x[0], ids_b);
+                     return embedding(x[0], on(ids_b, x[0]));
                    }});
   // With padding_idx the padding row gets no gradient, so finite differences of the raw op would
   // disagree there by design (the zero gradient itself is checked against PyTorch in
@@ -152,8 +164,9 @@ std::vector<OpCase> other_cases() {
     out_shape.push_back(dim);
     Tensor t = Tensor::from_vector(ids, ids_shape, DType::i64);
     Tensor mask = Tensor::from_vector(keep, out_shape, DType::f64);
-    return
-        [t, mask, pad](const V& x) { return mul(embedding(x[0], t, pad), mask.to(x[0].dtype())); };
+    return [t, mask, pad](const V& x) {
+      return mul(embedding(x[0], on(t, x[0]), pad), on(mask.to(x[0].dtype()), x[0]));
+    };
   };
   cases.push_back({"embedding padding_idx=2 [6,4]",
                    {{6, 4}},
@@ -164,11 +177,11 @@ std::vector<OpCase> other_cases() {
   // ---- token_logprobs
   Tensor t1 = make_targets({2, 4}, 7);
   cases.push_back({"token_logprobs [2,4,7]", {{2, 4, 7}}, [t1](const V& x) {
-                     return token_logprobs(x[0], t1);
+                     return token_logprobs(x[0], on(t1, x[0]));
                    }});
   Tensor t2 = make_targets({5}, 13);
   cases.push_back({"token_logprobs [5,13] x5", {{5, 13}}, [t2](const V& x) {
-                     return token_logprobs(scale(x[0], 5.0), t2);
+                     return token_logprobs(scale(x[0], 5.0), on(t2, x[0]));
                    }});
 
   // ---- kl_div (both inputs require grad)

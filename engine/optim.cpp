@@ -1,0 +1,161 @@
+// AdamW, SGD and gradient clipping on flat buffers (the math is in the backends' kernels).
+#include "engine/optim.h"
+
+#include <cmath>
+
+#include "engine/autograd.h"
+
+namespace lethe {
+
+namespace {
+
+void check_lr(const char* who, double lr) {
+  LETHE_CHECK(std::isfinite(lr) && lr >= 0.0, who, ": invalid learning rate ", lr,
+              " (must be finite and >= 0)");
+}
+
+void check_flat(const char* who, const Tensor& t, int64_t size, Device device) {
+  LETHE_CHECK(t.defined(), who, ": undefined gradient tensor");
+  LETHE_CHECK(t.dtype() == DType::f32, who, ": gradient ", t.str(),
+              " must be f32 (parameters, gradients and optimizer state are f32)");
+  LETHE_CHECK(t.device() == device, who, ": gradient ", t.str(),
+              " is not on the parameters' device ", device.str());
+  LETHE_CHECK(t.numel() == size, who, ": flat gradient ", t.str(), " has ", t.numel(),
+              " elements but the trainable parameters need ", size,
+              " (ParameterStore::flat_grad_size())");
+  LETHE_CHECK(t.is_contiguous(), who, ": flat gradient ", t.str(), " must be contiguous");
+}
+
+}  // namespace
+
+// ---- Optimizer --------------------------------------------------------------------------------
+
+Optimizer::Optimizer(ParameterStore& store, double lr) : store_(store.share()), lr_(lr) {
+  LETHE_CHECK(store_.allocated(),
+              "optimizer: the ParameterStore is not allocated (call "
+              "allocate() before creating an optimizer)");
+  LETHE_CHECK(store_.trainable_numel() > 0,
+              "optimizer: the ParameterStore has no trainable parameters");
+  weights_ = store_.trainable_weights();
+}
+
+Optimizer::~Optimizer() = default;
+
+void Optimizer::set_lr(double lr) {
+  check_lr(name(), lr);
+  lr_ = lr;
+}
+
+void Optimizer::set_step_count(int64_t steps) {
+  LETHE_CHECK(steps >= 0, name(), ": negative step count ", steps);
+  step_count_ = steps;
+}
+
+Tensor Optimizer::new_state_buffer() const {
+  return Tensor::zeros({store_.flat_grad_size()}, DType::f32, store_.device());
+}
+
+void Optimizer::step() {
+  const int set = store_.bound_grad_set();
+  LETHE_CHECK(set >= 0, name(),
+              ".step(): no gradient set is bound to the parameters (call "
+              "ParameterStore::bind_grads(set), or pass a direction to step_with())");
+  step_with(store_.flat_grad(set));
+}
+
+void Optimizer::step_with(const Tensor& flat_grad) {
+  std::string who = std::string(name()) + ".step_with";
+  check_flat(who.c_str(), flat_grad, store_.flat_grad_size(), store_.device());
+  ++step_count_;
+  NoGradGuard ng;
+  apply(flat_grad);
+}
+
+void Optimizer::zero_grad() {
+  const int set = store_.bound_grad_set();
+  if (set >= 0) store_.zero_grads(set);
+}
+
+// ---- AdamW ------------------------------------------------------------------------------------
+
+AdamW::AdamW(ParameterStore& store, const AdamWOptions& o) : Optimizer(store, o.lr), options_(o) {
+  check_lr("AdamW", o.lr);
+  LETHE_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "AdamW: invalid beta1 ", o.beta1,
+              " (must be in [0, 1))");
+  LETHE_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "AdamW: invalid beta2 ", o.beta2,
+              " (must be in [0, 1))");
+  LETHE_CHECK(std::isfinite(o.eps) && o.eps > 0.0, "AdamW: invalid eps ", o.eps,
+              " (must be finite and > 0)");
+  LETHE_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0,
+              "AdamW: invalid weight_decay ", o.weight_decay, " (must be finite and >= 0)");
+  exp_avg_ = new_state_buffer();
+  exp_avg_sq_ = new_state_buffer();
+}
+
+void AdamW::apply(const Tensor& g) {
+  const double t = static_cast<double>(step_count());
+  const double bc1 = 1.0 - std::pow(options_.beta1, t);
+  const double bc2 = 1.0 - std::pow(options_.beta2, t);
+  backend(store_.device())
+      .adamw_step(weights_.numel(), weights_.data<float>(), g.data<float>(), exp_avg_.data<float>(),
+                  exp_avg_sq_.data<float>(), lr(), options_.beta1, options_.beta2, options_.eps,
+                  options_.weight_decay, bc1, bc2);
+}
+
+std::vector<std::pair<std::string, Tensor>> AdamW::state_buffers() const {
+  return {{"exp_avg", exp_avg_}, {"exp_avg_sq", exp_avg_sq_}};
+}
+
+// ---- SGD --------------------------------------------------------------------------------------
+
+SGD::SGD(ParameterStore& store, const SgdOptions& o) : Optimizer(store, o.lr), options_(o) {
+  check_lr("SGD", o.lr);
+  LETHE_CHECK(std::isfinite(o.momentum) && o.momentum >= 0.0, "SGD: invalid momentum ", o.momentum,
+              " (must be finite and >= 0)");
+  LETHE_CHECK(std::isfinite(o.dampening), "SGD: invalid dampening ", o.dampening);
+  LETHE_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0, "SGD: invalid weight_decay ",
+              o.weight_decay, " (must be finite and >= 0)");
+  LETHE_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0),
+              "SGD: nesterov momentum requires momentum > 0 and dampening 0 (got momentum ",
+              o.momentum, ", dampening ", o.dampening, ")");
+  if (o.momentum != 0.0) momentum_buffer_ = new_state_buffer();
+}
+
+void SGD::apply(const Tensor& g) {
+  float* buf = momentum_buffer_.defined() ? momentum_buffer_.data<float>() : nullptr;
+  backend(store_.device())
+      .sgd_step(weights_.numel(), weights_.data<float>(), g.data<float>(), buf, lr(),
+                options_.momentum, options_.dampening, options_.weight_decay, options_.nesterov,
+                step_count() == 1);
+}
+
+std::vector<std::pair<std::string, Tensor>> SGD::state_buffers() const {
+  if (!momentum_buffer_.defined()) return {};
+  return {{"momentum_buffer", momentum_buffer_}};
+}
+
+// ---- clipping ---------------------------------------------------------------------------------
+
+double clip_grad_norm(Tensor& flat, double max_norm) {
+  LETHE_CHECK(!std::isnan(max_norm), "clip_grad_norm: max_norm is NaN");
+  LETHE_CHECK(flat.defined() && flat.dtype() == DType::f32 && flat.is_contiguous(),
+              "clip_grad_norm: expected a contiguous f32 buffer, got ",
+              flat.defined() ? flat.str() : std::string("an undefined tensor"));
+  const int64_t n = flat.numel();
+  if (n == 0) return 0.0;
+  kernels::Backend& be = backend(flat.device());
+  const double norm = std::sqrt(be.dot(DType::f32, n, flat.data_ptr(), flat.data_ptr()));
+  if (max_norm > 0.0) {
+    const double coef = max_norm / (norm + 1e-6);
+    // torch multiplies by min(coef, 1); multiplying by 1 changes nothing, so skip it.
+    if (coef < 1.0) be.axpby(DType::f32, n, coef, flat.data_ptr(), 0.0, flat.data_ptr());
+  }
+  return norm;
+}
+
+double clip_grad_norm(ParameterStore& store, int set, double max_norm) {
+  Tensor flat = store.flat_grad(set);
+  return clip_grad_norm(flat, max_norm);
+}
+
+}  // namespace lethe

@@ -1,0 +1,104 @@
+// Optimizers (AdamW, SGD with torch.optim semantics) and global gradient clipping over a
+// ParameterStore's flat buffers: one kernel call per step. No schedules here (lr_schedule.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/parameters.h"
+#include "engine/tensor.h"
+
+namespace lethe {
+
+// Base class: owns flat state buffers the size of the store's trainable region. The store's
+// trainable parameters are updated in place; frozen ones are never touched.
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  virtual const char* name() const = 0;
+
+  // One update from the gradient set currently bound to the parameters (store.bind_grads).
+  void step();
+  // One update from an explicit flat direction of store.flat_grad_size() f32 elements on the
+  // store's device (e.g. a combination of several gradient sets written by a multi-objective rule).
+  void step_with(const Tensor& flat_grad);
+  // Zeroes the bound gradient set (nothing when none is bound).
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);  // e.g. from an LrSchedule before each step; lr >= 0
+  // Steps taken so far (AdamW's bias correction uses it); settable when resuming from a checkpoint.
+  int64_t step_count() const { return step_count_; }
+  void set_step_count(int64_t steps);
+  // The flat state buffers by name (live tensors: copy_ into them to restore a checkpoint).
+  virtual std::vector<std::pair<std::string, Tensor>> state_buffers() const = 0;
+
+ protected:
+  Optimizer(ParameterStore& store, double lr);
+  // Applies the update for step number step_count() (already incremented, so >= 1).
+  virtual void apply(const Tensor& flat_grad) = 0;
+  Tensor new_state_buffer() const;  // zeros, [flat_grad_size()], on the store's device
+  ParameterStore store_;            // shares the caller's store
+  Tensor weights_;                  // the trainable region of the flat weight buffer
+
+ private:
+  double lr_ = 0;
+  int64_t step_count_ = 0;
+};
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;  // decoupled: p -= lr * wd * p before the Adam update
+};
+
+// torch.optim.AdamW (amsgrad = False, maximize = False) with bias correction.
+class AdamW final : public Optimizer {
+ public:
+  AdamW(ParameterStore& store, const AdamWOptions& options = {});
+  const char* name() const override { return "AdamW"; }
+  const AdamWOptions& options() const { return options_; }
+  std::vector<std::pair<std::string, Tensor>> state_buffers() const override;
+
+ private:
+  void apply(const Tensor& flat_grad) override;
+  AdamWOptions options_;
+  Tensor exp_avg_, exp_avg_sq_;
+};
+
+struct SgdOptions {
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;  // coupled (L2): g += wd * p
+  bool nesterov = false;      // needs momentum > 0 and dampening 0
+};
+
+// torch.optim.SGD (maximize = False): the first step sets the momentum buffer to the gradient.
+class SGD final : public Optimizer {
+ public:
+  SGD(ParameterStore& store, const SgdOptions& options);
+  const char* name() const override { return "SGD"; }
+  const SgdOptions& options() const { return options_; }
+  std::vector<std::pair<std::string, Tensor>> state_buffers() const override;
+
+ private:
+  void apply(const Tensor& flat_grad) override;
+  SgdOptions options_;
+  Tensor momentum_buffer_;  // undefined when momentum == 0
+};
+
+// torch.nn.utils.clip_grad_norm_ over one gradient set: returns the global L2 norm before
+// clipping and, when max_norm > 0 and the norm exceeds it, scales the set in place by
+// max_norm / (norm + 1e-6). max_norm <= 0 only measures.
+double clip_grad_norm(ParameterStore& store, int set, double max_norm);
+// The same for any flat f32 buffer (e.g. a combined update direction).
+double clip_grad_norm(Tensor& flat, double max_norm);
+
+}  // namespace lethe

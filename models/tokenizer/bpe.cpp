@@ -143,7 +143,85 @@ struct ByteLevelBPE::MergeTable {
   }
 };
 
-ByteLevelBPE::ByteLevelBPE(ByteLevelBPEOptions options) : opt_(std::move(options)) {
+// Pre-token -> ids cache: open addressing over flat arenas (no per-entry allocation). Starts
+// small (stays in cache for small vocabularies of words), doubles up to kMaxSlots, then is
+// cleared when full. Not thread-safe by itself: the owner holds cache_mutex_.
+struct ByteLevelBPE::WordCache {
+  struct Slot {
+    uint32_t hash = 0;  // 0 = empty
+    uint32_t key_at = 0, ids_at = 0;
+    uint16_t key_len = 0, ids_len = 0;
+  };
+  static constexpr size_t kMinSlots = size_t{1} << 12, kMaxSlots = size_t{1} << 19;
+  std::vector<Slot> slots = std::vector<Slot>(kMinSlots);
+  size_t mask = kMinSlots - 1;
+  std::string keys;
+  std::vector<int32_t> ids;
+  size_t used = 0;
+
+  static uint32_t hash_of(std::string_view w) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ w.size();
+    size_t i = 0;
+    for (; i + 8 <= w.size(); i += 8) {
+      uint64_t v;
+      std::memcpy(&v, w.data() + i, 8);
+      h = (h ^ v) * 0xBF58476D1CE4E5B9ull;
+      h ^= h >> 31;
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, w.data() + i, w.size() - i);
+    h = (h ^ tail) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    return static_cast<uint32_t>(h >> 32) | 1u;
+  }
+  static bool same(const char* a, const char* b, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
+  const Slot* find(std::string_view w, uint32_t h) const {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      const Slot& s = slots[i];
+      if (s.hash == 0) return nullptr;
+      if (s.hash == h && s.key_len == w.size() &&
+          same(keys.data() + s.key_at, w.data(), w.size())) {
+        return &s;
+      }
+    }
+  }
+  void place(const Slot& slot) {
+    size_t i = slot.hash & mask;
+    while (slots[i].hash != 0) i = (i + 1) & mask;
+    slots[i] = slot;
+  }
+  void insert(std::string_view w, uint32_t h, const std::vector<int32_t>& word_ids) {
+    if (find(w, h) != nullptr) return;  // another thread computed it meanwhile
+    if (used * 2 >= slots.size()) {
+      if (slots.size() < kMaxSlots) {  // grow
+        std::vector<Slot> old(slots.size() * 2);
+        old.swap(slots);
+        mask = slots.size() - 1;
+        for (const Slot& s : old) {
+          if (s.hash != 0) place(s);
+        }
+      } else {  // full: start over
+        std::fill(slots.begin(), slots.end(), Slot{});
+        keys.clear();
+        ids.clear();
+        used = 0;
+      }
+    }
+    place({h, static_cast<uint32_t>(keys.size()), static_cast<uint32_t>(ids.size()),
+           static_cast<uint16_t>(w.size()), static_cast<uint16_t>(word_ids.size())});
+    keys.append(w);
+    ids.insert(ids.end(), word_ids.begin(), word_ids.end());
+    ++used;
+  }
+};
+
+ByteLevelBPE::ByteLevelBPE(ByteLevelBPEOptions options)
+    : opt_(std::move(options)), cache_(std::make_unique<WordCache>()) {
   const std::string& src = opt_.source;
   constexpr int32_t kMaxId = 1 << 24;
   auto set_token = [&](const std::string& token, int32_t id, const char* what) {
@@ -319,21 +397,22 @@ void ByteLevelBPE::encode_segment(std::string_view segment, std::vector<int64_t>
 
 void ByteLevelBPE::encode_word(std::string_view word, std::vector<int64_t>& out) const {
   const bool cacheable = word.size() <= kMaxCachedWord;
+  uint32_t hash = 0;
   if (cacheable) {
+    hash = WordCache::hash_of(word);
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    auto it = cache_.find(word);
-    if (it != cache_.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
+    if (const auto* hit = cache_->find(word, hash)) {
+      const int32_t* p = cache_->ids.data() + hit->ids_at;
+      out.insert(out.end(), p, p + hit->ids_len);
       return;
     }
   }
-  std::vector<int32_t> symbols;
+  thread_local std::vector<int32_t> symbols;
   merge_word(word, symbols);
   out.insert(out.end(), symbols.begin(), symbols.end());
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-    cache_.emplace(std::string(word), std::move(symbols));
+    cache_->insert(word, hash, symbols);
   }
 }
 

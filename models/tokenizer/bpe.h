@@ -67,8 +67,7 @@ class ByteLevelBPE final : public Tokenizer {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
-  using WordCache =
-      std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>;
+  struct WordCache;
 
   void encode_segment(std::string_view segment, std::vector<int64_t>& out) const;
   void encode_word(std::string_view word, std::vector<int64_t>& out) const;
@@ -90,9 +89,8 @@ class ByteLevelBPE final : public Tokenizer {
   bool add_bos_ = false;
 
   static constexpr size_t kMaxCachedWord = 64;
-  static constexpr size_t kMaxCacheEntries = 1 << 18;
   mutable std::mutex cache_mutex_;
-  mutable WordCache cache_;
+  std::unique_ptr<WordCache> cache_;  // pre-token bytes -> ids, guarded by cache_mutex_
 };
 
 // Parses dir's tokenizer.json, or vocab.json + merges.txt, with tokenizer_config.json and

@@ -1,5 +1,7 @@
 #include "models/tokenizer/utf8.h"
 
+#include <cstring>
+
 #include "engine/error.h"
 
 namespace lethe::tokenizer {
@@ -47,6 +49,14 @@ int valid_prefix(std::string_view s, size_t i, const Lead& lead) {
 std::optional<size_t> find_invalid_utf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    // ASCII runs, eight bytes at a time.
+    while (i + 8 <= s.size()) {
+      uint64_t v;
+      std::memcpy(&v, s.data() + i, 8);
+      if (v & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
     const auto b = static_cast<uint8_t>(s[i]);
     if (b < 0x80) {
       ++i;

@@ -161,6 +161,22 @@ TEST(ByteLevelBpe, DecodeMatchesHuggingFace) {
   }
 }
 
+TEST(ByteLevelBpe, AddedTokenOptionsPrefixSpaceAndTemplateBosMatchHuggingFace) {
+  // lstrip/rstrip and non-special added tokens, add_prefix_space, BOS from TemplateProcessing.
+  auto tok = load_tokenizer((kFixtures / "bpe_variant").string());
+  EXPECT_EQ(tok->bos_id(), 2);
+  const auto rows = read_jsonl(kFixtures / "bpe_variant_encode.jsonl");
+  ASSERT_GT(rows.size(), 100u);
+  for (const auto& r : rows) {
+    const std::string text = r["text"];
+    const auto ids = tok->encode(text);
+    EXPECT_EQ(ids, ids_of(r["ids"])) << json(text).dump();
+    EXPECT_EQ(tok->decode(ids_of(r["ids"])), r["decoded"].get<std::string>()) << r.dump();
+    EXPECT_EQ(tok->decode(ids_of(r["ids"]), true), r["decoded_skip"].get<std::string>())
+        << r.dump();
+  }
+}
+
 TEST(ByteLevelBpe, SpecialTokensAndIdsFollowOpt) {
   // The fixture vocabulary puts <s>, <pad>, </s>, <unk> at 0..3 as OPT does and has 1500 ids.
   auto tok = load_tokenizer(kBpeDir.string());

@@ -1,0 +1,17 @@
+// Test hooks of the CUDA backend (exists only when lethe is built with CUDA: LETHE_WITH_CUDA).
+// Plain C++: no CUDA types here; not part of the kernel interface (kernels/backend.h).
+#pragma once
+
+#include <cstddef>
+
+namespace lethe::kernels {
+
+// When on, every block handed out by the CUDA allocator is first filled with 0xFF bytes (NaN
+// for every float dtype), so a kernel that leaves part of its output unwritten shows up as NaNs.
+// No-op when no GPU is visible.
+void cuda_set_poison_allocations(bool on);
+
+// Bytes currently cached (free, not returned to the driver) by the CUDA allocator.
+size_t cuda_cached_bytes();
+
+}  // namespace lethe::kernels

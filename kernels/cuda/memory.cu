@@ -1,0 +1,419 @@
+// CUDA backend creation, the caching allocator, host<->device copies, strided copies, casts,
+// fills and the counter-based RNG (bitwise the same uniforms as the CPU backend).
+#include <cstring>
+#include <memory>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_debug.h"
+#include "kernels/rng.h"
+
+namespace lethe::kernels {
+
+void check_launch(const char* what) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    LETHE_FAIL("CUDA kernel ", what, " failed to launch: ", cudaGetErrorName(err), ": ",
+               cudaGetErrorString(err));
+}
+
+// ---- backend creation -----------------------------------------------------------------------
+
+namespace {
+
+struct CudaState {
+  CudaBackend* backend = nullptr;  // leaked on purpose: tensors may be freed during static exit
+  std::string reason;
+};
+
+const CudaState& cuda_state() {
+  static const CudaState state = [] {
+    CudaState s;
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // clear it so later runtime calls are not confused by it
+      s.reason = std::string("no usable CUDA driver/device (cudaGetDeviceCount: ") +
+                 cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + ")";
+      return s;
+    }
+    if (count == 0) {
+      s.reason = "no CUDA device is visible (cudaGetDeviceCount returned 0)";
+      return s;
+    }
+    try {
+      s.backend = new CudaBackend();
+    } catch (const std::exception& e) {
+      s.reason = std::string("the CUDA backend failed to start: ") + e.what();
+    }
+    return s;
+  }();
+  return state;
+}
+
+}  // namespace
+
+Backend* cuda_backend() {
+  return cuda_state().backend;
+}
+
+std::string cuda_unavailable_reason() {
+  const CudaState& s = cuda_state();
+  return s.backend ? std::string("the CUDA backend is available") : s.reason;
+}
+
+void cuda_set_poison_allocations(bool on) {
+  if (CudaBackend* b = cuda_state().backend) b->allocator().set_poison(on);
+}
+
+CudaBackend::CudaBackend() {
+  LETHE_CUDA_CHECK(cudaSetDevice(0));
+  LETHE_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
+  LETHE_CUBLAS_CHECK(cublasCreate(&cublas_));
+  // Ops run in order on the legacy default stream; cuBLAS joins it.
+  LETHE_CUBLAS_CHECK(cublasSetStream(cublas_, 0));
+  LETHE_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));  // no TF32: f32 is exact
+}
+
+void CudaBackend::synchronize() {
+  LETHE_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+// ---- caching allocator ------------------------------------------------------------------------
+
+size_t CachingAllocator::round_size(size_t bytes) {
+  constexpr size_t kSmall = 512, kLarge = 2u << 20;  // 512 B granules, 2 MiB above 1 MiB
+  if (bytes <= (1u << 20)) return (bytes + kSmall - 1) / kSmall * kSmall;
+  return (bytes + kLarge - 1) / kLarge * kLarge;
+}
+
+void* CachingAllocator::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  size_t size = round_size(bytes);
+  void* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      live_[p] = size;
+    }
+  }
+  if (!p) {
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      release_cached();  // give cached blocks of other sizes back and try once more
+      err = cudaMalloc(&p, size);
+    }
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      if (err == cudaErrorMemoryAllocation)
+        LETHE_FAIL("CUDA out of memory allocating ", bytes, " bytes (free ", free_b, " of ",
+                   total_b, " bytes on the device)");
+      LETHE_FAIL("CUDA error in cudaMalloc(", size, " bytes): ", cudaGetErrorName(err), ": ",
+                 cudaGetErrorString(err));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    live_[p] = size;
+  }
+  if (poison_) LETHE_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, size, 0));
+  return p;
+}
+
+void CachingAllocator::deallocate(void* ptr) {
+  if (!ptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(ptr);
+  if (it == live_.end()) return;  // not ours (never happens through Storage); ignore, don't crash
+  // Kernels run in stream order, so a block freed here may be reused by the next launch at once.
+  free_[it->second].push_back(ptr);
+  live_.erase(it);
+}
+
+void CachingAllocator::release_cached() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cudaDeviceSynchronize();
+  for (auto& [size, ptrs] : free_)
+    for (void* p : ptrs) cudaFree(p);
+  free_.clear();
+}
+
+size_t cuda_cached_bytes() {
+  CudaBackend* b = cuda_state().backend;
+  return b ? b->allocator().cached_bytes() : 0;
+}
+
+size_t CachingAllocator::cached_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t total = 0;
+  for (auto& [size, ptrs] : free_) total += size * ptrs.size();
+  return total;
+}
+
+void* CudaBackend::allocate(size_t bytes) {
+  return allocator_.allocate(bytes);
+}
+void CudaBackend::deallocate(void* ptr, size_t) {
+  allocator_.deallocate(ptr);
+}
+
+// ---- copies
+// --------------------------------------------------------------------------------------
+
+void CudaBackend::copy_to_host(void* host_dst, const void* dev_src, size_t bytes) {
+  if (bytes) LETHE_CUDA_CHECK(cudaMemcpy(host_dst, dev_src, bytes, cudaMemcpyDeviceToHost));
+}
+void CudaBackend::copy_from_host(void* dev_dst, const void* host_src, size_t bytes) {
+  if (bytes) LETHE_CUDA_CHECK(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice));
+}
+void CudaBackend::copy_on_device(void* dst, const void* src, size_t bytes) {
+  if (bytes) LETHE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+}
+
+namespace {
+
+// Element offsets of linear index i (row-major over shape) under two stride sets.
+struct Offsets2 {
+  int64_t a, b;
+};
+__device__ __forceinline__ Offsets2 strided_offsets(int64_t i, const Layout& la, const Layout& lb) {
+  Offsets2 o{0, 0};
+  for (int d = la.ndim - 1; d >= 0; --d) {
+    int64_t idx = i % la.shape[d];
+    i /= la.shape[d];
+    o.a += idx * la.stride[d];
+    o.b += idx * lb.stride[d];
+  }
+  return o;
+}
+
+template <typename T>
+__global__ void copy_strided_kernel(T* dst, Layout dl, const T* src, Layout sl, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) {
+    Offsets2 o = strided_offsets(i, dl, sl);
+    dst[o.a] = src[o.b];
+  }
+}
+
+// Scalar conversions identical to kernels/dtype.h (round to nearest even, NaN kept quiet).
+__device__ __forceinline__ uint16_t dev_f32_to_bf16(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>((u + rounding) >> 16);
+}
+__device__ __forceinline__ float dev_bf16_to_f32(uint16_t h) {
+  return __uint_as_float(static_cast<uint32_t>(h) << 16);
+}
+__device__ __forceinline__ float dev_f16_to_f32(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t u;
+  if (exp == 0) {
+    if (mant == 0) {
+      u = sign;
+    } else {
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400u) == 0);
+      u = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (mant << 13);
+  } else {
+    u = sign | (exp + 112) << 23 | (mant << 13);
+  }
+  return __uint_as_float(u);
+}
+__device__ __forceinline__ uint16_t dev_f32_to_f16(float f) {
+  uint32_t u = __float_as_uint(f);
+  uint32_t sign = (u >> 16) & 0x8000u;
+  uint32_t absu = u & 0x7fffffffu;
+  if (absu >= 0x7f800000u)
+    return static_cast<uint16_t>(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0));
+  if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (absu < 0x38800000u) {
+    if (absu < 0x33000000u) return static_cast<uint16_t>(sign);
+    uint32_t mant = (absu & 0x7fffffu) | 0x800000u;
+    int shift = 126 - static_cast<int>(absu >> 23);
+    uint32_t half = 1u << (shift - 1);
+    uint32_t rem = mant & ((1u << shift) - 1);
+    uint32_t res = mant >> shift;
+    if (rem > half || (rem == half && (res & 1u))) ++res;
+    return static_cast<uint16_t>(sign | res);
+  }
+  uint32_t res = ((absu >> 13) - (112u << 10));
+  uint32_t rem = absu & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (res & 1u))) ++res;
+  return static_cast<uint16_t>(sign | res);
+}
+
+// Loads and stores through double, exactly as the CPU backend's generic cast path does.
+__device__ __forceinline__ double load_as_double(DType t, const void* p, int64_t i) {
+  switch (t) {
+    case DType::f64: return static_cast<const double*>(p)[i];
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::f16: return dev_f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return dev_bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::i32: return static_cast<double>(static_cast<const int32_t*>(p)[i]);
+    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+    case DType::u8: return static_cast<const uint8_t*>(p)[i];
+    case DType::boolean: return static_cast<const uint8_t*>(p)[i] ? 1.0 : 0.0;
+  }
+  return 0;
+}
+
+__device__ __forceinline__ void store_double(DType t, void* p, int64_t i, double v) {
+  switch (t) {
+    case DType::f64: static_cast<double*>(p)[i] = v; break;
+    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = dev_f32_to_f16(static_cast<float>(v)); break;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = dev_f32_to_bf16(static_cast<float>(v)); break;
+    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
+    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
+    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::boolean: static_cast<uint8_t*>(p)[i] = v != 0.0; break;
+  }
+}
+
+__global__ void cast_kernel(DType from, const void* src, DType to, void* dst, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += global_stride())
+    store_double(to, dst, i, load_as_double(from, src, i));
+}
+
+// The hot conversions get dedicated kernels (no per-element dtype switch).
+__global__ void cast_f32_bf16_kernel(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = dev_f32_to_bf16(src[i]);
+}
+__global__ void cast_bf16_f32_kernel(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = dev_bf16_to_f32(src[i]);
+}
+
+__global__ void fill_f32_kernel(float* dst, int64_t n, float v) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = v;
+}
+__global__ void fill_kernel(DType t, void* dst, int64_t n, double v) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) store_double(t, dst, i, v);
+}
+
+// low + (high - low) * u with explicit rounding steps: nvcc would otherwise fuse them into an
+// FMA, and the values would no longer be bit-identical to the CPU's.
+__global__ void fill_uniform_kernel(DType t, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                                    double low, double range) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) {
+    double u = rng::uniform(seed, offset + static_cast<uint64_t>(i));
+    store_double(t, dst, i, __dadd_rn(low, __dmul_rn(range, u)));
+  }
+}
+
+// Box-Muller as on the CPU. The uniforms are identical; log/cos may differ from glibc's by an
+// ulp, so normals agree to ~1e-15 relative, not bitwise.
+__global__ void fill_normal_kernel(DType t, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                                   double mean, double stddev) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) {
+    uint64_t c = 2 * (offset + static_cast<uint64_t>(i));
+    double u1 = __dadd_rn(1.0, -rng::uniform(seed, c));
+    double u2 = rng::uniform(seed, c + 1);
+    double z = __dmul_rn(sqrt(__dmul_rn(-2.0, log(u1))), cos(__dmul_rn(6.283185307179586, u2)));
+    store_double(t, dst, i, __dadd_rn(mean, __dmul_rn(stddev, z)));
+  }
+}
+
+__global__ void dropout_mask_kernel(DType t, void* mask, int64_t n, uint64_t seed, uint64_t offset,
+                                    double p, double keep_scale) {
+  for (int64_t i = global_index(); i < n; i += global_stride()) {
+    double u = rng::uniform(seed, offset + static_cast<uint64_t>(i));
+    store_double(t, mask, i, u >= p ? keep_scale : 0.0);
+  }
+}
+
+}  // namespace
+
+void CudaBackend::copy_strided(DType dtype, void* dst, const Layout& dl, const void* src,
+                               const Layout& sl) {
+  LETHE_CHECK(dl.ndim == sl.ndim && dl.ndim >= 0 && dl.ndim <= kMaxDims,
+              "copy_strided: layouts of different rank (", dl.ndim, " vs ", sl.ndim, ")");
+  int64_t n = dl.numel();
+  if (n == 0) return;
+  unsigned g = grid_for(n);
+  switch (dtype_size(dtype)) {
+    case 8:
+      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint64_t*>(dst), dl,
+                                           static_cast<const uint64_t*>(src), sl, n);
+      break;
+    case 4:
+      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint32_t*>(dst), dl,
+                                           static_cast<const uint32_t*>(src), sl, n);
+      break;
+    case 2:
+      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint16_t*>(dst), dl,
+                                           static_cast<const uint16_t*>(src), sl, n);
+      break;
+    case 1:
+      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint8_t*>(dst), dl,
+                                           static_cast<const uint8_t*>(src), sl, n);
+      break;
+    default: LETHE_FAIL("copy_strided: bad dtype");
+  }
+  check_launch("copy_strided");
+}
+
+void CudaBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
+  if (n <= 0) return;
+  if (from == to) {
+    copy_on_device(dst, src, static_cast<size_t>(n) * dtype_size(from));
+    return;
+  }
+  unsigned g = grid_for(n);
+  if (from == DType::f32 && to == DType::bf16) {
+    cast_f32_bf16_kernel<<<g, kThreads>>>(static_cast<const float*>(src),
+                                          static_cast<uint16_t*>(dst), n);
+  } else if (from == DType::bf16 && to == DType::f32) {
+    cast_bf16_f32_kernel<<<g, kThreads>>>(static_cast<const uint16_t*>(src),
+                                          static_cast<float*>(dst), n);
+  } else {
+    cast_kernel<<<g, kThreads>>>(from, src, to, dst, n);
+  }
+  check_launch("cast");
+}
+
+void CudaBackend::fill(DType dtype, void* dst, int64_t n, double value) {
+  if (n <= 0) return;
+  if (dtype == DType::f32) {
+    fill_f32_kernel<<<grid_for(n), kThreads>>>(static_cast<float*>(dst), n,
+                                               static_cast<float>(value));
+  } else {
+    fill_kernel<<<grid_for(n), kThreads>>>(dtype, dst, n, value);
+  }
+  check_launch("fill");
+}
+
+void CudaBackend::fill_uniform(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                               double low, double high) {
+  if (n <= 0) return;
+  fill_uniform_kernel<<<grid_for(n), kThreads>>>(dtype, dst, n, seed, offset, low, high - low);
+  check_launch("fill_uniform");
+}
+
+void CudaBackend::fill_normal(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
+                              double mean, double stddev) {
+  if (n <= 0) return;
+  fill_normal_kernel<<<grid_for(n), kThreads>>>(dtype, dst, n, seed, offset, mean, stddev);
+  check_launch("fill_normal");
+}
+
+void CudaBackend::dropout_mask(DType dtype, void* mask, int64_t n, uint64_t seed, uint64_t offset,
+                               double p) {
+  if (n <= 0) return;
+  double keep_scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
+  dropout_mask_kernel<<<grid_for(n), kThreads>>>(dtype, mask, n, seed, offset, p, keep_scale);
+  check_launch("dropout_mask");
+}
+
+}  // namespace lethe::kernels

@@ -1,0 +1,207 @@
+// CUDA layernorm and softmax, forward and backward: one block per row, accumulation in the
+// float type of the data (two passes for the variance); gamma/beta gradients by column tiles.
+#include "kernels/cuda/cuda_common.cuh"
+
+namespace lethe::kernels {
+
+namespace {
+
+unsigned row_blocks(int64_t rows) {
+  return static_cast<unsigned>(rows < 65535 ? rows : 65535);
+}
+
+// Fewer threads for short rows (a multiple of 32, at most kThreads).
+int row_threads(int64_t cols) {
+  int64_t t = (cols + 31) / 32 * 32;
+  return static_cast<int>(t < 32 ? 32 : (t > kThreads ? kThreads : t));
+}
+
+template <typename T>
+__global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
+                                         const T* beta, T eps, T* y, float* mean_out,
+                                         float* rstd_out) {
+  __shared__ T scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    // Summing x - x[0] keeps partial sums small when the row has a large common offset (as the
+    // CPU backend does).
+    const T x0 = xr[0];
+    T shifted = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) shifted += xr[c] - x0;
+    T mean = x0 + block_sum(shifted, scratch) / static_cast<T>(cols);
+    T sq = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      T d = xr[c] - mean;
+      sq += d * d;
+    }
+    T var = block_sum(sq, scratch) / static_cast<T>(cols);
+    T rstd = T(1) / dev_sqrt(var + eps);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      T v = (xr[c] - mean) * rstd;
+      if (gamma) v *= gamma[c];
+      if (beta) v += beta[c];
+      yr[c] = v;
+    }
+    if (threadIdx.x == 0) {
+      if (mean_out) mean_out[r] = static_cast<float>(mean);
+      if (rstd_out) rstd_out[r] = static_cast<float>(rstd);
+    }
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma.
+template <typename T>
+__global__ void layernorm_backward_dx_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
+                                             const float* mean, const float* rstd, const T* dy,
+                                             T* dx) {
+  __shared__ T scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    const T* dyr = dy + r * cols;
+    T mu = static_cast<T>(mean[r]), rs = static_cast<T>(rstd[r]);
+    T sum_g = 0, sum_gx = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      T g = gamma ? dyr[c] * gamma[c] : dyr[c];
+      sum_g += g;
+      sum_gx += g * (xr[c] - mu) * rs;
+    }
+    T mean_g = block_sum(sum_g, scratch) / static_cast<T>(cols);
+    T mean_gx = block_sum(sum_gx, scratch) / static_cast<T>(cols);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      T g = gamma ? dyr[c] * gamma[c] : dyr[c];
+      T xhat = (xr[c] - mu) * rs;
+      dx[r * cols + c] = rs * (g - mean_g - xhat * mean_gx);
+    }
+  }
+}
+
+// dgamma[c] += sum_r dy * xhat, dbeta[c] += sum_r dy: 32 columns per block, 8 row strides.
+template <typename T>
+__global__ void layernorm_backward_params_kernel(int64_t rows, int64_t cols, const T* x,
+                                                 const float* mean, const float* rstd, const T* dy,
+                                                 T* dgamma, T* dbeta) {
+  __shared__ T part_g[8][33];
+  __shared__ T part_b[8][33];
+  int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  T acc_g = 0, acc_b = 0;
+  if (c < cols) {
+    for (int64_t r = threadIdx.y; r < rows; r += 8) {
+      T d = dy[r * cols + c];
+      acc_g += d * (x[r * cols + c] - static_cast<T>(mean[r])) * static_cast<T>(rstd[r]);
+      acc_b += d;
+    }
+  }
+  part_g[threadIdx.y][threadIdx.x] = acc_g;
+  part_b[threadIdx.y][threadIdx.x] = acc_b;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    T tg = 0, tb = 0;
+    for (int y = 0; y < 8; ++y) {
+      tg += part_g[y][threadIdx.x];
+      tb += part_b[y][threadIdx.x];
+    }
+    if (dgamma) dgamma[c] += tg;
+    if (dbeta) dbeta[c] += tb;
+  }
+}
+
+template <typename T>
+__global__ void softmax_forward_kernel(int64_t rows, int64_t cols, const T* x, T* y, bool log) {
+  __shared__ T scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    T m = dev_neg_inf<T>();
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmax(m, xr[c]);
+    m = block_max(m, scratch);
+    if (!isfinite(m)) m = 0;  // all -inf (or +inf/NaN): let IEEE arithmetic say what it is
+    T s = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += dev_exp(xr[c] - m);
+    s = block_sum(s, scratch);
+    if (log) {
+      T lse = m + dev_log(s);
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = xr[c] - lse;
+    } else {
+      T inv = T(1) / s;
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = dev_exp(xr[c] - m) * inv;
+    }
+  }
+}
+
+// softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy).
+template <typename T>
+__global__ void softmax_backward_kernel(int64_t rows, int64_t cols, const T* y, const T* dy, T* dx,
+                                        bool log) {
+  __shared__ T scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* yr = y + r * cols;
+    const T* dyr = dy + r * cols;
+    T s = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += log ? dyr[c] : dyr[c] * yr[c];
+    s = block_sum(s, scratch);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+      dx[r * cols + c] = log ? dyr[c] - dev_exp(yr[c]) * s : yr[c] * (dyr[c] - s);
+  }
+}
+
+}  // namespace
+
+void CudaBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                    const void* gamma, const void* beta, double eps, void* y,
+                                    float* mean, float* rstd) {
+  cuda_dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    layernorm_forward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+        rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
+        static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd);
+    check_launch("layernorm_forward");
+  });
+}
+
+void CudaBackend::layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                     const void* gamma, const float* mean, const float* rstd,
+                                     const void* dy, void* dx, void* dgamma, void* dbeta) {
+  cuda_dispatch_float(dtype, "layernorm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    const T* xs = static_cast<const T*>(x);
+    const T* dys = static_cast<const T*>(dy);
+    if (dx) {
+      layernorm_backward_dx_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+          rows, cols, xs, static_cast<const T*>(gamma), mean, rstd, dys, static_cast<T*>(dx));
+      check_launch("layernorm_backward (dx)");
+    }
+    if (dgamma || dbeta) {
+      unsigned tiles = static_cast<unsigned>((cols + 31) / 32);
+      layernorm_backward_params_kernel<T><<<tiles, dim3(32, 8)>>>(
+          rows, cols, xs, mean, rstd, dys, static_cast<T*>(dgamma), static_cast<T*>(dbeta));
+      check_launch("layernorm_backward (dgamma, dbeta)");
+    }
+  });
+}
+
+void CudaBackend::softmax_forward(DType dtype, int64_t rows, int64_t cols, const void* x, void* y,
+                                  bool log) {
+  cuda_dispatch_float(dtype, "softmax_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    softmax_forward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+        rows, cols, static_cast<const T*>(x), static_cast<T*>(y), log);
+    check_launch("softmax_forward");
+  });
+}
+
+void CudaBackend::softmax_backward(DType dtype, int64_t rows, int64_t cols, const void* y,
+                                   const void* dy, void* dx, bool log) {
+  cuda_dispatch_float(dtype, "softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    softmax_backward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+        rows, cols, static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), log);
+    check_launch("softmax_backward");
+  });
+}
+
+}  // namespace lethe::kernels

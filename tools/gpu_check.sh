@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: configure a CUDA build (build-gpu), build it, run the CUDA tests
+# (tests/cuda: every op-table row on CUDA vs the CPU, direct kernel tests), the unit tests, and the
+# op benchmarks when the CLI has them; print a summary. Meant to run in one call of the device
+# tool from the repository root:   tools/gpu_check.sh [--jobs N] [--skip-unit] [--skip-bench]
+#
+# Dependencies: the Debian packages of tools/install-deps.sh. A GPU machine that cannot install
+# them may get them as .deb files in $LETHE_DEPS_DIR (default: .gpu-deps in the repo root),
+# which this script unpacks into /tmp/lethe-deps and puts on the search paths. Fill that folder on
+# a machine with apt (same distribution as the GPU machine's image) with:
+#   tools/gpu_check.sh --download-debs
+# Logs go to $OUT (when set, as under the device tool) or build-gpu/gpu_check/.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${LETHE_GPU_BUILD:-build-gpu}
+DEPS_DIR=${LETHE_DEPS_DIR:-.gpu-deps}
+JOBS=$(nproc 2>/dev/null || echo 4)
+RUN_UNIT=1
+RUN_BENCH=1
+
+DEB_PACKAGES=(libdnnl-dev libdnnl3 nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libyaml-cpp0.7
+              libpcre2-dev libpcre2-8-0 libsentencepiece-dev libsentencepiece0 libgtest-dev
+              libgmock-dev googletest libbenchmark-dev libbenchmark1debian libomp-dev)
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --jobs) JOBS=$2; shift ;;
+    --skip-unit) RUN_UNIT=0 ;;
+    --skip-bench) RUN_BENCH=0 ;;
+    --download-debs)
+      mkdir -p "$DEPS_DIR" && cd "$DEPS_DIR" || exit 1
+      # Names differ between releases; download what this distribution has, report the rest.
+      for p in "${DEB_PACKAGES[@]}"; do apt-get download "$p" >/dev/null 2>&1 || echo "not found: $p"; done
+      ls -1 ./*.deb 2>/dev/null | wc -l | xargs echo "debs in $DEPS_DIR:"
+      exit 0 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    *) echo "gpu_check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+LOG_DIR=${OUT:-$ROOT/$BUILD/gpu_check}
+mkdir -p "$LOG_DIR"
+declare -a SUMMARY=()
+STATUS=0
+note() { SUMMARY+=("$1"); echo "== $1"; }
+
+# ---- the GPU --------------------------------------------------------------------------------------
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG_DIR/gpu.txt"
+else
+  echo "gpu_check: nvidia-smi not found; the CUDA tests will skip if no GPU is visible" >&2
+fi
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -z "$NVCC" ]; then
+  echo "gpu_check: nvcc not found (install the CUDA toolkit or put it on PATH)" >&2
+  exit 1
+fi
+note "nvcc: $("$NVCC" --version | tail -1)"
+
+# ---- carried dependencies -------------------------------------------------------------------------
+if ls "$DEPS_DIR"/*.deb >/dev/null 2>&1; then
+  PREFIX=/tmp/lethe-deps
+  mkdir -p "$PREFIX"
+  for f in "$DEPS_DIR"/*.deb; do dpkg-deb -x "$f" "$PREFIX" || dpkg -x "$f" "$PREFIX"; done
+  export CMAKE_PREFIX_PATH="$PREFIX/usr:${CMAKE_PREFIX_PATH:-}"
+  export PKG_CONFIG_PATH="$PREFIX/usr/lib/x86_64-linux-gnu/pkgconfig:$PREFIX/usr/share/pkgconfig:${PKG_CONFIG_PATH:-}"
+  export LD_LIBRARY_PATH="$PREFIX/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+  export CPATH="$PREFIX/usr/include:${CPATH:-}"
+  # pkg-config files name prefix=/usr; point them at the unpacked tree.
+  for pc in "$PREFIX"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
+    [ -f "$pc" ] && sed -i "s|^prefix=/usr|prefix=$PREFIX/usr|" "$pc"
+  done
+  note "dependencies: unpacked $(ls "$DEPS_DIR"/*.deb | wc -l) .deb files from $DEPS_DIR"
+fi
+
+# ---- configure and build --------------------------------------------------------------------------
+start=$(date +%s)
+if ! cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLETHE_CUDA=ON \
+     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 \
+     >"$LOG_DIR/configure.log" 2>&1; then
+  tail -30 "$LOG_DIR/configure.log"
+  note "configure: FAILED (see configure.log; missing packages? try --download-debs)"
+  printf '%s\n' "${SUMMARY[@]}"
+  exit 1
+fi
+note "configure: ok"
+
+build_target() {
+  if cmake --build "$BUILD" --target "$1" -j "$JOBS" >"$LOG_DIR/build-$1.log" 2>&1; then
+    note "build $1: ok"
+    return 0
+  fi
+  grep -E "error|Error" "$LOG_DIR/build-$1.log" | head -20
+  note "build $1: FAILED (see build-$1.log)"
+  STATUS=1
+  return 1
+}
+build_target cuda_tests
+[ $RUN_UNIT -eq 1 ] && build_target unit_tests
+note "build time: $(( $(date +%s) - start )) s"
+
+# ---- tests ----------------------------------------------------------------------------------------
+run_tests() {  # name binary
+  local bin="$BUILD/tests/$1/$2"
+  [ -x "$bin" ] || { note "$2: not built"; STATUS=1; return; }
+  local xml="$LOG_DIR/$2.xml"
+  "$bin" --gtest_output=xml:"$xml" >"$LOG_DIR/$2.log" 2>&1
+  local rc=$?
+  local passed failed skipped
+  passed=$(grep -c '^\[       OK \]' "$LOG_DIR/$2.log")
+  failed=$(grep -c '^\[  FAILED  \].*(' "$LOG_DIR/$2.log")
+  skipped=$(grep -c '^\[  SKIPPED \]' "$LOG_DIR/$2.log")
+  note "$2: exit $rc, passed $passed, failed $failed, skipped $skipped"
+  if [ $rc -ne 0 ]; then
+    STATUS=1
+    grep -E '^\[  FAILED  \]' "$LOG_DIR/$2.log" | head -40
+    grep -B2 -A6 'Failure' "$LOG_DIR/$2.log" | head -80
+  fi
+}
+run_tests cuda cuda_tests
+[ $RUN_UNIT -eq 1 ] && run_tests unit unit_tests
+
+# ---- benchmarks (when the CLI exists and knows them) ----------------------------------------------
+if [ $RUN_BENCH -eq 1 ]; then
+  if cmake --build "$BUILD" --target lethe -j "$JOBS" >"$LOG_DIR/build-lethe.log" 2>&1 &&
+     [ -x "$BUILD/tools/lethe" ]; then
+    if "$BUILD/tools/lethe" bench ops --device cuda >"$LOG_DIR/bench-ops-cuda.txt" 2>&1; then
+      note "bench ops --device cuda: ok (bench-ops-cuda.txt)"
+      tail -40 "$LOG_DIR/bench-ops-cuda.txt"
+    else
+      note "bench ops --device cuda: not available or failed (see bench-ops-cuda.txt)"
+      tail -5 "$LOG_DIR/bench-ops-cuda.txt"
+    fi
+  else
+    note "bench: no lethe CLI target yet; skipped"
+  fi
+fi
+
+echo
+echo "==================== gpu_check summary ===================="
+printf '%s\n' "${SUMMARY[@]}"
+echo "logs: $LOG_DIR"
+[ $STATUS -eq 0 ] && echo "RESULT: PASS" || echo "RESULT: FAIL"
+exit $STATUS

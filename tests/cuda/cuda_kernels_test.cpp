@@ -384,7 +384,7 @@ void run_gemm_case(Backend& gpu, kernels::GemmArgs g, bool with_bias, const std:
   g.ldb = b_cols + 1;
   g.ldc = g.n + 2;
   g.stride_a = a_rows * g.lda + 5;
-  g.stride_b = g.batch > 1 ? b_rows * g.ldb : 0;  // B shared by every batch
+  g.stride_b = g.batch == 3 ? 0 : b_rows * g.ldb;  // batch 3: one B shared by every batch
   g.stride_c = g.m * g.ldc;
   size_t na = static_cast<size_t>(g.stride_a * g.batch), nb = static_cast<size_t>(b_rows * g.ldb);
   if (g.stride_b) nb = static_cast<size_t>(g.stride_b * g.batch);

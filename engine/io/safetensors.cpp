@@ -100,6 +100,7 @@ int64_t TensorInfo::numel() const {
 struct SafetensorsFile::State {
   std::string path;
   std::shared_ptr<const void> owner;
+  bool mapped = false;  // owner is an mmap()ed file (prefetch applies)
   uint64_t header_size = 0;
   std::vector<TensorInfo> tensors;
   std::unordered_map<std::string, size_t> by_name;
@@ -253,7 +254,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   mapping->size = size;
   const auto* bytes = static_cast<const uint8_t*>(base);
   SafetensorsFile f;
-  f.state_ = parse_safetensors(std::move(mapping), bytes, size, path);
+  auto st = parse_safetensors(std::move(mapping), bytes, size, path);
+  st->mapped = true;
+  f.state_ = std::move(st);
   return f;
 }
 
@@ -278,6 +281,19 @@ uint64_t SafetensorsFile::header_size() const {
 }
 std::shared_ptr<const void> SafetensorsFile::keepalive() const {
   return state_->owner;
+}
+
+void SafetensorsFile::prefetch(const TensorInfo& t) const {
+  if (!state_->mapped || t.nbytes() == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = reinterpret_cast<uintptr_t>(t.data) & ~(page - 1);
+  const uintptr_t e = reinterpret_cast<uintptr_t>(t.data) + t.nbytes();
+  void* addr = reinterpret_cast<void*>(b);
+  ::madvise(addr, e - b, MADV_WILLNEED);  // start readahead of the whole range
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels return EINVAL, which we ignore
+#endif
+  ::madvise(addr, e - b, MADV_POPULATE_READ);
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {

@@ -177,7 +177,9 @@ TEST(Safetensors, WriteThenReadRoundTrips) {
     EXPECT_EQ(t.dtype, ts[i].dtype);
     EXPECT_EQ(t.shape, ts[i].shape);
     ASSERT_EQ(t.nbytes(), storage[i].size());
-    EXPECT_EQ(std::memcmp(t.data, storage[i].data(), storage[i].size()), 0) << t.name;
+    if (!storage[i].empty()) {
+      EXPECT_EQ(std::memcmp(t.data, storage[i].data(), storage[i].size()), 0) << t.name;
+    }
   }
   EXPECT_EQ(f.metadata().at("format"), "pt");
   EXPECT_EQ(f.metadata().at("origin"), "lethe");
@@ -208,9 +210,11 @@ TEST(Safetensors, WrittenHeaderIsPaddedJsonWithFormatPt) {
     EXPECT_EQ(e["data_offsets"][1].get<uint64_t>() - e["data_offsets"][0].get<uint64_t>(),
               storage[i].size());
     total += storage[i].size();
-    EXPECT_EQ(std::memcmp(bytes.data() + 8 + n + e["data_offsets"][0].get<uint64_t>(),
-                          storage[i].data(), storage[i].size()),
-              0);
+    if (!storage[i].empty()) {
+      EXPECT_EQ(std::memcmp(bytes.data() + 8 + n + e["data_offsets"][0].get<uint64_t>(),
+                            storage[i].data(), storage[i].size()),
+                0);
+    }
   }
   EXPECT_EQ(bytes.size(), 8 + n + total);
   EXPECT_EQ(j["b.weight"]["dtype"], "F16");

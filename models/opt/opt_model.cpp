@@ -1,0 +1,206 @@
+// OptModel: OPT's forward pass (as transformers' modeling_opt.py), loss and token log-probs.
+#include "models/opt/opt_model.h"
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+
+namespace lethe::models {
+
+namespace {
+
+void check_ids_mask(const Tensor& t, const char* what) {
+  LETHE_CHECK(t.defined(), "OptModel: ", what, " is undefined");
+  LETHE_CHECK(t.dtype() == DType::i64 && t.dim() == 2, "OptModel: ", what,
+              " must be i64 [batch, seq], got ", t.str());
+}
+
+}  // namespace
+
+OptModel::OptModel(io::OptConfig config, Device device) : config_(std::move(config)) {
+  config_.validate("OptModel config");
+  declare_opt_parameters(config_, params_);
+  params_.allocate(device);
+}
+
+OptModel OptModel::load(const std::string& dir, Device device, const OptLoadOptions& options) {
+  io::OptConfig config = io::load_opt_config(dir);
+  OptModel model(std::move(config), Device::cpu());
+  load_opt_weights(model.config_, dir, model.params_, options);
+  if (device != Device::cpu()) {
+    OptModel moved(model.config_, device);
+    NoGradGuard no_grad;
+    moved.params_.flat_weights().copy_(model.params_.flat_weights());
+    return moved;
+  }
+  return model;
+}
+
+void OptModel::save(const std::string& dir, DType dtype) const {
+  save_opt_checkpoint(dir, config_, params_, dtype);
+}
+
+Tensor OptModel::forward(const Tensor& ids_in, const Tensor& mask_in,
+                         const OptForwardOptions& options) const {
+  const io::OptConfig& c = config_;
+  check_ids_mask(ids_in, "ids");
+  check_ids_mask(mask_in, "attention_mask");
+  const int64_t B = ids_in.size(0), T = ids_in.size(1);
+  OptKvCache* cache = options.cache;
+  const int64_t past = cache ? cache->length() : 0;
+  if (cache)
+    LETHE_CHECK(static_cast<int64_t>(cache->k.size()) == (past ? c.num_hidden_layers : 0),
+                "OptModel: KV cache holds ", cache->k.size(), " layers, the model has ",
+                c.num_hidden_layers);
+  const int64_t Tk = past + T;
+  LETHE_CHECK(mask_in.size(0) == B && mask_in.size(1) == Tk, "OptModel: attention_mask ",
+              mask_in.str(), " must have shape [", B, ", ", Tk, "] (ids ", ids_in.str(),
+              ", cached tokens ", past, ")");
+  LETHE_CHECK(T > 0, "OptModel: ids ", ids_in.str(), " hold no tokens");
+
+  // Host-side checks and positions: cumsum(mask) * mask - 1, sliced to the new tokens, + 2.
+  const std::vector<int64_t> ids_h = ids_in.to_int_vector();
+  const std::vector<int64_t> mask_h = mask_in.to_int_vector();
+  for (size_t i = 0; i < ids_h.size(); ++i)
+    LETHE_CHECK(ids_h[i] >= 0 && ids_h[i] < c.vocab_size, "OptModel: token id ", ids_h[i], " at [",
+                i / T, ", ", i % T, "] is outside the vocabulary [0, ", c.vocab_size, ")");
+  std::vector<int64_t> pos(static_cast<size_t>(B * T));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t run = 0;
+    for (int64_t t = 0; t < Tk; ++t) {
+      const int64_t m = mask_h[b * Tk + t];
+      LETHE_CHECK(m == 0 || m == 1, "OptModel: attention_mask[", b, ", ", t, "] = ", m,
+                  " (must be 0 or 1)");
+      run += m;
+      const int64_t p = run * m - 1;
+      LETHE_CHECK(p < c.max_position_embeddings, "OptModel: row ", b, " has more than ",
+                  c.max_position_embeddings, " tokens (max_position_embeddings)");
+      if (t >= past) pos[b * T + (t - past)] = p + 2;
+    }
+  }
+
+  const Device dev = device();
+  const Tensor ids = ids_in.to(dev).contiguous();
+  const Tensor key_mask = mask_in.to(dev).contiguous();
+  const Tensor pos_ids = Tensor::from_vector(pos, {B, T}, DType::i64, dev);
+  auto P = [&](const std::string& n) { return params_.get(n); };
+  auto opt = [&](const std::string& n) { return params_.contains(n) ? P(n) : Tensor(); };
+  auto ln = [&](const Tensor& x, const std::string& n) {
+    return layer_norm(x, opt(n + ".weight"), opt(n + ".bias"), 1e-5);
+  };
+  auto lin = [&](const Tensor& x, const std::string& n) {
+    return linear(x, P(n + ".weight"), opt(n + ".bias"));
+  };
+
+  const int64_t H = c.hidden_size, nh = c.num_attention_heads, hd = c.head_dim();
+  const bool proj = c.word_embed_proj_dim != c.hidden_size;
+  std::optional<int64_t> pad;
+  if (c.pad_token_id && *c.pad_token_id >= 0 && *c.pad_token_id < c.vocab_size)
+    pad = c.pad_token_id;
+
+  Tensor h = embedding(P("embed_tokens.weight"), ids, pad);
+  if (proj) h = linear(h, P("project_in.weight"));
+  h = add(h, embedding(P("embed_positions.weight"), pos_ids));
+
+  const double qscale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const bool pre = c.do_layer_norm_before;
+  const double p_drop = options.training ? c.dropout : 0.0;
+  const uint64_t site_stride = static_cast<uint64_t>(B * T * H);
+  auto heads = [&](const Tensor& x) { return x.view({B, T, nh, hd}).permute({0, 2, 1, 3}); };
+
+  if (cache && past == 0) {
+    cache->k.assign(static_cast<size_t>(c.num_hidden_layers), Tensor());
+    cache->v.assign(static_cast<size_t>(c.num_hidden_layers), Tensor());
+  }
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    Tensor r = h;
+    if (pre) h = ln(h, p + "self_attn_layer_norm");
+    Tensor q = heads(scale(lin(h, p + "self_attn.q_proj"), qscale));
+    Tensor k = heads(lin(h, p + "self_attn.k_proj"));
+    Tensor v = heads(lin(h, p + "self_attn.v_proj"));
+    if (cache) {
+      const size_t li = static_cast<size_t>(i);
+      if (past > 0) {
+        k = concat({cache->k[li], k}, 2);
+        v = concat({cache->v[li], v}, 2);
+      } else {
+        k = k.contiguous();
+        v = v.contiguous();
+      }
+      cache->k[li] = k.detach();
+      cache->v[li] = v.detach();
+    }
+    Tensor a = attention(q, k, v, key_mask, /*causal=*/true, /*scale=*/1.0);
+    a = a.permute({0, 2, 1, 3}).reshape({B, T, H});
+    a = lin(a, p + "self_attn.out_proj");
+    a = dropout(a, p_drop, options.training, options.dropout_seed,
+                static_cast<uint64_t>(2 * i) * site_stride);
+    h = add(r, a);
+    if (!pre) h = ln(h, p + "self_attn_layer_norm");
+
+    r = h;
+    if (pre) h = ln(h, p + "final_layer_norm");
+    h = lin(relu(lin(h, p + "fc1")), p + "fc2");
+    h = dropout(h, p_drop, options.training, options.dropout_seed,
+                static_cast<uint64_t>(2 * i + 1) * site_stride);
+    h = add(r, h);
+    if (!pre) h = ln(h, p + "final_layer_norm");
+  }
+  if (pre && !c.remove_final_layer_norm) h = ln(h, "final_layer_norm");
+  if (proj) h = linear(h, P("project_out.weight"));
+  return linear(h, P("embed_tokens.weight"));
+}
+
+Tensor OptModel::loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels_in,
+                      const OptForwardOptions& options) const {
+  check_ids_mask(ids, "ids");
+  LETHE_CHECK(!options.cache, "OptModel::loss: a KV cache is for generation only");
+  Tensor labels = labels_in;
+  if (!labels.defined()) {
+    std::vector<int64_t> l = ids.to_int_vector();
+    const std::vector<int64_t> m = attention_mask.to_int_vector();
+    LETHE_CHECK(m.size() == l.size(), "OptModel::loss: attention_mask ", attention_mask.str(),
+                " must have the shape of ids ", ids.str());
+    for (size_t i = 0; i < l.size(); ++i)
+      if (m[i] == 0) l[i] = -100;
+    labels = Tensor::from_vector(l, ids.shape(), DType::i64);
+  }
+  check_ids_mask(labels, "labels");
+  LETHE_CHECK(labels.shape() == ids.shape(), "OptModel::loss: labels ", labels.str(),
+              " must have the shape of ids ", ids.str());
+  const int64_t T = ids.size(1);
+  LETHE_CHECK(T >= 2, "OptModel::loss: sequences need at least 2 tokens, got ", ids.str());
+  Tensor logits = forward(ids, attention_mask, options);
+  Tensor shifted = logits.slice(1, 0, T - 1);
+  Tensor targets = labels.slice(1, 1, T).contiguous().to(device());
+  CrossEntropyOptions ce;
+  ce.ignore_index = -100;
+  ce.reduction = Reduction::token_mean;
+  return cross_entropy(shifted, targets, ce);
+}
+
+Tensor OptModel::token_logprobs(const Tensor& ids, const Tensor& attention_mask) const {
+  check_ids_mask(ids, "ids");
+  check_ids_mask(attention_mask, "attention_mask");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  LETHE_CHECK(attention_mask.shape() == ids.shape(), "OptModel::token_logprobs: attention_mask ",
+              attention_mask.str(), " must have the shape of ids ", ids.str());
+  if (T < 2) return Tensor::zeros({B, 0});
+  NoGradGuard no_grad;
+  Tensor logits = forward(ids, attention_mask);
+  std::vector<int64_t> tg = ids.to_int_vector();
+  const std::vector<int64_t> m = attention_mask.to_int_vector();
+  std::vector<int64_t> targets(static_cast<size_t>(B * (T - 1)));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t + 1 < T; ++t) {
+      const bool ok = m[b * T + t] && m[b * T + t + 1];
+      targets[b * (T - 1) + t] = ok ? tg[b * T + t + 1] : -100;
+    }
+  Tensor tgt = Tensor::from_vector(targets, {B, T - 1}, DType::i64, device());
+  return lethe::token_logprobs(logits.slice(1, 0, T - 1), tgt, -100).to(Device::cpu());
+}
+
+}  // namespace lethe::models

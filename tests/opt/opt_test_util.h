@@ -1,0 +1,58 @@
+// Helpers for the OPT tests: fixture paths, reference.json access, temp dirs, tensor builders.
+// Must not compute expected values: those come from tools/fixtures/make_opt_fixtures.py.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/tensor.h"
+
+namespace lethe::models::test {
+
+inline const std::vector<std::string>& fixture_names() {
+  static const std::vector<std::string> names = {"pre_ln",    "post_ln_proj",   "f16",
+                                                 "sharded",   "decoder_prefix", "lm_head_alias",
+                                                 "head_dim5", "no_final_ln"};
+  return names;
+}
+
+inline std::string fixture_dir(const std::string& name) {
+  return std::string(LETHE_SOURCE_DIR) + "/tests/opt/fixtures/" + name;
+}
+
+inline const nlohmann::json& reference(const std::string& name) {
+  static std::map<std::string, nlohmann::json> cache;
+  auto it = cache.find(name);
+  if (it == cache.end()) {
+    std::ifstream in(fixture_dir(name) + "/reference.json");
+    it = cache.emplace(name, nlohmann::json::parse(in)).first;
+  }
+  return it->second;
+}
+
+inline Shape shape_of(const nlohmann::json& j) {
+  return j.get<std::vector<int64_t>>();
+}
+
+inline Tensor int_tensor(const nlohmann::json& values, const nlohmann::json& shape) {
+  return Tensor::from_vector(values.get<std::vector<int64_t>>(), shape_of(shape), DType::i64);
+}
+
+// A fresh directory under the system temp dir, unique per process and per call.
+inline std::string temp_dir(const std::string& tag) {
+  static int counter = 0;
+  auto dir =
+      std::filesystem::temp_directory_path() /
+      ("lethe_opt_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace lethe::models::test

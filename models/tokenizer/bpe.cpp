@@ -15,15 +15,17 @@
 namespace lethe::tokenizer {
 namespace {
 
-// GPT-2's pre-tokenising pattern. HF tokenizers runs it with Oniguruma, whose \s is the Unicode
-// White_Space property; PCRE2's \s under UCP also matches U+180E, so \s is spelled out here.
-#define LETHE_WS                                                                  \
-  "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}" \
-  "\\x{205F}\\x{3000}"
-constexpr const char* kGpt2Pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" LETHE_WS
-                                     "\\p{L}\\p{N}]+"
-                                     "|[" LETHE_WS "]+(?![^" LETHE_WS "])|[" LETHE_WS "]+";
-#undef LETHE_WS
+// GPT-2's pre-tokenising pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// HF tokenizers runs it with Oniguruma, whose \s is the Unicode White_Space property; PCRE2's \s
+// under UCP also matches U+180E, so \s and \S are spelled out as that class here.
+std::string gpt2_pattern() {
+  const std::string ws =
+      "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}"
+      "\\x{3000}";
+  return "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" + ws + "\\p{L}\\p{N}]+|[" + ws +
+         "]+(?![^" + ws + "])|[" + ws + "]+";
+}
 
 // GPT-2's bytes_to_unicode: printable bytes map to themselves, the other 68 to U+0100 onward.
 std::array<uint32_t, 256> byte_to_code_point() {
@@ -46,7 +48,8 @@ struct ByteLevelBPE::Regex {
   Regex() {
     int err = 0;
     PCRE2_SIZE off = 0;
-    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern), PCRE2_ZERO_TERMINATED,
+    const std::string pattern = gpt2_pattern();
+    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                          PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
     if (code == nullptr) {
       PCRE2_UCHAR msg[256];

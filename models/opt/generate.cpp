@@ -30,12 +30,12 @@ double uniform(uint64_t seed, int64_t row, int64_t step) {
 
 }  // namespace
 
-int64_t pick_next_token(const std::vector<float>& logits, const GenerateOptions& o, double u) {
+std::vector<double> sampling_distribution(const std::vector<float>& logits,
+                                          const GenerateOptions& o) {
   const int64_t V = static_cast<int64_t>(logits.size());
   LETHE_CHECK(V > 0, "generate: empty logits row");
-  if (!o.do_sample) {
-    return std::max_element(logits.begin(), logits.end()) - logits.begin();
-  }
+  LETHE_CHECK(std::isfinite(o.temperature) && o.temperature > 0,
+              "generate: temperature must be > 0, got ", o.temperature);
   const double ninf = -std::numeric_limits<double>::infinity();
   std::vector<double> x(logits.begin(), logits.end());
   for (double& v : x) v /= o.temperature;
@@ -61,16 +61,24 @@ int64_t pick_next_token(const std::vector<float>& logits, const GenerateOptions&
     }
   }
   const double mx = *std::max_element(x.begin(), x.end());
+  std::vector<double> p(x.size());
   double z = 0;
-  for (double v : x) z += std::exp(v - mx);
-  const double target = u * z;
+  for (size_t i = 0; i < x.size(); ++i) z += p[i] = x[i] == ninf ? 0.0 : std::exp(x[i] - mx);
+  for (double& v : p) v /= z;
+  return p;
+}
+
+int64_t pick_next_token(const std::vector<float>& logits, const GenerateOptions& o, double u) {
+  LETHE_CHECK(!logits.empty(), "generate: empty logits row");
+  if (!o.do_sample) return std::max_element(logits.begin(), logits.end()) - logits.begin();
+  const std::vector<double> p = sampling_distribution(logits, o);
   double cum = 0;
   int64_t last = 0;
-  for (int64_t i = 0; i < V; ++i) {
-    if (x[i] == ninf) continue;
-    cum += std::exp(x[i] - mx);
-    last = i;
-    if (cum > target) return i;
+  for (size_t i = 0; i < p.size(); ++i) {  // inverse CDF in id order
+    if (p[i] == 0) continue;
+    cum += p[i];
+    last = static_cast<int64_t>(i);
+    if (cum > u) return last;
   }
   return last;
 }

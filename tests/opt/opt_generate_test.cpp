@@ -1,6 +1,7 @@
 // Generation: greedy tokens (KV cache, left-padded batch) identical to transformers' generate for
 // every fixture; sampling is seeded and reproducible; the top-k / top-p filters; bad options.
 #include <cmath>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -124,6 +125,37 @@ TEST(OptGenerate, RejectsRightPaddingAndBadOptions) {
   o.top_p = 1;
   o.max_new_tokens = 0;
   EXPECT_EQ(generate(model, ids, ok_mask, o).sequences.size(1), 3);
+}
+
+}  // namespace
+}  // namespace lethe::models::test
+
+namespace lethe::models::test {
+namespace {
+
+TEST(OptSampling, DistributionMatchesTransformersWarpers) {
+  std::ifstream in(std::string(LETHE_SOURCE_DIR) + "/tests/opt/fixtures/sampling.json");
+  const nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_GE(j["cases"].size(), 5u);
+  for (const auto& c : j["cases"]) {
+    GenerateOptions o;
+    o.do_sample = true;
+    o.temperature = c["temperature"].get<double>();
+    o.top_k = c["top_k"].get<int64_t>();
+    o.top_p = c["top_p"].get<double>();
+    SCOPED_TRACE("T=" + std::to_string(o.temperature) + " k=" + std::to_string(o.top_k) +
+                 " p=" + std::to_string(o.top_p));
+    const auto logits = c["logits"].get<std::vector<float>>();
+    const auto want = c["probs"].get<std::vector<double>>();
+    const auto got = sampling_distribution(logits, o);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i] == 0, want[i] == 0) << "token " << i << " kept differently";
+      EXPECT_NEAR(got[i], want[i], 1e-6) << "token " << i;
+    }
+    // Every draw lands on a token the filters keep.
+    for (double u = 0.005; u < 1; u += 0.01) EXPECT_GT(want[pick_next_token(logits, o, u)], 0);
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/autograd.h"
+#include "engine/ops.h"
 #include "models/opt/opt_model.h"
 #include "tests/opt/opt_test_util.h"
 
@@ -156,6 +157,44 @@ TEST(OptModel, DropoutIsSeededAndOffInEval) {
   EXPECT_EQ(t1, t2);
   EXPECT_NE(t1, eval1);
   EXPECT_NE(t1, t3);
+}
+
+}  // namespace
+}  // namespace lethe::models::test
+
+namespace lethe::models::test {
+namespace {
+
+// Feeding a batch in three chunks through the KV cache gives transformers' full-sequence logits.
+TEST_P(OptParity, KvCacheChunksMatchTransformers) {
+  OptModel model = OptModel::load(fixture_dir(GetParam()), Device::cpu(), {[](auto&) {}});
+  const auto& ref = reference(GetParam());
+  NoGradGuard ng;
+  for (const char* side : {"right", "left"}) {
+    SCOPED_TRACE(side);
+    const auto& b = ref[side];
+    Tensor ids = int_tensor(b["ids"], b["shape"]);
+    Tensor mask = int_tensor(b["mask"], b["shape"]);
+    const int64_t T = ids.size(1);
+    OptKvCache cache;
+    OptForwardOptions o;
+    o.cache = &cache;
+    std::vector<Tensor> parts;
+    for (auto [s, e] : {std::pair<int64_t, int64_t>{0, T - 3}, {T - 3, T - 1}, {T - 1, T}}) {
+      parts.push_back(
+          model.forward(ids.slice(1, s, e).contiguous(), mask.slice(1, 0, e).contiguous(), o));
+      EXPECT_EQ(cache.length(), e);
+    }
+    const auto got = concat(parts, 1).to_double_vector();
+    const auto want = b["logits"].get<std::vector<double>>();
+    const auto m = b["mask"].get<std::vector<int64_t>>();
+    const size_t V = static_cast<size_t>(model.config().vocab_size);
+    ASSERT_EQ(got.size(), want.size());
+    double max_err = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+      if (m[i / V]) max_err = std::max(max_err, std::abs(got[i] - want[i]));
+    EXPECT_LT(max_err, kLogitTol);
+  }
 }
 
 }  // namespace

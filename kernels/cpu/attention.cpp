@@ -3,6 +3,10 @@
 // [block, Tk] tile of scores, so memory stays O(threads * block * Tk) for any sequence length.
 // The backward recomputes probabilities from the saved log-sum-exp (no [Tq, Tk] matrix is kept):
 // dS = P * (dP - rowsum(dO * O)).
+
+// First: it sets the compile options the row loops need (see simd.h).
+#include "kernels/cpu/simd.h"
+
 #include <algorithm>
 #include <cmath>
 #include <exception>
@@ -64,26 +68,27 @@ void tile_gemm(CpuBackend& be, bool ta, bool tb, int64_t m, int64_t n, int64_t k
 // 0, become -inf), then turns it into probabilities. Returns the row's log-sum-exp, or -inf with a
 // zero row when no key is visible.
 template <typename T>
-float softmax_row(T* s, int64_t limit, int64_t end, const T* keep) {
+LETHE_SIMD_CLONES float softmax_row(T* s, int64_t limit, int64_t end, const T* keep) {
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
   T m = kNegInf;
   if (keep) {
 #pragma omp simd reduction(max : m)
     for (int64_t j = 0; j < limit; ++j) {
       s[j] = keep[j] != T(0) ? s[j] : kNegInf;
-      m = std::max(m, s[j]);
+      m = s[j] > m ? s[j] : m;
     }
   } else {
 #pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < limit; ++j) m = std::max(m, s[j]);
+    for (int64_t j = 0; j < limit; ++j) m = s[j] > m ? s[j] : m;
   }
   if (m == kNegInf) {
     std::fill(s, s + end, T(0));
     return -std::numeric_limits<float>::infinity();
   }
   T sum = 0;
+#pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < limit; ++j) {
-    s[j] = std::exp(s[j] - m);
+    s[j] = exp_fast(s[j] - m);
     sum += s[j];
   }
   const T inv = T(1) / sum;
@@ -95,18 +100,36 @@ float softmax_row(T* s, int64_t limit, int64_t end, const T* keep) {
 
 // Recomputes probabilities of one row from its scores and saved log-sum-exp.
 template <typename T>
-void probabilities_row(T* s, int64_t limit, int64_t end, const T* keep, float lse) {
+LETHE_SIMD_CLONES void probabilities_row(T* s, int64_t limit, int64_t end, const T* keep,
+                                         float lse) {
   if (lse == -std::numeric_limits<float>::infinity()) {
     std::fill(s, s + end, T(0));
     return;
   }
   const T l = static_cast<T>(lse);
-  for (int64_t j = 0; j < limit; ++j) s[j] = std::exp(s[j] - l);
   if (keep) {
 #pragma omp simd
-    for (int64_t j = 0; j < limit; ++j) s[j] = keep[j] != T(0) ? s[j] : T(0);
+    for (int64_t j = 0; j < limit; ++j) s[j] = keep[j] != T(0) ? exp_fast(s[j] - l) : T(0);
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < limit; ++j) s[j] = exp_fast(s[j] - l);
   }
   std::fill(s + limit, s + end, T(0));
+}
+
+// dS = P * (dP - delta) in place over dP, for one row.
+template <typename T>
+LETHE_SIMD_CLONES void score_gradient_row(T* dp, const T* p, int64_t end, T delta) {
+#pragma omp simd
+  for (int64_t j = 0; j < end; ++j) dp[j] = p[j] * (dp[j] - delta);
+}
+
+template <typename T>
+LETHE_SIMD_CLONES T dot_row(const T* a, const T* b, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
 }
 
 // key_mask as 0/1 values of T, one row of Tk per batch (empty when there is no mask), so the
@@ -218,12 +241,7 @@ void attention_backward_impl(CpuBackend& be, const AttentionBackwardArgs& args) 
         std::fill(dvh, dvh + Tk * D, T(0));
         // delta_i = <dO_i, O_i> = rowsum(dP * P) for query i.
         sc.delta.resize(static_cast<size_t>(Tq));
-        for (int64_t i = 0; i < Tq; ++i) {
-          T acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t d = 0; d < D; ++d) acc += doh[i * D + d] * oh[i * D + d];
-          sc.delta[i] = acc;
-        }
+        for (int64_t i = 0; i < Tq; ++i) sc.delta[i] = dot_row(doh + i * D, oh + i * D, D);
         for (int64_t i0 = 0; i0 < Tq; i0 += kQueryBlock) {
           const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
           const int64_t end = geo.key_end(i1);
@@ -244,13 +262,8 @@ void attention_backward_impl(CpuBackend& be, const AttentionBackwardArgs& args) 
           tile_gemm<T>(be, true, false, end, D, rows, 1.0, p, end, dob, D, 1.0, dvh, D);
           // dP = dO V^T, then dS = P * (dP - delta) in place
           tile_gemm<T>(be, false, true, rows, end, D, 1.0, dob, D, vh, D, 0.0, dp, end);
-          for (int64_t r = 0; r < rows; ++r) {
-            const T dl = sc.delta[i0 + r];
-            T* dpr = dp + r * end;
-            const T* pr = p + r * end;
-#pragma omp simd
-            for (int64_t j = 0; j < end; ++j) dpr[j] = pr[j] * (dpr[j] - dl);
-          }
+          for (int64_t r = 0; r < rows; ++r)
+            score_gradient_row(dp + r * end, p + r * end, end, sc.delta[i0 + r]);
           // dQ = scale * dS K;  dK += scale * dS^T Q
           tile_gemm<T>(be, false, false, rows, D, end, a.scale, dp, end, kh, D, 0.0, dqh + i0 * D,
                        D);

@@ -1,5 +1,9 @@
 // CPU layernorm and row softmax / log_softmax, forward and backward: one OpenMP task per block of
 // rows, statistics in the compute dtype (f32 or f64) with two passes for a stable variance.
+
+// First: it sets the compile options the row loops need (see simd.h).
+#include "kernels/cpu/simd.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -15,7 +19,7 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 14;
 
 template <typename T>
-T row_sum(const T* x, int64_t n) {
+LETHE_ALWAYS_INLINE T row_sum(const T* x, int64_t n) {
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i];
@@ -23,47 +27,88 @@ T row_sum(const T* x, int64_t n) {
 }
 
 template <typename T>
-T row_max(const T* x, int64_t n) {
+LETHE_ALWAYS_INLINE T row_max(const T* x, int64_t n) {
   T m = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
 }
 
 template <typename T>
-void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma, const T* beta,
-                            double eps, T* y, float* mean_out, float* rstd_out) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;
-    T* yr = y + r * cols;
-    // Summing x - x[0] keeps the partial sums small when the row has a large common offset.
-    const T x0 = xr[0];
-    T shifted = 0;
+LETHE_SIMD_CLONES void layernorm_forward_row(int64_t cols, const T* xr, const T* gamma,
+                                             const T* beta, double eps, T* yr, float* mean_out,
+                                             float* rstd_out) {
+  // Summing x - x[0] keeps the partial sums small when the row has a large common offset.
+  const T x0 = xr[0];
+  T shifted = 0;
 #pragma omp simd reduction(+ : shifted)
-    for (int64_t c = 0; c < cols; ++c) shifted += xr[c] - x0;
-    const T mean = x0 + shifted / static_cast<T>(cols);
-    T ss = 0;
+  for (int64_t c = 0; c < cols; ++c) shifted += xr[c] - x0;
+  const T mean = x0 + shifted / static_cast<T>(cols);
+  T ss = 0;
 #pragma omp simd reduction(+ : ss)
-    for (int64_t c = 0; c < cols; ++c) ss += (xr[c] - mean) * (xr[c] - mean);
-    const T rstd = T(1) / std::sqrt(ss / static_cast<T>(cols) + static_cast<T>(eps));
-    if (gamma && beta) {
+  for (int64_t c = 0; c < cols; ++c) ss += (xr[c] - mean) * (xr[c] - mean);
+  const T rstd = T(1) / std::sqrt(ss / static_cast<T>(cols) + static_cast<T>(eps));
+  if (gamma && beta) {
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) {
-        T v = (xr[c] - mean) * rstd;
-        yr[c] = (gamma ? v * gamma[c] : v) + (beta ? beta[c] : T(0));
-      }
+    for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
+  } else {
+    for (int64_t c = 0; c < cols; ++c) {
+      T v = (xr[c] - mean) * rstd;
+      yr[c] = (gamma ? v * gamma[c] : v) + (beta ? beta[c] : T(0));
     }
-    mean_out[r] = static_cast<float>(mean);
-    rstd_out[r] = static_cast<float>(rstd);
+  }
+  *mean_out = static_cast<float>(mean);
+  *rstd_out = static_cast<float>(rstd);
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; adds this row's
+// dy * xhat and dy to the partial parameter sums when they are given.
+template <typename T>
+LETHE_SIMD_CLONES void layernorm_backward_row(int64_t cols, const T* xr, const T* gamma, float mean,
+                                              float rstd, const T* dyr, T* dxr, T* xhat, T* g,
+                                              T* part_dgamma, T* part_dbeta) {
+  const T m = static_cast<T>(mean), s = static_cast<T>(rstd);
+  T sum_g = 0, sum_gx = 0;
+  if (gamma) {
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t c = 0; c < cols; ++c) {
+      xhat[c] = (xr[c] - m) * s;
+      g[c] = dyr[c] * gamma[c];
+      sum_g += g[c];
+      sum_gx += g[c] * xhat[c];
+    }
+  } else {
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t c = 0; c < cols; ++c) {
+      xhat[c] = (xr[c] - m) * s;
+      g[c] = dyr[c];
+      sum_g += g[c];
+      sum_gx += g[c] * xhat[c];
+    }
+  }
+  const T a = sum_g / static_cast<T>(cols), b = sum_gx / static_cast<T>(cols);
+  if (dxr) {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) dxr[c] = s * (g[c] - a - xhat[c] * b);
+  }
+  if (part_dgamma) {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) {
+      part_dgamma[c] += dyr[c] * xhat[c];
+      part_dbeta[c] += dyr[c];
+    }
   }
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; dgamma/dbeta gather
-// per-thread partial sums over rows and are added once at the end.
+template <typename T>
+void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma, const T* beta,
+                            double eps, T* y, float* mean, float* rstd) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r)
+    layernorm_forward_row(cols, x + r * cols, gamma, beta, eps, y + r * cols, mean + r, rstd + r);
+}
+
+// dgamma/dbeta gather per-thread partial sums over rows and are added once at the end.
 template <typename T>
 void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma,
                              const float* mean, const float* rstd, const T* dy, T* dx, T* dgamma,
@@ -76,30 +121,10 @@ void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* ga
     std::vector<T> xhat(static_cast<size_t>(cols)), g(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * cols;
-      const T* dyr = dy + r * cols;
-      const T m = static_cast<T>(mean[r]), s = static_cast<T>(rstd[r]);
-      T sum_g = 0, sum_gx = 0;
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-      for (int64_t c = 0; c < cols; ++c) {
-        xhat[c] = (xr[c] - m) * s;
-        g[c] = gamma ? dyr[c] * gamma[c] : dyr[c];
-        sum_g += g[c];
-        sum_gx += g[c] * xhat[c];
-      }
-      const T a = sum_g / static_cast<T>(cols), b = sum_gx / static_cast<T>(cols);
-      if (dx) {
-        T* dxr = dx + r * cols;
-#pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) dxr[c] = s * (g[c] - a - xhat[c] * b);
-      }
-      if (params) {
-#pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) {
-          part_dgamma[c] += dyr[c] * xhat[c];
-          part_dbeta[c] += dyr[c];
-        }
-      }
+      layernorm_backward_row(cols, x + r * cols, gamma, mean[r], rstd[r], dy + r * cols,
+                             dx ? dx + r * cols : nullptr, xhat.data(), g.data(),
+                             params ? part_dgamma.data() : nullptr,
+                             params ? part_dbeta.data() : nullptr);
     }
     if (params) {
 #pragma omp critical(lethe_layernorm_backward)
@@ -116,56 +141,61 @@ void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* ga
 }
 
 template <typename T>
-void softmax_forward_impl(int64_t rows, int64_t cols, const T* x, T* y, bool log) {
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;
-    T* yr = y + r * cols;
-    const T m = row_max(xr, cols);
-    if (!std::isfinite(m)) {  // all -inf (or a +inf/NaN): let IEEE arithmetic say what it is
-      T sum = 0;
-      for (int64_t c = 0; c < cols; ++c) sum += std::exp(xr[c]);
-      for (int64_t c = 0; c < cols; ++c)
-        yr[c] = log ? xr[c] - std::log(sum) : std::exp(xr[c]) / sum;
-      continue;
-    }
+LETHE_SIMD_CLONES void softmax_forward_row(int64_t cols, const T* xr, T* yr, bool log) {
+  const T m = row_max(xr, cols);
+  if (!std::isfinite(m)) {  // all -inf (or a +inf/NaN): let IEEE arithmetic say what it is
     T sum = 0;
-    if (log) {
-      for (int64_t c = 0; c < cols; ++c) sum += std::exp(xr[c] - m);
-      const T shift = m + std::log(sum);
+    for (int64_t c = 0; c < cols; ++c) sum += std::exp(xr[c]);
+    for (int64_t c = 0; c < cols; ++c) yr[c] = log ? xr[c] - std::log(sum) : std::exp(xr[c]) / sum;
+    return;
+  }
+  T sum = 0;
+  if (log) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols; ++c) sum += exp_fast(xr[c] - m);
+    const T shift = m + std::log(sum);
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] - shift;
-    } else {
-      for (int64_t c = 0; c < cols; ++c) {
-        yr[c] = std::exp(xr[c] - m);
-        sum += yr[c];
-      }
-      const T inv = T(1) / sum;
-#pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
+    for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] - shift;
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols; ++c) {
+      yr[c] = exp_fast(xr[c] - m);
+      sum += yr[c];
     }
+    const T inv = T(1) / sum;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
   }
 }
 
 // softmax: dx = y * (dy - <dy, y>);  log_softmax: dx = dy - exp(y) * sum(dy).
 template <typename T>
+LETHE_SIMD_CLONES void softmax_backward_row(int64_t cols, const T* yr, const T* dyr, T* dxr,
+                                            bool log) {
+  if (log) {
+    const T s = row_sum(dyr, cols);
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) dxr[c] = dyr[c] - exp_fast(yr[c]) * s;
+  } else {
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t c = 0; c < cols; ++c) s += dyr[c] * yr[c];
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) dxr[c] = yr[c] * (dyr[c] - s);
+  }
+}
+
+template <typename T>
+void softmax_forward_impl(int64_t rows, int64_t cols, const T* x, T* y, bool log) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) softmax_forward_row(cols, x + r * cols, y + r * cols, log);
+}
+
+template <typename T>
 void softmax_backward_impl(int64_t rows, int64_t cols, const T* y, const T* dy, T* dx, bool log) {
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* yr = y + r * cols;
-    const T* dyr = dy + r * cols;
-    T* dxr = dx + r * cols;
-    if (log) {
-      const T s = row_sum(dyr, cols);
-      for (int64_t c = 0; c < cols; ++c) dxr[c] = dyr[c] - std::exp(yr[c]) * s;
-    } else {
-      T s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t c = 0; c < cols; ++c) s += dyr[c] * yr[c];
-#pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) dxr[c] = yr[c] * (dyr[c] - s);
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    softmax_backward_row(cols, y + r * cols, dy + r * cols, dx + r * cols, log);
 }
 
 }  // namespace

@@ -164,8 +164,16 @@ Tensor OptModel::loss(const Tensor& ids, const Tensor& attention_mask, const Ten
     const std::vector<int64_t> m = attention_mask.to_int_vector();
     LETHE_CHECK(m.size() == l.size(), "OptModel::loss: attention_mask ", attention_mask.str(),
                 " must have the shape of ids ", ids.str());
-    for (size_t i = 0; i < l.size(); ++i)
-      if (m[i] == 0) l[i] = -100;
+    // -100 on padding and on each row's first real token: with right or no padding this is HF's
+    // recipe (labels[:, 0] is never a target); with left padding it drops the term predicting
+    // the first token from a pad position, whose output is meaningless (see docs/opt.md).
+    const size_t T = static_cast<size_t>(ids.size(1));
+    bool seen = false;  // a real token earlier in this row
+    for (size_t i = 0; i < l.size(); ++i) {
+      if (i % T == 0) seen = false;
+      if (m[i] == 0 || !seen) l[i] = -100;
+      seen = seen || m[i] != 0;
+    }
     labels = Tensor::from_vector(l, ids.shape(), DType::i64);
   }
   check_ids_mask(labels, "labels");

@@ -57,7 +57,8 @@ class OptModel {
                  const OptForwardOptions& options = {}) const;
 
   // HF's causal-LM loss: logits[:, :-1] against labels[:, 1:], ignore -100, mean over valid
-  // tokens. Undefined labels: ids with -100 where attention_mask is 0.
+  // tokens. Undefined labels: ids with -100 where attention_mask is 0 and at each row's first
+  // real token (HF's recipe for right/no padding; also right for left padding).
   Tensor loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels = Tensor(),
               const OptForwardOptions& options = {}) const;
 

@@ -28,9 +28,11 @@ nlohmann::json parse_json(std::string_view text, const std::string& source) {
   // so we track the keys of each open object and remember the first repeat.
   std::vector<std::unordered_set<std::string>> open_objects;
   std::string duplicate;
-  auto callback = [&](int /*depth*/, nlohmann::json::parse_event_t event,
+  auto callback = [&](int depth, nlohmann::json::parse_event_t event,
                       nlohmann::json& parsed) -> bool {
     using E = nlohmann::json::parse_event_t;
+    if (depth > kMaxJsonDepth)
+      LETHE_FAIL(source, ": JSON nested deeper than ", kMaxJsonDepth, " levels");
     switch (event) {
       case E::object_start: open_objects.emplace_back(); break;
       case E::object_end:
@@ -65,6 +67,12 @@ nlohmann::json parse_json(std::string_view text, const std::string& source) {
   }
   LETHE_CHECK(duplicate.empty(), source, ": duplicate key '", duplicate, "' in a JSON object");
   return value;
+}
+
+std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (text.size() > max_chars) text = text.substr(0, max_chars) + "...";
+  return text;
 }
 
 nlohmann::json read_json_file(const std::string& path) {

@@ -10,10 +10,14 @@
 
 namespace lethe::io {
 
+// Deepest nesting parse_json accepts; deeper input is an error (it would otherwise make the
+// recursive serialiser overflow the stack when a value is printed or saved).
+constexpr int kMaxJsonDepth = 256;
+
 // Parses `text` as one JSON value. `source` names where it came from (a path) for messages.
 // Errors (lethe::Error): syntax errors and invalid UTF-8 ("<source>: invalid JSON at line L,
 // column C (byte B): ..."), and duplicate keys in any object ("<source>: duplicate key 'k'"),
-// which nlohmann would otherwise silently collapse.
+// which nlohmann would otherwise silently collapse, and nesting deeper than kMaxJsonDepth.
 nlohmann::json parse_json(std::string_view text, const std::string& source);
 
 // Reads and parses a whole JSON file; errors name `path`.
@@ -23,6 +27,9 @@ nlohmann::json read_json_file(const std::string& path);
 // and renames it over `path`, so an existing file is never left half-written.
 void write_json_file(const std::string& path, const nlohmann::json& value, int indent = 2);
 void write_json_file(const std::string& path, const nlohmann::ordered_json& value, int indent = 2);
+
+// A value's JSON text for error messages, cut to about `max_chars`.
+std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 80);
 
 // 1-based line and column of byte offset `byte` in `text` (for error messages).
 struct TextPosition {

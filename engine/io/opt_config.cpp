@@ -57,12 +57,12 @@ class FieldReader {
     if (v.is_number_integer()) {
       out = v.get<int64_t>();
       LETHE_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= INT64_MAX, where(key), "value ",
-                  v.dump(), " is too large");
+                  json_excerpt(v), " is too large");
     } else if (v.is_number_float() && std::nearbyint(v.get<double>()) == v.get<double>() &&
                std::fabs(v.get<double>()) < 9e15) {
       out = static_cast<int64_t>(v.get<double>());
     } else {
-      LETHE_FAIL(where(key), "expected an integer, got ", v.dump());
+      LETHE_FAIL(where(key), "expected an integer, got ", json_excerpt(v));
     }
   }
   void read(const char* key, std::optional<int64_t>& out) const {
@@ -72,7 +72,7 @@ class FieldReader {
       return;
     }
     LETHE_CHECK(!j_[key].is_array(), where(key), "lists of token ids are not supported, got ",
-                j_[key].dump());
+                json_excerpt(j_[key]));
     int64_t v = 0;
     read(key, v);
     out = v;
@@ -80,19 +80,19 @@ class FieldReader {
   void read(const char* key, double& out) const {
     if (!j_.contains(key)) return;
     const auto& v = j_[key];
-    LETHE_CHECK(v.is_number(), where(key), "expected a number, got ", v.dump());
+    LETHE_CHECK(v.is_number(), where(key), "expected a number, got ", json_excerpt(v));
     out = v.get<double>();
   }
   void read(const char* key, bool& out) const {
     if (!j_.contains(key)) return;
     const auto& v = j_[key];
-    LETHE_CHECK(v.is_boolean(), where(key), "expected true or false, got ", v.dump());
+    LETHE_CHECK(v.is_boolean(), where(key), "expected true or false, got ", json_excerpt(v));
     out = v.get<bool>();
   }
   void read(const char* key, std::string& out) const {
     if (!j_.contains(key) || j_[key].is_null()) return;
     const auto& v = j_[key];
-    LETHE_CHECK(v.is_string(), where(key), "expected a string, got ", v.dump());
+    LETHE_CHECK(v.is_string(), where(key), "expected a string, got ", json_excerpt(v));
     out = v.get<std::string>();
   }
 

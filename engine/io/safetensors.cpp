@@ -127,13 +127,13 @@ void parse_entry(const std::string& src, const nlohmann::json& entry, TensorInfo
   const auto& shape = entry["shape"];
   LETHE_CHECK(shape.is_array(), where, ": 'shape' is not an array");
   for (const auto& d : shape) {
-    LETHE_CHECK(d.is_number_integer(), where, ": 'shape' ", shape.dump(),
+    LETHE_CHECK(d.is_number_integer(), where, ": 'shape' ", json_excerpt(shape),
                 " holds something that is not an integer");
-    LETHE_CHECK(d.is_number_unsigned(), where, ": 'shape' ", shape.dump(),
+    LETHE_CHECK(d.is_number_unsigned(), where, ": 'shape' ", json_excerpt(shape),
                 " has a negative dimension");
     uint64_t v = d.get<uint64_t>();
     LETHE_CHECK(v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), where,
-                ": 'shape' ", shape.dump(), " has a dimension too large");
+                ": 'shape' ", json_excerpt(shape), " has a dimension too large");
     t.shape.push_back(static_cast<int64_t>(v));
   }
 
@@ -141,7 +141,7 @@ void parse_entry(const std::string& src, const nlohmann::json& entry, TensorInfo
   uint64_t b = 0, e = 0;
   LETHE_CHECK(offs.is_array() && offs.size() == 2 && as_u64(offs[0], &b) && as_u64(offs[1], &e),
               where, ": 'data_offsets' must be [begin, end] with non-negative integers, got ",
-              offs.dump());
+              json_excerpt(offs));
   LETHE_CHECK(b <= e, where, ": data_offsets [", b, ", ", e, "] end before they begin");
   t.begin = b;
   t.end = e;
@@ -178,7 +178,7 @@ std::shared_ptr<SafetensorsFile::State> parse_safetensors(std::shared_ptr<const 
       LETHE_CHECK(value.is_object(), src, ": __metadata__ is not a JSON object");
       for (const auto& [mk, mv] : value.items()) {
         LETHE_CHECK(mv.is_string(), src, ": __metadata__ value of '", mk,
-                    "' is not a string: ", mv.dump());
+                    "' is not a string: ", json_excerpt(mv));
         st->metadata[mk] = mv.get<std::string>();
       }
       continue;
@@ -404,7 +404,8 @@ SafetensorsIndex SafetensorsIndex::open(const std::string& index_path) {
       } else if (ts.is_number_float() && ts.get<double>() >= 0 && ts.get<double>() < 1.8e19) {
         idx.total_size_ = static_cast<uint64_t>(ts.get<double>());  // some writers emit 1.0e9
       } else {
-        LETHE_FAIL(index_path, ": metadata.total_size is not a non-negative number: ", ts.dump());
+        LETHE_FAIL(index_path,
+                   ": metadata.total_size is not a non-negative number: ", json_excerpt(ts));
       }
     }
   }

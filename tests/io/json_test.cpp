@@ -28,6 +28,20 @@ TEST(Json, RejectsDuplicateKeysAtAnyDepth) {
   EXPECT_EQ(j["z"][1]["k"], 4);
 }
 
+TEST(Json, RejectsDeepNestingWithoutOverflowingTheStack) {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  expect_error([&] { parse_json(deep, "deep.json"); }, {"deep.json", "nested deeper than"});
+  std::string ok = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(parse_json(ok, "ok.json").is_array());
+}
+
+TEST(Json, ExcerptIsShort) {
+  nlohmann::json big = nlohmann::json::array();
+  for (int i = 0; i < 1000; ++i) big.push_back(i);
+  std::string e = json_excerpt(big, 20);
+  EXPECT_EQ(e, "[0,1,2,3,4,5,6,7,8,9...");
+}
+
 TEST(Json, PositionOf) {
   auto p = position_of("ab\ncd\nef", 7);
   EXPECT_EQ(p.line, 3u);

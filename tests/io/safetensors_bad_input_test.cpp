@@ -60,6 +60,9 @@ TEST(SafetensorsBadInput, HeaderNotJsonOrNotObject) {
   expect_bad("{\"a\xc3\": 1}", "", {"invalid JSON"});                          // truncated UTF-8
   expect_bad("[1, 2]", "", {"model.safetensors: header is not a JSON object"});
   expect_bad("", "", {"invalid JSON"});
+  expect_bad(R"({"w": {"dtype": "F32", "shape": )" + std::string(5000, '[') +
+                 std::string(5000, ']') + R"(, "data_offsets": [0, 0]}})",
+             "", {"model.safetensors: header", "nested deeper"});
   expect_bad("     ", "", {"invalid JSON"});
 }
 

@@ -129,6 +129,18 @@ TEST(Safetensors, KeepaliveOutlivesTheFileObject) {
   EXPECT_EQ(v, 3.5f);
 }
 
+TEST(Safetensors, PrefetchLeavesBytesUnchanged) {
+  SafetensorsFile f = SafetensorsFile::open(fixture("unpadded.safetensors"));  // misaligned data
+  const TensorInfo& z = f.at("zeta");
+  f.prefetch(z);
+  for (const auto& t : f.tensors()) f.prefetch(t);
+  EXPECT_EQ(value_at(z, 0), 1.25);
+  SafetensorsFile d = SafetensorsFile::open(fixture("dtypes.safetensors"));
+  d.prefetch(d.at("empty"));
+  d.prefetch(d.at("f32"));
+  EXPECT_EQ(value_at(d.at("f32"), 0), 1.5);
+}
+
 TEST(Safetensors, RewriteInFileOrderReproducesReferenceBytes) {
   // The Rust writer puts __metadata__ first, then tensors in data order, compact JSON padded with
   // spaces. Writing the same tensors in the same order must give the identical file.

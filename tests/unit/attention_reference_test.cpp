@@ -400,6 +400,28 @@ TEST(Softmax, MatchesDoubleLoops) {
   }
 }
 
+// Masked logits (-inf) get probability 0 and log-probability -inf; the rest renormalise.
+TEST(Softmax, NegativeInfinityEntries) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor x =
+        Tensor::from_vector(std::vector<double>{1.0, -inf, 2.0, -inf, -inf, 0.5}, {2, 3}, dt);
+    auto p = softmax(x).to_double_vector();
+    auto lp = log_softmax(x).to_double_vector();
+    const double z = std::exp(1.0) + std::exp(2.0);
+    EXPECT_NEAR(p[0], std::exp(1.0) / z, 1e-7);
+    EXPECT_EQ(p[1], 0.0);
+    EXPECT_NEAR(p[2], std::exp(2.0) / z, 1e-7);
+    EXPECT_EQ(p[3], 0.0);
+    EXPECT_EQ(p[4], 0.0);
+    EXPECT_NEAR(p[5], 1.0, 1e-7);
+    EXPECT_NEAR(lp[0], 1.0 - std::log(z), 1e-6);
+    EXPECT_EQ(lp[1], -inf);
+    EXPECT_EQ(lp[4], -inf);
+    EXPECT_NEAR(lp[5], 0.0, 1e-7);
+  }
+}
+
 TEST(Softmax, GradientsMatchComposite) {
   const int64_t R = 90, C = 257;
   auto xv = random_normal(R * C, 61), gv = random_normal(R * C, 62);

@@ -1,0 +1,574 @@
+// Runs the built `lethe` binary as a user would and checks exit codes, stderr messages and the
+// JSON Lines on stdout; expected ids/tensors come from the HF-generated fixtures, not from lethe.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'')
+      q.append("'\\''");
+    else
+      q.push_back(c);
+  }
+  q.push_back('\'');
+  return q;
+}
+
+fs::path temp_path(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("lethe_cli_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs `lethe <args>` through the shell; stdout captured by popen, stderr through a temp file.
+Result run(const std::vector<std::string>& args) {
+  static int counter = 0;
+  fs::path err_file = temp_path("stderr_" + std::to_string(counter++));
+  std::string cmd = quote(LETHE_CLI_BINARY);
+  for (const std::string& a : args) {
+    cmd += ' ';
+    cmd += quote(a);
+  }
+  cmd += " 2>";
+  cmd += quote(err_file.string());
+  Result r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+  int st = pclose(pipe);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = read_file(err_file);
+  return r;
+}
+
+std::vector<json> json_lines(const std::string& out) {
+  std::vector<json> lines;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << "not a JSON object line: " << line;
+    lines.push_back(j);
+  }
+  return lines;
+}
+
+std::vector<json> read_jsonl(const std::string& path) {
+  std::ifstream f(path);
+  EXPECT_TRUE(f.is_open()) << path;
+  std::vector<json> rows;
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) rows.push_back(json::parse(line));
+  return rows;
+}
+
+// A failed run: the given status, nothing on stdout, exactly one "lethe: error: " line that
+// contains `needle`.
+void expect_error(const Result& r, int status, const std::string& needle) {
+  EXPECT_EQ(r.status, status) << r.err;
+  EXPECT_EQ(r.out, "");
+  ASSERT_EQ(r.err.rfind("lethe: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "'" << needle << "' not in: " << r.err;
+}
+
+// Removes this process's temp directory after the last test.
+class TempDirCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(fs::temp_directory_path() / ("lethe_cli_test_" + std::to_string(::getpid())),
+                   ec);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+
+const std::string kBpe = "tests/tokenizer/fixtures/bpe";
+const std::string kSpm = "tests/tokenizer/fixtures/spm";
+const std::string kSharded = "tests/io/fixtures/sharded";
+
+// ---- top level -----------------------------------------------------------------------------
+
+TEST(Cli, Version) {
+  Result r = run({"--version"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, std::string("lethe ") + LETHE_EXPECTED_VERSION + "\n");
+}
+
+TEST(Cli, HelpListsEverySubcommand) {
+  Result r = run({"--help"});
+  EXPECT_EQ(r.status, 0);
+  for (const char* sub : {"demo", "bench", "tokenize", "inspect", "score", "generate"})
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+}
+
+TEST(Cli, UnknownSubcommand) {
+  expect_error(run({"frobnicate"}), 2, "unknown command 'frobnicate'");
+}
+
+TEST(Cli, MissingSubcommand) {
+  expect_error(run({}), 2, "subcommand");
+}
+
+TEST(Cli, UnknownFlag) {
+  expect_error(run({"tokenize", "--model", kBpe, "--bogus-flag", "x"}), 2, "--bogus-flag");
+  expect_error(run({"--bogus-flag"}), 2, "--bogus-flag");
+}
+
+TEST(Cli, MissingRequiredFlag) {
+  expect_error(run({"inspect"}), 2, "--model");
+}
+
+// ---- bench ops -----------------------------------------------------------------------------
+
+void check_bench_lines(const Result& r, const std::string& dtype) {
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  std::set<std::string> ops;
+  for (const json& l : lines) {
+    ops.insert(l.at("op").get<std::string>());
+    EXPECT_EQ(l.at("bench"), "ops");
+    EXPECT_EQ(l.at("impl"), "lethe");
+    EXPECT_EQ(l.at("dtype"), dtype);
+    EXPECT_EQ(l.at("device"), "cpu");
+    EXPECT_EQ(l.at("threads"), 1);
+    EXPECT_EQ(l.at("status"), "ok") << l.dump();
+    if (l.at("status") != "ok") continue;
+    double ms = l.at("ms"), flops = l.at("flops"), gflops = l.at("gflops");
+    EXPECT_GT(ms, 0);
+    EXPECT_NEAR(gflops, flops / (ms * 1e6), 1e-9 * gflops + 1e-12);
+    EXPECT_LE(l.at("ms_min").get<double>(), ms);
+  }
+  // FLOP formulas of docs/perf.md at the small sizes (matmul 64x32 @ 32x48; attention 1x2x16x8).
+  EXPECT_EQ(lines.at(0).at("op"), "matmul");
+  EXPECT_EQ(lines.at(0).at("shape"), "64x32 @ 32x48");
+  EXPECT_DOUBLE_EQ(lines.at(0).at("flops").get<double>(), 2.0 * 64 * 32 * 48);
+  EXPECT_EQ(ops, (std::set<std::string>{"matmul", "linear", "attention", "attention_masked",
+                                        "layer_norm", "cross_entropy"}));
+  EXPECT_EQ(lines.size(), 7u);
+}
+
+TEST(CliBench, OpsSmallF32) {
+  Result r =
+      run({"bench", "ops", "--sizes", "small", "--repeat", "1", "--warmup", "0", "--threads", "1"});
+  check_bench_lines(r, "f32");
+  EXPECT_NE(r.err.find("GFLOP/s"), std::string::npos) << "table missing on stderr";
+}
+
+TEST(CliBench, OpsSmallBf16JsonOnly) {
+  Result r = run({"bench", "ops", "--sizes", "small", "--repeat", "2", "--dtype", "bf16",
+                  "--threads", "1", "--json"});
+  check_bench_lines(r, "bf16");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(CliBench, OpFilter) {
+  Result r =
+      run({"bench", "ops", "--sizes", "small", "--repeat", "1", "--op", "layer_norm", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("op"), "layer_norm");
+  EXPECT_DOUBLE_EQ(lines[0].at("gbps").get<double>(),
+                   5.0 * 16 * 32 * 4 / (lines[0].at("ms").get<double>() * 1e6));
+}
+
+TEST(CliBench, BadFlags) {
+  expect_error(run({"bench", "ops", "--dtype", "f16"}), 2, "--dtype");
+  expect_error(run({"bench", "ops", "--repeat", "0"}), 2, "--repeat");
+  expect_error(run({"bench", "ops", "--sizes", "huge"}), 2, "--sizes");
+  expect_error(run({"bench", "ops", "--sizes", "small", "--op", "nosuchop"}), 1, "--op");
+  expect_error(run({"bench", "ops", "--device", "tpu"}), 1, "tpu");
+  expect_error(run({"bench"}), 2, "subcommand");
+}
+
+// ---- tokenize ------------------------------------------------------------------------------
+
+// Encodes every fixture text through --input and compares with the HF ids.
+void check_encode_fixture(const std::string& model, const std::string& fixture,
+                          const std::vector<std::string>& extra = {}) {
+  std::vector<json> expected = read_jsonl(fixture);
+  ASSERT_GT(expected.size(), 100u);
+  fs::path input = temp_path("texts.jsonl");
+  {
+    std::ofstream f(input, std::ios::binary);
+    for (const json& e : expected) f << e.at("text").dump() << "\n";
+  }
+  std::vector<std::string> args = {"tokenize", "--model", model, "--input", input.string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Result r = run(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), expected.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i].at("text"), expected[i].at("text")) << i;
+    EXPECT_EQ(lines[i].at("ids"), expected[i].at("ids")) << expected[i].at("text").dump();
+  }
+}
+
+// Decodes every fixture row (a JSON array per --input line) and compares with the HF text.
+void check_decode_fixture(const std::string& model, const std::string& fixture) {
+  for (bool skip : {false, true}) {
+    std::vector<json> expected;
+    for (const json& e : read_jsonl(fixture))
+      if (e.value("skip_special", false) == skip) expected.push_back(e);
+    if (expected.empty()) continue;
+    fs::path input = temp_path("ids.jsonl");
+    {
+      std::ofstream f(input, std::ios::binary);
+      for (const json& e : expected) f << e.at("ids").dump() << "\n";
+    }
+    std::vector<std::string> args = {"tokenize", "--model", model,
+                                     "--decode", "--input", input.string()};
+    if (skip) args.push_back("--skip-special");
+    Result r = run(args);
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::vector<json> lines = json_lines(r.out);
+    ASSERT_EQ(lines.size(), expected.size());
+    for (size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i].at("ids"), expected[i].at("ids"));
+      EXPECT_EQ(lines[i].at("text"), expected[i].at("text")) << expected[i].at("ids").dump();
+    }
+  }
+}
+
+TEST(CliTokenize, BpeMatchesHuggingFace) {
+  check_encode_fixture(kBpe, "tests/tokenizer/fixtures/bpe_encode.jsonl");
+  check_decode_fixture(kBpe, "tests/tokenizer/fixtures/bpe_decode.jsonl");
+}
+
+TEST(CliTokenize, SentencePieceMatchesReference) {
+  // The sentencepiece package's encode adds no BOS.
+  check_encode_fixture(kSpm, "tests/tokenizer/fixtures/spm_encode.jsonl", {"--no-bos"});
+  check_decode_fixture(kSpm, "tests/tokenizer/fixtures/spm_decode.jsonl");
+}
+
+TEST(CliTokenize, TextArgumentsAndDecodeArguments) {
+  // The first fixture rows with a non-empty text, passed as arguments.
+  std::vector<json> expected = read_jsonl("tests/tokenizer/fixtures/bpe_encode.jsonl");
+  std::vector<json> picked;
+  for (const json& e : expected)
+    if (picked.size() < 3 && e.at("text").get<std::string>().size() > 2 &&
+        e.at("text").get<std::string>()[0] != '-')
+      picked.push_back(e);
+  ASSERT_EQ(picked.size(), 3u);
+  std::vector<std::string> args = {"tokenize", "--model", kBpe};
+  for (const json& e : picked) args.push_back(e.at("text"));
+  Result r = run(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(lines[i].at("ids"), picked[i].at("ids"));
+
+  // --no-bos drops the leading BOS (id 2 for this OPT-style tokenizer).
+  Result nb = run({"tokenize", "--model", kBpe, "--no-bos", picked[0].at("text")});
+  ASSERT_EQ(nb.status, 0) << nb.err;
+  std::vector<int64_t> ids = picked[0].at("ids");
+  ASSERT_EQ(ids.at(0), 2);
+  ids.erase(ids.begin());
+  EXPECT_EQ(json_lines(nb.out).at(0).at("ids"), json(ids));
+
+  // --decode with ids as arguments: one object.
+  std::vector<json> dec = read_jsonl("tests/tokenizer/fixtures/bpe_decode.jsonl");
+  const json* row = nullptr;
+  for (const json& e : dec)
+    if (!e.value("skip_special", false) && e.at("ids").size() > 1) row = row ? row : &e;
+  ASSERT_NE(row, nullptr);
+  std::vector<std::string> dargs = {"tokenize", "--model", kBpe, "--decode"};
+  for (const json& id : row->at("ids")) dargs.push_back(std::to_string(id.get<int64_t>()));
+  Result d = run(dargs);
+  ASSERT_EQ(d.status, 0) << d.err;
+  std::vector<json> dl = json_lines(d.out);
+  ASSERT_EQ(dl.size(), 1u);
+  EXPECT_EQ(dl[0].at("text"), row->at("text"));
+}
+
+TEST(CliTokenize, Errors) {
+  expect_error(run({"tokenize", "--model", "tests/cli/no_such_dir", "hello"}), 1, "no_such_dir");
+  expect_error(run({"tokenize", "--model", kBpe}), 1, "no texts");
+  expect_error(run({"tokenize", "--model", kBpe, "--input", "tests/cli/no_such_file.jsonl"}), 1,
+               "no_such_file.jsonl");
+  fs::path bad = temp_path("bad.jsonl");
+  {
+    std::ofstream f(bad);
+    f << "\"fine\"\nnot json\n";
+  }
+  expect_error(run({"tokenize", "--model", kBpe, "--input", bad.string()}), 1, bad.string() + ":2");
+  expect_error(run({"tokenize", "--model", kBpe, "--decode", "12", "x7"}), 1, "x7");
+  expect_error(run({"tokenize", "--model", kBpe, "--input", bad.string(), "--decode"}), 1,
+               bad.string() + ":1");
+  // Invalid UTF-8 in a text is the tokenizer's error, reported on one line.
+  fs::path latin1 = temp_path("latin1.jsonl");
+  {
+    std::ofstream f(latin1, std::ios::binary);
+    f << "\"caf\xe9\"\n";
+  }
+  Result r = run({"tokenize", "--model", kBpe, "--input", latin1.string()});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err.rfind("lethe: error: ", 0), 0u) << r.err;
+}
+
+// ---- inspect ------------------------------------------------------------------------------
+
+TEST(CliInspect, ShardedCheckpoint) {
+  json index = json::parse(read_file(kSharded + "/model.safetensors.index.json"));
+  json config = json::parse(read_file(kSharded + "/config.json"));
+  Result r = run({"inspect", "--model", kSharded});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  const json& weight_map = index.at("weight_map");
+  ASSERT_EQ(lines.size(), 1 + weight_map.size());
+  const json& summary = lines[0];
+  // total_parameters was written by transformers (tools/fixtures/make_io_fixtures.py).
+  EXPECT_EQ(summary.at("parameters"), index.at("metadata").at("total_parameters"));
+  EXPECT_EQ(summary.at("bytes"), index.at("metadata").at("total_size"));
+  EXPECT_EQ(summary.at("tensors"), weight_map.size());
+  EXPECT_EQ(summary.at("files").size(), 2u);
+  for (const char* field : {"hidden_size", "num_hidden_layers", "vocab_size", "ffn_dim"})
+    EXPECT_EQ(summary.at("config").at(field), config.at(field)) << field;
+  std::set<std::string> seen;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::string name = lines[i].at("name");
+    ASSERT_TRUE(weight_map.contains(name)) << name;
+    EXPECT_EQ(lines[i].at("file"), weight_map.at(name));
+    EXPECT_EQ(lines[i].at("dtype"), "F32");
+    seen.insert(name);
+  }
+  EXPECT_EQ(seen.size(), weight_map.size());
+
+  Result quiet = run({"inspect", "--model", kSharded, "--no-tensors"});
+  ASSERT_EQ(quiet.status, 0);
+  EXPECT_EQ(json_lines(quiet.out).size(), 1u);
+}
+
+TEST(CliInspect, SingleFileWithoutConfig) {
+  json expected = json::parse(read_file("tests/io/fixtures/safetensors_expected.json"));
+  const json* file = nullptr;
+  for (const json& f : expected)
+    if (f.at("file") == "dtypes.safetensors") file = &f;
+  ASSERT_NE(file, nullptr);
+  Result r = run({"inspect", "--model", "tests/io/fixtures/dtypes.safetensors"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1 + file->at("tensors").size());
+  EXPECT_TRUE(lines[0].at("config").is_null());
+  EXPECT_NE(r.err.find("no config.json"), std::string::npos);
+  std::map<std::string, json> by_name;
+  for (size_t i = 1; i < lines.size(); ++i) by_name[lines[i].at("name")] = lines[i];
+  for (const json& t : file->at("tensors")) {
+    ASSERT_TRUE(by_name.count(t.at("name"))) << t.at("name");
+    const json& got = by_name[t.at("name")];
+    EXPECT_EQ(got.at("dtype"), t.at("dtype"));
+    EXPECT_EQ(got.at("shape"), t.at("shape"));
+  }
+}
+
+TEST(CliInspect, Errors) {
+  expect_error(run({"inspect", "--model", "tests/cli/no_such_model"}), 1, "no_such_model");
+  fs::path junk = temp_path("junk.safetensors");
+  {
+    std::ofstream f(junk, std::ios::binary);
+    f << "\x10\x00\x00\x00\x00\x00\x00\x00{not json}";
+  }
+  expect_error(run({"inspect", "--model", junk.string()}), 1, "junk.safetensors");
+  fs::path truncated = temp_path("truncated.safetensors");
+  {
+    std::string bytes = read_file("tests/io/fixtures/dtypes.safetensors");
+    std::ofstream f(truncated, std::ios::binary);
+    f << bytes.substr(0, bytes.size() / 2);
+  }
+  expect_error(run({"inspect", "--model", truncated.string()}), 1, "truncated.safetensors");
+}
+
+// ---- score / generate ------------------------------------------------------------------------
+
+const std::string kOptFixtures = "tests/opt/fixtures/";
+
+json opt_reference(const std::string& name) {
+  return json::parse(read_file(kOptFixtures + name + "/reference.json"));
+}
+
+// The rows of a [B, T] batch with their padding (mask 0) removed.
+std::vector<std::vector<int64_t>> unpadded_rows(const json& ids, const json& mask,
+                                                const json& shape) {
+  int64_t B = shape[0], T = shape[1];
+  std::vector<std::vector<int64_t>> rows(B);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      if (mask[b * T + t] == 1) rows[b].push_back(ids[b * T + t]);
+  return rows;
+}
+
+fs::path write_id_lines(const std::vector<std::vector<int64_t>>& rows, const std::string& name) {
+  fs::path p = temp_path(name);
+  std::ofstream f(p);
+  for (const auto& r : rows) f << json(r).dump() << "\n";
+  return p;
+}
+
+// transformers' per-token logprobs (right-padded batch of the fixture) for each unpadded row.
+void check_score_fixture(const std::string& name, const std::string& dtype, double tol) {
+  json ref = opt_reference(name).at("right");
+  auto rows = unpadded_rows(ref.at("ids"), ref.at("mask"), ref.at("shape"));
+  int64_t T = ref.at("shape")[1];
+  Result r = run({"score", "--model", kOptFixtures + name, "--dtype", dtype, "--input-ids",
+                  write_id_lines(rows, "score_ids.jsonl").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), rows.size());
+  for (size_t b = 0; b < rows.size(); ++b) {
+    EXPECT_EQ(lines[b].at("ids"), json(rows[b]));
+    const json& got = lines[b].at("logprobs");
+    ASSERT_EQ(got.size(), rows[b].size() - 1) << "row " << b;
+    for (size_t t = 0; t < got.size(); ++t) {
+      double want = ref.at("logprobs")[b * (T - 1) + t];
+      EXPECT_NEAR(got[t].get<double>(), want, tol) << name << " row " << b << " t " << t;
+    }
+  }
+}
+
+TEST(CliScore, MatchesTransformers) {
+  for (const char* name : {"pre_ln", "post_ln_proj", "f16", "sharded", "head_dim5"})
+    check_score_fixture(name, "f32", 1e-4);
+}
+
+TEST(CliScore, Bf16MatmulsStayClose) {
+  check_score_fixture("pre_ln", "bf16", 0.1);
+}
+
+TEST(CliGenerate, GreedyMatchesTransformers) {
+  for (const char* name : {"pre_ln", "post_ln_proj", "head_dim5"}) {
+    json g = opt_reference(name).at("greedy");
+    auto prompts = unpadded_rows(g.at("prompt_ids"), g.at("prompt_mask"), g.at("prompt_shape"));
+    Result r = run({"generate", "--model", kOptFixtures + name, "--max-new-tokens",
+                    std::to_string(g.at("max_new_tokens").get<int>()), "--input-ids",
+                    write_id_lines(prompts, "prompts.jsonl").string()});
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::vector<json> lines = json_lines(r.out);
+    ASSERT_EQ(lines.size(), prompts.size());
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      std::vector<int64_t> want;  // HF pads a row after EOS (2); lethe stops at EOS
+      for (int64_t t : g.at("new_tokens")[b]) {
+        want.push_back(t);
+        if (t == 2) break;
+      }
+      EXPECT_EQ(lines[b].at("prompt_ids"), json(prompts[b]));
+      EXPECT_EQ(lines[b].at("ids"), json(want)) << name << " row " << b;
+      EXPECT_TRUE(lines[b].at("text").is_null());  // no tokenizer in the fixture
+    }
+  }
+}
+
+// A model directory with a tokenizer: the pre_ln fixture (vocab 64) plus the BPE fixture files.
+fs::path model_with_tokenizer() {
+  fs::path dir = temp_path("model_with_tokenizer");
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(kOptFixtures + "pre_ln/" + f, dir / f, fs::copy_options::overwrite_existing);
+  for (const auto& entry : fs::directory_iterator(kBpe))
+    fs::copy_file(entry.path(), dir / entry.path().filename(),
+                  fs::copy_options::overwrite_existing);
+  return dir;
+}
+
+TEST(CliScore, TextsGoThroughTheTokenizer) {
+  fs::path dir = model_with_tokenizer();
+  // Punctuation and digits have ids below the tiny model's vocabulary of 64.
+  const std::vector<std::string> texts = {"!\"#$%&", "0123", "()*"};
+  std::vector<std::string> args = {"tokenize", "--model", dir.string()};
+  args.insert(args.end(), texts.begin(), texts.end());
+  Result tok = run(args);
+  ASSERT_EQ(tok.status, 0) << tok.err;
+  std::vector<std::vector<int64_t>> ids;
+  for (const json& l : json_lines(tok.out)) ids.push_back(l.at("ids"));
+
+  args[0] = "score";
+  Result by_text = run(args);
+  ASSERT_EQ(by_text.status, 0) << by_text.err;
+  Result by_ids = run(
+      {"score", "--model", dir.string(), "--input-ids", write_id_lines(ids, "ids.jsonl").string()});
+  ASSERT_EQ(by_ids.status, 0) << by_ids.err;
+  std::vector<json> a = json_lines(by_text.out), b = json_lines(by_ids.out);
+  ASSERT_EQ(a.size(), texts.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].at("ids"), json(ids[i]));
+    EXPECT_EQ(a[i].at("logprobs").size(), ids[i].size() - 1);
+    EXPECT_EQ(a[i], b[i]);
+    for (const json& lp : a[i].at("logprobs")) EXPECT_LE(lp.get<double>(), 0.0);
+  }
+
+  // A text with tokens outside the model's vocabulary is a clear error.
+  expect_error(run({"score", "--model", dir.string(), "hello world"}), 1, "vocab");
+}
+
+TEST(CliGenerate, TextPromptsSamplingIsSeeded) {
+  fs::path dir = model_with_tokenizer();
+  std::vector<std::string> args = {
+      "generate", "--model",          dir.string(), "--prompt",      "0123", "--prompt",
+      "!#",       "--max-new-tokens", "6",          "--temperature", "1.3",  "--top-p",
+      "0.9",      "--top-k",          "20",         "--seed",        "7"};
+  Result a = run(args), b = run(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  std::vector<json> lines = json_lines(a.out);
+  ASSERT_EQ(lines.size(), 2u);
+  for (const json& l : lines) {
+    EXPECT_LE(l.at("ids").size(), 6u);
+    EXPECT_TRUE(l.at("text").is_string());
+  }
+  EXPECT_EQ(lines[0].at("prompt_ids"), json({2, 19, 20, 21, 22}));  // as `tokenize` gives
+}
+
+TEST(CliModel, Errors) {
+  expect_error(run({"score", "--model", "tests/cli/no_such_model", "hello"}), 1, "no_such_model");
+  expect_error(run({"score", "--model", kOptFixtures + "pre_ln"}), 1, "no texts");
+  // A model directory without tokenizer files cannot score texts.
+  expect_error(run({"score", "--model", kOptFixtures + "pre_ln", "hello"}), 1, "tokenizer");
+  expect_error(run({"generate", "--model", "tests/cli/no_such_model", "--prompt", "hi"}), 1,
+               "no_such_model");
+  expect_error(run({"generate", "--model", kBpe, "--prompt", "x", "--top-p", "1.5"}), 2, "--top-p");
+  expect_error(run({"generate", "--model", kOptFixtures + "pre_ln"}), 1, "no prompt");
+  // A tokenizer-only directory has no config.json / weights.
+  expect_error(run({"generate", "--model", kBpe, "--prompt", "x"}), 1, "config.json");
+  expect_error(run({"score", "--model", kOptFixtures + "pre_ln", "--device", "cuda:7",
+                    "--input-ids", write_id_lines({{2, 5}}, "one.jsonl").string()}),
+               1, "cuda");
+}
+
+}  // namespace

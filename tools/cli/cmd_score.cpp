@@ -1,0 +1,80 @@
+// `lethe score`: per-token log-probabilities of texts under an OPT model, as JSON Lines.
+// Must not train or change the model; it runs the forward pass only (no autograd graph).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/error.h"
+#include "models/opt/opt_model.h"
+#include "models/tokenizer/tokenizer.h"
+#include "tools/cli/cli_util.h"
+#include "tools/cli/commands.h"
+
+namespace lethe::cli {
+
+namespace {
+
+struct ScoreOptions {
+  std::string model;
+  std::vector<std::string> texts;
+  std::string input;
+  std::string input_ids;
+  std::string device = "cpu";
+  std::string dtype = "f32";
+  bool no_bos = false;
+};
+
+void run_score(const ScoreOptions& o) {
+  LETHE_CHECK(!o.texts.empty() || !o.input.empty() || !o.input_ids.empty(),
+              "no texts given: pass them as arguments, with --input FILE (one JSON string per "
+              "line) or --input-ids FILE (one JSON array of ids per line)");
+  std::vector<std::vector<int64_t>> rows;
+  if (!o.texts.empty() || !o.input.empty()) {
+    std::unique_ptr<tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(o.model);
+    for (const std::string& text : gather_texts(o.texts, o.input))
+      rows.push_back(tok->encode(text, !o.no_bos));
+  }
+  if (!o.input_ids.empty()) {
+    std::vector<std::vector<int64_t>> more = read_id_lines(o.input_ids, "--input-ids");
+    rows.insert(rows.end(), more.begin(), more.end());
+  }
+
+  Device device = Device::parse(o.device);
+  ScopedMatmulPrecision precision(o.dtype);
+  models::OptModel model = models::OptModel::load(o.model, device);
+  NoGradGuard no_grad;
+  for (const std::vector<int64_t>& ids : rows) {
+    std::vector<float> logprobs;
+    // One sequence at a time: no padding, so the numbers do not depend on the other inputs.
+    if (ids.size() >= 2) {
+      int64_t n = static_cast<int64_t>(ids.size());
+      Tensor t = Tensor::from_vector(ids, {1, n}, DType::i64, device);
+      Tensor mask = Tensor::ones({1, n}, DType::i64, device);
+      logprobs = model.token_logprobs(t, mask).to_float_vector();
+    }
+    emit(nlohmann::ordered_json{{"ids", ids}, {"logprobs", logprobs}});
+  }
+}
+
+}  // namespace
+
+void add_score_command(CLI::App& app) {
+  auto o = std::make_shared<ScoreOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("score", "Per-token log-probs of texts: {\"ids\",\"logprobs\"} per text");
+  cmd->add_option("--model", o->model, "Model directory (config.json, safetensors, tokenizer)")
+      ->required();
+  cmd->add_option("texts", o->texts, "Texts to score");
+  cmd->add_option("--input", o->input, "File with one JSON string per line; - reads stdin");
+  cmd->add_option("--input-ids", o->input_ids,
+                  "File with one JSON array of token ids per line (no tokenizer needed)");
+  cmd->add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "f32, or bf16 (bf16 matmul operands, f32 accumulation)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_flag("--no-bos", o->no_bos, "Do not prepend the BOS token to texts");
+  cmd->callback([o] { run_score(*o); });
+}
+
+}  // namespace lethe::cli

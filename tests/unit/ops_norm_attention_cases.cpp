@@ -8,12 +8,23 @@ namespace {
 using V = std::vector<Tensor>;
 using H = std::vector<std::vector<double>>;
 
-Tensor mask(std::vector<int64_t> values, int64_t b, int64_t t) {
-  return Tensor::from_vector(values, {b, t}, DType::i64);
+// key_mask values [b, t] (1 = attend). Rows keep host vectors, not tensors: a tensor built during
+// static initialisation would outlive the backend that frees it.
+struct MaskValues {
+  std::vector<int64_t> values;
+  int64_t b = 0, t = 0;
+  Tensor on(Device d) const {
+    if (values.empty()) return Tensor();
+    return Tensor::from_vector(values, {b, t}, DType::i64).to(d);
+  }
+};
+
+MaskValues mask(std::vector<int64_t> values, int64_t b, int64_t t) {
+  return {std::move(values), b, t};
 }
 
 // A one-row key_mask [1, t] whose first `pad` keys are padding.
-Tensor left_padded(int64_t t, int64_t pad) {
+MaskValues left_padded(int64_t t, int64_t pad) {
   std::vector<int64_t> m(static_cast<size_t>(t), 1);
   for (int64_t i = 0; i < pad; ++i) m[static_cast<size_t>(i)] = 0;
   return mask(m, 1, t);
@@ -26,9 +37,9 @@ void shift_first(H& h) {
 
 // An OpCase for attention(q, k, v) with q [B,H,Tq,D], k/v [B,H,Tk,D].
 OpCase attn(std::string name, int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d, bool causal,
-            double scale, Tensor key_mask = Tensor()) {
+            double scale, MaskValues key_mask = {}) {
   return {std::move(name), {{b, h, tq, d}, {b, h, tk, d}, {b, h, tk, d}}, [=](const V& x) {
-            return attention(x[0], x[1], x[2], key_mask, causal, scale);
+            return attention(x[0], x[1], x[2], key_mask.on(x[0].device()), causal, scale);
           }};
 }
 

@@ -9,8 +9,9 @@
 namespace lethe::kernels {
 
 Backend& cpu_backend() {
-  static CpuBackend instance;
-  return instance;
+  // Never destroyed: tensors with static storage duration may be freed after other statics.
+  static CpuBackend* instance = new CpuBackend;
+  return *instance;
 }
 
 void* CpuBackend::allocate(size_t bytes) {

@@ -6,6 +6,13 @@
 #include <cstring>
 #include <string>
 
+// Scalar helpers below are usable from host and CUDA device code alike.
+#if defined(__CUDACC__)
+#define LETHE_HOST_DEVICE __host__ __device__ inline
+#else
+#define LETHE_HOST_DEVICE inline
+#endif
+
 namespace lethe {
 
 enum class DType : uint8_t { f64, f32, f16, bf16, i32, i64, u8, boolean };
@@ -39,14 +46,14 @@ inline bool is_floating(DType t) {
 }
 
 // bf16: the top 16 bits of an f32, rounded to nearest even (NaN kept quiet).
-inline uint16_t f32_to_bf16(float f) {
+LETHE_HOST_DEVICE uint16_t f32_to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
   uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
   return static_cast<uint16_t>((u + rounding) >> 16);
 }
-inline float bf16_to_f32(uint16_t h) {
+LETHE_HOST_DEVICE float bf16_to_f32(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;
   float f;
   std::memcpy(&f, &u, 4);
@@ -54,7 +61,7 @@ inline float bf16_to_f32(uint16_t h) {
 }
 
 // IEEE binary16 <-> f32, round to nearest even, subnormals and inf/nan handled.
-inline float f16_to_f32(uint16_t h) {
+LETHE_HOST_DEVICE float f16_to_f32(uint16_t h) {
   uint32_t sign = (h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
@@ -76,7 +83,7 @@ inline float f16_to_f32(uint16_t h) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-inline uint16_t f32_to_f16(float f) {
+LETHE_HOST_DEVICE uint16_t f32_to_f16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   uint32_t sign = (u >> 16) & 0x8000u;

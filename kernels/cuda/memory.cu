@@ -198,69 +198,13 @@ __global__ void copy_strided_kernel(T* dst, Layout dl, const T* src, Layout sl, 
   }
 }
 
-// Scalar conversions identical to kernels/dtype.h (round to nearest even, NaN kept quiet).
-__device__ __forceinline__ uint16_t dev_f32_to_bf16(float f) {
-  uint32_t u = __float_as_uint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>((u + rounding) >> 16);
-}
-__device__ __forceinline__ float dev_bf16_to_f32(uint16_t h) {
-  return __uint_as_float(static_cast<uint32_t>(h) << 16);
-}
-__device__ __forceinline__ float dev_f16_to_f32(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t u;
-  if (exp == 0) {
-    if (mant == 0) {
-      u = sign;
-    } else {
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400u) == 0);
-      u = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) {
-    u = sign | 0x7f800000u | (mant << 13);
-  } else {
-    u = sign | (exp + 112) << 23 | (mant << 13);
-  }
-  return __uint_as_float(u);
-}
-__device__ __forceinline__ uint16_t dev_f32_to_f16(float f) {
-  uint32_t u = __float_as_uint(f);
-  uint32_t sign = (u >> 16) & 0x8000u;
-  uint32_t absu = u & 0x7fffffffu;
-  if (absu >= 0x7f800000u)
-    return static_cast<uint16_t>(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0));
-  if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (absu < 0x38800000u) {
-    if (absu < 0x33000000u) return static_cast<uint16_t>(sign);
-    uint32_t mant = (absu & 0x7fffffu) | 0x800000u;
-    int shift = 126 - static_cast<int>(absu >> 23);
-    uint32_t half = 1u << (shift - 1);
-    uint32_t rem = mant & ((1u << shift) - 1);
-    uint32_t res = mant >> shift;
-    if (rem > half || (rem == half && (res & 1u))) ++res;
-    return static_cast<uint16_t>(sign | res);
-  }
-  uint32_t res = ((absu >> 13) - (112u << 10));
-  uint32_t rem = absu & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (res & 1u))) ++res;
-  return static_cast<uint16_t>(sign | res);
-}
-
 // Loads and stores through double, exactly as the CPU backend's generic cast path does.
 __device__ __forceinline__ double load_as_double(DType t, const void* p, int64_t i) {
   switch (t) {
     case DType::f64: return static_cast<const double*>(p)[i];
     case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::f16: return dev_f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bf16: return dev_bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
     case DType::i32: return static_cast<double>(static_cast<const int32_t*>(p)[i]);
     case DType::i64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
     case DType::u8: return static_cast<const uint8_t*>(p)[i];
@@ -273,8 +217,8 @@ __device__ __forceinline__ void store_double(DType t, void* p, int64_t i, double
   switch (t) {
     case DType::f64: static_cast<double*>(p)[i] = v; break;
     case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
-    case DType::f16: static_cast<uint16_t*>(p)[i] = dev_f32_to_f16(static_cast<float>(v)); break;
-    case DType::bf16: static_cast<uint16_t*>(p)[i] = dev_f32_to_bf16(static_cast<float>(v)); break;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
     case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
     case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
     case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
@@ -289,10 +233,10 @@ __global__ void cast_kernel(DType from, const void* src, DType to, void* dst, in
 
 // The hot conversions get dedicated kernels (no per-element dtype switch).
 __global__ void cast_f32_bf16_kernel(const float* src, uint16_t* dst, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = dev_f32_to_bf16(src[i]);
+  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = f32_to_bf16(src[i]);
 }
 __global__ void cast_bf16_f32_kernel(const uint16_t* src, float* dst, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = dev_bf16_to_f32(src[i]);
+  for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = bf16_to_f32(src[i]);
 }
 
 __global__ void fill_f32_kernel(float* dst, int64_t n, float v) {

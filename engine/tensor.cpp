@@ -115,6 +115,24 @@ Tensor Tensor::scalar(double value, DType dtype, Device device) {
   return full({}, value, dtype, device);
 }
 
+Tensor Tensor::randn(const Shape& shape, uint64_t seed, double mean, double stddev, DType dtype,
+                     Device device, uint64_t offset) {
+  LETHE_CHECK(is_floating(dtype), "Tensor::randn: dtype ", dtype_name(dtype), " is not floating");
+  LETHE_CHECK(stddev >= 0, "Tensor::randn: stddev must be >= 0, got ", stddev);
+  Tensor t = empty(shape, dtype, device);
+  if (t.numel()) backend(device).fill_normal(dtype, t.data_ptr(), t.numel(), seed, offset, mean, stddev);
+  return t;
+}
+
+Tensor Tensor::rand(const Shape& shape, uint64_t seed, double low, double high, DType dtype,
+                    Device device, uint64_t offset) {
+  LETHE_CHECK(is_floating(dtype), "Tensor::rand: dtype ", dtype_name(dtype), " is not floating");
+  LETHE_CHECK(low <= high, "Tensor::rand: low ", low, " > high ", high);
+  Tensor t = empty(shape, dtype, device);
+  if (t.numel()) backend(device).fill_uniform(dtype, t.data_ptr(), t.numel(), seed, offset, low, high);
+  return t;
+}
+
 template <typename Src>
 static Tensor from_host(const std::vector<Src>& values, const Shape& shape, DType src_dtype,
                         DType dtype, Device device) {

@@ -77,6 +77,12 @@ class Tensor {
   static Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape,
                             DType dtype = DType::i64, Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu());
+  // Seeded random tensors from the counter-based generator (kernels/rng.h): the same
+  // (seed, offset) gives the same values on every device and thread count.
+  static Tensor randn(const Shape& shape, uint64_t seed, double mean = 0.0, double stddev = 1.0,
+                      DType dtype = DType::f32, Device device = Device::cpu(), uint64_t offset = 0);
+  static Tensor rand(const Shape& shape, uint64_t seed, double low = 0.0, double high = 1.0,
+                     DType dtype = DType::f32, Device device = Device::cpu(), uint64_t offset = 0);
   // Wraps existing bytes without copying (e.g. an mmap'd safetensors tensor); keepalive owns them.
   static Tensor from_borrowed(void* data, const Shape& shape, DType dtype,
                               std::shared_ptr<const void> keepalive, Device device = Device::cpu());

@@ -77,6 +77,17 @@ TEST(Tensor, RngIsReproducibleAndSliceable) {
   EXPECT_EQ(dropout(Tensor::ones({5}), 0.25, false, 3).to_double_vector(), std::vector<double>(5, 1.0));
 }
 
+TEST(Tensor, RandFactoriesAreSeeded) {
+  Tensor a = Tensor::randn({4, 5}, 11, 2.0, 0.5);
+  EXPECT_EQ(a.to_double_vector(), Tensor::randn({4, 5}, 11, 2.0, 0.5).to_double_vector());
+  EXPECT_NE(a.to_double_vector(), Tensor::randn({4, 5}, 12, 2.0, 0.5).to_double_vector());
+  for (double x : Tensor::rand({100}, 3, -1.0, 2.0).to_double_vector()) {
+    EXPECT_GE(x, -1.0);
+    EXPECT_LT(x, 2.0);
+  }
+  EXPECT_THROW(Tensor::randn({2}, 1, 0, 1, DType::i64), Error);
+}
+
 TEST(Tensor, GradientsAccumulateAcrossBackwards) {
   Tensor w = Tensor::from_vector(std::vector<double>{1, 2}, {2}, DType::f64);
   w.set_requires_grad(true);

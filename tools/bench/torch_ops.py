@@ -11,6 +11,11 @@ matmul/linear (and whatever else autocast lists as lower-precision ops) compute 
 operands and f32 accumulation and return bf16; ops autocast keeps in f32 stay f32. This is the
 closest PyTorch counterpart of lethe's set_matmul_precision(bf16) (bf16 GEMM operands, f32
 accumulation, f32 tensors everywhere else). Needs only torch.
+
+Compare:  python3 tools/bench/torch_ops.py --compare lethe.jsonl torch.jsonl
+prints the Markdown table of docs/perf.md (ms per call, lethe/torch ratio). When a file holds
+several rounds of the same op (runs appended), the round with the lowest median is used: on a
+shared machine that is the round least disturbed by other work.
 """
 import argparse
 import json
@@ -19,8 +24,7 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+torch = F = None  # imported in main(): --compare needs no torch
 
 
 def dims(*d, sep="x"):
@@ -114,7 +118,38 @@ def make_cases(small):
     return cases
 
 
+def compare(lethe_path, torch_path):
+    """Markdown table: one row per (op, pass, shape, dtype), best median of each side."""
+    def best(path):
+        rows = {}
+        with open(path) as f:
+            for line in f:
+                j = json.loads(line)
+                if j.get("status") != "ok":
+                    continue
+                key = (j["op"], j["pass"], j["shape"], j["dtype"])
+                if key not in rows or j["ms"] < rows[key]["ms"]:
+                    rows[key] = j
+        return rows
+    ours, ref = best(lethe_path), best(torch_path)
+    print("| op | pass | shape | dtype | lethe ms | torch ms | lethe GFLOP/s | torch GFLOP/s "
+          "| lethe / torch time |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    for key, a in ours.items():
+        b = ref.get(key)
+        if b is None:
+            continue
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {a['ms']:.2f} | {b['ms']:.2f} "
+              f"| {a['gflops']:.1f} | {b['gflops']:.1f} | {a['ms'] / b['ms']:.2f} |")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        compare(sys.argv[2], sys.argv[3])
+        return
+    global torch, F
+    import torch
+    import torch.nn.functional as F
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     p.add_argument("--threads", type=int, default=0)

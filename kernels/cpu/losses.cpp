@@ -1,5 +1,7 @@
 // CPU embedding gather/scatter-add, fused softmax cross-entropy (nll and unlikelihood) and
 // row-wise KL(softmax(ref) || softmax(x)). Softmax is never materialised: rows are re-read.
+#include "kernels/cpu/simd.h"  // first: its pragma must precede every function
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,9 +31,41 @@ inline double log_add_exp(double a, double b) {
   return hi + std::log1p(std::exp(lo - hi));
 }
 
+// The f32 hot path of the nll loss (whole rows, no skipped entry): vectorised max, and exp-sums
+// accumulated in f32 over short chunks and in f64 across chunks (so 50k-long rows lose nothing).
+LETHE_SIMD_CLONES float row_max_f32(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+LETHE_SIMD_CLONES double row_sum_exp_f32(const float* x, int64_t n, float m) {
+  constexpr int64_t kChunk = 512;
+  double total = 0;
+  for (int64_t lo = 0; lo < n; lo += kChunk) {
+    const int64_t hi = std::min(n, lo + kChunk);
+    float s = 0;
+    for (int64_t j = lo; j < hi; ++j) s += exp_f32(x[j] - m);
+    total += s;
+  }
+  return total;
+}
+
+// dx = g · softmax(x) given the row's lse.
+LETHE_SIMD_CLONES void scaled_softmax_f32(const float* x, int64_t n, float lse, float g, float* dx) {
+  for (int64_t j = 0; j < n; ++j) dx[j] = g * exp_f32(x[j] - lse);
+}
+
 // log Σ_j exp(x_j) over j ≠ skip (skip < 0: all j); −inf when nothing is summed.
 template <typename T>
 double row_logsumexp(const T* x, int64_t vocab, int64_t skip = -1) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (skip < 0) {
+      const float m = row_max_f32(x, vocab);
+      if (std::isinf(m)) return m;  // all −inf (nothing summed) or a +inf logit (degenerate)
+      return static_cast<double>(m) + std::log(row_sum_exp_f32(x, vocab, m));
+    }
+  }
   double m = kNegInf;
   for (int64_t j = 0; j < vocab; ++j)
     if (j != skip) m = std::max(m, static_cast<double>(x[j]));
@@ -119,8 +153,11 @@ void ce_backward(const CrossEntropyBackwardArgs& b) {
         static_cast<double>(dloss[r]) * (a.weights ? static_cast<double>(a.weights[r]) : 1.0);
     if (a.mode == CrossEntropyMode::nll) {
       const double lse = use_saved ? static_cast<double>(a.lse[r]) : row_logsumexp(x, V);
-      for (int64_t j = 0; j < V; ++j)  // g · (softmax − onehot)
-        dx[j] = static_cast<T>(g * std::exp(static_cast<double>(x[j]) - lse));
+      if constexpr (std::is_same_v<T, float>) {  // g · (softmax − onehot)
+        scaled_softmax_f32(x, V, static_cast<float>(lse), static_cast<float>(g), dx);
+      } else {
+        for (int64_t j = 0; j < V; ++j) dx[j] = static_cast<T>(g * std::exp(static_cast<double>(x[j]) - lse));
+      }
       dx[t] = static_cast<T>(static_cast<double>(dx[t]) - g);
     } else {
       // ∂/∂x_j −log(1 − c·p_t) = c·p_t·(δ_jt − p_j)/(1 − c·p_t); with u = e^{log_u}:

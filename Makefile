@@ -42,7 +42,7 @@ bench: build
 	@$(BUILD)/tools/lethe bench ops
 
 format:
-	@find engine kernels models trainers tools tests examples -name '*.h' -o -name '*.cpp' -o -name '*.cu' \
+	@find engine kernels models trainers tools tests examples -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \
 	  | xargs clang-format -i
 
 clean:

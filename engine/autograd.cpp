@@ -13,8 +13,12 @@ namespace {
 thread_local bool g_grad_mode = true;
 }
 
-bool grad_mode_enabled() { return g_grad_mode; }
-void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
+bool grad_mode_enabled() {
+  return g_grad_mode;
+}
+void set_grad_mode(bool enabled) {
+  g_grad_mode = enabled;
+}
 
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
   if (!grad_mode_enabled()) return false;
@@ -58,7 +62,8 @@ void attach_node(Tensor& out, const std::shared_ptr<Node>& node,
   finish_attach(out, node);
 }
 
-void attach_node(Tensor& out, const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs) {
+void attach_node(Tensor& out, const std::shared_ptr<Node>& node,
+                 const std::vector<Tensor>& inputs) {
   node->next.clear();
   for (const Tensor& t : inputs) node->next.push_back(gradient_edge(t));
   finish_attach(out, node);

@@ -13,7 +13,8 @@ namespace lethe {
 // Float ops compute in f32 or f64 (f64 is for gradient checks); inputs of one op share a dtype
 // and device, or the op throws lethe::Error naming both.
 
-// ---- elementwise (numpy broadcasting) ------------------------------------------------------------
+// ---- elementwise (numpy broadcasting)
+// ------------------------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
@@ -30,20 +31,32 @@ Tensor square(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor log_sigmoid(const Tensor& x);  // stable log(sigmoid(x))
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator*(double s, const Tensor& x) { return scale(x, s); }
-inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+inline Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+inline Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+inline Tensor operator*(double s, const Tensor& x) {
+  return scale(x, s);
+}
+inline Tensor operator-(const Tensor& x) {
+  return neg(x);
+}
 
 // Inverted dropout: zeroes with probability p, scales kept values by 1/(1-p). Identity when
 // !training or p == 0. The mask depends only on (seed, offset) — reproducible on every device.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset = 0);
 
 // ---- reductions ------------------------------------------------------------------------------
-Tensor sum(const Tensor& x);                                  // all elements → scalar
-Tensor sum(const Tensor& x, int dim, bool keepdim = false);   // one dim
+Tensor sum(const Tensor& x);                                 // all elements → scalar
+Tensor sum(const Tensor& x, int dim, bool keepdim = false);  // one dim
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, int dim, bool keepdim = false);
 // Sums a broadcast result back to `shape` (the backward of broadcasting); differentiable.
@@ -82,10 +95,10 @@ Tensor embedding(const Tensor& table, const Tensor& ids, std::optional<int64_t> 
 
 // ---- losses -----------------------------------------------------------------------------------
 enum class Reduction {
-  none,           // per-token losses, shape of targets
-  token_mean,     // sum over valid tokens / number of valid tokens (HF)
-  sample_mean,    // each row's mean over its valid tokens, then the mean over rows that have any
-  sequence_sum,   // per-row sums, shape [rows] (targets must be 2-D)
+  none,          // per-token losses, shape of targets
+  token_mean,    // sum over valid tokens / number of valid tokens (HF)
+  sample_mean,   // each row's mean over its valid tokens, then the mean over rows that have any
+  sequence_sum,  // per-row sums, shape [rows] (targets must be 2-D)
 };
 enum class LossMode { nll, unlikelihood };
 

@@ -54,8 +54,8 @@ Device Device::parse(const std::string& s) {
 kernels::Backend& backend(Device d) {
   if (d.is_cpu()) return kernels::cpu_backend();
   kernels::Backend* b = kernels::cuda_backend();
-  LETHE_CHECK(b != nullptr, "device ", d.str(), " is not available: ",
-              kernels::cuda_unavailable_reason());
+  LETHE_CHECK(b != nullptr, "device ", d.str(),
+              " is not available: ", kernels::cuda_unavailable_reason());
   LETHE_CHECK(d.index == 0, "device ", d.str(), ": only cuda:0 is supported per process ",
               "(use one process per GPU)");
   return *b;
@@ -88,7 +88,8 @@ Tensor make_view(const std::shared_ptr<Storage>& storage, int64_t offset, const 
 }
 
 static void check_shape(const Shape& shape, const char* what) {
-  for (int64_t d : shape) LETHE_CHECK(d >= 0, what, ": negative dimension in shape ", shape_str(shape));
+  for (int64_t d : shape)
+    LETHE_CHECK(d >= 0, what, ": negative dimension in shape ", shape_str(shape));
   LETHE_CHECK(shape.size() <= static_cast<size_t>(kernels::kMaxDims), what, ": shape ",
               shape_str(shape), " has more than ", kernels::kMaxDims, " dims");
 }
@@ -120,7 +121,8 @@ Tensor Tensor::randn(const Shape& shape, uint64_t seed, double mean, double stdd
   LETHE_CHECK(is_floating(dtype), "Tensor::randn: dtype ", dtype_name(dtype), " is not floating");
   LETHE_CHECK(stddev >= 0, "Tensor::randn: stddev must be >= 0, got ", stddev);
   Tensor t = empty(shape, dtype, device);
-  if (t.numel()) backend(device).fill_normal(dtype, t.data_ptr(), t.numel(), seed, offset, mean, stddev);
+  if (t.numel())
+    backend(device).fill_normal(dtype, t.data_ptr(), t.numel(), seed, offset, mean, stddev);
   return t;
 }
 
@@ -129,7 +131,8 @@ Tensor Tensor::rand(const Shape& shape, uint64_t seed, double low, double high, 
   LETHE_CHECK(is_floating(dtype), "Tensor::rand: dtype ", dtype_name(dtype), " is not floating");
   LETHE_CHECK(low <= high, "Tensor::rand: low ", low, " > high ", high);
   Tensor t = empty(shape, dtype, device);
-  if (t.numel()) backend(device).fill_uniform(dtype, t.data_ptr(), t.numel(), seed, offset, low, high);
+  if (t.numel())
+    backend(device).fill_uniform(dtype, t.data_ptr(), t.numel(), seed, offset, low, high);
   return t;
 }
 
@@ -137,9 +140,9 @@ template <typename Src>
 static Tensor from_host(const std::vector<Src>& values, const Shape& shape, DType src_dtype,
                         DType dtype, Device device) {
   check_shape(shape, "Tensor::from_vector");
-  LETHE_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "Tensor::from_vector: ",
-              values.size(), " values for shape ", shape_str(shape), " (", shape_numel(shape),
-              " elements)");
+  LETHE_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+              "Tensor::from_vector: ", values.size(), " values for shape ", shape_str(shape), " (",
+              shape_numel(shape), " elements)");
   Tensor host = Tensor::empty(shape, src_dtype, Device::cpu());
   std::copy(values.begin(), values.end(), host.data<Src>());
   if (src_dtype != dtype) host = host.to(dtype);
@@ -171,13 +174,27 @@ static const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
   return *impl;
 }
 
-const Shape& Tensor::shape() const { return checked(impl_).shape; }
-const Shape& Tensor::strides() const { return checked(impl_).strides; }
-int64_t Tensor::numel() const { return shape_numel(shape()); }
-DType Tensor::dtype() const { return checked(impl_).dtype; }
-Device Tensor::device() const { return checked(impl_).storage->device(); }
-int64_t Tensor::storage_offset() const { return checked(impl_).offset; }
-const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_).storage; }
+const Shape& Tensor::shape() const {
+  return checked(impl_).shape;
+}
+const Shape& Tensor::strides() const {
+  return checked(impl_).strides;
+}
+int64_t Tensor::numel() const {
+  return shape_numel(shape());
+}
+DType Tensor::dtype() const {
+  return checked(impl_).dtype;
+}
+Device Tensor::device() const {
+  return checked(impl_).storage->device();
+}
+int64_t Tensor::storage_offset() const {
+  return checked(impl_).offset;
+}
+const std::shared_ptr<Storage>& Tensor::storage() const {
+  return checked(impl_).storage;
+}
 
 int64_t Tensor::size(int d) const {
   int n = dim();
@@ -188,7 +205,8 @@ int64_t Tensor::size(int d) const {
 
 void* Tensor::data_ptr() const {
   const TensorImpl& t = checked(impl_);
-  return static_cast<char*>(t.storage->data()) + t.offset * static_cast<int64_t>(dtype_size(t.dtype));
+  return static_cast<char*>(t.storage->data()) +
+         t.offset * static_cast<int64_t>(dtype_size(t.dtype));
 }
 
 bool Tensor::is_contiguous() const {
@@ -306,7 +324,8 @@ Tensor Tensor::view(const Shape& new_shape_in) const {
   LETHE_CHECK(shape_numel(new_shape) == numel(), "view/reshape: shape ", shape_str(new_shape_in),
               " does not match ", str(), " (", numel(), " elements)");
   LETHE_CHECK(is_contiguous(), "view: ", str(), " is not contiguous; use reshape()");
-  Tensor out = make_view(storage(), storage_offset(), new_shape, contiguous_strides(new_shape), dtype());
+  Tensor out =
+      make_view(storage(), storage_offset(), new_shape, contiguous_strides(new_shape), dtype());
   auto node = std::make_shared<ReshapeBackward>();
   node->in_shape = shape();
   return record(out, *this, node);
@@ -424,8 +443,8 @@ Tensor Tensor::expand(const Shape& target) const {
 static Tensor copy_contiguous(const Tensor& src) {
   Tensor out = Tensor::empty(src.shape(), src.dtype(), src.device());
   if (src.numel()) {
-    backend(src.device()).copy_strided(src.dtype(), out.data_ptr(), out.layout(), src.data_ptr(),
-                                       src.layout());
+    backend(src.device())
+        .copy_strided(src.dtype(), out.data_ptr(), out.layout(), src.data_ptr(), src.layout());
   }
   return out;
 }
@@ -516,7 +535,9 @@ Tensor& Tensor::fill_(double value) {
   return *this;
 }
 
-Tensor& Tensor::zero_() { return fill_(0.0); }
+Tensor& Tensor::zero_() {
+  return fill_(0.0);
+}
 
 Tensor& Tensor::copy_(const Tensor& src_in) {
   check_inplace(*this, "copy_");
@@ -577,7 +598,9 @@ const std::shared_ptr<Node>& Tensor::grad_fn() const {
   return t.autograd ? t.autograd->grad_fn : none;
 }
 
-void Tensor::set_grad_fn(std::shared_ptr<Node> fn) { impl_->meta().grad_fn = std::move(fn); }
+void Tensor::set_grad_fn(std::shared_ptr<Node> fn) {
+  impl_->meta().grad_fn = std::move(fn);
+}
 
 void Tensor::backward(const Tensor& seed, bool retain_graph) const {
   run_backward(*this, seed, retain_graph);

@@ -126,7 +126,8 @@ class Tensor {
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;
 
-  // ---- host access -------------------------------------------------------------------------------
+  // ---- host access
+  // -------------------------------------------------------------------------------
   std::vector<double> to_double_vector() const;  // any dtype, any device, any layout
   std::vector<float> to_float_vector() const;
   std::vector<int64_t> to_int_vector() const;
@@ -141,9 +142,9 @@ class Tensor {
   bool requires_grad() const;
   Tensor& set_requires_grad(bool value = true);  // leaves only
   bool is_leaf() const;
-  Tensor grad() const;           // undefined until a backward reaches this leaf
+  Tensor grad() const;             // undefined until a backward reaches this leaf
   void set_grad(const Tensor& g);  // e.g. a view into a flat gradient buffer
-  void zero_grad();               // zeroes the grad in place (keeps views into flat buffers)
+  void zero_grad();                // zeroes the grad in place (keeps views into flat buffers)
   const std::shared_ptr<Node>& grad_fn() const;
   void set_grad_fn(std::shared_ptr<Node> fn);
   // Backpropagates from this tensor. A non-scalar needs an explicit seed of the same shape.
@@ -162,8 +163,8 @@ class Tensor {
 struct AutogradMeta {
   bool requires_grad = false;
   Tensor grad;
-  std::shared_ptr<Node> grad_fn;          // set for non-leaf results of differentiable ops
-  std::weak_ptr<Node> grad_accumulator;   // for leaves: the node that accumulates into grad
+  std::shared_ptr<Node> grad_fn;         // set for non-leaf results of differentiable ops
+  std::weak_ptr<Node> grad_accumulator;  // for leaves: the node that accumulates into grad
 };
 
 struct TensorImpl {

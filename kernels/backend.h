@@ -25,7 +25,18 @@ struct Layout {
   }
 };
 
-enum class UnaryOp : uint8_t { neg, relu, gelu, exp, log, sqrt, square, tanh, sigmoid, log_sigmoid };
+enum class UnaryOp : uint8_t {
+  neg,
+  relu,
+  gelu,
+  exp,
+  log,
+  sqrt,
+  square,
+  tanh,
+  sigmoid,
+  log_sigmoid
+};
 enum class BinaryOp : uint8_t { add, sub, mul, div };
 
 enum class CrossEntropyMode : uint8_t {
@@ -56,7 +67,8 @@ struct GemmArgs {
 struct AttentionArgs {
   DType dtype = DType::f32;
   int64_t batch = 0, heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
-  bool causal = true;  // query i (absolute position i + kv_len - q_len) sees keys j <= that position
+  bool causal =
+      true;  // query i (absolute position i + kv_len - q_len) sees keys j <= that position
   double scale = 1.0;  // applied to q k^T (OPT pre-scales q, so it passes 1.0)
   // q [B,H,Tq,D], k/v [B,H,Tk,D], out [B,H,Tq,D], all contiguous.
   const void* q = nullptr;
@@ -84,13 +96,13 @@ struct CrossEntropyArgs {
   const float* weights = nullptr;    // optional [rows] per-token weight, may be negative
   int64_t ignore_index = -100;
   CrossEntropyMode mode = CrossEntropyMode::nll;
-  double c = 1.0;              // unlikelihood coefficient
-  void* loss = nullptr;        // [rows] weighted per-token loss (0 on ignored rows)
-  float* lse = nullptr;        // [rows] saved log-sum-exp of the row's logits
+  double c = 1.0;        // unlikelihood coefficient
+  void* loss = nullptr;  // [rows] weighted per-token loss (0 on ignored rows)
+  float* lse = nullptr;  // [rows] saved log-sum-exp of the row's logits
 };
 
 struct CrossEntropyBackwardArgs {
-  CrossEntropyArgs fwd;       // with lse filled
+  CrossEntropyArgs fwd;         // with lse filled
   const void* dloss = nullptr;  // [rows] upstream gradient of each row's loss
   void* dlogits = nullptr;      // [rows, vocab], written
 };
@@ -181,20 +193,19 @@ class Backend {
                               const void* logits, void* out) = 0;
   // d/dlogits and d/dref (either may be null) of sum_r dout[r] * out[r]; written.
   virtual void kl_div_backward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,
-                               const void* logits, const void* dout, void* dlogits,
-                               void* dref) = 0;
+                               const void* logits, const void* dout, void* dlogits, void* dref) = 0;
 
   // ---- optimizers (f32 params, grads and state) -------------------------------------------
   // PyTorch AdamW: p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
   // p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
-  virtual void adamw_step(int64_t n, float* param, const float* grad, float* m, float* v,
-                          double lr, double beta1, double beta2, double eps, double weight_decay,
+  virtual void adamw_step(int64_t n, float* param, const float* grad, float* m, float* v, double lr,
+                          double beta1, double beta2, double eps, double weight_decay,
                           double bias_correction1, double bias_correction2) = 0;
   // PyTorch SGD: g += wd p; buf = first ? g : momentum buf + (1-dampening) g;
   // g = nesterov ? g + momentum buf : buf (when momentum != 0); p -= lr g
-  virtual void sgd_step(int64_t n, float* param, const float* grad, float* momentum_buf,
-                        double lr, double momentum, double dampening, double weight_decay,
-                        bool nesterov, bool first_step) = 0;
+  virtual void sgd_step(int64_t n, float* param, const float* grad, float* momentum_buf, double lr,
+                        double momentum, double dampening, double weight_decay, bool nesterov,
+                        bool first_step) = 0;
 };
 
 enum class DeviceType : uint8_t { cpu, cuda };

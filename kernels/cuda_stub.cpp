@@ -3,7 +3,9 @@
 
 namespace lethe::kernels {
 
-Backend* cuda_backend() { return nullptr; }
+Backend* cuda_backend() {
+  return nullptr;
+}
 
 std::string cuda_unavailable_reason() {
   return "lethe was built without CUDA (nvcc was not found at configure time; "

@@ -1,6 +1,7 @@
 // lethe::Error — the one exception type for every failure a user can cause (lowest layer, so
 // kernels can throw it too).
-// Messages name what is wrong and where (file, tensor, op, shape, flag); never assert() on user input.
+// Messages name what is wrong and where (file, tensor, op, shape, flag); never assert() on user
+// input.
 #pragma once
 
 #include <sstream>
@@ -25,8 +26,8 @@ std::string concat(Args&&... args) {
 }  // namespace detail
 
 // LETHE_CHECK(cond, "op matmul: ", a, " vs ", b) throws lethe::Error with the joined message.
-#define LETHE_CHECK(cond, ...)                                   \
-  do {                                                           \
+#define LETHE_CHECK(cond, ...)                                               \
+  do {                                                                       \
     if (!(cond)) throw ::lethe::Error(::lethe::detail::concat(__VA_ARGS__)); \
   } while (0)
 

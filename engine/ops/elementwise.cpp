@@ -13,9 +13,9 @@ Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b, const char* nam
   Shape out_shape = broadcast_shapes(name, a, b);
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
   if (out.numel()) {
-    backend(a.device()).binary(op, a.dtype(), out.data_ptr(), out.layout(), a.data_ptr(),
-                               broadcast_layout(a, out_shape), b.data_ptr(),
-                               broadcast_layout(b, out_shape));
+    backend(a.device())
+        .binary(op, a.dtype(), out.data_ptr(), out.layout(), a.data_ptr(),
+                broadcast_layout(a, out_shape), b.data_ptr(), broadcast_layout(b, out_shape));
   }
   return out;
 }
@@ -100,10 +100,9 @@ struct UnaryBackward : Node {
   UnaryOp op;
   Tensor x, y;
   const char* name() const override {
-    static const char* names[] = {"NegBackward",  "ReluBackward",   "GeluBackward",
-                                  "ExpBackward",  "LogBackward",    "SqrtBackward",
-                                  "SquareBackward", "TanhBackward", "SigmoidBackward",
-                                  "LogSigmoidBackward"};
+    static const char* names[] = {
+        "NegBackward",  "ReluBackward",   "GeluBackward", "ExpBackward",     "LogBackward",
+        "SqrtBackward", "SquareBackward", "TanhBackward", "SigmoidBackward", "LogSigmoidBackward"};
     return names[static_cast<int>(op)];
   }
   std::vector<Tensor> apply(const Tensor& g_in) override {
@@ -111,9 +110,9 @@ struct UnaryBackward : Node {
     Tensor g = g_in.contiguous();
     Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());
     if (dx.numel()) {
-      backend(g.device()).unary_backward(op, g.dtype(), g.numel(), x.defined() ? x.data_ptr() : nullptr,
-                                         y.defined() ? y.data_ptr() : nullptr, g.data_ptr(),
-                                         dx.data_ptr());
+      backend(g.device())
+          .unary_backward(op, g.dtype(), g.numel(), x.defined() ? x.data_ptr() : nullptr,
+                          y.defined() ? y.data_ptr() : nullptr, g.data_ptr(), dx.data_ptr());
     }
     return {dx};
   }
@@ -132,8 +131,8 @@ Tensor unary_op(UnaryOp op, const Tensor& x_in, const char* name) {
   if (any_requires_grad({&x_in})) {
     auto node = std::make_shared<UnaryBackward>();
     node->op = op;
-    bool needs_y = op == UnaryOp::exp || op == UnaryOp::sqrt || op == UnaryOp::tanh ||
-                   op == UnaryOp::sigmoid;
+    bool needs_y =
+        op == UnaryOp::exp || op == UnaryOp::sqrt || op == UnaryOp::tanh || op == UnaryOp::sigmoid;
     if (needs_y) {
       node->y = y.detach();
     } else if (op != UnaryOp::neg) {
@@ -146,17 +145,26 @@ Tensor unary_op(UnaryOp op, const Tensor& x_in, const char* name) {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::add, a, b, "add"); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::sub, a, b, "sub"); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::mul, a, b, "mul"); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::div, a, b, "div"); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::add, a, b, "add");
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::sub, a, b, "sub");
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::mul, a, b, "mul");
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::div, a, b, "div");
+}
 
 Tensor scale(const Tensor& x_in, double s) {
   check_defined("scale", x_in, "input");
   check_float_inputs("scale", {&x_in});
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (y.numel()) backend(x.device()).axpby(x.dtype(), x.numel(), s, x.data_ptr(), 0.0, y.data_ptr());
+  if (y.numel())
+    backend(x.device()).axpby(x.dtype(), x.numel(), s, x.data_ptr(), 0.0, y.data_ptr());
   if (any_requires_grad({&x_in})) {
     auto node = std::make_shared<ScaleBackward>();
     node->s = s;
@@ -171,22 +179,43 @@ Tensor add_scalar(const Tensor& x_in, double s) {
   Tensor y;
   {
     NoGradGuard ng;
-    y = binary_raw(BinaryOp::add, x_in, Tensor::scalar(s, x_in.dtype(), x_in.device()), "add_scalar");
+    y = binary_raw(BinaryOp::add, x_in, Tensor::scalar(s, x_in.dtype(), x_in.device()),
+                   "add_scalar");
   }
   if (any_requires_grad({&x_in})) attach_node(y, std::make_shared<AddScalarBackward>(), {&x_in});
   return y;
 }
 
-Tensor neg(const Tensor& x) { return unary_op(UnaryOp::neg, x, "neg"); }
-Tensor relu(const Tensor& x) { return unary_op(UnaryOp::relu, x, "relu"); }
-Tensor gelu(const Tensor& x) { return unary_op(UnaryOp::gelu, x, "gelu"); }
-Tensor exp(const Tensor& x) { return unary_op(UnaryOp::exp, x, "exp"); }
-Tensor log(const Tensor& x) { return unary_op(UnaryOp::log, x, "log"); }
-Tensor sqrt(const Tensor& x) { return unary_op(UnaryOp::sqrt, x, "sqrt"); }
-Tensor square(const Tensor& x) { return unary_op(UnaryOp::square, x, "square"); }
-Tensor tanh(const Tensor& x) { return unary_op(UnaryOp::tanh, x, "tanh"); }
-Tensor sigmoid(const Tensor& x) { return unary_op(UnaryOp::sigmoid, x, "sigmoid"); }
-Tensor log_sigmoid(const Tensor& x) { return unary_op(UnaryOp::log_sigmoid, x, "log_sigmoid"); }
+Tensor neg(const Tensor& x) {
+  return unary_op(UnaryOp::neg, x, "neg");
+}
+Tensor relu(const Tensor& x) {
+  return unary_op(UnaryOp::relu, x, "relu");
+}
+Tensor gelu(const Tensor& x) {
+  return unary_op(UnaryOp::gelu, x, "gelu");
+}
+Tensor exp(const Tensor& x) {
+  return unary_op(UnaryOp::exp, x, "exp");
+}
+Tensor log(const Tensor& x) {
+  return unary_op(UnaryOp::log, x, "log");
+}
+Tensor sqrt(const Tensor& x) {
+  return unary_op(UnaryOp::sqrt, x, "sqrt");
+}
+Tensor square(const Tensor& x) {
+  return unary_op(UnaryOp::square, x, "square");
+}
+Tensor tanh(const Tensor& x) {
+  return unary_op(UnaryOp::tanh, x, "tanh");
+}
+Tensor sigmoid(const Tensor& x) {
+  return unary_op(UnaryOp::sigmoid, x, "sigmoid");
+}
+Tensor log_sigmoid(const Tensor& x) {
+  return unary_op(UnaryOp::log_sigmoid, x, "log_sigmoid");
+}
 
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset) {
   check_defined("dropout", x, "input");

@@ -11,7 +11,7 @@ thread_local MatmulPrecision g_precision = MatmulPrecision::f32;
 
 kernels::GemmCompute compute_for(DType dt) {
   return (dt == DType::f32 && g_precision == MatmulPrecision::bf16) ? kernels::GemmCompute::bf16
-                                                                     : kernels::GemmCompute::native;
+                                                                    : kernels::GemmCompute::native;
 }
 
 // A 3-D [batch, rows, cols] operand as the GEMM sees it: data, leading dim, whether transposed,
@@ -104,8 +104,12 @@ struct MatmulBackward : Node {
 
 }  // namespace
 
-MatmulPrecision matmul_precision() { return g_precision; }
-void set_matmul_precision(MatmulPrecision p) { g_precision = p; }
+MatmulPrecision matmul_precision() {
+  return g_precision;
+}
+void set_matmul_precision(MatmulPrecision p) {
+  g_precision = p;
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_defined("matmul", a, "a");

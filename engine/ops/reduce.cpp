@@ -55,7 +55,8 @@ Tensor sum(const Tensor& x) {
   check_float_inputs("sum", {&x});
   Tensor flat = x.detach().contiguous();
   Tensor out = Tensor::zeros({}, x.dtype(), x.device());
-  if (x.numel()) backend(x.device()).reduce_sum(x.dtype(), flat.data_ptr(), 1, x.numel(), 1, out.data_ptr());
+  if (x.numel())
+    backend(x.device()).reduce_sum(x.dtype(), flat.data_ptr(), 1, x.numel(), 1, out.data_ptr());
   return attach_sum(out, x, Shape(x.dim(), 1), 1.0);
 }
 
@@ -143,8 +144,8 @@ Tensor concat(const std::vector<Tensor>& ts, int dim) {
     sizes.push_back(s);
     if (t.numel()) {
       Tensor dst = out.detach().slice(d, start, start + s);
-      backend(out.device()).copy_strided(out.dtype(), dst.data_ptr(), dst.layout(), t.data_ptr(),
-                                         t.layout());
+      backend(out.device())
+          .copy_strided(out.dtype(), dst.data_ptr(), dst.layout(), t.data_ptr(), t.layout());
     }
     start += s;
   }

@@ -38,7 +38,8 @@ int main() {
     *p = saved;
   }
   double numeric = (plus - minus) / (2 * eps);
-  std::printf("loss %.6f  dL/dw1[0,5] analytic %.8f numeric %.8f\n", loss.item(), analytic, numeric);
+  std::printf("loss %.6f  dL/dw1[0,5] analytic %.8f numeric %.8f\n", loss.item(), analytic,
+              numeric);
   bool ok = std::abs(analytic - numeric) <= 1e-6 + 1e-4 * std::abs(numeric);
   std::printf("%s\n", ok ? "embed example: OK" : "embed example: gradient mismatch");
   return ok ? 0 : 1;

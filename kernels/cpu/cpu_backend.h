@@ -5,8 +5,8 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/error.h"
 #include "kernels/backend.h"
+#include "kernels/error.h"
 
 namespace lethe::kernels {
 
@@ -57,9 +57,9 @@ class CpuBackend final : public Backend {
 
   void layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
                          const void* beta, double eps, void* y, float* mean, float* rstd) override;
-  void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
-                          const void* gamma, const float* mean, const float* rstd, const void* dy,
-                          void* dx, void* dgamma, void* dbeta) override;
+  void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
+                          const float* mean, const float* rstd, const void* dy, void* dx,
+                          void* dgamma, void* dbeta) override;
   void softmax_forward(DType dtype, int64_t rows, int64_t cols, const void* x, void* y,
                        bool log) override;
   void softmax_backward(DType dtype, int64_t rows, int64_t cols, const void* y, const void* dy,

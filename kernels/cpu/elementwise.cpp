@@ -120,13 +120,22 @@ void CpuBackend::binary(BinaryOp op, DType dtype, void* out, const Layout& ol, c
       const T* brow = pb + bo;
       if (os == 1 && as == 1 && bs == 1) {
         switch (op) {  // hoisted so the loops vectorise
-          case BinaryOp::add: for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] + brow[i]; break;
-          case BinaryOp::sub: for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] - brow[i]; break;
-          case BinaryOp::mul: for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] * brow[i]; break;
-          case BinaryOp::div: for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] / brow[i]; break;
+          case BinaryOp::add:
+            for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] + brow[i];
+            break;
+          case BinaryOp::sub:
+            for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] - brow[i];
+            break;
+          case BinaryOp::mul:
+            for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] * brow[i];
+            break;
+          case BinaryOp::div:
+            for (int64_t i = 0; i < inner; ++i) orow[i] = arow[i] / brow[i];
+            break;
         }
       } else {
-        for (int64_t i = 0; i < inner; ++i) orow[i * os] = binary_value(op, arow[i * as], brow[i * bs]);
+        for (int64_t i = 0; i < inner; ++i)
+          orow[i * os] = binary_value(op, arow[i * as], brow[i * bs]);
       }
     }
   });
@@ -210,7 +219,8 @@ void CpuBackend::gram(DType dtype, int64_t n, int k, const void* const* bufs, do
           for (int j = i; j < k; ++j, ++p) {
             const T* b = static_cast<const T*>(bufs[j]);
             double acc = 0;
-            for (int64_t e = lo; e < hi; ++e) acc += static_cast<double>(a[e]) * static_cast<double>(b[e]);
+            for (int64_t e = lo; e < hi; ++e)
+              acc += static_cast<double>(a[e]) * static_cast<double>(b[e]);
             local[p] += acc;
           }
         }

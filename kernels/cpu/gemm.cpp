@@ -15,8 +15,8 @@ namespace lethe::kernels {
 namespace {
 
 void check_dnnl(dnnl_status_t st, const GemmArgs& a) {
-  LETHE_CHECK(st == dnnl_success, "gemm: oneDNN failed (status ", static_cast<int>(st), ") for m=",
-              a.m, " n=", a.n, " k=", a.k);
+  LETHE_CHECK(st == dnnl_success, "gemm: oneDNN failed (status ", static_cast<int>(st),
+              ") for m=", a.m, " n=", a.n, " k=", a.k);
 }
 
 // C = alpha op(A) op(B) + beta C for one matrix, f64.
@@ -46,11 +46,13 @@ void to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vect
 // The same values rounded to bf16 but kept as f32: bf16 x bf16 products are exact in f32, so an
 // f32 GEMM of rounded operands equals a bf16 GEMM with f32 accumulation (used where the CPU has
 // no bf16 instructions and oneDNN would fall back to a slow reference kernel).
-void round_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<float>& dst) {
+void round_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld,
+                   std::vector<float>& dst) {
   dst.resize(static_cast<size_t>(rows * cols));
 #pragma omp parallel for if (rows * cols > (1 << 16))
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = bf16_to_f32(f32_to_bf16(src[r * ld + c]));
+    for (int64_t c = 0; c < cols; ++c)
+      dst[r * cols + c] = bf16_to_f32(f32_to_bf16(src[r * ld + c]));
 }
 
 bool cpu_has_native_bf16() {
@@ -71,8 +73,10 @@ struct Bf16Matmul {
   void run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint16_t* a, const uint16_t* b,
            float* c, int64_t ldc, float alpha, float beta) {
     using dt = dnnl::memory::data_type;
-    dnnl::memory::desc ad({m, k}, dt::bf16, ta ? dnnl::memory::dims{1, m} : dnnl::memory::dims{k, 1});
-    dnnl::memory::desc bd({k, n}, dt::bf16, tb ? dnnl::memory::dims{1, k} : dnnl::memory::dims{n, 1});
+    dnnl::memory::desc ad({m, k}, dt::bf16,
+                          ta ? dnnl::memory::dims{1, m} : dnnl::memory::dims{k, 1});
+    dnnl::memory::desc bd({k, n}, dt::bf16,
+                          tb ? dnnl::memory::dims{1, k} : dnnl::memory::dims{n, 1});
     dnnl::memory::desc cd({m, n}, dt::f32, dnnl::memory::dims{ldc, 1});
     std::lock_guard<std::mutex> lock(mu);
     auto key = std::make_tuple(m, n, k, ta, tb, ldc);
@@ -89,11 +93,14 @@ struct Bf16Matmul {
     // C = alpha * A B + C after pre-scaling C by beta (the sum post-op adds the old C).
     if (beta != 1.0f)
       for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        for (int64_t j = 0; j < n; ++j)
+          c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     dnnl::memory am(ad, engine, const_cast<uint16_t*>(a)), bm(bd, engine, const_cast<uint16_t*>(b));
     dnnl::memory cm(cd, engine, c);
     dnnl::memory sm({{1}, dt::f32, {1}}, engine, &alpha);
-    it->second.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm},
+    it->second.execute(stream, {{DNNL_ARG_SRC, am},
+                                {DNNL_ARG_WEIGHTS, bm},
+                                {DNNL_ARG_DST, cm},
                                 {DNNL_ARG_ATTR_OUTPUT_SCALES, sm}});
     stream.wait();
   }
@@ -125,7 +132,8 @@ void CpuBackend::gemm(const GemmArgs& g) {
     float* C = static_cast<float*>(g.c) + b * g.stride_c;
     if (g.k == 0) {
       for (int64_t i = 0; i < g.m; ++i)
-        for (int64_t j = 0; j < g.n; ++j) C[i * g.ldc + j] = g.beta == 0.0 ? 0.f : static_cast<float>(g.beta) * C[i * g.ldc + j];
+        for (int64_t j = 0; j < g.n; ++j)
+          C[i * g.ldc + j] = g.beta == 0.0 ? 0.f : static_cast<float>(g.beta) * C[i * g.ldc + j];
     } else if (g.compute == GemmCompute::bf16) {
       // Stored shapes of A and B (before the transposes).
       int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
@@ -139,7 +147,8 @@ void CpuBackend::gemm(const GemmArgs& g) {
           mm.run(g.trans_a, g.trans_b, g.m, g.n, g.k, abuf.data(), bbuf.data(), C, g.ldc,
                  static_cast<float>(g.alpha), static_cast<float>(g.beta));
         } catch (const dnnl::error& e) {
-          LETHE_FAIL("gemm: oneDNN bf16 matmul failed for m=", g.m, " n=", g.n, " k=", g.k, ": ", e.what());
+          LETHE_FAIL("gemm: oneDNN bf16 matmul failed for m=", g.m, " n=", g.n, " k=", g.k, ": ",
+                     e.what());
         }
       } else {
         thread_local std::vector<float> abuf, bbuf;

@@ -52,7 +52,8 @@ LETHE_SIMD_CLONES double row_sum_exp_f32(const float* x, int64_t n, float m) {
 }
 
 // dx = g · softmax(x) given the row's lse.
-LETHE_SIMD_CLONES void scaled_softmax_f32(const float* x, int64_t n, float lse, float g, float* dx) {
+LETHE_SIMD_CLONES void scaled_softmax_f32(const float* x, int64_t n, float lse, float g,
+                                          float* dx) {
   for (int64_t j = 0; j < n; ++j) dx[j] = g * exp_f32(x[j] - lse);
 }
 
@@ -156,7 +157,8 @@ void ce_backward(const CrossEntropyBackwardArgs& b) {
       if constexpr (std::is_same_v<T, float>) {  // g · (softmax − onehot)
         scaled_softmax_f32(x, V, static_cast<float>(lse), static_cast<float>(g), dx);
       } else {
-        for (int64_t j = 0; j < V; ++j) dx[j] = static_cast<T>(g * std::exp(static_cast<double>(x[j]) - lse));
+        for (int64_t j = 0; j < V; ++j)
+          dx[j] = static_cast<T>(g * std::exp(static_cast<double>(x[j]) - lse));
       }
       dx[t] = static_cast<T>(static_cast<double>(dx[t]) - g);
     } else {

@@ -1,10 +1,10 @@
 // CPU memory, strided copies, casts, fills and the counter-based RNG.
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
-#include <vector>
-#include <cstring>
 #include <new>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/rng.h"
@@ -93,13 +93,23 @@ HostBlockCache& host_cache() {
 
 }  // namespace
 
-void* CpuBackend::allocate(size_t bytes) { return host_cache().take(bytes); }
+void* CpuBackend::allocate(size_t bytes) {
+  return host_cache().take(bytes);
+}
 
-void CpuBackend::deallocate(void* ptr, size_t bytes) { host_cache().give(ptr, bytes); }
+void CpuBackend::deallocate(void* ptr, size_t bytes) {
+  host_cache().give(ptr, bytes);
+}
 
-void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-void CpuBackend::copy_from_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-void CpuBackend::copy_on_device(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
+void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy_from_host(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy_on_device(void* dst, const void* src, size_t bytes) {
+  std::memmove(dst, src, bytes);
+}
 
 namespace {
 
@@ -178,10 +188,18 @@ void store(DType t, void* p, int64_t i, double v) {
 void CpuBackend::copy_strided(DType dtype, void* dst, const Layout& dl, const void* src,
                               const Layout& sl) {
   switch (dtype_size(dtype)) {
-    case 8: strided_copy_typed(static_cast<uint64_t*>(dst), dl, static_cast<const uint64_t*>(src), sl); break;
-    case 4: strided_copy_typed(static_cast<uint32_t*>(dst), dl, static_cast<const uint32_t*>(src), sl); break;
-    case 2: strided_copy_typed(static_cast<uint16_t*>(dst), dl, static_cast<const uint16_t*>(src), sl); break;
-    case 1: strided_copy_typed(static_cast<uint8_t*>(dst), dl, static_cast<const uint8_t*>(src), sl); break;
+    case 8:
+      strided_copy_typed(static_cast<uint64_t*>(dst), dl, static_cast<const uint64_t*>(src), sl);
+      break;
+    case 4:
+      strided_copy_typed(static_cast<uint32_t*>(dst), dl, static_cast<const uint32_t*>(src), sl);
+      break;
+    case 2:
+      strided_copy_typed(static_cast<uint16_t*>(dst), dl, static_cast<const uint16_t*>(src), sl);
+      break;
+    case 1:
+      strided_copy_typed(static_cast<uint8_t*>(dst), dl, static_cast<const uint8_t*>(src), sl);
+      break;
     default: LETHE_FAIL("copy_strided: bad dtype");
   }
 }
@@ -232,7 +250,8 @@ void CpuBackend::fill_uniform(DType dtype, void* dst, int64_t n, uint64_t seed, 
                               double low, double high) {
 #pragma omp parallel for if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i)
-    store(dtype, dst, i, low + (high - low) * rng::uniform(seed, offset + static_cast<uint64_t>(i)));
+    store(dtype, dst, i,
+          low + (high - low) * rng::uniform(seed, offset + static_cast<uint64_t>(i)));
 }
 
 void CpuBackend::fill_normal(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
@@ -252,7 +271,8 @@ void CpuBackend::dropout_mask(DType dtype, void* mask, int64_t n, uint64_t seed,
   double keep_scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
 #pragma omp parallel for if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i)
-    store(dtype, mask, i, rng::uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? keep_scale : 0.0);
+    store(dtype, mask, i,
+          rng::uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? keep_scale : 0.0);
 }
 
 }  // namespace lethe::kernels

@@ -29,26 +29,51 @@ Tensor leaf(const Shape& s, DType dt = DType::f32) {
 }  // namespace
 
 TEST(Errors, ShapeMismatchNamesOpAndShapes) {
-  expect_error([] { add(Tensor::ones({2, 3}), Tensor::ones({4, 3})); }, {"add", "[2, 3]", "[4, 3]"});
-  expect_error([] { matmul(Tensor::ones({2, 3}), Tensor::ones({4, 5})); },
-               {"matmul", "inner dimensions", "f32[2, 3]", "f32[4, 5]"});
-  expect_error([] { linear(Tensor::ones({2, 3}), Tensor::ones({4, 5})); },
-               {"linear", "in_features = 5"});
-  expect_error([] { linear(Tensor::ones({2, 5}), Tensor::ones({4, 5}), Tensor::ones({3})); },
-               {"linear", "bias", "out_features = 4"});
-  expect_error([] { concat({Tensor::ones({2, 3}), Tensor::ones({3, 3})}, 1); }, {"concat", "outside dim 1"});
+  expect_error(
+      [] {
+        add(Tensor::ones({2, 3}), Tensor::ones({4, 3}));
+      },
+      {"add", "[2, 3]", "[4, 3]"});
+  expect_error(
+      [] {
+        matmul(Tensor::ones({2, 3}), Tensor::ones({4, 5}));
+      },
+      {"matmul", "inner dimensions", "f32[2, 3]", "f32[4, 5]"});
+  expect_error(
+      [] {
+        linear(Tensor::ones({2, 3}), Tensor::ones({4, 5}));
+      },
+      {"linear", "in_features = 5"});
+  expect_error(
+      [] {
+        linear(Tensor::ones({2, 5}), Tensor::ones({4, 5}), Tensor::ones({3}));
+      },
+      {"linear", "bias", "out_features = 4"});
+  expect_error(
+      [] {
+        concat({Tensor::ones({2, 3}), Tensor::ones({3, 3})}, 1);
+      },
+      {"concat", "outside dim 1"});
   expect_error([] { Tensor::ones({2, 3}).view({4, 2}); }, {"view", "[4, 2]", "6 elements"});
   expect_error([] { Tensor::ones({2, 3}).transpose(0, 1).view({6}); }, {"not contiguous"});
-  expect_error([] { Tensor::from_vector(std::vector<double>{1, 2, 3}, {2, 2}); }, {"3 values", "[2, 2]"});
+  expect_error(
+      [] {
+        Tensor::from_vector(std::vector<double>{1, 2, 3}, {2, 2});
+      },
+      {"3 values", "[2, 2]"});
 }
 
 TEST(Errors, DtypeMismatchNamesBoth) {
   expect_error([] { add(Tensor::ones({2}), Tensor::ones({2}, DType::f64)); },
                {"add", "dtype mismatch", "f32[2]", "f64[2]"});
   expect_error([] { relu(Tensor::ones({2}, DType::i64)); }, {"relu", "i64"});
-  expect_error([] { matmul(Tensor::ones({2, 2}, DType::bf16), Tensor::ones({2, 2}, DType::bf16)); },
-               {"matmul", "bf16", "to(DType::f32)"});
-  expect_error([] { Tensor::ones({2}, DType::i64).set_requires_grad(true); }, {"not a floating-point"});
+  expect_error(
+      [] {
+        matmul(Tensor::ones({2, 2}, DType::bf16), Tensor::ones({2, 2}, DType::bf16));
+      },
+      {"matmul", "bf16", "to(DType::f32)"});
+  expect_error([] { Tensor::ones({2}, DType::i64).set_requires_grad(true); },
+               {"not a floating-point"});
 }
 
 TEST(Errors, BackwardTwiceThroughFreedGraph) {

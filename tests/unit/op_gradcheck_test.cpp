@@ -21,7 +21,8 @@ std::string case_name(const ::testing::TestParamInfo<size_t>& info) {
   return s + "_" + std::to_string(info.param);
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, OpGradcheck, ::testing::Range<size_t>(0, op_table().size()), case_name);
+INSTANTIATE_TEST_SUITE_P(Ops, OpGradcheck, ::testing::Range<size_t>(0, op_table().size()),
+                         case_name);
 
 }  // namespace
 }  // namespace lethe::testing

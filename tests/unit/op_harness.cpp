@@ -17,7 +17,9 @@ bool register_cases(std::vector<OpCase> cases) {
   return true;
 }
 
-static uint64_t name_seed(const std::string& s) { return std::hash<std::string>{}(s) | 1; }
+static uint64_t name_seed(const std::string& s) {
+  return std::hash<std::string>{}(s) | 1;
+}
 
 static std::vector<std::vector<double>> host_inputs(const OpCase& c) {
   std::vector<std::vector<double>> values;
@@ -47,7 +49,8 @@ std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device, boo
 // L = sum(out * r) with a fixed random r, so every output element matters.
 static Tensor projection_for(const Tensor& out, uint64_t seed) {
   Tensor r = Tensor::empty(out.shape(), DType::f64, Device::cpu());
-  if (r.numel()) kernels::cpu_backend().fill_normal(DType::f64, r.data_ptr(), r.numel(), seed, 0, 0, 1);
+  if (r.numel())
+    kernels::cpu_backend().fill_normal(DType::f64, r.data_ptr(), r.numel(), seed, 0, 0, 1);
   return r.to(out.dtype()).to(out.device());
 }
 
@@ -73,8 +76,8 @@ std::string gradcheck(const OpCase& c) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) continue;
     Tensor g = inputs[i].grad();
-    std::vector<double> analytic = g.defined() ? g.to_double_vector()
-                                               : std::vector<double>(inputs[i].numel(), 0.0);
+    std::vector<double> analytic =
+        g.defined() ? g.to_double_vector() : std::vector<double>(inputs[i].numel(), 0.0);
     double* x = inputs[i].data<double>();
     for (int64_t j = 0; j < inputs[i].numel(); ++j) {
       double saved = x[j];

@@ -30,7 +30,7 @@ TEST(Tensor, CastsRoundTripAndMatchIeee) {
   EXPECT_EQ(f32_to_f16(1.0f), 0x3C00);
   EXPECT_EQ(f32_to_f16(-2.0f), 0xC000);
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7BFF);
-  EXPECT_EQ(f32_to_f16(1e6f), 0x7C00);            // overflow → inf
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7C00);                   // overflow → inf
   EXPECT_EQ(f32_to_f16(5.960464477539063e-8f), 0x0001);  // smallest subnormal
   EXPECT_EQ(f16_to_f32(0x0001), 5.960464477539063e-8f);
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3F80);
@@ -74,7 +74,8 @@ TEST(Tensor, RngIsReproducibleAndSliceable) {
     }
   }
   EXPECT_NEAR(kept / 10000.0, 0.75, 0.02);
-  EXPECT_EQ(dropout(Tensor::ones({5}), 0.25, false, 3).to_double_vector(), std::vector<double>(5, 1.0));
+  EXPECT_EQ(dropout(Tensor::ones({5}), 0.25, false, 3).to_double_vector(),
+            std::vector<double>(5, 1.0));
 }
 
 TEST(Tensor, RandFactoriesAreSeeded) {
@@ -106,7 +107,7 @@ TEST(Tensor, GradientsAccumulateAcrossBackwards) {
 TEST(Tensor, SharedSubgraphGetsSummedGradient) {
   Tensor x = Tensor::from_vector(std::vector<double>{3}, {1}, DType::f64);
   x.set_requires_grad(true);
-  Tensor y = mul(x, x);           // used twice below
+  Tensor y = mul(x, x);               // used twice below
   sum(add(y, mul(y, x))).backward();  // d/dx (x^2 + x^3) = 2x + 3x^2 = 33
   EXPECT_NEAR(x.grad().item(), 33.0, 1e-12);
 }

@@ -62,7 +62,8 @@ class TinyTransformer {
       if (is_ln_gain) {
         t.fill_(1.0);
       } else if (!name.ends_with(".bias")) {
-        backend(t.device()).fill_normal(t.dtype(), t.data_ptr(), t.numel(), o.seed, stream, 0.0, 0.02);
+        backend(t.device())
+            .fill_normal(t.dtype(), t.data_ptr(), t.numel(), o.seed, stream, 0.0, 0.02);
         stream += static_cast<uint64_t>(t.numel());
       }
     }
@@ -142,7 +143,8 @@ double accuracy(const Tensor& logits, const Tensor& targets) {
 
 void run_demo(const DemoOptions& o) {
   note("demo: a " + std::to_string(o.layers) + "-layer transformer (d=" + std::to_string(o.dim) +
-       ") learns to reverse " + std::to_string(o.length) + "-symbol sequences; AdamW, warm-up + linear decay");
+       ") learns to reverse " + std::to_string(o.length) +
+       "-symbol sequences; AdamW, warm-up + linear decay");
   TinyTransformer model(o);
   AdamWOptions ao;
   ao.lr = o.lr;
@@ -169,11 +171,12 @@ void run_demo(const DemoOptions& o) {
       acc = accuracy(logits, targets);
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       char line[160];
-      std::snprintf(line, sizeof line, "step %4d/%d  loss %.4f  acc %5.1f%%  |g| %.3f  lr %.2e  %.1fs",
-                    step + 1, o.steps, loss_value, 100 * acc, norm, opt.lr(), secs);
+      std::snprintf(line, sizeof line,
+                    "step %4d/%d  loss %.4f  acc %5.1f%%  |g| %.3f  lr %.2e  %.1fs", step + 1,
+                    o.steps, loss_value, 100 * acc, norm, opt.lr(), secs);
       std::cerr << line << "\n";
-      nlohmann::ordered_json j = {{"step", step + 1}, {"loss", loss_value}, {"accuracy", acc},
-                                  {"grad_norm", norm}, {"lr", opt.lr()}, {"seconds", secs}};
+      nlohmann::ordered_json j = {{"step", step + 1},  {"loss", loss_value}, {"accuracy", acc},
+                                  {"grad_norm", norm}, {"lr", opt.lr()},     {"seconds", secs}};
       emit(j);
     }
   }
@@ -186,11 +189,12 @@ void run_demo(const DemoOptions& o) {
     held_out = accuracy(model.forward(ids), targets);
   }
   char line[160];
-  std::snprintf(line, sizeof line, "demo: loss %.3f -> %.3f, held-out accuracy %.1f%% (chance %.1f%%)",
-                first_loss, loss_value, 100 * held_out, 100.0 / o.vocab);
+  std::snprintf(line, sizeof line,
+                "demo: loss %.3f -> %.3f, held-out accuracy %.1f%% (chance %.1f%%)", first_loss,
+                loss_value, 100 * held_out, 100.0 / o.vocab);
   note(line);
-  emit(nlohmann::ordered_json{{"first_loss", first_loss}, {"final_loss", loss_value},
-                              {"held_out_accuracy", held_out}});
+  emit(nlohmann::ordered_json{
+      {"first_loss", first_loss}, {"final_loss", loss_value}, {"held_out_accuracy", held_out}});
 }
 
 }  // namespace
@@ -201,7 +205,8 @@ void add_demo_command(CLI::App& app) {
       "demo", "Train a tiny transformer on a synthetic task and print the loss falling");
   cmd->add_option("--steps", o->steps, "training steps")->check(CLI::PositiveNumber);
   cmd->add_option("--batch", o->batch, "sequences per step")->check(CLI::PositiveNumber);
-  cmd->add_option("--length", o->length, "symbols per sequence to reverse")->check(CLI::Range(1, 64));
+  cmd->add_option("--length", o->length, "symbols per sequence to reverse")
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--lr", o->lr, "peak learning rate")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", o->seed, "random seed");
   cmd->callback([o] { run_demo(*o); });

@@ -52,6 +52,16 @@ inline std::string temp_dir(const std::string& tag) {
       ("lethe_opt_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  // Removed when the test process exits (each ctest test is its own process).
+  struct Cleanup {
+    std::vector<std::filesystem::path> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
+  cleanup.dirs.push_back(dir);
   return dir.string();
 }
 

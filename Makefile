@@ -26,7 +26,8 @@ asan: deps
 	  || (cat $(ASAN_BUILD).configure.log; exit 1)
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-demo: build
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target lethe
 	@$(BUILD)/tools/lethe demo
 
 # Every test: the Release tree (unit, golden, CLI, the installed-package example), then the

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/error.h"
+#include "tests/common/temp_dir.h"
 
 namespace lethe::io::test {
 
@@ -22,23 +23,7 @@ inline std::string fixture(const std::string& name) {
 
 // A fresh directory under the system temp dir, unique per process and per call.
 inline std::string temp_dir(const std::string& tag) {
-  static int counter = 0;
-  auto dir =
-      std::filesystem::temp_directory_path() /
-      ("lethe_io_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  // Removed when the test process exits (each ctest test is its own process).
-  struct Cleanup {
-    std::vector<std::filesystem::path> dirs;
-    ~Cleanup() {
-      std::error_code ec;
-      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
-    }
-  };
-  static Cleanup cleanup;
-  cleanup.dirs.push_back(dir);
-  return dir.string();
+  return lethe::testing::scratch_dir("io", tag);
 }
 
 inline std::string read_bytes(const std::string& path) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/tensor.h"
+#include "tests/common/temp_dir.h"
 
 namespace lethe::models::test {
 
@@ -46,23 +47,7 @@ inline Tensor int_tensor(const nlohmann::json& values, const nlohmann::json& sha
 
 // A fresh directory under the system temp dir, unique per process and per call.
 inline std::string temp_dir(const std::string& tag) {
-  static int counter = 0;
-  auto dir =
-      std::filesystem::temp_directory_path() /
-      ("lethe_opt_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  // Removed when the test process exits (each ctest test is its own process).
-  struct Cleanup {
-    std::vector<std::filesystem::path> dirs;
-    ~Cleanup() {
-      std::error_code ec;
-      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
-    }
-  };
-  static Cleanup cleanup;
-  cleanup.dirs.push_back(dir);
-  return dir.string();
+  return lethe::testing::scratch_dir("opt", tag);
 }
 
 }  // namespace lethe::models::test

@@ -114,4 +114,33 @@ LETHE_HOST_DEVICE uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | res);
 }
 
+// Element i of a buffer of any dtype, read as / written from a double (the generic cast path of
+// every backend; float -> integer truncates toward zero, as torch does).
+LETHE_HOST_DEVICE double load_element_as_double(DType t, const void* p, int64_t i) {
+  switch (t) {
+    case DType::f64: return static_cast<const double*>(p)[i];
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::i32: return static_cast<double>(static_cast<const int32_t*>(p)[i]);
+    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+    case DType::u8: return static_cast<const uint8_t*>(p)[i];
+    case DType::boolean: return static_cast<const uint8_t*>(p)[i] ? 1.0 : 0.0;
+  }
+  return 0;
+}
+
+LETHE_HOST_DEVICE void store_element_from_double(DType t, void* p, int64_t i, double v) {
+  switch (t) {
+    case DType::f64: static_cast<double*>(p)[i] = v; break;
+    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
+    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
+    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
+    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::boolean: static_cast<uint8_t*>(p)[i] = v != 0.0; break;
+  }
+}
+
 }  // namespace lethe

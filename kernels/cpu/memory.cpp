@@ -151,36 +151,12 @@ void strided_copy_typed(T* dst, const Layout& dl, const T* src, const Layout& sl
   });
 }
 
-template <typename T>
-double load_as_double(const void* p, int64_t i) {
-  return static_cast<double>(static_cast<const T*>(p)[i]);
-}
-
+// Generic cast path: through double (kernels/dtype.h).
 double load(DType t, const void* p, int64_t i) {
-  switch (t) {
-    case DType::f64: return load_as_double<double>(p, i);
-    case DType::f32: return load_as_double<float>(p, i);
-    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::i32: return load_as_double<int32_t>(p, i);
-    case DType::i64: return load_as_double<int64_t>(p, i);
-    case DType::u8: return load_as_double<uint8_t>(p, i);
-    case DType::boolean: return static_cast<const uint8_t*>(p)[i] ? 1.0 : 0.0;
-  }
-  return 0;
+  return load_element_as_double(t, p, i);
 }
-
 void store(DType t, void* p, int64_t i, double v) {
-  switch (t) {
-    case DType::f64: static_cast<double*>(p)[i] = v; break;
-    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
-    case DType::f16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
-    case DType::bf16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
-    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
-    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
-    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
-    case DType::boolean: static_cast<uint8_t*>(p)[i] = v != 0.0; break;
-  }
+  store_element_from_double(t, p, i, v);
 }
 
 }  // namespace

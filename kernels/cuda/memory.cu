@@ -198,37 +198,9 @@ __global__ void copy_strided_kernel(T* dst, Layout dl, const T* src, Layout sl, 
   }
 }
 
-// Loads and stores through double, exactly as the CPU backend's generic cast path does.
-__device__ __forceinline__ double load_as_double(DType t, const void* p, int64_t i) {
-  switch (t) {
-    case DType::f64: return static_cast<const double*>(p)[i];
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::i32: return static_cast<double>(static_cast<const int32_t*>(p)[i]);
-    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
-    case DType::u8: return static_cast<const uint8_t*>(p)[i];
-    case DType::boolean: return static_cast<const uint8_t*>(p)[i] ? 1.0 : 0.0;
-  }
-  return 0;
-}
-
-__device__ __forceinline__ void store_double(DType t, void* p, int64_t i, double v) {
-  switch (t) {
-    case DType::f64: static_cast<double*>(p)[i] = v; break;
-    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
-    case DType::f16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
-    case DType::bf16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
-    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
-    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
-    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
-    case DType::boolean: static_cast<uint8_t*>(p)[i] = v != 0.0; break;
-  }
-}
-
 __global__ void cast_kernel(DType from, const void* src, DType to, void* dst, int64_t n) {
   for (int64_t i = global_index(); i < n; i += global_stride())
-    store_double(to, dst, i, load_as_double(from, src, i));
+    store_element_from_double(to, dst, i, load_element_as_double(from, src, i));
 }
 
 // The hot conversions get dedicated kernels (no per-element dtype switch).
@@ -243,7 +215,8 @@ __global__ void fill_f32_kernel(float* dst, int64_t n, float v) {
   for (int64_t i = global_index(); i < n; i += global_stride()) dst[i] = v;
 }
 __global__ void fill_kernel(DType t, void* dst, int64_t n, double v) {
-  for (int64_t i = global_index(); i < n; i += global_stride()) store_double(t, dst, i, v);
+  for (int64_t i = global_index(); i < n; i += global_stride())
+    store_element_from_double(t, dst, i, v);
 }
 
 // low + (high - low) * u with explicit rounding steps: nvcc would otherwise fuse them into an
@@ -252,7 +225,7 @@ __global__ void fill_uniform_kernel(DType t, void* dst, int64_t n, uint64_t seed
                                     double low, double range) {
   for (int64_t i = global_index(); i < n; i += global_stride()) {
     double u = rng::uniform(seed, offset + static_cast<uint64_t>(i));
-    store_double(t, dst, i, __dadd_rn(low, __dmul_rn(range, u)));
+    store_element_from_double(t, dst, i, __dadd_rn(low, __dmul_rn(range, u)));
   }
 }
 
@@ -265,7 +238,7 @@ __global__ void fill_normal_kernel(DType t, void* dst, int64_t n, uint64_t seed,
     double u1 = __dadd_rn(1.0, -rng::uniform(seed, c));
     double u2 = rng::uniform(seed, c + 1);
     double z = __dmul_rn(sqrt(__dmul_rn(-2.0, log(u1))), cos(__dmul_rn(6.283185307179586, u2)));
-    store_double(t, dst, i, __dadd_rn(mean, __dmul_rn(stddev, z)));
+    store_element_from_double(t, dst, i, __dadd_rn(mean, __dmul_rn(stddev, z)));
   }
 }
 
@@ -273,7 +246,7 @@ __global__ void dropout_mask_kernel(DType t, void* mask, int64_t n, uint64_t see
                                     double p, double keep_scale) {
   for (int64_t i = global_index(); i < n; i += global_stride()) {
     double u = rng::uniform(seed, offset + static_cast<uint64_t>(i));
-    store_double(t, mask, i, u >= p ? keep_scale : 0.0);
+    store_element_from_double(t, mask, i, u >= p ? keep_scale : 0.0);
   }
 }
 

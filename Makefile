@@ -1,12 +1,12 @@
 # The front door. `make demo` and `make test` each install missing Debian packages, configure and
-# build; then run the demo or every test. Build trees: build/ (Release, CUDA when nvcc is found)
+# build; then run the demo or every test. Compiles go through ccache (docs/build.md). Build trees: build/ (Release, CUDA when nvcc is found)
 # and build-asan/ (ASan + UBSan, CPU only).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build asan demo test test-fast bench format clean
+.PHONY: all deps configure configure-asan check-deps build asan demo test test-fast bench format clean
 
 all: build
 
@@ -20,19 +20,27 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-asan: deps
+configure-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLETHE_SANITIZE=ON \
-	  -DLETHE_CUDA=OFF -DLETHE_BENCH=OFF > $(ASAN_BUILD).configure.log 2>&1 \
+	  -DLETHE_CUDA=OFF -DLETHE_BENCH=OFF $(CMAKE_ARGS) > $(ASAN_BUILD).configure.log 2>&1 \
 	  || (cat $(ASAN_BUILD).configure.log; exit 1)
+
+# The guard against a missing install step: every file CMake found under /usr must come from a
+# package that tools/install-deps.sh installs (or its dependencies). Runs before anything builds.
+check-deps: configure configure-asan
+	@bash tools/install-deps.sh --check $(BUILD) $(ASAN_BUILD)
+
+asan: configure-asan
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 demo: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target lethe
 	@$(BUILD)/tools/lethe demo
 
-# Every test: the Release tree (unit, golden, CLI, the installed-package example), then the
-# sanitizer tree.
-test: build asan
+# Every test: the dependency guard, the Release tree (unit, golden, CLI, the installed-package
+# example), then the sanitizer tree.
+test: check-deps
+	@$(MAKE) --no-print-directory build asan
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE no_sanitizer
 

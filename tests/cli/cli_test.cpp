@@ -18,6 +18,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace lethe::testing {
+const std::string& cli_binary();  // generated: tests/cli/CMakeLists.txt
+}  // namespace lethe::testing
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -57,7 +61,7 @@ std::string read_file(const fs::path& p) {
 Result run(const std::vector<std::string>& args) {
   static int counter = 0;
   fs::path err_file = temp_path("stderr_" + std::to_string(counter++));
-  std::string cmd = quote(LETHE_CLI_BINARY);
+  std::string cmd = quote(lethe::testing::cli_binary());
   for (const std::string& a : args) {
     cmd += ' ';
     cmd += quote(a);

@@ -14,11 +14,12 @@
 
 #include "engine/error.h"
 #include "tests/common/temp_dir.h"
+#include "tests/common/paths.h"
 
 namespace lethe::io::test {
 
 inline std::string fixture(const std::string& name) {
-  return std::string(LETHE_SOURCE_DIR) + "/tests/io/fixtures/" + name;
+  return lethe::testing::source_dir() + "/tests/io/fixtures/" + name;
 }
 
 // A fresh directory under the system temp dir, unique per process and per call.

@@ -7,6 +7,7 @@
 
 #include "models/opt/generate.h"
 #include "tests/opt/opt_test_util.h"
+#include "tests/common/paths.h"
 
 namespace lethe::models::test {
 namespace {
@@ -134,7 +135,7 @@ namespace lethe::models::test {
 namespace {
 
 TEST(OptSampling, DistributionMatchesTransformersWarpers) {
-  std::ifstream in(std::string(LETHE_SOURCE_DIR) + "/tests/opt/fixtures/sampling.json");
+  std::ifstream in(lethe::testing::source_dir() + "/tests/opt/fixtures/sampling.json");
   const nlohmann::json j = nlohmann::json::parse(in);
   ASSERT_GE(j["cases"].size(), 5u);
   for (const auto& c : j["cases"]) {

@@ -9,6 +9,7 @@
 #include "engine/io/safetensors.h"
 #include "models/opt/opt_model.h"
 #include "tests/opt/opt_test_util.h"
+#include "tests/common/paths.h"
 
 namespace lethe::models::test {
 namespace {
@@ -53,7 +54,7 @@ TEST(OptWeights, ParameterCountOfOpt125mAnd350m) {
   for (const auto& s : opt_parameter_specs(c)) n += shape_numel(s.shape);
   EXPECT_EQ(n, 125239296);
   io::OptConfig c350 =
-      io::load_opt_config(std::string(LETHE_SOURCE_DIR) + "/tests/io/fixtures/config_350m.json");
+      io::load_opt_config(lethe::testing::source_dir() + "/tests/io/fixtures/config_350m.json");
   int64_t n350 = 0;
   bool has_final = false;
   for (const auto& s : opt_parameter_specs(c350)) {

@@ -13,6 +13,7 @@
 
 #include "engine/tensor.h"
 #include "tests/common/temp_dir.h"
+#include "tests/common/paths.h"
 
 namespace lethe::models::test {
 
@@ -24,7 +25,7 @@ inline const std::vector<std::string>& fixture_names() {
 }
 
 inline std::string fixture_dir(const std::string& name) {
-  return std::string(LETHE_SOURCE_DIR) + "/tests/opt/fixtures/" + name;
+  return lethe::testing::source_dir() + "/tests/opt/fixtures/" + name;
 }
 
 inline const nlohmann::json& reference(const std::string& name) {

@@ -14,6 +14,7 @@
 #include "engine/lr_schedule.h"
 #include "engine/optim.h"
 #include "engine/parameters.h"
+#include "tests/common/paths.h"
 
 namespace lethe {
 namespace {
@@ -25,7 +26,7 @@ constexpr double kElemAtol = 2e-7, kElemRtol = 2e-6;
 
 const json& fixture() {
   static const json doc = [] {
-    std::string path = std::string(LETHE_SOURCE_DIR) + "/tests/optim/fixtures/optim.json";
+    std::string path = lethe::testing::source_dir() + "/tests/optim/fixtures/optim.json";
     std::ifstream f(path);
     if (!f) throw std::runtime_error("cannot open " + path);
     return json::parse(f);

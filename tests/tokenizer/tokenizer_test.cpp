@@ -16,6 +16,7 @@
 #include "models/tokenizer/bpe.h"
 #include "models/tokenizer/tokenizer.h"
 #include "models/tokenizer/utf8.h"
+#include "tests/common/paths.h"
 
 namespace fs = std::filesystem;
 using lethe::tokenizer::ByteLevelBPE;
@@ -24,7 +25,7 @@ using nlohmann::json;
 
 namespace {
 
-const fs::path kFixtures = fs::path(LETHE_SOURCE_DIR) / "tests" / "tokenizer" / "fixtures";
+const fs::path kFixtures = fs::path(lethe::testing::source_dir()) / "tests" / "tokenizer" / "fixtures";
 const fs::path kBpeDir = kFixtures / "bpe";
 
 std::vector<json> read_jsonl(const fs::path& path) {

@@ -13,6 +13,7 @@
 
 #include "engine/error.h"
 #include "models/tokenizer/tokenizer.h"
+#include "tests/common/paths.h"
 
 namespace {
 
@@ -26,7 +27,7 @@ double thread_cpu_seconds() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string fixtures = std::string(LETHE_SOURCE_DIR) + "/tests/tokenizer/fixtures";
+  const std::string fixtures = lethe::testing::source_dir() + "/tests/tokenizer/fixtures";
   const std::string dir = argc > 1 ? argv[1] : fixtures + "/bpe";
   const std::string path = argc > 2 ? argv[2] : fixtures + "/corpus.txt";
   const double megabytes = argc > 3 ? std::atof(argv[3]) : 5.0;

@@ -11,6 +11,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "tests/common/paths.h"
 
 namespace lethe {
 namespace {
@@ -19,7 +20,7 @@ using nlohmann::json;
 
 const json& fixtures() {
   static const json j = [] {
-    std::ifstream f(std::string(LETHE_SOURCE_DIR) + "/tests/unit/fixtures/losses.json");
+    std::ifstream f(lethe::testing::source_dir() + "/tests/unit/fixtures/losses.json");
     if (!f) throw std::runtime_error("cannot open tests/unit/fixtures/losses.json");
     return json::parse(f);
   }();

@@ -159,13 +159,15 @@ class Backend {
   virtual void gemm(const GemmArgs& args) = 0;
 
   // ---- normalisation and softmax ---------------------------------------------------------
-  // y = (x - mean) * rstd * gamma + beta per row; mean/rstd [rows] saved in f32.
+  // y = (x - mean) * rstd * gamma + beta per row; mean/rstd [rows] saved as double whatever the
+  // dtype (they hold the row statistics in the dtype's own precision: f32 values for f32 rows,
+  // full f64 for f64 rows, so the f64 backward is exact to f64 rounding).
   virtual void layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                  const void* gamma, const void* beta, double eps, void* y,
-                                 float* mean, float* rstd) = 0;
+                                 double* mean, double* rstd) = 0;
   // dx written; dgamma/dbeta accumulated (+=) when non-null.
   virtual void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
-                                  const void* gamma, const float* mean, const float* rstd,
+                                  const void* gamma, const double* mean, const double* rstd,
                                   const void* dy, void* dx, void* dgamma, void* dbeta) = 0;
   // Row-wise softmax or log_softmax over the last dim.
   virtual void softmax_forward(DType dtype, int64_t rows, int64_t cols, const void* x, void* y,

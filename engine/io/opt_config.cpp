@@ -218,8 +218,10 @@ nlohmann::ordered_json OptConfig::to_json() const {
   token("pad_token_id", pad_token_id);
   token("bos_token_id", bos_token_id);
   token("eos_token_id", eos_token_id);
-  // "torch_dtype" is what hub files and transformers 4.x use; transformers 5 still reads it.
-  if (!torch_dtype.empty()) j["torch_dtype"] = torch_dtype;
+  // Saved as "dtype", the key current transformers' save_pretrained writes (the layout lethe's
+  // checkpoints follow key for key: tests/opt/opt_hf_layout_test.cpp). Both keys are read;
+  // transformers 4.x ignores "dtype", and its torch_dtype="auto" then takes the weights' dtype.
+  if (!torch_dtype.empty()) j["dtype"] = torch_dtype;
   j["tie_word_embeddings"] = tie_word_embeddings;
   j["use_cache"] = use_cache;
   for (const auto& [key, value] : extra.items())

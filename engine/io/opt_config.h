@@ -44,7 +44,7 @@ struct OptConfig {
   void validate(const std::string& source) const;
 
   // The config.json HF reads back: model_type "opt", architectures ["OPTForCausalLM"], all
-  // fields above (dtype as "torch_dtype"), then `extra`.
+  // fields above (dtype as "dtype", as transformers 5 writes it), then `extra`.
   nlohmann::ordered_json to_json() const;
 };
 

@@ -310,9 +310,44 @@ const TensorInfo& SafetensorsFile::at(const std::string& name) const {
 // ---------------------------------------------------------------------------------------------
 // Writer
 
-std::string safetensors_header_bytes(const std::vector<TensorToWrite>& tensors,
+namespace {
+
+// The rank of a dtype in the reference serializer's dtype enum (safetensors' Rust `Dtype`, declared
+// BOOL < U8 < … < F16 < BF16 < I32 < F32 < F64 < I64): it writes larger ranks first.
+int reference_dtype_rank(DType d) {
+  switch (d) {
+    case DType::boolean: return 0;
+    case DType::u8: return 1;
+    case DType::f16: return 2;
+    case DType::bf16: return 3;
+    case DType::i32: return 4;
+    case DType::f32: return 5;
+    case DType::f64: return 6;
+    case DType::i64: return 7;
+  }
+  return -1;
+}
+
+// The tensors in the order the reference writer (the safetensors package, used by transformers'
+// save_pretrained) lays them out: by dtype rank descending, then by name (bytewise). The same
+// tensors then give the same data offsets and the same file body as the reference.
+std::vector<TensorToWrite> in_reference_order(const std::vector<TensorToWrite>& tensors) {
+  std::vector<TensorToWrite> sorted = tensors;
+  std::stable_sort(
+      sorted.begin(), sorted.end(), [](const TensorToWrite& a, const TensorToWrite& b) {
+        const int ra = reference_dtype_rank(a.dtype), rb = reference_dtype_rank(b.dtype);
+        if (ra != rb) return ra > rb;
+        return a.name < b.name;
+      });
+  return sorted;
+}
+
+}  // namespace
+
+std::string safetensors_header_bytes(const std::vector<TensorToWrite>& unordered,
                                      const std::map<std::string, std::string>& metadata,
                                      const std::string& source) {
+  const std::vector<TensorToWrite> tensors = in_reference_order(unordered);
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   nlohmann::ordered_json meta = nlohmann::ordered_json::object();
   for (const auto& [k, v] : metadata) meta[k] = v;
@@ -356,8 +391,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   std::string header = safetensors_header_bytes(tensors, metadata, path);
   AtomicFileWriter w(path);
   w.write(header);
-  for (const auto& t : tensors) {
-    uint64_t nbytes = *byte_size(t.shape, t.dtype);  // validated by safetensors_header_bytes
+  for (const auto& t : in_reference_order(tensors)) {  // the header's order
+    uint64_t nbytes = *byte_size(t.shape, t.dtype);    // validated by safetensors_header_bytes
     if (nbytes > 0) w.write(t.data, nbytes);
   }
   w.commit();

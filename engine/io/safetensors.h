@@ -76,9 +76,12 @@ struct TensorToWrite {
   const void* data = nullptr;  // numel * dtype_size bytes; may be null when numel == 0
 };
 
-// Writes a safetensors file: tensors in the order given (header and data), header padded with
-// spaces so the data starts 8-byte aligned, metadata with "format": "pt" added when absent.
-// Written to `path` + ".tmp", fsynced, then renamed over `path`. Errors name the path/tensor.
+// Writes a safetensors file. Tensors are laid out as the reference writer (the safetensors package,
+// behind transformers' save_pretrained) lays them out, whatever order they are given in: by dtype
+// (I64, F64, F32, I32, BF16, F16, U8, BOOL), then by name; so the same tensors give the same data
+// offsets as the reference. The header is padded with spaces so the data starts 8-byte aligned,
+// metadata with "format": "pt" added when absent. Written to `path` + ".tmp", fsynced, then renamed
+// over `path`. Errors name the path/tensor.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

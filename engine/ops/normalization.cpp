@@ -15,7 +15,8 @@ std::string brief(const Tensor& t) {
 }
 
 struct LayerNormBackward : Node {
-  Tensor x, weight, mean, rstd;  // x contiguous; mean/rstd f32 [rows]
+  Tensor x, weight, mean,
+      rstd;  // x contiguous; mean/rstd f64 [rows] (the backend keeps row statistics as double)
   int64_t rows = 0, cols = 0;
   bool need_x = false, need_w = false, need_b = false;
   const char* name() const override { return "LayerNormBackward"; }
@@ -30,7 +31,7 @@ struct LayerNormBackward : Node {
       backend(x.device())
           .layernorm_backward(
               x.dtype(), rows, cols, x.data_ptr(), weight.defined() ? weight.data_ptr() : nullptr,
-              mean.data<float>(), rstd.data<float>(), g.data_ptr(), dx.data_ptr(),
+              mean.data<double>(), rstd.data<double>(), g.data_ptr(), dx.data_ptr(),
               dw.defined() ? dw.data_ptr() : nullptr, db.defined() ? db.data_ptr() : nullptr);
     }
     return {need_x ? dx : Tensor(), dw, db};
@@ -103,14 +104,14 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
     if (bias.defined()) b = bias.detach().contiguous();
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean = Tensor::empty({rows}, DType::f32, x.device());
-  Tensor rstd = Tensor::empty({rows}, DType::f32, x.device());
+  Tensor mean = Tensor::empty({rows}, DType::f64, x.device());
+  Tensor rstd = Tensor::empty({rows}, DType::f64, x.device());
   if (rows > 0) {
     backend(x.device())
         .layernorm_forward(x.dtype(), rows, cols, x.data_ptr(),
                            w.defined() ? w.data_ptr() : nullptr,
                            b.defined() ? b.data_ptr() : nullptr, eps, y.data_ptr(),
-                           mean.data<float>(), rstd.data<float>());
+                           mean.data<double>(), rstd.data<double>());
   }
   if (any_requires_grad({&x_in, &weight, &bias})) {
     auto node = std::make_shared<LayerNormBackward>();

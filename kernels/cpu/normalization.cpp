@@ -36,8 +36,8 @@ LETHE_ALWAYS_INLINE T row_max(const T* x, int64_t n) {
 
 template <typename T>
 LETHE_SIMD_CLONES void layernorm_forward_row(int64_t cols, const T* xr, const T* gamma,
-                                             const T* beta, double eps, T* yr, float* mean_out,
-                                             float* rstd_out) {
+                                             const T* beta, double eps, T* yr, double* mean_out,
+                                             double* rstd_out) {
   // Summing x - x[0] keeps the partial sums small when the row has a large common offset.
   const T x0 = xr[0];
   T shifted = 0;
@@ -57,16 +57,16 @@ LETHE_SIMD_CLONES void layernorm_forward_row(int64_t cols, const T* xr, const T*
       yr[c] = (gamma ? v * gamma[c] : v) + (beta ? beta[c] : T(0));
     }
   }
-  *mean_out = static_cast<float>(mean);
-  *rstd_out = static_cast<float>(rstd);
+  *mean_out = static_cast<double>(mean);
+  *rstd_out = static_cast<double>(rstd);
 }
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; adds this row's
 // dy * xhat and dy to the partial parameter sums when they are given.
 template <typename T>
-LETHE_SIMD_CLONES void layernorm_backward_row(int64_t cols, const T* xr, const T* gamma, float mean,
-                                              float rstd, const T* dyr, T* dxr, T* xhat, T* g,
-                                              T* part_dgamma, T* part_dbeta) {
+LETHE_SIMD_CLONES void layernorm_backward_row(int64_t cols, const T* xr, const T* gamma,
+                                              double mean, double rstd, const T* dyr, T* dxr,
+                                              T* xhat, T* g, T* part_dgamma, T* part_dbeta) {
   const T m = static_cast<T>(mean), s = static_cast<T>(rstd);
   T sum_g = 0, sum_gx = 0;
   if (gamma) {
@@ -102,7 +102,7 @@ LETHE_SIMD_CLONES void layernorm_backward_row(int64_t cols, const T* xr, const T
 
 template <typename T>
 void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma, const T* beta,
-                            double eps, T* y, float* mean, float* rstd) {
+                            double eps, T* y, double* mean, double* rstd) {
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (int64_t r = 0; r < rows; ++r)
     layernorm_forward_row(cols, x + r * cols, gamma, beta, eps, y + r * cols, mean + r, rstd + r);
@@ -111,7 +111,7 @@ void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gam
 // dgamma/dbeta gather per-thread partial sums over rows and are added once at the end.
 template <typename T>
 void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma,
-                             const float* mean, const float* rstd, const T* dy, T* dx, T* dgamma,
+                             const double* mean, const double* rstd, const T* dy, T* dx, T* dgamma,
                              T* dbeta) {
   const bool params = dgamma || dbeta;
   std::vector<T> total_dgamma(params ? cols : 0, T(0)), total_dbeta(params ? cols : 0, T(0));
@@ -202,7 +202,7 @@ void softmax_backward_impl(int64_t rows, int64_t cols, const T* y, const T* dy, 
 
 void CpuBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                    const void* gamma, const void* beta, double eps, void* y,
-                                   float* mean, float* rstd) {
+                                   double* mean, double* rstd) {
   LETHE_CHECK(rows >= 0 && cols > 0, "layernorm_forward: bad size rows=", rows, " cols=", cols);
   dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
     using T = decltype(tag);
@@ -212,7 +212,7 @@ void CpuBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, cons
 }
 
 void CpuBackend::layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
-                                    const void* gamma, const float* mean, const float* rstd,
+                                    const void* gamma, const double* mean, const double* rstd,
                                     const void* dy, void* dx, void* dgamma, void* dbeta) {
   LETHE_CHECK(rows >= 0 && cols > 0, "layernorm_backward: bad size rows=", rows, " cols=", cols);
   dispatch_float(dtype, "layernorm_backward", [&](auto tag) {

@@ -208,9 +208,10 @@ class CudaBackend final : public Backend {
   void gemm(const GemmArgs& args) override;
 
   void layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
-                         const void* beta, double eps, void* y, float* mean, float* rstd) override;
+                         const void* beta, double eps, void* y, double* mean,
+                         double* rstd) override;
   void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
-                          const float* mean, const float* rstd, const void* dy, void* dx,
+                          const double* mean, const double* rstd, const void* dy, void* dx,
                           void* dgamma, void* dbeta) override;
   void softmax_forward(DType dtype, int64_t rows, int64_t cols, const void* x, void* y,
                        bool log) override;

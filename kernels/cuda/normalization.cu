@@ -18,8 +18,8 @@ int row_threads(int64_t cols) {
 
 template <typename T>
 __global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
-                                         const T* beta, T eps, T* y, float* mean_out,
-                                         float* rstd_out) {
+                                         const T* beta, T eps, T* y, double* mean_out,
+                                         double* rstd_out) {
   __shared__ T scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
@@ -44,8 +44,8 @@ __global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x,
       yr[c] = v;
     }
     if (threadIdx.x == 0) {
-      if (mean_out) mean_out[r] = static_cast<float>(mean);
-      if (rstd_out) rstd_out[r] = static_cast<float>(rstd);
+      if (mean_out) mean_out[r] = static_cast<double>(mean);
+      if (rstd_out) rstd_out[r] = static_cast<double>(rstd);
     }
   }
 }
@@ -53,7 +53,7 @@ __global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x,
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma.
 template <typename T>
 __global__ void layernorm_backward_dx_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
-                                             const float* mean, const float* rstd, const T* dy,
+                                             const double* mean, const double* rstd, const T* dy,
                                              T* dx) {
   __shared__ T scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -79,8 +79,8 @@ __global__ void layernorm_backward_dx_kernel(int64_t rows, int64_t cols, const T
 // dgamma[c] += sum_r dy * xhat, dbeta[c] += sum_r dy: 32 columns per block, 8 row strides.
 template <typename T>
 __global__ void layernorm_backward_params_kernel(int64_t rows, int64_t cols, const T* x,
-                                                 const float* mean, const float* rstd, const T* dy,
-                                                 T* dgamma, T* dbeta) {
+                                                 const double* mean, const double* rstd,
+                                                 const T* dy, T* dgamma, T* dbeta) {
   __shared__ T part_g[8][33];
   __shared__ T part_b[8][33];
   int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
@@ -149,7 +149,7 @@ __global__ void softmax_backward_kernel(int64_t rows, int64_t cols, const T* y, 
 
 void CudaBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                     const void* gamma, const void* beta, double eps, void* y,
-                                    float* mean, float* rstd) {
+                                    double* mean, double* rstd) {
   cuda_dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || cols <= 0) return;
@@ -161,7 +161,7 @@ void CudaBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, con
 }
 
 void CudaBackend::layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
-                                     const void* gamma, const float* mean, const float* rstd,
+                                     const void* gamma, const double* mean, const double* rstd,
                                      const void* dy, void* dx, void* dgamma, void* dbeta) {
   cuda_dispatch_float(dtype, "layernorm_backward", [&](auto tag) {
     using T = decltype(tag);

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -29,6 +30,19 @@ inline std::string scratch_dir(const std::string& prefix, const std::string& tag
   static Cleanup cleanup;
   cleanup.dirs.push_back(dir);
   return dir.string();
+}
+
+// For manual cross-checks with the reference tools (make_io_fixtures.py --verify…,
+// make_opt_fixtures.py --verify-saved): when LETHE_TEST_KEEP=DIR is set, copies the file or
+// directory `src` to DIR/name (replacing it). Without it nothing is written outside the
+// per-process scratch directories, so concurrent test runs (two build trees) never collide.
+inline void keep_copy(const std::filesystem::path& src, const std::string& name) {
+  const char* keep = std::getenv("LETHE_TEST_KEEP");
+  if (!keep || !*keep) return;
+  const auto dst = std::filesystem::path(keep) / name;
+  std::filesystem::create_directories(dst.parent_path());
+  std::filesystem::remove_all(dst);
+  std::filesystem::copy(src, dst, std::filesystem::copy_options::recursive);
 }
 
 }  // namespace lethe::testing

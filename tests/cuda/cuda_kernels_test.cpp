@@ -396,6 +396,14 @@ void run_gemm_case(Backend& gpu, kernels::GemmArgs g, bool with_bias, const std:
   // Round the inputs to T first so host and device see the same numbers.
   for (auto* v : {&a, &b, &c, &bias})
     for (double& x : *v) x = static_cast<double>(static_cast<T>(x));
+  // β = 0 must ignore C entirely (BLAS semantics: 0·NaN is not computed), so C's m×n blocks start
+  // as NaN; the padding columns (ldc > n) and the gaps keep random values that must survive.
+  if (g.beta == 0.0)
+    for (int64_t bt = 0; bt < g.batch; ++bt)
+      for (int64_t i = 0; i < g.m; ++i)
+        for (int64_t j = 0; j < g.n; ++j)
+          c[static_cast<size_t>(bt * g.stride_c + i * g.ldc + j)] =
+              std::numeric_limits<double>::quiet_NaN();
   std::vector<double> want = c;
   reference_gemm(g, a, b, want, bias, g.compute == kernels::GemmCompute::bf16);
   std::vector<T> at(a.begin(), a.end()), bt(b.begin(), b.end()), ct(c.begin(), c.end()),
@@ -470,24 +478,25 @@ TEST(CudaBackend, SoftmaxAndLayernormMatchCpu) {
       EXPECT_LE(rel_error(download<float>(*gpu, gy, n), y), 1e-5) << "softmax log=" << log;
       EXPECT_LE(rel_error(download<float>(*gpu, gdx, n), dxs), 1e-5) << "softmax bwd log=" << log;
     }
-    std::vector<float> y(n), mean(rows), rstd(rows), ldx(n);
+    std::vector<float> y(n), ldx(n);
+    std::vector<double> mean(rows), rstd(rows);
     std::vector<float> dgamma(static_cast<size_t>(s.cols), 0.25f), dbeta(dgamma);
     cpu.layernorm_forward(DType::f32, s.rows, s.cols, x.data(), gamma.data(), beta.data(), 1e-5,
                           y.data(), mean.data(), rstd.data());
     cpu.layernorm_backward(DType::f32, s.rows, s.cols, x.data(), gamma.data(), mean.data(),
                            rstd.data(), dy.data(), ldx.data(), dgamma.data(), dbeta.data());
-    DeviceBuffer gy = poisoned<float>(*gpu, n), gmean = poisoned<float>(*gpu, rows),
-                 grstd = poisoned<float>(*gpu, rows), gdx = poisoned<float>(*gpu, n);
+    DeviceBuffer gy = poisoned<float>(*gpu, n), gmean = poisoned<double>(*gpu, rows),
+                 grstd = poisoned<double>(*gpu, rows), gdx = poisoned<float>(*gpu, n);
     DeviceBuffer gdgamma = upload(*gpu, std::vector<float>(static_cast<size_t>(s.cols), 0.25f));
     DeviceBuffer gdbeta = upload(*gpu, std::vector<float>(static_cast<size_t>(s.cols), 0.25f));
     gpu->layernorm_forward(DType::f32, s.rows, s.cols, dx.get(), dg.get(), db.get(), 1e-5, gy.get(),
-                           gmean.as<float>(), grstd.as<float>());
-    gpu->layernorm_backward(DType::f32, s.rows, s.cols, dx.get(), dg.get(), gmean.as<float>(),
-                            grstd.as<float>(), ddy.get(), gdx.get(), gdgamma.get(), gdbeta.get());
+                           gmean.as<double>(), grstd.as<double>());
+    gpu->layernorm_backward(DType::f32, s.rows, s.cols, dx.get(), dg.get(), gmean.as<double>(),
+                            grstd.as<double>(), ddy.get(), gdx.get(), gdgamma.get(), gdbeta.get());
     std::string what = std::to_string(s.rows) + "x" + std::to_string(s.cols);
     EXPECT_LE(rel_error(download<float>(*gpu, gy, n), y), 1e-5) << "layernorm " << what;
-    EXPECT_LE(rel_error(download<float>(*gpu, gmean, rows), mean), 1e-5) << what;
-    EXPECT_LE(rel_error(download<float>(*gpu, grstd, rows), rstd), 1e-5) << what;
+    EXPECT_LE(rel_error(download<double>(*gpu, gmean, rows), mean), 1e-5) << what;
+    EXPECT_LE(rel_error(download<double>(*gpu, grstd, rows), rstd), 1e-5) << what;
     if (s.cols > 1) {
       EXPECT_LE(rel_error(download<float>(*gpu, gdx, n), ldx), 1e-4) << what;
     }

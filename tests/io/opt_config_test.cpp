@@ -105,14 +105,15 @@ TEST(OptConfig, SaveLoadRoundTrip) {
   nlohmann::json j = nlohmann::json::parse(test::read_bytes(path));
   EXPECT_EQ(j["model_type"], "opt");
   EXPECT_EQ(j["architectures"], nlohmann::json::array({"OPTForCausalLM"}));
-  EXPECT_EQ(j["torch_dtype"], "float16");
+  EXPECT_EQ(j["dtype"], "float16");
+  EXPECT_FALSE(j.contains("torch_dtype"));
   EXPECT_TRUE(j["pad_token_id"].is_null());
   EXPECT_EQ(j["prefix"], "</s>");
   EXPECT_EQ(j["_remove_final_layer_norm"], false);
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
-  // Manual cross-check: python tools/fixtures/make_io_fixtures.py --verify-config <this file>
-  std::filesystem::copy_file(path, std::filesystem::temp_directory_path() / "lethe_config.json",
-                             std::filesystem::copy_options::overwrite_existing);
+  // With LETHE_TEST_KEEP=DIR, for the manual cross-check:
+  //   python tools/fixtures/make_io_fixtures.py --verify-config DIR/lethe_config.json
+  lethe::testing::keep_copy(path, "lethe_config.json");
 }
 
 void expect_bad_field(const nlohmann::json& patch, std::initializer_list<std::string> parts) {

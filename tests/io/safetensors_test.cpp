@@ -2,6 +2,7 @@
 // atomic replacement). Expected names/shapes/values come from tools/fixtures/make_io_fixtures.py.
 #include "engine/io/safetensors.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -90,7 +91,13 @@ void check_against_expected(const SafetensorsFile& f, const nlohmann::json& e) {
 }
 
 TEST(Safetensors, ReadsEveryReferenceFixture) {
-  for (const auto& e : expected_files()) {
+  const auto files = expected_files();
+  // Exactly the files tools/fixtures/make_io_fixtures.py wrote: a truncated expectation fails.
+  ASSERT_EQ(files.size(), 3u);
+  size_t tensors = 0;
+  for (const auto& e : files) tensors += e["tensors"].size();
+  EXPECT_EQ(tensors, 14u);
+  for (const auto& e : files) {
     SafetensorsFile f = SafetensorsFile::open(fixture(e["file"]));
     check_against_expected(f, e);
   }
@@ -184,7 +191,9 @@ TEST(Safetensors, WriteThenReadRoundTrips) {
   SafetensorsFile f = SafetensorsFile::open(path);
   ASSERT_EQ(f.tensors().size(), ts.size());
   for (size_t i = 0; i < ts.size(); ++i) {
-    const TensorInfo& t = f.tensors()[i];  // data order == the order given
+    const TensorInfo* found = f.find(ts[i].name);  // laid out in the reference order, not ours
+    ASSERT_NE(found, nullptr) << ts[i].name;
+    const TensorInfo& t = *found;
     EXPECT_EQ(t.name, ts[i].name);
     EXPECT_EQ(t.dtype, ts[i].dtype);
     EXPECT_EQ(t.shape, ts[i].shape);
@@ -196,6 +205,31 @@ TEST(Safetensors, WriteThenReadRoundTrips) {
   EXPECT_EQ(f.metadata().at("format"), "pt");
   EXPECT_EQ(f.metadata().at("origin"), "lethe");
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// The reference writer (the safetensors package) wrote dtypes.safetensors from a dict of mixed
+// dtypes. Given the same tensors in reverse order, lethe's writer must lay them out identically:
+// same offsets, byte-identical data section.
+TEST(Safetensors, WriterLaysOutTensorsAsTheReferenceWriter) {
+  for (const char* file : {"dtypes.safetensors"}) {
+    SCOPED_TRACE(file);
+    SafetensorsFile ref = SafetensorsFile::open(fixture(file));
+    ASSERT_GE(ref.tensors().size(), 2u);
+    std::vector<TensorToWrite> ts;
+    for (const auto& t : ref.tensors()) ts.push_back({t.name, t.dtype, t.shape, t.data});
+    std::reverse(ts.begin(), ts.end());
+    const std::string path = test::temp_dir("ref_order") + "/o.safetensors";
+    write_safetensors(path, ts, ref.metadata());
+    SafetensorsFile got = SafetensorsFile::open(path);
+    ASSERT_EQ(got.tensors().size(), ref.tensors().size());
+    for (size_t i = 0; i < ref.tensors().size(); ++i) {
+      EXPECT_EQ(got.tensors()[i].name, ref.tensors()[i].name) << "tensor #" << i;
+      EXPECT_EQ(got.tensors()[i].begin, ref.tensors()[i].begin) << ref.tensors()[i].name;
+      EXPECT_EQ(got.tensors()[i].end, ref.tensors()[i].end) << ref.tensors()[i].name;
+    }
+    const std::string rb = test::read_bytes(fixture(file)), gb = test::read_bytes(path);
+    EXPECT_EQ(gb.substr(got.data_start()), rb.substr(ref.data_start())) << "data sections differ";
+  }
 }
 
 TEST(Safetensors, WrittenHeaderIsPaddedJsonWithFormatPt) {
@@ -214,8 +248,18 @@ TEST(Safetensors, WrittenHeaderIsPaddedJsonWithFormatPt) {
   nlohmann::json j = nlohmann::json::parse(header);
   EXPECT_EQ(j["__metadata__"]["format"], "pt");  // added when the caller gives none
   EXPECT_EQ(j["__metadata__"]["origin"], "x");
+  // Walk the tensors in data order (the writer's layout order is checked against the reference
+  // writer in WriterLaysOutTensorsAsTheReferenceWriter): contiguous, no gaps, the given bytes.
+  std::vector<size_t> order(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const auto& oa = j[ts[a].name]["data_offsets"];
+    const auto& ob = j[ts[b].name]["data_offsets"];
+    return std::pair(oa[0].get<uint64_t>(), oa[1].get<uint64_t>()) <
+           std::pair(ob[0].get<uint64_t>(), ob[1].get<uint64_t>());
+  });
   uint64_t expected_begin = 0, total = 0;
-  for (size_t i = 0; i < ts.size(); ++i) {
+  for (size_t i : order) {
     const auto& e = j[ts[i].name];
     EXPECT_EQ(e["data_offsets"][0].get<uint64_t>(), expected_begin) << ts[i].name;
     expected_begin = e["data_offsets"][1].get<uint64_t>();
@@ -232,11 +276,9 @@ TEST(Safetensors, WrittenHeaderIsPaddedJsonWithFormatPt) {
   EXPECT_EQ(j["b.weight"]["dtype"], "F16");
   EXPECT_EQ(j["mask"]["dtype"], "BOOL");
   EXPECT_EQ(j["a"]["shape"], nlohmann::json::array());
-  // A copy for manual cross-checking with the reference reader:
-  //   python tools/fixtures/make_io_fixtures.py --verify $TMPDIR/lethe_written.safetensors
-  std::filesystem::copy_file(path,
-                             std::filesystem::temp_directory_path() / "lethe_written.safetensors",
-                             std::filesystem::copy_options::overwrite_existing);
+  // With LETHE_TEST_KEEP=DIR, a copy for manual cross-checking with the reference reader:
+  //   python tools/fixtures/make_io_fixtures.py --verify DIR/lethe_written.safetensors
+  lethe::testing::keep_copy(path, "lethe_written.safetensors");
 }
 
 TEST(Safetensors, WriterRejectsBadInputAndLeavesOldFileIntact) {

@@ -23,6 +23,8 @@ nlohmann::json expected() {
 }
 
 void check_checkpoint(const SafetensorsIndex& idx, const nlohmann::json& e) {
+  ASSERT_EQ(e["tensors"].size(), 36u)
+      << "sharded_expected.json (tools/fixtures/make_io_fixtures.py)";
   ASSERT_EQ(idx.names().size(), e["tensors"].size());
   for (const auto& et : e["tensors"]) {
     const std::string name = et["name"];
@@ -77,11 +79,9 @@ TEST(Sharded, OpenCheckpointPicksIndexOrSingleFile) {
   }
   write_safetensors(dir + "/model.safetensors", out);
   save_opt_config(load_opt_config(fixture("sharded")), dir + "/config.json");
-  // Manual cross-check that transformers loads what lethe wrote:
-  //   python tools/fixtures/make_io_fixtures.py --verify-checkpoint $TMPDIR/lethe_checkpoint
-  const fs::path keep = fs::temp_directory_path() / "lethe_checkpoint";
-  fs::remove_all(keep);
-  fs::copy(dir, keep);
+  // With LETHE_TEST_KEEP=DIR, a copy for the manual cross-check that transformers loads it:
+  //   python tools/fixtures/make_io_fixtures.py --verify-checkpoint DIR/lethe_checkpoint
+  lethe::testing::keep_copy(dir, "lethe_checkpoint");
   fs::copy_file(fixture("sharded/model.safetensors.index.json"),
                 dir + "/model.safetensors.index.json");
   SafetensorsIndex b = open_checkpoint(dir);

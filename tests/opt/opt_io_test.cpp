@@ -8,8 +8,8 @@
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
 #include "models/opt/opt_model.h"
-#include "tests/opt/opt_test_util.h"
 #include "tests/common/paths.h"
+#include "tests/opt/opt_test_util.h"
 
 namespace lethe::models::test {
 namespace {
@@ -70,11 +70,11 @@ class OptRoundTrip : public ::testing::TestWithParam<std::string> {};
 TEST_P(OptRoundTrip, SaveReloadIsExactAndHfShaped) {
   const std::string name = GetParam();
   OptModel a = OptModel::load(fixture_dir(name));
-  // A stable path for `make_opt_fixtures.py --verify-saved` (transformers loads it back).
-  const std::string dir = (fs::temp_directory_path() / "lethe_opt_saved" / name).string();
-  fs::remove_all(dir);
+  const std::string dir = lethe::testing::scratch_dir("opt", "saved_" + name);
   a.save(dir);
   std::ofstream(dir + "/lethe_fixture.txt") << name << "\n";
+  // For `make_opt_fixtures.py --verify-saved $LETHE_TEST_KEEP/lethe_opt_saved/<name>`.
+  lethe::testing::keep_copy(dir, "lethe_opt_saved/" + name);
 
   io::SafetensorsFile f = io::SafetensorsFile::open(dir + "/model.safetensors");
   EXPECT_EQ(f.metadata().at("format"), "pt");

@@ -14,6 +14,7 @@
 #include "engine/lr_schedule.h"
 #include "engine/optim.h"
 #include "engine/parameters.h"
+#include "tests/common/compare.h"
 #include "tests/common/paths.h"
 
 namespace lethe {
@@ -130,14 +131,14 @@ double compare_params(const Model& m, const json& expected, const std::string& w
       double d = static_cast<double>(ours[e]) - ref[e];
       diff2 += d * d;
       ref2 += static_cast<double>(ref[e]) * ref[e];
-      worst.elem_abs = std::max(worst.elem_abs, std::abs(d));
+      worst.elem_abs = lethe::testing::nan_max(worst.elem_abs, std::abs(d));
       EXPECT_LE(std::abs(d), kElemAtol + kElemRtol * std::abs(ref[e]))
           << where << " parameter " << m.names[i] << " element " << e << ": ours " << ours[e]
           << " torch " << ref[e];
     }
     double r = std::sqrt(diff2 / std::max(ref2, 1e-300));
-    worst.norm_rel = std::max(worst.norm_rel, r);
-    step_worst = std::max(step_worst, r);
+    worst.norm_rel = lethe::testing::nan_max(worst.norm_rel, r);
+    step_worst = lethe::testing::nan_max(step_worst, r);
     EXPECT_LE(r, kNormRel) << where << " parameter " << m.names[i];
   }
   return step_worst;
@@ -181,12 +182,12 @@ TEST_P(OptimParity, MatchesTorchStepByStep) {
       double norm = mode == Mode::bound_set ? clip_grad_norm(store, 0, clip)
                                             : clip_grad_norm(direction, clip);
       double expected = c["norms"][step];
-      worst.clip_norm_rel = std::max(worst.clip_norm_rel, rel(norm, expected));
+      worst.clip_norm_rel = lethe::testing::nan_max(worst.clip_norm_rel, rel(norm, expected));
       ASSERT_LE(rel(norm, expected), 1e-6) << where << ": clip norm " << norm << " vs " << expected;
     }
     if (sched) opt->set_lr(sched->lr_at(step));
     double expected_lr = c["lrs"][step];
-    worst.lr_rel = std::max(worst.lr_rel, rel(opt->lr(), expected_lr));
+    worst.lr_rel = lethe::testing::nan_max(worst.lr_rel, rel(opt->lr(), expected_lr));
     ASSERT_LE(std::abs(opt->lr() - expected_lr), 1e-15 * std::abs(expected_lr)) << where;
     if (mode == Mode::bound_set) {
       opt->step();
@@ -194,7 +195,7 @@ TEST_P(OptimParity, MatchesTorchStepByStep) {
       opt->step_with(direction);
     }
     EXPECT_EQ(opt->step_count(), step + 1);
-    case_worst = std::max(case_worst, compare_params(*m, c["params"][step], where));
+    case_worst = lethe::testing::nan_max(case_worst, compare_params(*m, c["params"][step], where));
     if (HasFailure()) return;
   }
   std::printf("[optim parity] %-28s %-9s max per-parameter relative error %.3g\n",
@@ -284,7 +285,7 @@ TEST(LrScheduleParity, MatchesTransformers) {
     for (size_t step = 0; step < lrs.size(); ++step) {
       double expected = lrs[step];
       double ours = sched.lr_at(static_cast<int64_t>(step));
-      worst.lr_rel = std::max(worst.lr_rel, rel(ours, expected));
+      worst.lr_rel = lethe::testing::nan_max(worst.lr_rel, rel(ours, expected));
       ASSERT_LE(std::abs(ours - expected), 1e-15 * std::abs(expected))
           << s["kind"] << " warmup " << s["warmup"] << " total " << s["total"] << " step " << step;
       ++checked;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -25,7 +26,8 @@ using nlohmann::json;
 
 namespace {
 
-const fs::path kFixtures = fs::path(lethe::testing::source_dir()) / "tests" / "tokenizer" / "fixtures";
+const fs::path kFixtures =
+    fs::path(lethe::testing::source_dir()) / "tests" / "tokenizer" / "fixtures";
 const fs::path kBpeDir = kFixtures / "bpe";
 
 std::vector<json> read_jsonl(const fs::path& path) {
@@ -36,6 +38,19 @@ std::vector<json> read_jsonl(const fs::path& path) {
   while (std::getline(in, line)) {
     if (!line.empty()) rows.push_back(json::parse(line));
   }
+  return rows;
+}
+
+// The rows of a fixture file, which must have exactly as many rows as the generator wrote
+// (tools/fixtures/make_tokenizer_fixtures.py): a truncated or emptied fixture fails.
+std::vector<json> fixture_rows(const std::string& file) {
+  static const std::map<std::string, size_t> expected = {{"bpe_encode.jsonl", 593},
+                                                         {"bpe_decode.jsonl", 154},
+                                                         {"bpe_variant_encode.jsonl", 208},
+                                                         {"spm_encode.jsonl", 593},
+                                                         {"spm_decode.jsonl", 228}};
+  auto rows = read_jsonl(kFixtures / file);
+  EXPECT_EQ(rows.size(), expected.at(file)) << "rows in tests/tokenizer/fixtures/" << file;
   return rows;
 }
 
@@ -91,8 +106,7 @@ std::string show(const std::vector<int64_t>& v) {
 
 // Compares every fixture string's ids; `key` picks the reference ("ids" or "ids_files").
 void expect_fixture_ids(const lethe::tokenizer::Tokenizer& tok, const char* key) {
-  const auto rows = read_jsonl(kFixtures / "bpe_encode.jsonl");
-  ASSERT_GE(rows.size(), 500u);
+  const auto rows = fixture_rows("bpe_encode.jsonl");
   int mismatches = 0;
   for (const auto& r : rows) {
     const std::string text = r["text"];
@@ -144,7 +158,7 @@ TEST(ByteLevelBpe, MergesWrittenAsStringsAreAccepted) {
 
 TEST(ByteLevelBpe, RoundTripsEveryFixtureString) {
   auto tok = load_tokenizer(kBpeDir.string());
-  for (const auto& r : read_jsonl(kFixtures / "bpe_encode.jsonl")) {
+  for (const auto& r : fixture_rows("bpe_encode.jsonl")) {
     const std::string text = r["text"];
     EXPECT_EQ(tok->decode(tok->encode(text, false)), text);
     EXPECT_EQ(tok->decode(tok->encode(text, true)), "</s>" + text);
@@ -153,8 +167,7 @@ TEST(ByteLevelBpe, RoundTripsEveryFixtureString) {
 
 TEST(ByteLevelBpe, DecodeMatchesHuggingFace) {
   auto tok = load_tokenizer(kBpeDir.string());
-  const auto rows = read_jsonl(kFixtures / "bpe_decode.jsonl");
-  ASSERT_GT(rows.size(), 100u);
+  const auto rows = fixture_rows("bpe_decode.jsonl");
   for (const auto& r : rows) {
     EXPECT_EQ(tok->decode(ids_of(r["ids"]), r["skip_special"].get<bool>()),
               r["text"].get<std::string>())
@@ -166,8 +179,7 @@ TEST(ByteLevelBpe, AddedTokenOptionsPrefixSpaceAndTemplateBosMatchHuggingFace) {
   // lstrip/rstrip and non-special added tokens, add_prefix_space, BOS from TemplateProcessing.
   auto tok = load_tokenizer((kFixtures / "bpe_variant").string());
   EXPECT_EQ(tok->bos_id(), 2);
-  const auto rows = read_jsonl(kFixtures / "bpe_variant_encode.jsonl");
-  ASSERT_GT(rows.size(), 100u);
+  const auto rows = fixture_rows("bpe_variant_encode.jsonl");
   for (const auto& r : rows) {
     const std::string text = r["text"];
     const auto ids = tok->encode(text);
@@ -213,7 +225,7 @@ TEST(ByteLevelBpe, AddBosTokenFalseInConfigIsHonoured) {
   write_text(dir.path / "tokenizer_config.json",
              R"({"add_bos_token": false, "bos_token": "</s>", "pad_token": "<pad>"})");
   auto tok = load_tokenizer(dir.path.string());
-  const auto rows = read_jsonl(kFixtures / "bpe_encode.jsonl");
+  const auto rows = fixture_rows("bpe_encode.jsonl");
   for (size_t i = 0; i < 50; ++i) {
     auto want = ids_of(rows[i].contains("ids_files") ? rows[i]["ids_files"] : rows[i]["ids"]);
     want.erase(want.begin());
@@ -223,7 +235,7 @@ TEST(ByteLevelBpe, AddBosTokenFalseInConfigIsHonoured) {
 
 TEST(ByteLevelBpe, ConcurrentEncodesAgree) {
   auto tok = load_tokenizer(kBpeDir.string());
-  const auto rows = read_jsonl(kFixtures / "bpe_encode.jsonl");
+  const auto rows = fixture_rows("bpe_encode.jsonl");
   std::atomic<int> mismatches{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -371,8 +383,7 @@ TEST(ByteLevelBpeFiles, MalformedConfigJson) {
 
 TEST(SentencePiece, EncodeMatchesSentencePiecePackage) {
   auto tok = load_tokenizer((kFixtures / "spm").string());
-  const auto rows = read_jsonl(kFixtures / "spm_encode.jsonl");
-  ASSERT_GE(rows.size(), 500u);
+  const auto rows = fixture_rows("spm_encode.jsonl");
   ASSERT_GE(tok->bos_id(), 0);
   int mismatches = 0;
   for (const auto& r : rows) {
@@ -391,7 +402,7 @@ TEST(SentencePiece, EncodeMatchesSentencePiecePackage) {
 
 TEST(SentencePiece, DecodeMatchesSentencePiecePackage) {
   auto tok = load_tokenizer((kFixtures / "spm").string());
-  for (const auto& r : read_jsonl(kFixtures / "spm_decode.jsonl")) {
+  for (const auto& r : fixture_rows("spm_decode.jsonl")) {
     EXPECT_EQ(tok->decode(ids_of(r["ids"])), r["text"].get<std::string>()) << r.dump();
   }
   EXPECT_EQ(tok->decode({-1, tok->vocab_size()}), "");

@@ -1,6 +1,9 @@
 // The op-test harness: random inputs, finite-difference gradient checks, backend comparisons.
 #include "op_harness.h"
 
+#include "tests/common/compare.h"
+
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -73,11 +76,16 @@ std::string gradcheck(const OpCase& c) {
 
   std::ostringstream err;
   double worst = 0;
+  bool failed = false;
+  int64_t compared = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) continue;
     Tensor g = inputs[i].grad();
     std::vector<double> analytic =
         g.defined() ? g.to_double_vector() : std::vector<double>(inputs[i].numel(), 0.0);
+    if (static_cast<int64_t>(analytic.size()) != inputs[i].numel())
+      return "input " + std::to_string(i) + ": gradient has " + std::to_string(analytic.size()) +
+             " elements, input " + std::to_string(inputs[i].numel());
     double* x = inputs[i].data<double>();
     for (int64_t j = 0; j < inputs[i].numel(); ++j) {
       double saved = x[j];
@@ -87,15 +95,20 @@ std::string gradcheck(const OpCase& c) {
       double fm = projected(c, inputs, r);
       x[j] = saved;
       double numeric = (fp - fm) / (2 * c.eps);
-      double diff = std::abs(analytic[j] - numeric);
-      if (diff > c.atol + c.rtol * std::abs(numeric) && diff > worst) {
+      ++compared;
+      // within() is false for NaN/Inf on either side, so a NaN gradient fails the row.
+      if (within(analytic[j], numeric, c.atol, c.rtol)) continue;
+      const double diff = std::abs(analytic[j] - numeric);
+      if (!failed || !(diff <= worst)) {  // keep the worst; a NaN diff is the worst of all
         worst = diff;
         err.str("");
         err << "input " << i << " element " << j << ": analytic " << analytic[j] << " vs numeric "
             << numeric;
       }
+      failed = true;
     }
   }
+  if (compared == 0) return "no input element was checked";
   return err.str();
 }
 
@@ -126,7 +139,22 @@ std::string compare_backends(const OpCase& c, Device device, double tol) {
   if (o_cpu.size() != o_dev.size()) return "output sizes differ";
   double e = rel_err(o_dev, o_cpu);
   if (!(e <= tol)) err << "output rel. error " << e << "; ";
-  for (size_t i = 0; i < g_cpu.size() && i < g_dev.size(); ++i) {
+  // Every input that asked for a gradient must have one, of its size, on both devices: a missing
+  // device gradient must not compare as "no error over zero elements".
+  if (g_cpu.size() != g_dev.size())
+    return err.str() + "gradient lists differ in length (cpu " + std::to_string(g_cpu.size()) +
+           ", device " + std::to_string(g_dev.size()) + ")";
+  const bool any_grad = c.check_grad.empty() || std::find(c.check_grad.begin(), c.check_grad.end(),
+                                                          true) != c.check_grad.end();
+  if (any_grad && g_cpu.empty()) return err.str() + "output does not require grad";
+  for (size_t i = 0; i < g_cpu.size(); ++i) {
+    const bool wanted = c.check_grad.empty() || c.check_grad[i];
+    const size_t numel = static_cast<size_t>(shape_numel(c.input_shapes[i]));
+    if (g_cpu[i].size() != g_dev[i].size() || (wanted && g_dev[i].size() != numel)) {
+      err << "grad " << i << ": cpu has " << g_cpu[i].size() << " elements, device "
+          << g_dev[i].size() << ", input " << numel << "; ";
+      continue;
+    }
     double ge = rel_err(g_dev[i], g_cpu[i]);
     if (!(ge <= tol)) err << "grad " << i << " rel. error " << ge << "; ";
   }

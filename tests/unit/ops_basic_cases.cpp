@@ -58,6 +58,35 @@ const bool registered = register_cases({
        return x[0].select(0, 1).unsqueeze(0).expand({5, 4});
      }},
     {"clone of transpose", {{3, 4}}, [](const V& x) { return x[0].transpose(0, 1).clone(); }},
+    {"contiguous of transpose",
+     {{3, 4}},
+     [](const V& x) { return x[0].transpose(0, 1).contiguous(); }},
+    {"view [3,4] as [2,6]",
+     {{3, 4}},
+     [](const V& x) {
+       return x[0].view({2, 6});
+     }},
+    {"squeeze dim1 [3,1,4]", {{3, 1, 4}}, [](const V& x) { return x[0].squeeze(1); }},
+    {"sum_to_shape [2,3,4] to [3,1]",
+     {{2, 3, 4}},
+     [](const V& x) {
+       return sum_to_shape(x[0], {3, 1});
+     }},
+    {"sum_to_shape [2,3] to [2,3] (identity)",
+     {{2, 3}},
+     [](const V& x) {
+       return sum_to_shape(x[0], {2, 3});
+     }},
+    // to(dtype) through f32 and back: f32 rounding (~6e-8 relative) over a step of 1e-3 gives
+    // central differences accurate to ~1e-4 relative, hence eps and the tolerances of this row.
+    {"to(dtype) f64 to f32 to f64",
+     {{4, 3}},
+     [](const V& x) { return x[0].to(DType::f32).to(DType::f64).to(x[0].dtype()); },
+     nullptr,
+     {},
+     1e-3,
+     1e-3,
+     1e-3},
     {"matmul [3,5]@[5,4]", {{3, 5}, {5, 4}}, [](const V& x) { return matmul(x[0], x[1]); }},
     {"matmul batched [2,3,5]@[2,5,7]",
      {{2, 3, 5}, {2, 5, 7}},

@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "engine/tensor.h"
 
 namespace lethe::cli {
 
@@ -106,6 +107,19 @@ ScopedMatmulPrecision::ScopedMatmulPrecision(const std::string& dtype)
 
 ScopedMatmulPrecision::~ScopedMatmulPrecision() {
   set_matmul_precision(static_cast<MatmulPrecision>(saved_));
+}
+
+CLI::Validator device_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        try {
+          (void)Device::parse(value);
+        } catch (const lethe::Error& e) {
+          return e.what();
+        }
+        return "";
+      },
+      "DEVICE", "device");
 }
 
 }  // namespace lethe::cli

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 namespace lethe::cli {
@@ -32,6 +33,11 @@ std::vector<std::vector<int64_t>> read_id_lines(const std::string& path, const s
 
 // Parses a token id argument ("123"); lethe::Error naming `what` and the text otherwise.
 int64_t parse_token_id(const std::string& text, const std::string& what);
+
+// Checks a --device value ("cpu", "cuda", "cuda:N") while the command line is parsed, so a
+// malformed one is a usage error (exit 2) naming the flag. Whether the device exists is checked
+// when it is used (exit 1).
+CLI::Validator device_validator();
 
 // Sets the engine's GEMM precision from a --dtype value ("f32" or "bf16") for its lifetime.
 class ScopedMatmulPrecision {

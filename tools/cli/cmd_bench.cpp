@@ -258,7 +258,9 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   ops->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
       ->check(CLI::PositiveNumber);
-  ops->add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str();
+  ops->add_option("--device", o->device, "cpu or cuda[:N]")
+      ->check(device_validator())
+      ->capture_default_str();
   ops->add_option("--repeat", o->repeat, "Timed calls per op (the median is reported)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

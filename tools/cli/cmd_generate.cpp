@@ -109,7 +109,9 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
-  cmd->add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu or cuda[:N]")
+      ->check(device_validator())
+      ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "f32, or bf16 (bf16 matmul operands, f32 accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();

@@ -69,7 +69,9 @@ void add_score_command(CLI::App& app) {
   cmd->add_option("--input", o->input, "File with one JSON string per line; - reads stdin");
   cmd->add_option("--input-ids", o->input_ids,
                   "File with one JSON array of token ids per line (no tokenizer needed)");
-  cmd->add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu or cuda[:N]")
+      ->check(device_validator())
+      ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "f32, or bf16 (bf16 matmul operands, f32 accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();

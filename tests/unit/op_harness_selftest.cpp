@@ -13,7 +13,7 @@
 namespace lethe::testing {
 namespace {
 
-enum class Broken { none, nan, doubled, missing, inf };
+enum class Broken { none, nan, doubled, missing, inf, detached };
 
 // y = x (a copy) with a backward that returns `g` transformed as `how` says.
 class IdentityNode : public Node {
@@ -31,6 +31,7 @@ class IdentityNode : public Node {
                                     g.device()))};
       case Broken::doubled: return {scale(g, 2.0)};
       case Broken::missing: return {Tensor()};
+      case Broken::detached: break;
     }
     return {};
   }
@@ -45,7 +46,9 @@ Tensor identity(const Tensor& x, Broken how) {
     NoGradGuard ng;
     out = x.clone();
   }
-  if (any_requires_grad({&x})) attach_node(out, std::make_shared<IdentityNode>(how), {&x});
+  // detached: the output has no graph at all, so no gradient reaches the input.
+  if (how != Broken::detached && any_requires_grad({&x}))
+    attach_node(out, std::make_shared<IdentityNode>(how), {&x});
   return out;
 }
 
@@ -63,12 +66,14 @@ TEST(OpHarnessSelftest, GradcheckFailsOnNanInfAndWrongGradients) {
   EXPECT_NE(gradcheck(case_of("selftest inf", Broken::inf)), "");
   EXPECT_NE(gradcheck(case_of("selftest doubled", Broken::doubled)), "");
   EXPECT_NE(gradcheck(case_of("selftest missing", Broken::missing)), "");
+  EXPECT_NE(gradcheck(case_of("selftest detached", Broken::detached)), "");
 }
 
 // compare_backends runs the op twice (reference CPU, then the device). Here the "device" run gets
-// a broken backward: a missing gradient must not compare as zero error over zero elements.
+// a broken backward. A device run with no gradient at all (detached) once compared as "no error
+// over zero elements" and passed.
 TEST(OpHarnessSelftest, BackendComparisonFailsWhenTheDeviceGradientIsMissingOrNan) {
-  for (Broken how : {Broken::missing, Broken::nan, Broken::doubled}) {
+  for (Broken how : {Broken::detached, Broken::missing, Broken::nan, Broken::doubled}) {
     int calls = 0;
     OpCase c{"selftest device", {{3, 4}}, [&calls, how](const std::vector<Tensor>& x) {
                return identity(x[0], calls++ == 0 ? Broken::none : how);

@@ -20,7 +20,8 @@ JOBS=$(nproc 2>/dev/null || echo 4)
 RUN_UNIT=1
 RUN_BENCH=1
 
-DEB_PACKAGES=(libdnnl-dev libdnnl3 nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libyaml-cpp0.7
+DEB_PACKAGES=(libdnnl-dev libdnnl2 libdnnl3 ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-c-headers
+              nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libyaml-cpp0.7
               libpcre2-dev libpcre2-8-0 libsentencepiece-dev libsentencepiece0 libgtest-dev
               libgmock-dev googletest libbenchmark-dev libbenchmark1debian libomp-dev)
 

@@ -86,8 +86,9 @@ Tensor ParameterStore::add(const std::string& name, const Shape& shape, bool tra
   p.handle.set_requires_grad(trainable);
   s.index.emplace(name, s.params.size());
   s.names.push_back(name);
-  s.numel += p.numel;
-  if (trainable) s.trainable_numel += p.numel;
+  LETHE_CHECK(!__builtin_add_overflow(s.numel, p.numel, &s.numel), "ParameterStore::add('", name,
+              "'): the store's element count overflows");
+  if (trainable) s.trainable_numel += p.numel;  // at most numel
   s.params.push_back(std::move(p));
   return s.params.back().handle;
 }

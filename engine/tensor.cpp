@@ -20,8 +20,22 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    LETHE_CHECK(d >= 0, "negative dimension in shape ", shape_str(s));
+    LETHE_CHECK(!__builtin_mul_overflow(n, d, &n), "shape ", shape_str(s),
+                " has more elements than a 64-bit count can hold");
+  }
   return n;
+}
+
+// numel × dtype size in bytes, refusing a product that does not fit (a corrupt or hostile size
+// must not wrap around into a small allocation).
+static size_t checked_bytes(const Shape& shape, DType dtype, const char* what) {
+  size_t bytes = 0;
+  LETHE_CHECK(
+      !__builtin_mul_overflow(static_cast<size_t>(shape_numel(shape)), dtype_size(dtype), &bytes),
+      what, ": shape ", shape_str(shape), " needs more bytes than can be addressed");
+  return bytes;
 }
 
 Shape contiguous_strides(const Shape& s) {
@@ -96,7 +110,7 @@ static void check_shape(const Shape& shape, const char* what) {
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "Tensor::empty");
-  size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const size_t bytes = checked_bytes(shape, dtype, "Tensor::empty");
   auto storage = std::make_shared<Storage>(bytes, device);
   return make_view(storage, 0, shape, contiguous_strides(shape), dtype);
 }
@@ -162,7 +176,7 @@ Tensor Tensor::from_vector(const std::vector<int64_t>& v, const Shape& s, DType 
 Tensor Tensor::from_borrowed(void* data, const Shape& shape, DType dtype,
                              std::shared_ptr<const void> keepalive, Device device) {
   check_shape(shape, "Tensor::from_borrowed");
-  size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const size_t bytes = checked_bytes(shape, dtype, "Tensor::from_borrowed");
   auto storage = std::make_shared<Storage>(data, bytes, device, std::move(keepalive));
   return make_view(storage, 0, shape, contiguous_strides(shape), dtype);
 }

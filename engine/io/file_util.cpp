@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -19,15 +20,95 @@ std::string errno_text() {
 }
 }  // namespace
 
-std::string read_text_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  LETHE_CHECK(fd >= 0, path, ": cannot open: ", errno_text());
+namespace {
+const char* mode_name(mode_t m) {
+  if (S_ISREG(m)) return "a regular file";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a regular file";
+}
+
+// stat() with errors other than "nothing there" turned into a lethe::Error naming the path.
+bool stat_path(const std::string& path, struct stat& st) {
+  if (::stat(path.c_str(), &st) == 0) return true;
+  if (errno == ENOENT || errno == ENOTDIR) return false;
+  if (errno == ELOOP) LETHE_FAIL(path, ": too many levels of symbolic links (a symlink loop?)");
+  LETHE_FAIL(path, ": cannot access: ", errno_text());
+}
+}  // namespace
+
+FileKind file_kind(const std::string& path) {
+  LETHE_CHECK(!path.empty(), "empty path");
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (!stat_path(path, st)) return FileKind::missing;
+  if (S_ISREG(st.st_mode)) return FileKind::regular;
+  if (S_ISDIR(st.st_mode)) return FileKind::directory;
+  return FileKind::other;
+}
+
+std::string file_kind_name(const std::string& path) {
+  struct stat st {};
+  if (!stat_path(path, st)) return "missing";
+  return mode_name(st.st_mode);
+}
+
+void require_regular_file(const std::string& path, const std::string& what) {
+  switch (file_kind(path)) {
+    case FileKind::regular: return;
+    case FileKind::missing: LETHE_FAIL(path, ": ", what, " does not exist");
+    case FileKind::directory: LETHE_FAIL(path, ": ", what, " is a directory, not a file");
+    case FileKind::other:
+      LETHE_FAIL(path, ": ", what, " is ", file_kind_name(path), ", not a regular file");
+  }
+}
+
+void require_directory(const std::string& path, const std::string& what) {
+  switch (file_kind(path)) {
+    case FileKind::directory: return;
+    case FileKind::missing: LETHE_FAIL(path, ": ", what, " does not exist");
+    case FileKind::regular: LETHE_FAIL(path, ": ", what, " is a file, not a directory");
+    case FileKind::other:
+      LETHE_FAIL(path, ": ", what, " is ", file_kind_name(path), ", not a directory");
+  }
+}
+
+OpenedFile open_regular_file(const std::string& path) {
+  LETHE_CHECK(!path.empty(), "empty path");
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The type is
+  // checked on the descriptor, so a file swapped between a check and the open cannot slip by.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) LETHE_FAIL(path, ": file does not exist");
+    if (errno == ELOOP) LETHE_FAIL(path, ": too many levels of symbolic links (a symlink loop?)");
+    LETHE_FAIL(path, ": cannot open: ", errno_text());
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const std::string why = errno_text();
     ::close(fd);
-    LETHE_FAIL(path, ": not a regular file");
+    LETHE_FAIL(path, ": cannot stat: ", why);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    LETHE_FAIL(path, ": is ", mode_name(st.st_mode), ", not a regular file");
+  }
+  ::fcntl(fd, F_SETFL, 0);  // blocking reads from here on (a regular file ignores it anyway)
+  return {fd, static_cast<uint64_t>(st.st_size)};
+}
+
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  const OpenedFile f = open_regular_file(path);
+  const int fd = f.fd;
+  if (f.size > max_bytes) {
+    ::close(fd);
+    LETHE_FAIL(path, ": file is ", f.size, " bytes, more than the ", max_bytes,
+               " this reader accepts");
   }
   std::string out;
+  out.reserve(static_cast<size_t>(f.size));
   char buf[1 << 16];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
@@ -38,6 +119,10 @@ std::string read_text_file(const std::string& path) {
       LETHE_FAIL(path, ": read failed: ", why);
     }
     if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {  // the file grew while being read
+      ::close(fd);
+      LETHE_FAIL(path, ": file is more than the ", max_bytes, " bytes this reader accepts");
+    }
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);

@@ -3,13 +3,44 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace lethe::io {
 
-// Reads a whole (small) file into a string; errors name `path`.
-std::string read_text_file(const std::string& path);
+// What is at a path, following symlinks. Every user file lethe opens goes through these checks
+// first, so a FIFO never blocks, a directory is never "read", and OS errors (a symlink loop, no
+// permission) become a lethe::Error naming the path instead of an uncaught std::filesystem error.
+enum class FileKind { missing, regular, directory, other };
+// `missing` only when nothing is there (ENOENT, ENOTDIR); any other stat() failure throws.
+FileKind file_kind(const std::string& path);
+// "a regular file", "a directory", "a FIFO", "a character device", ... for messages.
+std::string file_kind_name(const std::string& path);
+
+// Throws unless `path` is a regular file: "<path>: <what> does not exist" or "<path>: <what> is
+// a directory, not a file" / "is a FIFO, not a regular file", ...
+void require_regular_file(const std::string& path, const std::string& what = "file");
+// Throws unless `path` is a directory.
+void require_directory(const std::string& path, const std::string& what = "directory");
+
+// Opens `path` read-only and returns the descriptor (the caller closes it) and the file's size.
+// The file must be a regular file: it is opened non-blocking so a FIFO cannot hang the process,
+// and its type is checked on the open descriptor. Errors name `path`.
+struct OpenedFile {
+  int fd = -1;
+  uint64_t size = 0;
+};
+OpenedFile open_regular_file(const std::string& path);
+
+// The most read_text_file reads unless told otherwise: text files lethe reads whole (configs,
+// tokenizers, data sets, recipes) are far smaller; a larger one is refused before it is read.
+constexpr size_t kMaxTextFileBytes = size_t{1} << 30;
+
+// Reads a whole text file into a string. The file must be a regular file (checked on the open
+// descriptor, opened non-blocking so a FIFO cannot hang the process) of at most `max_bytes`;
+// every error names `path`.
+std::string read_text_file(const std::string& path, size_t max_bytes = kMaxTextFileBytes);
 
 // Streams bytes to `path` + ".tmp"; commit() flushes, fsyncs and renames it over `path`. If the
 // writer is destroyed without commit() (an error was thrown), the temp file is removed and an

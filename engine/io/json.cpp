@@ -24,6 +24,8 @@ TextPosition position_of(std::string_view text, size_t byte) {
 }
 
 nlohmann::json parse_json(std::string_view text, const std::string& source) {
+  LETHE_CHECK(text.size() <= kMaxJsonBytes, source, ": JSON text is ", text.size(),
+              " bytes, more than the ", kMaxJsonBytes, " lethe reads");
   // nlohmann keeps the last of duplicate keys without a word; a parser callback sees every key,
   // so we track the keys of each open object and remember the first repeat.
   std::vector<std::unordered_set<std::string>> open_objects;
@@ -76,7 +78,7 @@ std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
 }
 
 nlohmann::json read_json_file(const std::string& path) {
-  return parse_json(read_text_file(path), path);
+  return parse_json(read_text_file(path, kMaxJsonBytes), path);
 }
 
 namespace {

@@ -13,11 +13,16 @@ namespace lethe::io {
 // Deepest nesting parse_json accepts; deeper input is an error (it would otherwise make the
 // recursive serialiser overflow the stack when a value is printed or saved).
 constexpr int kMaxJsonDepth = 256;
+// Largest JSON text parse_json accepts (a parsed value takes several times its text in memory).
+// The largest JSON files lethe reads are tokenizer.json files of a few tens of MB.
+constexpr size_t kMaxJsonBytes = size_t{256} << 20;
 
 // Parses `text` as one JSON value. `source` names where it came from (a path) for messages.
 // Errors (lethe::Error): syntax errors and invalid UTF-8 ("<source>: invalid JSON at line L,
 // column C (byte B): ..."), and duplicate keys in any object ("<source>: duplicate key 'k'"),
-// which nlohmann would otherwise silently collapse, and nesting deeper than kMaxJsonDepth.
+// which nlohmann would otherwise silently collapse, nesting deeper than kMaxJsonDepth and text
+// longer than kMaxJsonBytes. This is the one JSON reader of the project: every JSON file and
+// JSON line goes through it.
 nlohmann::json parse_json(std::string_view text, const std::string& source);
 
 // Reads and parses a whole JSON file; errors name `path`.

@@ -5,8 +5,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "engine/error.h"
+#include "engine/io/file_util.h"
 #include "engine/io/json.h"
 
 namespace lethe::io {
@@ -120,6 +122,22 @@ void OptConfig::validate(const std::string& source) const {
   positive("max_position_embeddings", max_position_embeddings);
   positive("word_embed_proj_dim", word_embed_proj_dim);
   positive("num_attention_heads", num_attention_heads);
+  // Upper bounds far above any released OPT (opt-175b: hidden 12288, ffn 49152, 96 layers,
+  // vocab 50272, 2048 positions), so a corrupt or hostile config is refused before anything is
+  // sized from it; the checkpoint's tensor shapes are compared with the config next.
+  auto at_most = [&](const char* key, int64_t v, int64_t limit) {
+    LETHE_CHECK(v <= limit, field(source, key), v, " is larger than ", limit,
+                ", the most lethe accepts");
+  };
+  at_most("vocab_size", vocab_size, kMaxVocabSize);
+  at_most("hidden_size", hidden_size, kMaxWidth);
+  at_most("word_embed_proj_dim", word_embed_proj_dim, kMaxWidth);
+  at_most("ffn_dim", ffn_dim, kMaxWidth);
+  at_most("num_hidden_layers", num_hidden_layers, kMaxLayers);
+  at_most("max_position_embeddings", max_position_embeddings, kMaxPositions);
+  at_most("num_attention_heads", num_attention_heads, hidden_size);
+  LETHE_CHECK(parameter_count() <= kMaxParameters, source, ": the config describes ",
+              parameter_count(), " parameters, more than the ", kMaxParameters, " lethe accepts");
   LETHE_CHECK(hidden_size % num_attention_heads == 0, field(source, "hidden_size"), hidden_size,
               " is not divisible by num_attention_heads ", num_attention_heads);
   LETHE_CHECK(activation_function == "relu", field(source, "activation_function"),
@@ -146,6 +164,19 @@ void OptConfig::validate(const std::string& source) const {
     LETHE_CHECK(known, field(source, "torch_dtype"), "unsupported dtype '", torch_dtype,
                 "' (expected float16, bfloat16, float32 or float64)");
   }
+}
+
+int64_t OptConfig::parameter_count() const {
+  using I = __int128;
+  const I V = vocab_size, H = hidden_size, E = word_embed_proj_dim, F = ffn_dim,
+          L = num_hidden_layers, P = max_position_embeddings;
+  const I bias = enable_bias ? 1 : 0, ln = layer_norm_elementwise_affine ? 2 : 0;
+  I n = V * E + (P + 2) * H;
+  if (E != H) n += 2 * E * H;
+  if (do_layer_norm_before && !remove_final_layer_norm) n += ln * H;
+  n += L * (4 * (H * H + bias * H) + (F * H + bias * F) + (H * F + bias * H) + 2 * ln * H);
+  const I cap = std::numeric_limits<int64_t>::max();
+  return static_cast<int64_t>(n > cap ? cap : n);
 }
 
 OptConfig opt_config_from_json(const nlohmann::json& j, const std::string& source) {
@@ -230,10 +261,11 @@ nlohmann::ordered_json OptConfig::to_json() const {
 }
 
 OptConfig load_opt_config(const std::string& path) {
-  struct stat sb {};
   std::string file = path;
-  if (::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode))
+  if (file_kind(path) == FileKind::directory) {
     file = (std::filesystem::path(path) / "config.json").string();
+    LETHE_CHECK(file_kind(file) != FileKind::missing, path, ": no config.json in this directory");
+  }
   return opt_config_from_json(read_json_file(file), file);
 }
 

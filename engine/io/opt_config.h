@@ -40,8 +40,19 @@ struct OptConfig {
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
 
-  // Throws lethe::Error "<source>: field '<name>': ..." for the first invalid field.
+  // Throws lethe::Error "<source>: field '<name>': ..." for the first invalid field: sizes must
+  // be positive and at most the limits below, the parameter count at most kMaxParameters.
   void validate(const std::string& source) const;
+
+  // Parameters the config implies (the tied head counted once), computed in 128-bit integers so
+  // no size overflows; meaningful for positive sizes.
+  int64_t parameter_count() const;
+
+  static constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+  static constexpr int64_t kMaxWidth = int64_t{1} << 20;  // hidden, projection and ffn sizes
+  static constexpr int64_t kMaxLayers = 4096;
+  static constexpr int64_t kMaxPositions = int64_t{1} << 22;
+  static constexpr int64_t kMaxParameters = int64_t{1} << 42;  // ~4.4e12
 
   // The config.json HF reads back: model_type "opt", architectures ["OPTForCausalLM"], all
   // fields above (dtype as "dtype", as transformers 5 writes it), then `extra`.

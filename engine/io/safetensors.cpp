@@ -232,14 +232,9 @@ std::shared_ptr<SafetensorsFile::State> parse_safetensors(std::shared_ptr<const 
 }  // namespace
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  LETHE_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
-  struct stat sb {};
-  if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    ::close(fd);
-    LETHE_FAIL(path, ": not a regular file");
-  }
-  const size_t size = static_cast<size_t>(sb.st_size);
+  const OpenedFile opened = open_regular_file(path);  // regular file, never blocks on a FIFO
+  const int fd = opened.fd;
+  const size_t size = static_cast<size_t>(opened.size);
   if (size < 8) {
     ::close(fd);
     LETHE_FAIL(path, ": file is ", size,
@@ -401,20 +396,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
 // ---------------------------------------------------------------------------------------------
 // Sharded checkpoints
 
-namespace {
-
-bool is_regular_file(const std::string& path) {
-  struct stat sb {};
-  return ::stat(path.c_str(), &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-bool is_directory(const std::string& path) {
-  struct stat sb {};
-  return ::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-}  // namespace
-
 SafetensorsIndex SafetensorsIndex::single(const std::string& safetensors_path) {
   SafetensorsIndex idx;
   idx.path_ = safetensors_path;
@@ -463,8 +444,9 @@ SafetensorsIndex SafetensorsIndex::open(const std::string& index_path) {
     auto it = shard_by_file.find(file);
     if (it == shard_by_file.end()) {
       const std::string shard_path = (dir / rel).string();
-      LETHE_CHECK(is_regular_file(shard_path), index_path, ": shard '", file, "' (holding tensor '",
-                  name, "') not found at ", shard_path);
+      LETHE_CHECK(file_kind(shard_path) != FileKind::missing, index_path, ": shard '", file,
+                  "' (holding tensor '", name, "') not found at ", shard_path);
+      require_regular_file(shard_path, "shard '" + file + "'");
       idx.shards_.push_back(SafetensorsFile::open(shard_path));
       it = shard_by_file.emplace(file, idx.shards_.size() - 1).first;
     }
@@ -507,18 +489,30 @@ std::map<std::string, std::string> SafetensorsIndex::metadata() const {
 }
 
 SafetensorsIndex open_checkpoint(const std::string& path) {
-  if (is_directory(path)) {
-    const std::filesystem::path dir(path);
-    const std::string single = (dir / "model.safetensors").string();
-    if (is_regular_file(single)) return SafetensorsIndex::single(single);
-    const std::string index = (dir / "model.safetensors.index.json").string();
-    if (is_regular_file(index)) return SafetensorsIndex::open(index);
-    std::string hint;
-    if (is_regular_file((dir / "pytorch_model.bin").string()))
-      hint = "; it has pytorch_model.bin: convert it with tools/convert_bin_to_safetensors.py";
-    LETHE_FAIL(path, ": no model.safetensors or model.safetensors.index.json", hint);
+  switch (file_kind(path)) {
+    case FileKind::missing: LETHE_FAIL(path, ": no such file or directory");
+    case FileKind::other: require_regular_file(path, "checkpoint"); break;  // throws, names kind
+    case FileKind::regular: break;
+    case FileKind::directory: {
+      const std::filesystem::path dir(path);
+      // Whatever is at either name decides: a directory, a device or a symlink loop named
+      // model.safetensors is reported as such, not as "no model.safetensors".
+      const std::string single = (dir / "model.safetensors").string();
+      if (file_kind(single) != FileKind::missing) {
+        require_regular_file(single, "model.safetensors");
+        return SafetensorsIndex::single(single);
+      }
+      const std::string index = (dir / "model.safetensors.index.json").string();
+      if (file_kind(index) != FileKind::missing) {
+        require_regular_file(index, "model.safetensors.index.json");
+        return SafetensorsIndex::open(index);
+      }
+      std::string hint;
+      if (file_kind((dir / "pytorch_model.bin").string()) == FileKind::regular)
+        hint = "; it has pytorch_model.bin: convert it with tools/convert_bin_to_safetensors.py";
+      LETHE_FAIL(path, ": no model.safetensors or model.safetensors.index.json", hint);
+    }
   }
-  LETHE_CHECK(is_regular_file(path), path, ": no such file or directory");
   const std::string suffix = ".json";
   if (path.size() >= suffix.size() &&
       path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0)

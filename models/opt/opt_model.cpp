@@ -27,6 +27,7 @@ OptModel::OptModel(io::OptConfig config, Device device) : config_(std::move(conf
 
 OptModel OptModel::load(const std::string& dir, Device device, const OptLoadOptions& options) {
   io::OptConfig config = io::load_opt_config(dir);
+  check_opt_checkpoint(config, dir);  // shapes before any allocation
   OptModel model(std::move(config), Device::cpu());
   load_opt_weights(model.config_, dir, model.params_, options);
   if (device != Device::cpu()) {

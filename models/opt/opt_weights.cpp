@@ -1,6 +1,7 @@
 // OPT weight map: names/shapes, checkpoint loading (prefixes, aliases, dtypes) and HF-style saving.
 #include "models/opt/opt_weights.h"
 
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -69,16 +70,25 @@ void declare_opt_parameters(const io::OptConfig& config, ParameterStore& store) 
   for (const auto& spec : opt_parameter_specs(config)) store.add(spec.name, spec.shape);
 }
 
-void load_opt_weights(const io::OptConfig& config, const std::string& path, ParameterStore& store,
-                      const OptLoadOptions& options) {
-  io::SafetensorsIndex ckpt = io::open_checkpoint(path);
+namespace {
+
+// One parameter and the checkpoint tensor that holds it.
+struct ResolvedTensor {
+  OptParamSpec spec;
+  std::string key;
+};
+
+// Finds every parameter of `config` in `ckpt` and checks its shape and dtype: a missing tensor, a
+// wrong shape or a non-float dtype is a lethe::Error naming the file and the tensor. Allocates no
+// tensor memory, so a config whose sizes the checkpoint does not back fails here, before any
+// parameter is allocated.
+std::vector<ResolvedTensor> resolve_opt_tensors(const io::OptConfig& config,
+                                                const io::SafetensorsIndex& ckpt) {
   std::vector<std::string> names = ckpt.names();
   std::set<std::string> keys(names.begin(), names.end());
   std::map<std::string, std::string> aliases = ckpt.metadata();  // {"dropped": "kept"}
   aliases.erase("format");
-
-  std::set<std::string> used;
-  NoGradGuard no_grad;
+  std::vector<ResolvedTensor> out;
   for (const auto& spec : opt_parameter_specs(config)) {
     const std::vector<std::string> candidates = {kHfPrefix + spec.name, kFairseqPrefix + spec.name,
                                                  spec.name};
@@ -108,10 +118,53 @@ void load_opt_weights(const io::OptConfig& config, const std::string& path, Para
                 shape_str(spec.shape));
     LETHE_CHECK(is_float(info.dtype), shard.path(), ": tensor '", key, "' has dtype ",
                 dtype_name(info.dtype), "; OPT weights must be F16, BF16, F32 or F64");
+    out.push_back({spec, key});
+  }
+  return out;
+}
+
+// The first non-finite element of a contiguous f32 parameter, or -1.
+int64_t first_non_finite(const Tensor& t) {
+  const float* p = t.data<float>();
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return i;
+  return -1;
+}
+
+std::string non_finite_text(const Tensor& t, int64_t i) {
+  const float v = t.data<float>()[i];
+  return std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+}
+
+}  // namespace
+
+void check_opt_checkpoint(const io::OptConfig& config, const std::string& path) {
+  (void)resolve_opt_tensors(config, io::open_checkpoint(path));
+}
+
+void load_opt_weights(const io::OptConfig& config, const std::string& path, ParameterStore& store,
+                      const OptLoadOptions& options) {
+  io::SafetensorsIndex ckpt = io::open_checkpoint(path);
+  const std::vector<std::string> names = ckpt.names();
+  const std::vector<ResolvedTensor> resolved = resolve_opt_tensors(config, ckpt);
+  std::set<std::string> used;
+  NoGradGuard no_grad;
+  for (const auto& [spec, key] : resolved) {
+    const io::TensorInfo& info = ckpt.at(key);
+    const io::SafetensorsFile& shard = ckpt.shard_of(key);
     Tensor src = Tensor::from_borrowed(const_cast<void*>(info.data), info.shape, info.dtype,
                                        shard.keepalive());
     Tensor dst = store.get(spec.name);
     dst.copy_(src);
+    // A NaN or Inf weight makes every output NaN ("null" log-probs, greedy token 0): refuse it
+    // here, naming the tensor, instead of producing silent nonsense later.
+    if (dst.device().is_cpu() && dst.dtype() == DType::f32 && dst.is_contiguous()) {
+      const int64_t bad = first_non_finite(dst);
+      LETHE_CHECK(bad < 0, shard.path(), ": tensor '", key, "' holds a non-finite value (",
+                  non_finite_text(dst, bad), " at element ", bad,
+                  "); the checkpoint is corrupt or was saved from a diverged run");
+    }
     used.insert(key);
   }
   const bool embed_found = used.count("lm_head.weight") == 0;

@@ -33,9 +33,14 @@ struct OptLoadOptions {
 // `lm_head.weight` for embed_tokens.weight (directly or through __metadata__ aliases
 // {"dropped": "kept"}), F16/BF16/F32/F64 data. Keys it does not use are warned about (once
 // each). A missing tensor, a wrong shape or a non-float dtype is a lethe::Error naming the file
-// and the tensor (and both shapes).
+// and the tensor (and both shapes); so is a NaN or Inf value in a weight.
 void load_opt_weights(const io::OptConfig& config, const std::string& path, ParameterStore& store,
                       const OptLoadOptions& options = {});
+
+// The checks of load_opt_weights (every tensor present, with the config's shape and a float dtype)
+// without reading data or allocating parameters: OptModel::load runs it before it allocates, so
+// sizes the checkpoint does not back are refused first. Errors name the file and tensor.
+void check_opt_checkpoint(const io::OptConfig& config, const std::string& path);
 
 // Declares every parameter of `config` (zeros) in `store`, in opt_parameter_specs order.
 void declare_opt_parameters(const io::OptConfig& config, ParameterStore& store);

@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "engine/io/file_util.h"
+#include "engine/io/json.h"
 #include "models/tokenizer/bpe.h"
 #include "models/tokenizer/sentencepiece.h"
 #include "models/tokenizer/tokenizer.h"
@@ -16,22 +18,20 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// Every file goes through lethe::io: regular files only (a FIFO cannot block), bounded size, JSON
+// with the project's depth and size limits; errors name the path.
 std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  LETHE_CHECK(in.good(), path.string(), ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  LETHE_CHECK(!in.bad(), path.string(), ": read error");
-  return ss.str();
+  return io::read_text_file(path.string());
 }
 
 json read_json(const fs::path& path) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    LETHE_FAIL(path.string(), ": invalid JSON: ", e.what());
-  }
+  return io::read_json_file(path.string());
+}
+
+// Whether something is at `path` (a symlink loop or an unreadable directory is an error naming
+// it, not "absent").
+bool present(const fs::path& path) {
+  return io::file_kind(path.string()) != io::FileKind::missing;
 }
 
 // A special-token field of tokenizer_config.json / special_tokens_map.json: "tok", an
@@ -86,7 +86,7 @@ void read_special_fields(const json& j, const std::string& where, SpecialConfig&
 SpecialConfig read_special_config(const fs::path& dir) {
   SpecialConfig c;
   const fs::path config = dir / "tokenizer_config.json";
-  if (fs::exists(config)) {
+  if (present(config)) {
     c.present = true;
     const json j = read_json(config);
     const std::string where = config.string();
@@ -113,7 +113,7 @@ SpecialConfig read_special_config(const fs::path& dir) {
     }
   }
   const fs::path map = dir / "special_tokens_map.json";
-  if (fs::exists(map)) {
+  if (present(map)) {
     c.present = true;
     read_special_fields(read_json(map), map.string(), c);
   }
@@ -176,9 +176,9 @@ void apply_special_config(const SpecialConfig& c, std::optional<AddedToken> temp
 
 ByteLevelBPEOptions vocab_merges_options(const fs::path& dir) {
   const fs::path vocab_path = dir / "vocab.json", merges_path = dir / "merges.txt";
-  LETHE_CHECK(fs::exists(vocab_path), vocab_path.string(),
+  LETHE_CHECK(present(vocab_path), vocab_path.string(),
               ": missing (merges.txt needs a vocab.json beside it)");
-  LETHE_CHECK(fs::exists(merges_path), merges_path.string(),
+  LETHE_CHECK(present(merges_path), merges_path.string(),
               ": missing (vocab.json needs a merges.txt beside it)");
   ByteLevelBPEOptions o;
   o.source = vocab_path.string();
@@ -351,15 +351,15 @@ ByteLevelBPEOptions tokenizer_json_options(const fs::path& path, const json& j) 
 
 std::optional<ByteLevelBPEOptions> byte_level_bpe_options(const std::string& dir) {
   const fs::path d(dir);
-  LETHE_CHECK(fs::is_directory(d), dir, ": tokenizer directory does not exist");
+  io::require_directory(dir, "tokenizer directory");
   const fs::path tj = d / "tokenizer.json";
-  if (fs::exists(tj)) {
+  if (present(tj)) {
     const json j = read_json(tj);
     // A non-byte-level tokenizer.json (e.g. Llama's) with a tokenizer.model beside it: not ours.
-    if (!is_byte_level_bpe(j) && fs::exists(d / "tokenizer.model")) return std::nullopt;
+    if (!is_byte_level_bpe(j) && present(d / "tokenizer.model")) return std::nullopt;
     return tokenizer_json_options(tj, j);
   }
-  if (fs::exists(d / "vocab.json") || fs::exists(d / "merges.txt")) return vocab_merges_options(d);
+  if (present(d / "vocab.json") || present(d / "merges.txt")) return vocab_merges_options(d);
   return std::nullopt;
 }
 
@@ -368,7 +368,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
     return std::make_unique<ByteLevelBPE>(std::move(*options));
   }
   const fs::path spm = fs::path(dir) / "tokenizer.model";
-  LETHE_CHECK(fs::exists(spm), dir,
+  LETHE_CHECK(present(spm), dir,
               ": no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, or "
               "tokenizer.model)");
   return std::make_unique<SentencePieceTokenizer>(

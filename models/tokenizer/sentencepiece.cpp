@@ -5,15 +5,16 @@
 #include <filesystem>
 
 #include "engine/error.h"
+#include "engine/io/file_util.h"
 #include "models/tokenizer/utf8.h"
 
 namespace lethe::tokenizer {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path, bool add_bos)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_path) {
-  LETHE_CHECK(std::filesystem::is_regular_file(model_path), model_path,
-              ": SentencePiece model file does not exist");
-  const auto status = sp_->Load(model_path);
+  // Read through lethe::io (a regular file, bounded size; a FIFO cannot block), then parse.
+  const std::string bytes = io::read_text_file(model_path);
+  const auto status = sp_->LoadFromSerializedProto(bytes);
   LETHE_CHECK(status.ok(), model_path, ": not a valid SentencePiece model (", status.ToString(),
               ")");
   LETHE_CHECK(sp_->GetPieceSize() > 0, model_path, ": SentencePiece model has no pieces");

@@ -2,6 +2,7 @@
 // JSON Lines on stdout; expected ids/tensors come from the HF-generated fixtures, not from lethe.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -592,6 +593,89 @@ TEST(CliModel, Errors) {
   expect_error(
       run({"score", "--model", kOptFixtures + "pre_ln", "--device", "gpu0", "--input-ids", ids}), 2,
       "gpu0");
+}
+
+// Nonsense flag values are usage errors (exit 2) naming the flag and the allowed range in plain
+// numbers — never accepted (NaN temperature decoding greedily, -1 wrapping to 2^64 - 1).
+TEST(CliFlags, NonsenseValuesAreUsageErrorsNamingFlagAndRange) {
+  const std::string ids = write_id_lines({{2, 5}}, "flags.jsonl").string();
+  struct Bad {
+    std::vector<std::string> args;
+    std::string flag;
+  };
+  const std::vector<std::string> gen = {"generate", "--model", kOptFixtures + "pre_ln",
+                                        "--input-ids", ids};
+  std::vector<Bad> bad;
+  for (const char* v : {"nan", "inf", "-1", "1e400", "abc", ""})
+    bad.push_back({{"--temperature", v}, "--temperature"});
+  for (const char* v : {"-1", "1.5", "abc", "18446744073709551616"})
+    bad.push_back({{"--seed", v}, "--seed"});
+  for (const char* v : {"0", "1.5", "nan", "-0.5"}) bad.push_back({{"--top-p", v}, "--top-p"});
+  for (const char* v : {"-1", "2.5", "99999999999999999999"})
+    bad.push_back({{"--top-k", v}, "--top-k"});
+  for (const char* v : {"-1", "1e400", "nan"})
+    bad.push_back({{"--max-new-tokens", v}, "--max-new-tokens"});
+  for (const Bad& b : bad) {
+    std::vector<std::string> args = gen;
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    Result r = run(args);
+    SCOPED_TRACE(b.args[0] + " '" + b.args[1] + "'");
+    expect_error(r, 2, b.flag);
+    EXPECT_NE(r.err.find("must be"), std::string::npos) << r.err;
+    EXPECT_LT(r.err.size(), 200u) << "no 309-digit bounds: " << r.err;
+  }
+  for (const char* v : {"0", "1e400", "nan", "-3"})
+    expect_error(run({"bench", "ops", "--sizes", "small", "--repeat", v}), 2, "--repeat");
+  expect_error(run({"bench", "ops", "--threads", "0"}), 2, "--threads");
+  expect_error(run({"demo", "--lr", "nan"}), 2, "--lr");
+  expect_error(run({"demo", "--seed", "-1"}), 2, "--seed");
+  // In range: accepted.
+  Result ok = run({"generate", "--model", kOptFixtures + "pre_ln", "--input-ids", ids,
+                   "--max-new-tokens", "2", "--temperature", "0.7", "--seed",
+                   "18446744073709551615", "--top-p", "1", "--top-k", "3"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+TEST(CliTokenize, DecodingAnIdOutsideTheVocabularyIsAnError) {
+  expect_error(run({"tokenize", "--model", kBpe, "--decode", "5", "1500"}), 1, "1500");
+  expect_error(run({"tokenize", "--model", kBpe, "--decode", "-1"}), 1, "outside the vocabulary");
+  const std::string rows = write_id_lines({{5, 6}, {7, 99999}}, "decode_rows.jsonl").string();
+  expect_error(run({"tokenize", "--model", kBpe, "--decode", "--input", rows}), 1, "row 2");
+}
+
+// Work that cannot fit is refused before any is done: no prompt is generated when one of them
+// would run past max_position_embeddings (64 for this fixture).
+TEST(CliGenerate, PromptsThatCannotFitAreRefusedBeforeGenerating) {
+  const std::string ids =
+      write_id_lines({{2, 5, 6}, {2, 5, 6, 7, 8, 9, 10, 11, 12, 13}}, "fit.jsonl").string();
+  Result r = run({"generate", "--model", kOptFixtures + "pre_ln", "--input-ids", ids,
+                  "--max-new-tokens", "60"});
+  // (stderr also carries the note that this directory has no tokenizer)
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(r.out, "") << "nothing may be generated when a prompt cannot fit";
+  EXPECT_NE(r.err.find("lethe: error: generate: prompt 2 has 10 tokens"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("max_position_embeddings 64"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("at most 54"), std::string::npos) << r.err;
+  Result fits = run({"generate", "--model", kOptFixtures + "pre_ln", "--input-ids", ids,
+                     "--max-new-tokens", "54"});
+  EXPECT_EQ(fits.status, 0) << fits.err;
+  EXPECT_EQ(json_lines(fits.out).size(), 2u);
+}
+
+// A FIFO or a directory where a file is expected is an error, never a hang (timeout guards).
+TEST(CliFiles, FifoOrDirectoryInsteadOfAFileIsAnError) {
+  const fs::path fifo = temp_path("in.fifo");
+  fs::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_error(run({"score", "--model", kOptFixtures + "pre_ln", "--input-ids", fifo.string()},
+                   "timeout 20"),
+               1, "FIFO");
+  expect_error(run({"tokenize", "--model", kBpe, "--input", fifo.string()}, "timeout 20"), 1,
+               "FIFO");
+  expect_error(run({"tokenize", "--model", kBpe, "--input", temp_path("").string()}), 1,
+               "directory");
+  expect_error(run({"inspect", "--model", "/dev/null"}, "timeout 20"), 1, "character device");
 }
 
 }  // namespace

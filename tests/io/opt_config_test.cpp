@@ -163,7 +163,7 @@ TEST(OptConfig, AcceptsIntegralFloatsAndNullIds) {
 
 TEST(OptConfig, FileErrors) {
   expect_error([] { load_opt_config("/nonexistent/config.json"); },
-               {"/nonexistent/config.json", "cannot open"});
+               {"/nonexistent/config.json", "does not exist"});
   const std::string dir = test::temp_dir("cfgerr");
   test::write_bytes(dir + "/config.json", "{\n  \"hidden_size\": 768,\n  oops\n}");
   expect_error([&] { load_opt_config(dir); }, {dir + "/config.json", "invalid JSON at line 3"});

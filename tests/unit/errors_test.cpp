@@ -129,3 +129,30 @@ TEST(Errors, ItemAndDevice) {
     expect_error([] { Tensor::ones({2}, DType::f32, Device::cuda()); }, {"cuda", "not available"});
   }
 }
+
+namespace lethe {
+namespace {
+
+// Element and byte counts are computed with overflow checks: a size that would wrap around into
+// a small allocation (and later writes past it) is an error naming the shape.
+TEST(Errors, ElementAndByteCountsNeverOverflow) {
+  const int64_t big = int64_t{1} << 40;
+  expect_error(
+      [&] {
+        Tensor::empty({big, big});
+      },
+      {"more elements", "[1099511627776, 1099511627776]"});
+  expect_error([&] { Tensor::empty({int64_t{1} << 62, 4}, DType::f64); }, {"more"});
+  expect_error([&] { Tensor::zeros({int64_t{1} << 61, 2}, DType::f32); }, {"bytes"});
+  expect_error([&] { (void)shape_numel({3, -2}); }, {"negative dimension", "[3, -2]"});
+  EXPECT_EQ(shape_numel({int64_t{1} << 31, int64_t{1} << 31}), int64_t{1} << 62);
+  float x = 0;
+  expect_error(
+      [&] {
+        Tensor::from_borrowed(&x, {int64_t{1} << 62, 8}, DType::f32, nullptr);
+      },
+      {"more elements"});
+}
+
+}  // namespace
+}  // namespace lethe

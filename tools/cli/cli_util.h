@@ -39,6 +39,15 @@ int64_t parse_token_id(const std::string& text, const std::string& what);
 // when it is used (exit 1).
 CLI::Validator device_validator();
 
+// Flag values checked while the command line is parsed (a failure is a usage error, exit 2,
+// "--flag: must be ..., got 'x'", naming the range in plain numbers):
+// a finite number in [lo, hi] ("nan", "inf" and text are refused); with lo_open, in (lo, hi].
+CLI::Validator number_in(double lo, double hi, bool lo_open = false);
+// An integer in [lo, hi] in decimal digits; for lo >= 0 a sign is refused, so "-1" never wraps.
+CLI::Validator integer_in(int64_t lo, int64_t hi);
+// A seed: an integer in [0, 2^64 - 1] in decimal digits.
+CLI::Validator seed_validator();
+
 // Sets the engine's GEMM precision from a --dtype value ("f32" or "bf16") for its lifetime.
 class ScopedMatmulPrecision {
  public:

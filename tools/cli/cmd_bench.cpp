@@ -257,15 +257,15 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   ops->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, 1024));
   ops->add_option("--device", o->device, "cpu or cuda[:N]")
       ->check(device_validator())
       ->capture_default_str();
   ops->add_option("--repeat", o->repeat, "Timed calls per op (the median is reported)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, 1000000))
       ->capture_default_str();
   ops->add_option("--warmup", o->warmup, "Untimed calls per op first")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, 1000000))
       ->capture_default_str();
   ops->add_option("--sizes", o->sizes, "full (transformer sizes) or small (a quick check)")
       ->check(CLI::IsMember({"full", "small"}))

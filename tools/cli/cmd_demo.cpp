@@ -203,12 +203,12 @@ void add_demo_command(CLI::App& app) {
   auto o = std::make_shared<DemoOptions>();
   CLI::App* cmd = app.add_subcommand(
       "demo", "Train a tiny transformer on a synthetic task and print the loss falling");
-  cmd->add_option("--steps", o->steps, "training steps")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", o->batch, "sequences per step")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", o->steps, "training steps")->check(integer_in(1, 10000000));
+  cmd->add_option("--batch", o->batch, "sequences per step")->check(integer_in(1, 100000));
   cmd->add_option("--length", o->length, "symbols per sequence to reverse")
-      ->check(CLI::Range(1, 64));
-  cmd->add_option("--lr", o->lr, "peak learning rate")->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", o->seed, "random seed");
+      ->check(integer_in(1, 64));
+  cmd->add_option("--lr", o->lr, "peak learning rate")->check(number_in(0, 10, /*lo_open=*/true));
+  cmd->add_option("--seed", o->seed, "random seed")->check(seed_validator());
   cmd->callback([o] { run_demo(*o); });
 }
 

@@ -70,6 +70,17 @@ void run_generate(const GenerateCliOptions& o) {
   Device device = Device::parse(o.device);
   ScopedMatmulPrecision precision(o.dtype);
   models::OptModel model = models::OptModel::load(o.model, device);
+  // Refuse what cannot fit before generating anything: a prompt that would run past the model's
+  // positions would otherwise fail after the earlier prompts' work (and print nothing for it).
+  const int64_t max_positions = model.config().max_position_embeddings;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(prompts[i].size());
+    LETHE_CHECK(n + o.max_new_tokens <= max_positions, "generate: prompt ", i + 1, " has ", n,
+                " tokens; with --max-new-tokens ", o.max_new_tokens, " it needs ",
+                n + o.max_new_tokens, " positions, but the model has max_position_embeddings ",
+                max_positions, " (shorten the prompt or lower --max-new-tokens to at most ",
+                std::max<int64_t>(0, max_positions - n), ")");
+  }
   for (const std::vector<int64_t>& prompt : prompts) {
     // One prompt at a time (no padding): a prompt's output does not depend on the others.
     int64_t n = static_cast<int64_t>(prompt.size());
@@ -97,18 +108,20 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--input-ids", o->input_ids,
                   "File with one JSON array of prompt token ids per line");
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, int64_t{1} << 24))
       ->capture_default_str();
   cmd->add_option("--temperature", o->temperature, "0 = greedy; > 0 samples")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number_in(0, 1000))
       ->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass in (0, 1]")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(number_in(0, 1, /*lo_open=*/true))
       ->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, int64_t{1} << 24))
       ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Sampling seed")
+      ->check(seed_validator())
+      ->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or cuda[:N]")
       ->check(device_validator())
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "engine/io/file_util.h"
 #include "engine/io/opt_config.h"
 #include "engine/io/safetensors.h"
 #include "tools/cli/cli_util.h"
@@ -26,14 +27,15 @@ struct InspectOptions {
 // config.json in the model directory (or beside a .safetensors / index file), if present.
 std::string find_config(const std::string& model) {
   fs::path p(model);
-  fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+  fs::path dir = io::file_kind(model) == io::FileKind::directory ? p : p.parent_path();
   if (dir.empty()) dir = ".";
   fs::path config = dir / "config.json";
-  return fs::exists(config) ? config.string() : std::string();
+  return io::file_kind(config.string()) != io::FileKind::missing ? config.string() : std::string();
 }
 
 void run_inspect(const InspectOptions& o) {
-  LETHE_CHECK(fs::exists(o.model), "--model ", o.model, ": no such file or directory");
+  LETHE_CHECK(io::file_kind(o.model) != io::FileKind::missing, "--model ", o.model,
+              ": no such file or directory");
   io::SafetensorsIndex ckpt = io::open_checkpoint(o.model);
 
   nlohmann::ordered_json summary;

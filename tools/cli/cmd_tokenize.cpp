@@ -37,6 +37,12 @@ void run_tokenize(const TokenizeOptions& o) {
     }
     LETHE_CHECK(!o.args.empty() || !o.input.empty(),
                 "--decode needs token ids as arguments or --input FILE (a JSON array per line)");
+    // An id outside the vocabulary has no text: an error naming it, not an empty string.
+    for (size_t r = 0; r < rows.size(); ++r)
+      for (int64_t id : rows[r])
+        LETHE_CHECK(id >= 0 && id < tok->vocab_size(), "--decode: token id ", id,
+                    " is outside the vocabulary [0, ", tok->vocab_size(), ")",
+                    o.args.empty() ? " (" + o.input + " row " + std::to_string(r + 1) + ")" : "");
     for (const auto& ids : rows)
       emit(nlohmann::ordered_json{{"ids", ids}, {"text", tok->decode(ids, o.skip_special)}});
     return;

@@ -36,15 +36,6 @@ class NoHang : public ::testing::Test {
   void TearDown() override { ::alarm(0); }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 void expect_has(const std::string& msg, std::initializer_list<std::string> parts) {
   for (const auto& p : parts)
     EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;

@@ -16,15 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 void expect_contains(const std::string& s, const std::string& part) {
   EXPECT_NE(s.find(part), std::string::npos) << "'" << part << "' not in: " << s;
 }

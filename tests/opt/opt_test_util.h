@@ -6,11 +6,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "engine/error.h"
 #include "engine/tensor.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/paths.h"
@@ -49,6 +51,16 @@ inline Tensor int_tensor(const nlohmann::json& values, const nlohmann::json& sha
 // A fresh directory under the system temp dir, unique per process and per call.
 inline std::string temp_dir(const std::string& tag) {
   return lethe::testing::scratch_dir("opt", tag);
+}
+
+// The message of the lethe::Error that `f` throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace lethe::models::test

@@ -26,6 +26,7 @@ packages=(
   libsentencepiece-dev sentencepiece  # SentencePiece tokenizers (+ spm_train for fixtures)
   libgtest-dev libgmock-dev libbenchmark-dev  # tests and benchmarks
   clang-format
+  clang libclang-rt-14-dev   # make fuzz: clang with libFuzzer and its sanitizer runtimes
 )
 
 # Paths exempt from the guard: the CUDA toolkit is preinstalled outside Debian's packages.

@@ -1,0 +1,21 @@
+// Fuzz target: loading a byte-level BPE tokenizer from tokenizer.json (model, vocab, merges in
+// both forms, added tokens, pre-tokenizer and post-processor fields), then encoding and decoding
+// a fixed text with whatever loaded.
+#include <string_view>
+
+#include "models/tokenizer/tokenizer.h"
+#include "tests/fuzz/fuzz_common.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const auto dir = lethe::fuzz::scratch() / "tokenizer_json";
+  std::filesystem::create_directories(dir);
+  lethe::fuzz::write_file(dir / "tokenizer.json",
+                          std::string_view(reinterpret_cast<const char*>(data), size));
+  lethe::fuzz::expect_only_lethe_errors([&] {
+    auto tok = lethe::tokenizer::load_tokenizer(dir.string());
+    auto ids = tok->encode("Hello world, héllo 123 <s></s>  \n\t!", true);
+    (void)tok->decode(ids, false);
+    (void)tok->decode(ids, true);
+  });
+  return 0;
+}

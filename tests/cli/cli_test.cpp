@@ -678,4 +678,21 @@ TEST(CliFiles, FifoOrDirectoryInsteadOfAFileIsAnError) {
   expect_error(run({"inspect", "--model", "/dev/null"}, "timeout 20"), 1, "character device");
 }
 
+// score checks every row before scoring any: a bad row late in the file fails the run with
+// nothing printed, instead of failing after the earlier rows.
+TEST(CliScore, BadRowsAreRefusedBeforeAnyRowIsScored) {
+  std::vector<int64_t> long_row(65, 5);  // pre_ln has max_position_embeddings 64
+  struct Case {
+    std::vector<std::vector<int64_t>> rows;
+    std::string needle;
+  };
+  for (const Case& c : {Case{{{2, 5, 6}, {2, 64}}, "input 2: token id 64 is outside"},
+                        Case{{{2, 5}, {2, -3}}, "token id -3"},
+                        Case{{{2, 5}, long_row}, "input 2 has 65 tokens"}}) {
+    Result r = run({"score", "--model", kOptFixtures + "pre_ln", "--input-ids",
+                    write_id_lines(c.rows, "rows.jsonl").string()});
+    expect_error(r, 1, c.needle);
+  }
+}
+
 }  // namespace

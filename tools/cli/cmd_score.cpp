@@ -1,5 +1,6 @@
 // `lethe score`: per-token log-probabilities of texts under an OPT model, as JSON Lines.
 // Must not train or change the model; it runs the forward pass only (no autograd graph).
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,8 +44,21 @@ void run_score(const ScoreOptions& o) {
   Device device = Device::parse(o.device);
   ScopedMatmulPrecision precision(o.dtype);
   models::OptModel model = models::OptModel::load(o.model, device);
+  // Everything that can be checked is checked before the first row is scored, so a bad row late
+  // in a file does not fail after the earlier rows' work.
+  const int64_t max_positions = model.config().max_position_embeddings;
+  const int64_t vocab = model.config().vocab_size;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t n = static_cast<int64_t>(rows[r].size());
+    LETHE_CHECK(n <= max_positions, "score: input ", r + 1, " has ", n,
+                " tokens, more than the model's max_position_embeddings ", max_positions);
+    for (int64_t id : rows[r])
+      LETHE_CHECK(id >= 0 && id < vocab, "score: input ", r + 1, ": token id ", id,
+                  " is outside the model's vocabulary [0, ", vocab, ")");
+  }
   NoGradGuard no_grad;
-  for (const std::vector<int64_t>& ids : rows) {
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const std::vector<int64_t>& ids = rows[r];
     std::vector<float> logprobs;
     // One sequence at a time: no padding, so the numbers do not depend on the other inputs.
     if (ids.size() >= 2) {
@@ -53,6 +67,11 @@ void run_score(const ScoreOptions& o) {
       Tensor mask = Tensor::ones({1, n}, DType::i64, device);
       logprobs = model.token_logprobs(t, mask).to_float_vector();
     }
+    // Finite weights can still overflow (activations past f32's range): never print null.
+    for (size_t i = 0; i < logprobs.size(); ++i)
+      LETHE_CHECK(std::isfinite(logprobs[i]), "score: input ", r + 1,
+                  ": the log-probability of token ", i + 1, " is ", logprobs[i],
+                  " (the model's activations overflowed)");
     emit(nlohmann::ordered_json{{"ids", ids}, {"logprobs", logprobs}});
   }
 }

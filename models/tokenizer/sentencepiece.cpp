@@ -14,7 +14,14 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path, bo
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_path) {
   // Read through lethe::io (a regular file, bounded size; a FIFO cannot block), then parse.
   const std::string bytes = io::read_text_file(model_path);
-  const auto status = sp_->LoadFromSerializedProto(bytes);
+  sentencepiece::util::Status status;
+  try {
+    status = sp_->LoadFromSerializedProto(bytes);
+  } catch (const std::exception& e) {
+    // The library throws (not returns a status) for some malformed models, e.g. a zero-length
+    // piece rejected by its trie builder (found by fuzz_sentencepiece).
+    LETHE_FAIL(model_path, ": not a valid SentencePiece model (", e.what(), ")");
+  }
   LETHE_CHECK(status.ok(), model_path, ": not a valid SentencePiece model (", status.ToString(),
               ")");
   LETHE_CHECK(sp_->GetPieceSize() > 0, model_path, ": SentencePiece model has no pieces");

@@ -1,0 +1,46 @@
+// Rules for the test sources themselves, checked on the sources. Tests write only into their own
+// per-process scratch directories (tests/common/temp_dir.h): a fixed name under the temp
+// directory is shared by every build tree, so two trees testing at once collide (four tests once
+// did exactly that). Benchmark programs (*_bench.cpp, *_throughput.cpp) are tools, not tests,
+// and may keep a file at a fixed path on purpose (--reuse).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/common/paths.h"
+
+namespace lethe::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(TestHygiene, NoTestWritesToAFixedPathUnderTheTempDirectory) {
+  const std::regex fixed_temp(R"((temp_directory_path\(\)\s*/\s*")|("/tmp/))");
+  std::vector<std::string> offenders;
+  size_t scanned = 0;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(source_dir()) / "tests")) {
+    const std::string name = e.path().filename().string();
+    const std::string ext = e.path().extension().string();
+    if (!e.is_regular_file() || (ext != ".cpp" && ext != ".h")) continue;
+    if (name.ends_with("_bench.cpp") || name.ends_with("_throughput.cpp")) continue;
+    if (name == "test_hygiene_test.cpp") continue;  // the pattern itself is written here
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ++scanned;
+    const std::string text = ss.str();
+    if (std::regex_search(text, fixed_temp))
+      offenders.push_back(fs::relative(e.path(), source_dir()).string());
+  }
+  EXPECT_GE(scanned, 30u) << "the scan found too few test sources";
+  EXPECT_TRUE(offenders.empty()) << "fixed temp paths (use lethe::testing::scratch_dir): "
+                                 << ::testing::PrintToString(offenders);
+}
+
+}  // namespace
+}  // namespace lethe::testing

@@ -35,8 +35,7 @@ void expect_only_lethe_errors(F&& body) {
 // A per-process directory under the temp dir, created once.
 inline const std::filesystem::path& scratch() {
   static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() /
-             ("lethe_fuzz_" + std::to_string(::getpid()));
+    auto d = std::filesystem::temp_directory_path() / ("lethe_fuzz_" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     return d;
   }();
@@ -46,6 +45,20 @@ inline const std::filesystem::path& scratch() {
 inline void write_file(const std::filesystem::path& path, std::string_view bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Writes `bytes` as `dir`/`file` under the scratch directory (a loader that reads a model
+// directory gets the fuzz input as one of its files) and returns that directory.
+inline std::filesystem::path input_as_file(const char* dir, const char* file,
+                                           std::string_view bytes) {
+  const auto d = scratch() / dir;
+  std::filesystem::create_directories(d);
+  write_file(d / file, bytes);
+  return d;
+}
+
+inline std::string_view as_text(const uint8_t* data, size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
 }
 
 }  // namespace lethe::fuzz

@@ -6,10 +6,8 @@
 #include "tests/fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const auto dir = lethe::fuzz::scratch() / "sentencepiece";
-  std::filesystem::create_directories(dir);
-  lethe::fuzz::write_file(dir / "tokenizer.model",
-                          std::string_view(reinterpret_cast<const char*>(data), size));
+  const auto dir = lethe::fuzz::input_as_file("sentencepiece", "tokenizer.model",
+                                              lethe::fuzz::as_text(data, size));
   lethe::fuzz::expect_only_lethe_errors([&] {
     auto tok = lethe::tokenizer::load_tokenizer(dir.string());
     auto ids = tok->encode("Hello world, héllo 123", true);

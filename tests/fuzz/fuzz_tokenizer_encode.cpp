@@ -12,13 +12,13 @@
 
 namespace {
 const lethe::tokenizer::Tokenizer& bpe() {
-  static const auto t =
-      lethe::tokenizer::load_tokenizer(lethe::testing::source_dir() + "/tests/tokenizer/fixtures/bpe");
+  static const auto t = lethe::tokenizer::load_tokenizer(lethe::testing::source_dir() +
+                                                         "/tests/tokenizer/fixtures/bpe");
   return *t;
 }
 const lethe::tokenizer::Tokenizer& spm() {
-  static const auto t =
-      lethe::tokenizer::load_tokenizer(lethe::testing::source_dir() + "/tests/tokenizer/fixtures/spm");
+  static const auto t = lethe::tokenizer::load_tokenizer(lethe::testing::source_dir() +
+                                                         "/tests/tokenizer/fixtures/spm");
   return *t;
 }
 }  // namespace

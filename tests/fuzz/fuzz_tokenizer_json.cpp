@@ -7,10 +7,8 @@
 #include "tests/fuzz/fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const auto dir = lethe::fuzz::scratch() / "tokenizer_json";
-  std::filesystem::create_directories(dir);
-  lethe::fuzz::write_file(dir / "tokenizer.json",
-                          std::string_view(reinterpret_cast<const char*>(data), size));
+  const auto dir = lethe::fuzz::input_as_file("tokenizer_json", "tokenizer.json",
+                                              lethe::fuzz::as_text(data, size));
   lethe::fuzz::expect_only_lethe_errors([&] {
     auto tok = lethe::tokenizer::load_tokenizer(dir.string());
     auto ids = tok->encode("Hello world, héllo 123 <s></s>  \n\t!", true);

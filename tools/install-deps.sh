@@ -79,6 +79,27 @@ found_paths() {
     done | sort -u -k2,2
 }
 
+# True when PATH is part of the CUDA toolkit: it, or what it resolves to, lies under an exempt
+# prefix; or it is a small launcher script (as some machines put in /usr/local/bin for nvcc,
+# ptxas, …) whose exec line runs a program under one.
+under_exempt() {
+  local ex
+  for ex in "${exempt_prefixes[@]}"; do
+    case $1 in "$ex" | "$ex"/* | "$ex"-*) return 0 ;; esac
+  done
+  return 1
+}
+exempt() {
+  local p=$1 target
+  under_exempt "$p" && return 0
+  under_exempt "$(readlink -f -- "$p" 2>/dev/null || echo "$p")" && return 0
+  if [ -f "$p" ] && [ "$(stat -c %s -- "$p")" -le 4096 ] && [ "$(head -c 2 -- "$p")" = '#!' ]; then
+    target=$(sed -n 's/^[[:space:]]*exec[[:space:]]\{1,\}"\{0,1\}\([^" ]*\).*/\1/p' -- "$p" | head -n 1)
+    [ -n "$target" ] && under_exempt "$(readlink -f -- "$target" 2>/dev/null || echo "$target")" && return 0
+  fi
+  return 1
+}
+
 check() {
   local dirs=("$@") caches=() d
   if [ ${#dirs[@]} -eq 0 ]; then
@@ -101,15 +122,10 @@ check() {
   fi
   [ -n "$allowed" ] || { echo "install-deps --check: apt-cache gave no dependency closure (run apt-get update)" >&2; return 2; }
 
-  local bad=0 checked=0 cache key path ex skip pkgs pkg ok
+  local bad=0 checked=0 cache key path pkgs pkg ok
   for cache in "${caches[@]}"; do
     while IFS=$'\t' read -r key path; do
-      skip=0
-      for ex in "${exempt_prefixes[@]}"; do
-        case $(readlink -f -- "$path") in "$ex"* | /usr/local/cuda-*) skip=1 ;; esac
-        case $path in "$ex"* | /usr/local/cuda-*) skip=1 ;; esac
-      done
-      [ $skip -eq 1 ] && continue
+      exempt "$path" && continue
       checked=$((checked + 1))
       pkgs=$(owners "$path")
       if [ -z "$pkgs" ]; then

@@ -34,6 +34,17 @@ cache() {  # cache DIR LINE...: a CMakeCache.txt with these entries
 cache "$tmp/ok" "CMAKE_COMMAND:INTERNAL=$(command -v cmake)" "CUDA_NVCC:FILEPATH=/usr/local/cuda/bin/nvcc"
 expect 0 "every one from a listed package" -- --check "$tmp/ok"
 
+# A launcher script outside the toolkit that execs the toolkit's nvcc (some machines put one in
+# /usr/local/bin, and CMake finds it when /usr/local/cuda/bin is not on PATH): exempt too.
+for w in /usr/local/bin/nvcc /usr/bin/nvcc; do
+  if [ -f "$w" ] && [ ! -L "$w" ] && [ "$(head -c 2 "$w")" = '#!' ] && grep -q '/usr/local/cuda' "$w" &&
+    ! dpkg-query -S "$w" >/dev/null 2>&1; then
+    cache "$tmp/wrapper" "CMAKE_CUDA_COMPILER:STRING=$w"
+    expect 0 "every one from a listed package" -- --check "$tmp/wrapper"
+    break
+  fi
+done
+
 # A path under /usr that no Debian package owns.
 mkdir -p "$tmp/unowned"
 unowned=""

@@ -1,6 +1,7 @@
 // AdamW, SGD and gradient clipping on flat buffers (the math is in the backends' kernels).
 #include "engine/optim.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -37,6 +38,57 @@ Optimizer::Optimizer(ParameterStore& store, double lr) : store_(store.share()), 
   LETHE_CHECK(store_.trainable_numel() > 0,
               "optimizer: the ParameterStore has no trainable parameters");
   weights_ = store_.trainable_weights();
+  decay_runs_ = {{0, store_.flat_grad_size(), true}};
+}
+
+void Optimizer::set_no_decay(const std::function<bool(const std::string&)>& no_decay) {
+  // Trainable parameters sorted by offset; each alignment gap joins the run before it.
+  std::vector<std::pair<int64_t, bool>> starts;
+  for (const std::string& n : store_.names()) {
+    if (!store_.trainable(n)) continue;
+    starts.emplace_back(store_.offset(n), !(no_decay && no_decay(n)));
+  }
+  std::sort(starts.begin(), starts.end());
+  decay_runs_.clear();
+  for (const auto& [begin, decay] : starts) {
+    if (!decay_runs_.empty() && decay_runs_.back().decay == decay) continue;
+    if (!decay_runs_.empty()) decay_runs_.back().end = begin;
+    decay_runs_.push_back({begin, 0, decay});
+  }
+  if (decay_runs_.empty()) decay_runs_.push_back({0, 0, true});
+  decay_runs_.front().begin = 0;
+  decay_runs_.back().end = store_.flat_grad_size();
+}
+
+Tensor Optimizer::preview_update(const Tensor& flat_grad) {
+  NoGradGuard ng;
+  const Tensor before = weights_.clone();
+  std::vector<Tensor> saved;
+  for (const auto& [name, buf] : state_buffers()) saved.push_back(buf.clone());
+  const double lr = lr_;
+  const int64_t steps = step_count_;
+  lr_ = 1.0;
+  try {
+    step_with(flat_grad);
+  } catch (...) {
+    lr_ = lr;
+    step_count_ = steps;
+    throw;
+  }
+  Tensor u = Tensor::empty(before.shape(), DType::f32, before.device());
+  u.copy_(before);
+  kernels::Backend& be = backend(store_.device());
+  // u = before − after
+  if (u.numel()) be.axpby(DType::f32, u.numel(), -1.0, weights_.data_ptr(), 1.0, u.data_ptr());
+  weights_.copy_(before);
+  size_t i = 0;
+  for (const auto& [name, buf] : state_buffers()) {
+    Tensor live = buf;
+    live.copy_(saved[i++]);
+  }
+  lr_ = lr;
+  step_count_ = steps;
+  return u;
 }
 
 Optimizer::~Optimizer() = default;
@@ -96,10 +148,14 @@ void AdamW::apply(const Tensor& g) {
   const double t = static_cast<double>(step_count());
   const double bc1 = 1.0 - std::pow(options_.beta1, t);
   const double bc2 = 1.0 - std::pow(options_.beta2, t);
-  backend(store_.device())
-      .adamw_step(weights_.numel(), weights_.data<float>(), g.data<float>(), exp_avg_.data<float>(),
-                  exp_avg_sq_.data<float>(), lr(), options_.beta1, options_.beta2, options_.eps,
-                  options_.weight_decay, bc1, bc2);
+  kernels::Backend& be = backend(store_.device());
+  for (const DecayRun& r : decay_runs_) {
+    if (r.end <= r.begin) continue;
+    be.adamw_step(r.end - r.begin, weights_.data<float>() + r.begin, g.data<float>() + r.begin,
+                  exp_avg_.data<float>() + r.begin, exp_avg_sq_.data<float>() + r.begin, lr(),
+                  options_.beta1, options_.beta2, options_.eps,
+                  r.decay ? options_.weight_decay : 0.0, bc1, bc2);
+  }
 }
 
 std::vector<std::pair<std::string, Tensor>> AdamW::state_buffers() const {
@@ -123,10 +179,13 @@ SGD::SGD(ParameterStore& store, const SgdOptions& o) : Optimizer(store, o.lr), o
 
 void SGD::apply(const Tensor& g) {
   float* buf = momentum_buffer_.defined() ? momentum_buffer_.data<float>() : nullptr;
-  backend(store_.device())
-      .sgd_step(weights_.numel(), weights_.data<float>(), g.data<float>(), buf, lr(),
-                options_.momentum, options_.dampening, options_.weight_decay, options_.nesterov,
-                step_count() == 1);
+  kernels::Backend& be = backend(store_.device());
+  for (const DecayRun& r : decay_runs_) {
+    if (r.end <= r.begin) continue;
+    be.sgd_step(r.end - r.begin, weights_.data<float>() + r.begin, g.data<float>() + r.begin,
+                buf ? buf + r.begin : nullptr, lr(), options_.momentum, options_.dampening,
+                r.decay ? options_.weight_decay : 0.0, options_.nesterov, step_count() == 1);
+  }
 }
 
 std::vector<std::pair<std::string, Tensor>> SGD::state_buffers() const {

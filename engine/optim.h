@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +39,15 @@ class Optimizer {
   // The flat state buffers by name (live tensors: copy_ into them to restore a checkpoint).
   virtual std::vector<std::pair<std::string, Tensor>> state_buffers() const = 0;
 
+  // Weight-decay groups (HF Trainer: no decay on biases and LayerNorm weights): parameters for
+  // which no_decay(name) is true are updated with weight_decay 0. Default: every one decays.
+  void set_no_decay(const std::function<bool(const std::string&)>& no_decay);
+
+  // The update the next step would make at learning rate 1 for `flat_grad` (θ_new = θ − lr·u for
+  // every optimizer here): computed by a step that is then undone, so weights, state buffers and
+  // step_count() are exactly as before. GeN's probes use it.
+  Tensor preview_update(const Tensor& flat_grad);
+
  protected:
   Optimizer(ParameterStore& store, double lr);
   // Applies the update for step number step_count() (already incremented, so >= 1).
@@ -45,6 +55,12 @@ class Optimizer {
   Tensor new_state_buffer() const;  // zeros, [flat_grad_size()], on the store's device
   ParameterStore store_;            // shares the caller's store
   Tensor weights_;                  // the trainable region of the flat weight buffer
+  // Contiguous runs [begin, end) of the trainable region and whether weight decay applies.
+  struct DecayRun {
+    int64_t begin, end;
+    bool decay;
+  };
+  std::vector<DecayRun> decay_runs_;
 
  private:
   double lr_ = 0;

@@ -281,4 +281,44 @@ std::vector<double> ParameterStore::gram(const std::vector<int>& sets) const {
   return out;
 }
 
+void ParameterStore::combine(Tensor& dst, const std::vector<double>& coeffs,
+                             const std::vector<int>& sets) const {
+  const State& s = state();
+  s.require_allocated("combine");
+  LETHE_CHECK(coeffs.size() == sets.size() && !sets.empty(),
+              "ParameterStore::combine: ", coeffs.size(), " coefficients for ", sets.size(),
+              " gradient sets");
+  LETHE_CHECK(dst.defined() && dst.dtype() == DType::f32 && dst.is_contiguous() &&
+                  dst.numel() == s.grad_size && dst.device() == s.device,
+              "ParameterStore::combine: the destination must be a contiguous f32 [", s.grad_size,
+              "] buffer on ", s.device.str(), ", got ",
+              dst.defined() ? dst.str() : std::string("an undefined tensor"));
+  for (size_t k = 0; k < sets.size(); ++k) {
+    s.check_set(sets[k], "combine");
+    LETHE_CHECK(std::isfinite(coeffs[k]), "ParameterStore::combine: coefficient ", k,
+                " of gradient set ", sets[k], " is ", coeffs[k]);
+  }
+  if (s.grad_size == 0) return;
+  kernels::Backend& be = backend(s.device);
+  void* y = dst.data_ptr();
+  // A set that is dst itself is scaled in place first; then the others are added to it.
+  size_t first = sets.size();
+  for (size_t k = 0; k < sets.size(); ++k)
+    if (s.grad_sets[static_cast<size_t>(sets[k])].data_ptr() == y) first = k;
+  if (first < sets.size()) {
+    be.axpby(DType::f32, s.grad_size, coeffs[first], y, 0.0, y);  // y = c·y
+  } else {
+    first = 0;
+    be.axpby(DType::f32, s.grad_size, coeffs[0],
+             s.grad_sets[static_cast<size_t>(sets[0])].data_ptr(), 0.0, y);
+  }
+  for (size_t k = 0; k < sets.size(); ++k) {
+    if (k == first) continue;
+    const void* x = s.grad_sets[static_cast<size_t>(sets[k])].data_ptr();
+    LETHE_CHECK(x != y, "ParameterStore::combine: gradient set ", sets[k],
+                " is listed twice as the destination");
+    be.axpby(DType::f32, s.grad_size, coeffs[k], x, 1.0, y);
+  }
+}
+
 }  // namespace lethe

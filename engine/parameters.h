@@ -81,6 +81,9 @@ class ParameterStore {
   double grad_norm(int set) const;
   // K x K dot products <set_i, set_j>, row-major, in one pass over the buffers (K <= 16).
   std::vector<double> gram(const std::vector<int>& sets) const;
+  // dst = Σₖ coeffs[k] · set sets[k]: the combination rules' one write. dst is an f32
+  // [flat_grad_size()] buffer on the store's device, and may be one of the sets' own buffers.
+  void combine(Tensor& dst, const std::vector<double>& coeffs, const std::vector<int>& sets) const;
 
   struct State;
 

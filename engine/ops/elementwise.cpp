@@ -217,15 +217,49 @@ Tensor log_sigmoid(const Tensor& x) {
   return unary_op(UnaryOp::log_sigmoid, x, "log_sigmoid");
 }
 
+namespace {
+
+// x * mask with mask = dropout_mask(seed, offset, p), regenerated where needed: the forward frees
+// its mask at once and the backward draws the same one again, so no [numel] mask lives between
+// the two passes (the counter-based generator makes the draw a pure function of the element).
+Tensor times_dropout_mask(const Tensor& x_in, double p, uint64_t seed, uint64_t offset) {
+  Tensor x = x_in.contiguous();
+  Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.numel()) {
+    kernels::Backend& be = backend(x.device());
+    be.dropout_mask(x.dtype(), mask.data_ptr(), mask.numel(), seed, offset, p);
+    be.binary(BinaryOp::mul, x.dtype(), y.data_ptr(), y.layout(), x.data_ptr(), x.layout(),
+              mask.data_ptr(), mask.layout());
+  }
+  return y;
+}
+
+struct DropoutBackward : Node {
+  double p = 0;
+  uint64_t seed = 0, offset = 0;
+  const char* name() const override { return "DropoutBackward"; }
+  std::vector<Tensor> apply(const Tensor& g) override {
+    return {times_dropout_mask(g, p, seed, offset)};
+  }
+};
+
+}  // namespace
+
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset) {
   check_defined("dropout", x, "input");
   LETHE_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0.0) return x;
   check_float_inputs("dropout", {&x});
-  Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (mask.numel())
-    backend(x.device()).dropout_mask(x.dtype(), mask.data_ptr(), mask.numel(), seed, offset, p);
-  return mul(x, mask);  // the mask is a constant: the gradient is g * mask
+  Tensor y = times_dropout_mask(x, p, seed, offset);
+  if (any_requires_grad({&x})) {
+    auto node = std::make_shared<DropoutBackward>();
+    node->p = p;
+    node->seed = seed;
+    node->offset = offset;
+    attach_node(y, node, {&x});
+  }
+  return y;
 }
 
 }  // namespace lethe

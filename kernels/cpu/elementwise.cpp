@@ -191,9 +191,19 @@ double CpuBackend::dot(DType dtype, int64_t n, const void* x, const void* y) {
     using T = decltype(tag);
     const T* a = static_cast<const T*>(x);
     const T* b = static_cast<const T*>(y);
+    // Partial sums over fixed chunks, added in chunk order: the same bits for any thread count.
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> part(static_cast<size_t>(chunks), 0.0);
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t c = 0; c < chunks; ++c) {
+      double acc = 0;
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i)
+        acc += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+      part[static_cast<size_t>(c)] = acc;
+    }
     double acc = 0;
-#pragma omp parallel for reduction(+ : acc) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+    for (double v : part) acc += v;
     return acc;
   });
 }
@@ -203,31 +213,30 @@ void CpuBackend::gram(DType dtype, int64_t n, int k, const void* const* bufs, do
   dispatch_float(dtype, "gram", [&](auto tag) {
     using T = decltype(tag);
     const int pairs = k * (k + 1) / 2;
-    std::vector<double> total(static_cast<size_t>(pairs), 0.0);
     // One pass over the buffers in cache-sized chunks: each chunk of every buffer is read once.
+    // Each chunk's partial dot products are kept and added in chunk order, so the result does not
+    // depend on the thread count (a training run reruns bit for bit).
     constexpr int64_t kChunk = 4096;
-    int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel
-    {
-      std::vector<double> local(static_cast<size_t>(pairs), 0.0);
-#pragma omp for schedule(static)
-      for (int64_t c = 0; c < chunks; ++c) {
-        int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
-        int p = 0;
-        for (int i = 0; i < k; ++i) {
-          const T* a = static_cast<const T*>(bufs[i]);
-          for (int j = i; j < k; ++j, ++p) {
-            const T* b = static_cast<const T*>(bufs[j]);
-            double acc = 0;
-            for (int64_t e = lo; e < hi; ++e)
-              acc += static_cast<double>(a[e]) * static_cast<double>(b[e]);
-            local[p] += acc;
-          }
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> part(static_cast<size_t>(chunks * pairs), 0.0);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      int p = 0;
+      for (int i = 0; i < k; ++i) {
+        const T* a = static_cast<const T*>(bufs[i]);
+        for (int j = i; j < k; ++j, ++p) {
+          const T* b = static_cast<const T*>(bufs[j]);
+          double acc = 0;
+          for (int64_t e = lo; e < hi; ++e)
+            acc += static_cast<double>(a[e]) * static_cast<double>(b[e]);
+          part[static_cast<size_t>(c * pairs + p)] = acc;
         }
       }
-#pragma omp critical
-      for (int p = 0; p < pairs; ++p) total[p] += local[p];
     }
+    std::vector<double> total(static_cast<size_t>(pairs), 0.0);
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int p = 0; p < pairs; ++p) total[p] += part[static_cast<size_t>(c * pairs + p)];
     int p = 0;
     for (int i = 0; i < k; ++i)
       for (int j = i; j < k; ++j, ++p) out[i * k + j] = out[j * k + i] = total[p];

@@ -108,36 +108,34 @@ void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gam
     layernorm_forward_row(cols, x + r * cols, gamma, beta, eps, y + r * cols, mean + r, rstd + r);
 }
 
-// dgamma/dbeta gather per-thread partial sums over rows and are added once at the end.
+// dgamma/dbeta: one partial sum per fixed block of rows, added in block order at the end, so the
+// result is bit-identical whatever the thread count and schedule (a training run reruns exactly).
 template <typename T>
 void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma,
                              const double* mean, const double* rstd, const T* dy, T* dx, T* dgamma,
                              T* dbeta) {
   const bool params = dgamma || dbeta;
-  std::vector<T> total_dgamma(params ? cols : 0, T(0)), total_dbeta(params ? cols : 0, T(0));
+  constexpr int64_t kBlock = 32;
+  const int64_t blocks = (rows + kBlock - 1) / kBlock;
+  const size_t part_size = params ? static_cast<size_t>(blocks * cols) : 0;
+  std::vector<T> part_dgamma(part_size, T(0)), part_dbeta(part_size, T(0));
 #pragma omp parallel if (rows * cols > kParallelMin)
   {
-    std::vector<T> part_dgamma(params ? cols : 0, T(0)), part_dbeta(params ? cols : 0, T(0));
     std::vector<T> xhat(static_cast<size_t>(cols)), g(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      layernorm_backward_row(cols, x + r * cols, gamma, mean[r], rstd[r], dy + r * cols,
-                             dx ? dx + r * cols : nullptr, xhat.data(), g.data(),
-                             params ? part_dgamma.data() : nullptr,
-                             params ? part_dbeta.data() : nullptr);
-    }
-    if (params) {
-#pragma omp critical(lethe_layernorm_backward)
-      for (int64_t c = 0; c < cols; ++c) {
-        total_dgamma[c] += part_dgamma[c];
-        total_dbeta[c] += part_dbeta[c];
-      }
+    for (int64_t b = 0; b < blocks; ++b) {
+      T* pg = params ? part_dgamma.data() + b * cols : nullptr;
+      T* pb = params ? part_dbeta.data() + b * cols : nullptr;
+      for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r)
+        layernorm_backward_row(cols, x + r * cols, gamma, mean[r], rstd[r], dy + r * cols,
+                               dx ? dx + r * cols : nullptr, xhat.data(), g.data(), pg, pb);
     }
   }
-  for (int64_t c = 0; c < cols && params; ++c) {
-    if (dgamma) dgamma[c] += total_dgamma[c];
-    if (dbeta) dbeta[c] += total_dbeta[c];
-  }
+  for (int64_t b = 0; b < blocks && params; ++b)
+    for (int64_t c = 0; c < cols; ++c) {
+      if (dgamma) dgamma[c] += part_dgamma[b * cols + c];
+      if (dbeta) dbeta[c] += part_dbeta[b * cols + c];
+    }
 }
 
 template <typename T>

@@ -19,19 +19,25 @@ void check_ids_mask(const Tensor& t, const char* what) {
 
 }  // namespace
 
-OptModel::OptModel(io::OptConfig config, Device device) : config_(std::move(config)) {
+OptModel::OptModel(io::OptConfig config, Device device, const ModelOptions& model_options)
+    : config_(std::move(config)) {
   config_.validate("OptModel config");
   declare_opt_parameters(config_, params_);
+  if (model_options.trainable) {
+    for (const std::string& n : params_.names())
+      if (!model_options.trainable(n)) params_.set_trainable(n, false);
+  }
   params_.allocate(device);
 }
 
-OptModel OptModel::load(const std::string& dir, Device device, const OptLoadOptions& options) {
+OptModel OptModel::load(const std::string& dir, Device device, const OptLoadOptions& options,
+                        const ModelOptions& model_options) {
   io::OptConfig config = io::load_opt_config(dir);
   check_opt_checkpoint(config, dir);  // shapes before any allocation
-  OptModel model(std::move(config), Device::cpu());
+  OptModel model(std::move(config), Device::cpu(), model_options);
   load_opt_weights(model.config_, dir, model.params_, options);
   if (device != Device::cpu()) {
-    OptModel moved(model.config_, device);
+    OptModel moved(model.config_, device, model_options);
     NoGradGuard no_grad;
     moved.params_.flat_weights().copy_(model.params_.flat_weights());
     return moved;
@@ -43,8 +49,40 @@ void OptModel::save(const std::string& dir, DType dtype) const {
   save_opt_checkpoint(dir, config_, params_, dtype);
 }
 
-Tensor OptModel::forward(const Tensor& ids_in, const Tensor& mask_in,
+bool OptModel::is_no_decay(const std::string& name) const {
+  auto ends_with = [&](const char* suffix) {
+    const std::string s(suffix);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends_with(".bias") || name.find("layer_norm") != std::string::npos;
+}
+
+std::vector<std::string> OptModel::linear_layers() const {
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    for (const char* n : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                          "self_attn.out_proj", "fc1", "fc2"})
+      out.push_back(p + n);
+  }
+  return out;
+}
+
+Tensor OptModel::hidden_states(const Tensor& ids, const Tensor& attention_mask,
+                               const ForwardOptions& options) const {
+  OptForwardOptions o;
+  o.training = options.training;
+  o.dropout_seed = options.dropout_seed;
+  return hidden_states(ids, attention_mask, o);
+}
+
+Tensor OptModel::forward(const Tensor& ids, const Tensor& attention_mask,
                          const OptForwardOptions& options) const {
+  return linear(hidden_states(ids, attention_mask, options), lm_head_weight());
+}
+
+Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
+                               const OptForwardOptions& options) const {
   const io::OptConfig& c = config_;
   check_ids_mask(ids_in, "ids");
   check_ids_mask(mask_in, "attention_mask");
@@ -92,7 +130,7 @@ Tensor OptModel::forward(const Tensor& ids_in, const Tensor& mask_in,
     return layer_norm(x, opt(n + ".weight"), opt(n + ".bias"), 1e-5);
   };
   auto lin = [&](const Tensor& x, const std::string& n) {
-    return linear(x, P(n + ".weight"), opt(n + ".bias"));
+    return apply_linear(n, x, P(n + ".weight"), opt(n + ".bias"));
   };
 
   const int64_t H = c.hidden_size, nh = c.num_attention_heads, hd = c.head_dim();
@@ -152,7 +190,7 @@ Tensor OptModel::forward(const Tensor& ids_in, const Tensor& mask_in,
   }
   if (pre && !c.remove_final_layer_norm) h = ln(h, "final_layer_norm");
   if (proj) h = linear(h, P("project_out.weight"));
-  return linear(h, P("embed_tokens.weight"));
+  return h;
 }
 
 Tensor OptModel::loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels_in,
@@ -180,15 +218,13 @@ Tensor OptModel::loss(const Tensor& ids, const Tensor& attention_mask, const Ten
   check_ids_mask(labels, "labels");
   LETHE_CHECK(labels.shape() == ids.shape(), "OptModel::loss: labels ", labels.str(),
               " must have the shape of ids ", ids.str());
-  const int64_t T = ids.size(1);
-  LETHE_CHECK(T >= 2, "OptModel::loss: sequences need at least 2 tokens, got ", ids.str());
+  LETHE_CHECK(ids.size(1) >= 2, "OptModel::loss: sequences need at least 2 tokens, got ",
+              ids.str());
   Tensor logits = forward(ids, attention_mask, options);
-  Tensor shifted = logits.slice(1, 0, T - 1);
-  Tensor targets = labels.slice(1, 1, T).contiguous().to(device());
   CrossEntropyOptions ce;
   ce.ignore_index = -100;
   ce.reduction = Reduction::token_mean;
-  return cross_entropy(shifted, targets, ce);
+  return cross_entropy(logits, shift_labels(labels).to(device()), ce);
 }
 
 Tensor OptModel::token_logprobs(const Tensor& ids, const Tensor& attention_mask) const {

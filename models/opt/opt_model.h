@@ -9,6 +9,7 @@
 #include "engine/io/opt_config.h"
 #include "engine/parameters.h"
 #include "engine/tensor.h"
+#include "models/causal_lm.h"
 #include "models/opt/opt_weights.h"
 
 namespace lethe::models {
@@ -30,21 +31,34 @@ struct OptForwardOptions {
   OptKvCache* cache = nullptr;  // when set: reads past keys/values and appends the new ones
 };
 
-class OptModel {
+class OptModel final : public CausalLM {
  public:
-  // Parameters declared (zeros) and allocated on `device`.
-  explicit OptModel(io::OptConfig config, Device device = Device::cpu());
+  // Parameters declared (zeros) and allocated on `device`; options.trainable decides which get
+  // gradients (frozen ones allocate none).
+  explicit OptModel(io::OptConfig config, Device device = Device::cpu(),
+                    const ModelOptions& model_options = {});
 
   // config.json + weights of a HF directory (see load_opt_weights), f32 on `device`.
   static OptModel load(const std::string& dir, Device device = Device::cpu(),
-                       const OptLoadOptions& options = {});
+                       const OptLoadOptions& options = {}, const ModelOptions& model_options = {});
   // Writes config.json + model.safetensors as transformers does (see save_opt_checkpoint).
-  void save(const std::string& dir, DType dtype = DType::f32) const;
+  void save(const std::string& dir, DType dtype = DType::f32) const override;
 
   const io::OptConfig& config() const { return config_; }
-  Device device() const { return params_.device(); }
-  ParameterStore& parameters() { return params_; }
-  const ParameterStore& parameters() const { return params_; }
+  ParameterStore& parameters() override { return params_; }
+  const ParameterStore& parameters() const override { return params_; }
+
+  // ---- CausalLM
+  Tensor hidden_states(const Tensor& ids, const Tensor& attention_mask,
+                       const ForwardOptions& options = {}) const override;
+  Tensor lm_head_weight() const override { return params_.get("embed_tokens.weight"); }
+  bool is_no_decay(const std::string& parameter_name) const override;
+  std::vector<std::string> linear_layers() const override;
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  int64_t max_positions() const override { return config_.max_position_embeddings; }
+  int64_t pad_token_id() const override { return config_.pad_token_id.value_or(-1); }
+  int64_t eos_token_id() const override { return config_.eos_token_id.value_or(-1); }
+  std::string family() const override { return "opt"; }
   // A parameter by its HF name without prefix, e.g. "layers.0.fc1.weight".
   Tensor param(const std::string& name) const { return params_.get(name); }
 
@@ -55,10 +69,14 @@ class OptModel {
   // shape mismatches, or positions past max_position_embeddings.
   Tensor forward(const Tensor& ids, const Tensor& attention_mask,
                  const OptForwardOptions& options = {}) const;
+  // The same up to the LM head: [B, T, word_embed_proj_dim].
+  Tensor hidden_states(const Tensor& ids, const Tensor& attention_mask,
+                       const OptForwardOptions& options) const;
 
-  // HF's causal-LM loss: logits[:, :-1] against labels[:, 1:], ignore -100, mean over valid
-  // tokens. Undefined labels: ids with -100 where attention_mask is 0 and at each row's first
-  // real token (HF's recipe for right/no padding; also right for left padding).
+  // HF's causal-LM loss: logits[:, t] against labels[:, t+1], ignore -100, mean over valid
+  // tokens. The labels are shifted (shift_labels), never the logits. Undefined labels: ids with
+  // -100 where attention_mask is 0 and at each row's first real token (HF's recipe for right/no
+  // padding; also right for left padding).
   Tensor loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels = Tensor(),
               const OptForwardOptions& options = {}) const;
 

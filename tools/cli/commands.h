@@ -12,5 +12,7 @@ void add_tokenize_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_unlearn_command(CLI::App& app);
+void add_finetune_command(CLI::App& app);
 
 }  // namespace lethe::cli

@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   lethe::cli::add_inspect_command(app);
   lethe::cli::add_score_command(app);
   lethe::cli::add_generate_command(app);
+  lethe::cli::add_unlearn_command(app);
+  lethe::cli::add_finetune_command(app);
 
   // CLI11 would call an unknown command an "unexpected argument" (and an unknown option a
   // missing subcommand); name them as git does.

@@ -1,0 +1,97 @@
+// CausalLM: what trainers and evaluation see of a language model — hidden states, the LM head,
+// parameters, named linear layers and save/load — so they never touch a model family's internals.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/parameters.h"
+#include "engine/tensor.h"
+
+namespace lethe::models {
+
+// A linear layer's computation, y = x wᵀ + b. The default is lethe::linear; a wrapper (LoRA)
+// replaces it for the layers it names and calls the default for the base weights.
+// `name` is the layer's HF name without prefix and without ".weight" (e.g.
+// "layers.0.self_attn.q_proj"); b may be undefined.
+using LinearFn = std::function<Tensor(const std::string& name, const Tensor& x, const Tensor& w,
+                                      const Tensor& b)>;
+
+struct ForwardOptions {
+  bool training = false;      // dropout as the model's config says; off when false
+  uint64_t dropout_seed = 0;  // the dropout masks depend only on (seed, site, element)
+};
+
+// Which parameters get gradients: called with each parameter's name when the model is built.
+using TrainablePredicate = std::function<bool(const std::string& name)>;
+inline bool all_trainable(const std::string&) {
+  return true;
+}
+inline bool none_trainable(const std::string&) {
+  return false;
+}
+
+struct ModelOptions {
+  // Frozen parameters allocate no gradient memory (a reference model: none_trainable).
+  TrainablePredicate trainable = all_trainable;
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+
+  // ids, attention_mask: i64 [B, T] (1 = token, 0 = padding). Returns the final hidden states
+  // [B, T, E] that the LM head maps to logits.
+  virtual Tensor hidden_states(const Tensor& ids, const Tensor& attention_mask,
+                               const ForwardOptions& options = {}) const = 0;
+  // The LM head's weight [V, E] (tied models return the embedding); logits = hidden · Wᵀ.
+  virtual Tensor lm_head_weight() const = 0;
+  // logits f32 [B, T, V] = lm_head(hidden_states(...)).
+  Tensor logits(const Tensor& ids, const Tensor& attention_mask,
+                const ForwardOptions& options = {}) const;
+
+  virtual ParameterStore& parameters() = 0;
+  virtual const ParameterStore& parameters() const = 0;
+  Device device() const { return parameters().device(); }
+
+  // Parameters that weight decay skips (HF Trainer's groups: biases and LayerNorm weights).
+  virtual bool is_no_decay(const std::string& parameter_name) const = 0;
+
+  // The named linear layers (HF names without ".weight"), in forward order, and the hook that
+  // computes them (null = lethe::linear).
+  virtual std::vector<std::string> linear_layers() const = 0;
+  void set_linear_fn(LinearFn fn) { linear_fn_ = std::move(fn); }
+  const LinearFn& linear_fn() const { return linear_fn_; }
+
+  virtual int64_t vocab_size() const = 0;
+  virtual int64_t max_positions() const = 0;
+  virtual int64_t pad_token_id() const = 0;  // -1 when none
+  virtual int64_t eos_token_id() const = 0;  // -1 when none
+  virtual std::string family() const = 0;    // "opt"
+
+  // A HuggingFace-loadable checkpoint (config.json + model.safetensors) in `dir`; stored as
+  // `dtype`.
+  virtual void save(const std::string& dir, DType dtype = DType::f32) const = 0;
+
+ protected:
+  // y = x wᵀ + b through the hook when one is set.
+  Tensor apply_linear(const std::string& name, const Tensor& x, const Tensor& w,
+                      const Tensor& b) const;
+
+ private:
+  LinearFn linear_fn_;
+};
+
+// HF's label shift without touching the logits: targets[b, t] = labels[b, t+1] for t < T-1 and
+// -100 at t = T-1, so logits [B, T, V] pair with targets [B, T] position by position.
+// labels: i64 [B, T] on any device; the result is on the CPU.
+Tensor shift_labels(const Tensor& labels);
+
+// Loads the model in `dir` (config.json's model_type picks the family; only "opt" today).
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, Device device = Device::cpu(),
+                                         const ModelOptions& options = {});
+
+}  // namespace lethe::models

@@ -1,0 +1,507 @@
+// The training loop on the tiny fixture model: what each method does to the forget and retain
+// losses over several steps, bit-identical reruns, resume ≡ uninterrupted, NaN stops, and the
+// model-side API the trainers rely on (frozen reference, linear hook, ParameterStore::combine).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/error.h"
+#include "engine/io/json.h"
+#include "engine/ops.h"
+#include "models/causal_lm.h"
+#include "models/opt/opt_model.h"
+#include "tests/common/compare.h"
+#include "tests/common/temp_dir.h"
+#include "trainers/combine.h"
+#include "trainers/config.h"
+#include "trainers/trainer.h"
+
+namespace lethe::trainers {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kDir = "tests/trainers/fixtures/methods";
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A short AdamW run of `method` on the tiny model with evaluation at every step.
+std::vector<std::string> base_sets(const std::string& out) {
+  return {"model.path=" + kDir + "/model",
+          "data.forget=" + kDir + "/forget.jsonl",
+          "data.retain=" + kDir + "/retain.jsonl",
+          "data.format=tokenized",
+          "trainer.batch_size=2",
+          "trainer.grad_accum=1",
+          "trainer.lr=0.01",
+          "trainer.scheduler=constant",
+          "trainer.threads=2",
+          "output.dir=" + out};
+}
+
+struct RunOutcome {
+  std::vector<StepRecord> steps;
+  std::vector<EvalRecord> evals;
+  std::string out, log;
+};
+
+RunOutcome train(std::vector<std::string> sets, RunKind kind = RunKind::unlearn,
+                 int64_t stop_after = 0) {
+  std::ostringstream log;
+  TrainerOptions o;
+  o.log = &log;
+  o.stop_after = stop_after;
+  RunOutcome r;
+  for (const std::string& s : sets)
+    if (s.rfind("output.dir=", 0) == 0) r.out = s.substr(11);
+  Trainer t(load_config("", sets, kind), o);
+  t.run();
+  r.steps = t.steps();
+  r.evals = t.evals();
+  r.log = log.str();
+  return r;
+}
+
+// ---- behaviour
+// ------------------------------------------------------------------------------------
+
+struct Behaviour {
+  std::string name, method;
+  std::vector<std::string> extra;
+};
+
+class MethodBehaviour : public ::testing::TestWithParam<Behaviour> {};
+
+// Eight steps: every method raises the held-out forget loss; GA drags the retain loss up with it;
+// the methods with a retain term keep it within a band of its start (docs/training.md).
+TEST_P(MethodBehaviour, ForgetLossRisesRetainLossStaysInItsBand) {
+  const Behaviour& b = GetParam();
+  std::vector<std::string> sets = base_sets(lethe::testing::scratch_dir("behave", b.name));
+  sets.push_back("method.name=" + b.method);
+  sets.push_back("trainer.max_steps=8");
+  sets.push_back("eval.every_steps=1");
+  sets.push_back("trainer.max_grad_norm=0");
+  for (const std::string& e : b.extra) sets.push_back(e);
+  const RunOutcome r = train(sets);
+  ASSERT_EQ(r.steps.size(), 8u);
+  ASSERT_EQ(r.evals.size(), 9u);  // step 0 (the starting model) and every step
+  const EvalRecord& first = r.evals.front();
+  const EvalRecord& last = r.evals.back();
+  EXPECT_EQ(first.step, 0);
+  EXPECT_GT(last.forget_nll, first.forget_nll + 0.05)
+      << b.method << ": forget NLL " << first.forget_nll << " -> " << last.forget_nll;
+  const double retain_rise = last.retain_nll - first.retain_nll;
+  if (b.method == "ga") {
+    EXPECT_GT(retain_rise, 0.3) << "GA should damage the retain set too";
+  } else {
+    EXPECT_LT(retain_rise, 0.5 * (last.forget_nll - first.forget_nll) + 0.05)
+        << b.method << ": retain NLL " << first.retain_nll << " -> " << last.retain_nll
+        << " while forget NLL " << first.forget_nll << " -> " << last.forget_nll;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    TinyOpt, MethodBehaviour,
+    ::testing::Values(
+        Behaviour{"ga", "ga", {}}, Behaviour{"graddiff", "graddiff", {}},
+        Behaviour{"graddiff_kl", "graddiff", {"method.retain_loss=kl"}},
+        Behaviour{"ga_mismatch_kl", "ga_mismatch_kl", {"method.num_random_answers=2"}},
+        Behaviour{"npo", "npo", {"method.beta=0.5"}},
+        Behaviour{"simnpo", "simnpo", {"method.delta=5", "method.gamma=1"}},
+        Behaviour{"mollm", "mollm", {"trainer.lr=0.02"}},
+        Behaviour{"ngdiff", "ngdiff", {"method.auto_lr=false"}},
+        Behaviour{"ngdiff_gen", "ngdiff", {"method.auto_lr=true", "method.auto_lr_every=2"}}),
+    [](const auto& info) { return info.param.name; });
+
+// ---- determinism and resume
+// -----------------------------------------------------------------------
+
+std::vector<std::string> resume_sets(const std::string& out) {
+  std::vector<std::string> s = base_sets(out);
+  s.push_back("method.name=ngdiff");
+  s.push_back("trainer.max_steps=5");
+  s.push_back("trainer.scheduler=linear");
+  s.push_back("trainer.warmup_steps=1");
+  s.push_back("data.shuffle=true");
+  s.push_back("data.pairing=random");
+  s.push_back("method.auto_lr_every=2");
+  s.push_back("trainer.seed=7");
+  return s;
+}
+
+TEST(TrainerDeterminism, SameSeedSameBytes) {
+  const RunOutcome a = train(resume_sets(lethe::testing::scratch_dir("det", "a")));
+  const RunOutcome b = train(resume_sets(lethe::testing::scratch_dir("det", "b")));
+  ASSERT_EQ(a.steps.size(), 5u);
+  const std::string wa = slurp(a.out + "/model.safetensors");
+  ASSERT_GT(wa.size(), 1000u);
+  EXPECT_TRUE(wa == slurp(b.out + "/model.safetensors")) << "two runs with one seed differ";
+  for (size_t i = 0; i < a.steps.size(); ++i) EXPECT_EQ(a.steps[i].losses, b.steps[i].losses);
+}
+
+TEST(TrainerResume, StopAndResumeEqualsUninterrupted) {
+  const RunOutcome whole = train(resume_sets(lethe::testing::scratch_dir("resume", "whole")));
+  const std::string out = lethe::testing::scratch_dir("resume", "split");
+  const RunOutcome first = train(resume_sets(out), RunKind::unlearn, /*stop_after=*/2);
+  ASSERT_EQ(first.steps.size(), 2u);
+  ASSERT_TRUE(fs::exists(out + "/checkpoint/model.safetensors"));
+  ASSERT_TRUE(fs::exists(out + "/checkpoint/optimizer.safetensors"));
+  EXPECT_FALSE(fs::exists(out + "/model.safetensors")) << "an interrupted run wrote a result";
+  std::vector<std::string> sets = resume_sets(out);
+  sets.push_back("trainer.resume=true");
+  const RunOutcome rest = train(sets);
+  ASSERT_EQ(rest.steps.size(), 5u);
+  EXPECT_NE(rest.log.find("resuming at step 3 of 5"), std::string::npos) << rest.log;
+  EXPECT_TRUE(slurp(whole.out + "/model.safetensors") == slurp(out + "/model.safetensors"))
+      << "resumed run differs from the uninterrupted one";
+  for (size_t i = 0; i < whole.steps.size(); ++i) {
+    EXPECT_EQ(whole.steps[i].losses, rest.steps[i].losses) << "step " << i + 1;
+    EXPECT_EQ(whole.steps[i].lr, rest.steps[i].lr) << "step " << i + 1;
+  }
+  EXPECT_FALSE(fs::exists(out + "/checkpoint")) << "the finished run left its checkpoint";
+  const nlohmann::json run = io::read_json_file(out + "/run.json");
+  EXPECT_EQ(run.at("steps").size(), 5u);
+  EXPECT_TRUE(run.at("finished").get<bool>());
+}
+
+TEST(TrainerResume, NothingToResumeIsAClearError) {
+  std::vector<std::string> sets = resume_sets(lethe::testing::scratch_dir("resume", "none"));
+  sets.push_back("trainer.resume=true");
+  try {
+    train(sets);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing to resume"), std::string::npos) << e.what();
+  }
+}
+
+// A diverging run stops with a message naming the step and the objective, and keeps the last
+// checkpoint.
+TEST(TrainerNan, DivergenceStopsAndKeepsTheLastCheckpoint) {
+  const std::string out = lethe::testing::scratch_dir("nan", "ga");
+  std::vector<std::string> sets = base_sets(out);
+  for (const char* s :
+       {"method.name=ga", "trainer.optimizer=sgd", "trainer.lr=1e30", "trainer.max_grad_norm=0",
+        "trainer.max_steps=20", "trainer.save_every_steps=1", "trainer.weight_decay=0"})
+    sets.push_back(s);
+  try {
+    train(sets);
+    FAIL() << "a run at lr 1e30 did not stop";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("step "), std::string::npos) << m;
+    EXPECT_NE(m.find("is kept"), std::string::npos) << m;
+  }
+  ASSERT_TRUE(fs::exists(out + "/checkpoint/model.safetensors"));
+  // The kept checkpoint loads (its weights are finite: the loader refuses NaN/Inf).
+  EXPECT_NO_THROW(models::load_causal_lm(out + "/checkpoint"));
+}
+
+// ---- output
+// ---------------------------------------------------------------------------------------
+
+TEST(TrainerOutput, WritesAHuggingFaceCheckpointAndRunJson) {
+  const std::string out = lethe::testing::scratch_dir("out", "graddiff");
+  std::vector<std::string> sets = base_sets(out);
+  sets.push_back("method.name=graddiff");
+  sets.push_back("trainer.max_steps=2");
+  const RunOutcome r = train(sets);
+  for (const char* f : {"config.json", "model.safetensors", "run.json"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  EXPECT_NO_THROW(models::load_causal_lm(out));
+  const nlohmann::json run = io::read_json_file(out + "/run.json");
+  EXPECT_EQ(run.at("command"), "unlearn");
+  EXPECT_EQ(run.at("method").at("name"), "graddiff");
+  EXPECT_EQ(run.at("config").at("trainer.lr"), "0.01");
+  ASSERT_EQ(run.at("steps").size(), 2u);
+  const nlohmann::json& s = run.at("steps")[0];
+  for (const char* k : {"forget_nll", "retain_nll"}) {
+    EXPECT_TRUE(s.at("loss").contains(k)) << k;
+    EXPECT_GT(s.at("grad_norm").at(k).get<double>(), 0) << k;
+  }
+  EXPECT_EQ(run.at("method").at("parameters").at("method.gamma"), 1.0);
+  // Plain progress lines (not a terminal): one per step.
+  EXPECT_NE(r.log.find("step 1/2"), std::string::npos) << r.log;
+  EXPECT_NE(r.log.find("step 2/2"), std::string::npos) << r.log;
+  EXPECT_NE(r.log.find("tok/s"), std::string::npos) << r.log;
+}
+
+TEST(TrainerOutput, KeepBestWritesTheBestEvaluatedWeights) {
+  const std::string out = lethe::testing::scratch_dir("out", "best");
+  std::vector<std::string> sets = base_sets(out);
+  for (const char* s :
+       {"method.name=ga", "trainer.max_steps=3", "eval.every_steps=1", "output.keep=best"})
+    sets.push_back(s);
+  const RunOutcome r = train(sets);
+  const nlohmann::json run = io::read_json_file(out + "/run.json");
+  ASSERT_TRUE(run.contains("best_step"));
+  EXPECT_GE(run.at("best_step").get<int64_t>(), 1);
+  EXPECT_NO_THROW(models::load_causal_lm(out));
+  EXPECT_FALSE(fs::exists(out + "/best"));
+}
+
+TEST(TrainerOutput, FinetuneLowersTheTrainingLoss) {
+  const std::string out = lethe::testing::scratch_dir("out", "sft");
+  const RunOutcome r = train(
+      {"model.path=" + kDir + "/model", "data.train=" + kDir + "/retain.jsonl",
+       "data.format=tokenized", "trainer.batch_size=4", "trainer.grad_accum=1", "trainer.lr=0.01",
+       "trainer.epochs=4", "trainer.scheduler=constant", "eval.every_steps=2", "output.dir=" + out},
+      RunKind::finetune);
+  ASSERT_EQ(r.steps.size(), 8u);  // 8 samples / 4 = 2 micro-batches an epoch, 4 epochs
+  EXPECT_LT(r.evals.back().retain_nll, r.evals.front().retain_nll - 0.2);
+}
+
+// ---- recipes: bad input
+// ---------------------------------------------------------------------------
+
+void expect_config_error(const std::vector<std::string>& sets, RunKind kind,
+                         const std::vector<std::string>& needles) {
+  try {
+    load_config("", sets, kind);
+    FAIL() << "no error for " << ::testing::PrintToString(sets);
+  } catch (const Error& e) {
+    for (const std::string& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainerConfig, BadKeysAndValuesAreClearErrors) {
+  const std::vector<std::string> ok = {"model.path=m", "output.dir=o", "method.name=ga",
+                                       "data.forget=f"};
+  auto with = [&](const std::string& s) {
+    std::vector<std::string> v = ok;
+    v.push_back(s);
+    return v;
+  };
+  expect_config_error(with("trainer.lrr=1"), RunKind::unlearn,
+                      {"unknown key 'trainer.lrr'", "did you mean 'trainer.lr'"});
+  expect_config_error(with("trainer.lr=fast"), RunKind::unlearn, {"trainer.lr", "finite number"});
+  expect_config_error(with("trainer.lr=nan"), RunKind::unlearn, {"trainer.lr"});
+  expect_config_error(with("trainer.batch_size=0"), RunKind::unlearn,
+                      {"trainer.batch_size", "out of range"});
+  expect_config_error(with("trainer.batch_size=2.5"), RunKind::unlearn,
+                      {"trainer.batch_size", "integer"});
+  expect_config_error(with("method.name=sgd"), RunKind::unlearn, {"method.name", "ngdiff"});
+  expect_config_error(with("data.shuffle=maybe"), RunKind::unlearn,
+                      {"data.shuffle", "true or false"});
+  expect_config_error(with("method.epsilons=[1, 2]"), RunKind::unlearn, {"method.epsilons", "3"});
+  expect_config_error(with("data.train=t"), RunKind::unlearn, {"data.train", "lethe finetune"});
+  expect_config_error(with("novalue"), RunKind::unlearn, {"--set 'novalue'", "key=value"});
+  expect_config_error({"model.path=m", "output.dir=o", "data.forget=f"}, RunKind::unlearn,
+                      {"method.name is required"});
+  expect_config_error({"model.path=m", "output.dir=o", "method.name=graddiff", "data.forget=f"},
+                      RunKind::unlearn, {"data.retain is required"});
+  expect_config_error({"model.path=m", "output.dir=o"}, RunKind::finetune,
+                      {"data.train is required"});
+}
+
+TEST(TrainerConfig, RecipeFileErrorsNameTheFile) {
+  const std::string dir = lethe::testing::scratch_dir("cfg", "yaml");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  const std::string bad_yaml = write("bad.yaml", "model: {path: [unclosed\n");
+  try {
+    load_config(bad_yaml, {}, RunKind::unlearn);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.yaml: invalid YAML"), std::string::npos) << e.what();
+  }
+  const std::string unknown = write("unknown.yaml", "trainer:\n  lr: 1e-5\n  warmup: 3\n");
+  try {
+    load_config(unknown, {}, RunKind::unlearn);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown.yaml: unknown key 'trainer.warmup'"),
+              std::string::npos)
+        << e.what();
+  }
+  // Overrides win over the file; the file's values are typed-checked like --set ones.
+  const std::string good = write("good.yaml",
+                                 "model: {path: m}\nmethod: {name: npo, beta: 0.2}\n"
+                                 "data: {forget: f, retain: r}\noutput: {dir: o}\n");
+  const Config c = load_config(good, {"method.beta=0.3"}, RunKind::unlearn);
+  EXPECT_EQ(c.num("method.beta"), 0.3);
+  EXPECT_EQ(c.str("trainer.optimizer"), "adamw");  // default
+  // Missing files are refused before any work starts, naming the key.
+  try {
+    Trainer t(load_config(good, {"model.path=" + kDir + "/model"}, RunKind::unlearn));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.forget"), std::string::npos) << e.what();
+  }
+}
+
+// ---- model-side API
+// -------------------------------------------------------------------------------
+
+TEST(CausalLmApi, FrozenModelsAllocateNoGradients) {
+  models::ModelOptions frozen;
+  frozen.trainable = models::none_trainable;
+  auto ref = models::load_causal_lm(kDir + "/model", Device::cpu(), frozen);
+  EXPECT_EQ(ref->parameters().trainable_numel(), 0);
+  EXPECT_EQ(ref->parameters().flat_grad_size(), 0);
+  auto model = models::load_causal_lm(kDir + "/model");
+  EXPECT_EQ(model->parameters().trainable_numel(), model->parameters().numel());
+  // Both compute the same logits.
+  const Tensor ids = Tensor::from_vector(std::vector<int64_t>{2, 5, 9, 11}, {1, 4});
+  const Tensor mask = Tensor::ones({1, 4}, DType::i64);
+  NoGradGuard ng;
+  EXPECT_EQ(ref->logits(ids, mask).to_double_vector(), model->logits(ids, mask).to_double_vector());
+}
+
+TEST(CausalLmApi, LinearHookSeesEveryNamedLayer) {
+  auto model = models::load_causal_lm(kDir + "/model");
+  const Tensor ids = Tensor::from_vector(std::vector<int64_t>{2, 5, 9}, {1, 3});
+  const Tensor mask = Tensor::ones({1, 3}, DType::i64);
+  NoGradGuard ng;
+  const std::vector<double> plain = model->logits(ids, mask).to_double_vector();
+  std::vector<std::string> seen;
+  model->set_linear_fn(
+      [&](const std::string& n, const Tensor& x, const Tensor& w, const Tensor& b) {
+        seen.push_back(n);
+        return linear(x, w, b);
+      });
+  EXPECT_EQ(model->logits(ids, mask).to_double_vector(), plain);
+  EXPECT_EQ(seen, model->linear_layers());
+  EXPECT_EQ(seen.size(), 12u);  // 2 layers × q, k, v, out, fc1, fc2
+  // A hook that changes one layer changes the logits.
+  model->set_linear_fn(
+      [&](const std::string& n, const Tensor& x, const Tensor& w, const Tensor& b) {
+        Tensor y = linear(x, w, b);
+        return n == "layers.1.fc2" ? scale(y, 2.0) : y;
+      });
+  EXPECT_NE(model->logits(ids, mask).to_double_vector(), plain);
+}
+
+TEST(CausalLmApi, NoDecayGroupsAreBiasesAndLayerNorms) {
+  auto model = models::load_causal_lm(kDir + "/model");
+  EXPECT_TRUE(model->is_no_decay("layers.0.fc1.bias"));
+  EXPECT_TRUE(model->is_no_decay("layers.0.self_attn_layer_norm.weight"));
+  EXPECT_TRUE(model->is_no_decay("final_layer_norm.weight"));
+  EXPECT_FALSE(model->is_no_decay("layers.0.fc1.weight"));
+  EXPECT_FALSE(model->is_no_decay("embed_tokens.weight"));
+  EXPECT_FALSE(model->is_no_decay("embed_positions.weight"));
+}
+
+TEST(CausalLmApi, ShiftLabelsPairsEachPositionWithTheNextLabel) {
+  const Tensor l = Tensor::from_vector(std::vector<int64_t>{-100, 4, 5, -100, 7, 8}, {2, 3});
+  EXPECT_EQ(models::shift_labels(l).to_int_vector(),
+            (std::vector<int64_t>{4, 5, -100, 7, 8, -100}));
+}
+
+// ---- combination rules
+// ----------------------------------------------------------------------------
+
+// The min-norm point of the simplex by brute force on a fine grid: an independent check of the
+// exact solver, including edge and vertex solutions.
+TEST(Mgda, MatchesABruteForceSearchOnRandomGramMatrices) {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> n(0, 1);
+  int cases = 0, edges = 0, interiors = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const int k = 3, d = 4;
+    std::vector<std::vector<double>> g(k, std::vector<double>(d));
+    for (auto& v : g)
+      for (double& x : v) x = n(rng) + (trial % 3 == 0 ? 1.5 : 0.0);
+    std::vector<double> gram(k * k);
+    for (int i = 0; i < k; ++i)
+      for (int j = 0; j < k; ++j)
+        for (int e = 0; e < d; ++e) gram[i * k + j] += g[i][e] * g[j][e];
+    std::string sol;
+    const std::vector<double> lam = min_norm_simplex(gram, k, &sol);
+    auto value = [&](const std::vector<double>& l) {
+      double s = 0;
+      for (int i = 0; i < k; ++i)
+        for (int j = 0; j < k; ++j) s += l[i] * gram[i * k + j] * l[j];
+      return s;
+    };
+    double best = 1e300;
+    const int steps = 400;
+    for (int a = 0; a <= steps; ++a)
+      for (int b = 0; a + b <= steps; ++b) {
+        const double x = double(a) / steps, y = double(b) / steps;
+        best = std::min(best, value({x, y, 1 - x - y}));
+      }
+    double sum = 0;
+    for (double v : lam) {
+      EXPECT_GE(v, -1e-12);
+      sum += v;
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-12);
+    EXPECT_LE(value(lam), best + 1e-12) << "trial " << trial << " " << sol;
+    EXPECT_GE(value(lam), best - 0.02 * std::fabs(best) - 1e-3) << "trial " << trial;
+    ++cases;
+    edges += sol.rfind("edge", 0) == 0;
+    interiors += sol == "interior";
+  }
+  EXPECT_EQ(cases, 300);
+  EXPECT_GT(edges, 10);
+  EXPECT_GT(interiors, 10);
+}
+
+TEST(Mgda, DegenerateStartLeavesTheZeroGradientOut) {
+  // g1 = (1, 0), g2 = 0 (the KL at step 0), g3 = (0, 2)
+  const std::vector<double> gram = {1, 0, 0, 0, 0, 0, 0, 0, 4};
+  const Combination c = combine_mgda(gram);
+  EXPECT_EQ(c.excluded, (std::vector<bool>{false, true, false}));
+  EXPECT_NEAR(c.weights[0], 0.8, 1e-12);  // λ ∝ (1/1, 1/4)
+  EXPECT_NEAR(c.weights[2], 0.2, 1e-12);
+  EXPECT_EQ(c.weights[1], 0.0);
+  EXPECT_NEAR(c.direction_norm, std::sqrt(0.64 + 0.04 * 4), 1e-12);
+}
+
+TEST(NgDiff, CoefficientsAreInverseNorms) {
+  const std::vector<double> gram = {4, 1, 1, 9};  // ‖g_F‖ = 2, ‖g_R‖ = 3
+  const Combination c = combine_ngdiff(gram, 0);
+  EXPECT_DOUBLE_EQ(c.coeffs[0], -0.5);
+  EXPECT_DOUBLE_EQ(c.coeffs[1], 1.0 / 3);
+  // ‖d‖² = 2 − 2 cos(g_R, g_F)
+  EXPECT_NEAR(c.direction_norm * c.direction_norm, 2 - 2 * (1.0 / 6), 1e-12);
+}
+
+TEST(ParameterStoreCombine, WritesTheLinearCombinationAndHandlesAliasing) {
+  ParameterStore store;
+  store.add("a", {3});
+  store.add("b", {5});
+  store.allocate();
+  const int s1 = store.add_grad_set(), s2 = store.add_grad_set();
+  const int64_t n = store.flat_grad_size();
+  std::vector<float> v0(n), v1(n), v2(n);
+  for (int64_t i = 0; i < n; ++i) v0[i] = float(i), v1[i] = float(2 * i + 1), v2[i] = float(-i);
+  {
+    NoGradGuard ng;
+    store.flat_grad(0).copy_(Tensor::from_vector(v0, {n}));
+    store.flat_grad(s1).copy_(Tensor::from_vector(v1, {n}));
+    store.flat_grad(s2).copy_(Tensor::from_vector(v2, {n}));
+  }
+  Tensor d = Tensor::zeros({n});
+  store.combine(d, {0.5, -2, 3}, {0, s1, s2});
+  const std::vector<double> got = d.to_double_vector();
+  for (int64_t i = 0; i < n; ++i) EXPECT_DOUBLE_EQ(got[i], 0.5 * v0[i] - 2 * v1[i] + 3 * v2[i]);
+  // dst = set s1 itself: s1 ← 2·s1 + 1·set0
+  Tensor g1 = store.flat_grad(s1);
+  store.combine(g1, {1, 2}, {0, s1});
+  const std::vector<double> got1 = store.flat_grad(s1).to_double_vector();
+  for (int64_t i = 0; i < n; ++i) EXPECT_DOUBLE_EQ(got1[i], v0[i] + 2 * v1[i]);
+  Tensor wrong = Tensor::zeros({n + 1});
+  EXPECT_THROW(store.combine(wrong, {1}, {0}), Error);
+  EXPECT_THROW(store.combine(d, {1, 2}, {0}), Error);
+  EXPECT_THROW(store.combine(d, {NAN}, {0}), Error);
+}
+
+}  // namespace
+}  // namespace lethe::trainers

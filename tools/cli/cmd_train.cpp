@@ -1,0 +1,75 @@
+// `lethe unlearn` and `lethe finetune`: run a recipe (YAML + --set overrides) through the shared
+// training loop. Must not hold training logic: it parses, hands the config to trainers::Trainer and
+// prints a one-line JSON summary.
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "tools/cli/cli_util.h"
+#include "tools/cli/commands.h"
+#include "trainers/config.h"
+#include "trainers/progress.h"
+#include "trainers/trainer.h"
+
+namespace lethe::cli {
+
+namespace {
+
+struct TrainOptions {
+  std::string config;
+  std::vector<std::string> sets;
+  bool keys = false;
+};
+
+void run_train(const TrainOptions& o, trainers::RunKind kind) {
+  if (o.keys) {
+    std::cout << trainers::describe_schema();
+    return;
+  }
+  LETHE_CHECK(!o.config.empty() || !o.sets.empty(),
+              "give a recipe with --config R.yaml and/or keys with --set key=value (see "
+              "`--keys` and docs/training.md)");
+  trainers::Config cfg = trainers::load_config(o.config, o.sets, kind);
+  const std::string output = cfg.str("output.dir");
+  trainers::TrainerOptions to;
+  to.terminal = trainers::Progress::stderr_is_terminal();
+  trainers::Trainer trainer(std::move(cfg), to);
+  const int64_t ran = trainer.run();
+  nlohmann::ordered_json summary;
+  summary["output"] = output;
+  summary["method"] = trainer.method().name;
+  summary["steps"] = trainer.steps().size();
+  summary["steps_this_run"] = ran;
+  if (!trainer.steps().empty()) {
+    const trainers::StepRecord& last = trainer.steps().back();
+    for (size_t k = 0; k < trainer.method().objectives.size(); ++k)
+      summary["final_loss"][trainer.method().objectives[k].name] = last.losses[k];
+  }
+  emit(summary);
+}
+
+void add(CLI::App& app, const char* name, const char* help, trainers::RunKind kind) {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* cmd = app.add_subcommand(name, help);
+  cmd->add_option("--config,-c", o->config, "recipe (YAML); keys in docs/training.md");
+  cmd->add_option("--set", o->sets, "override a key: --set trainer.lr=1e-5 (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--keys", o->keys, "list every recipe key with its type and default, and exit");
+  cmd->callback([o, kind] { run_train(*o, kind); });
+}
+
+}  // namespace
+
+void add_unlearn_command(CLI::App& app) {
+  add(app, "unlearn",
+      "unlearn a forget set (GA, GradDiff, ga_mismatch_kl, NPO, SimNPO, MOLLM, NGDiff)",
+      trainers::RunKind::unlearn);
+}
+
+void add_finetune_command(CLI::App& app) {
+  add(app, "finetune", "supervised fine-tuning on answer tokens", trainers::RunKind::finetune);
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,33 @@
+// Micro-batches: samples right-padded into ids / attention mask / shifted targets, with the item
+// counts the losses normalise by. No model and no loss math here.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "trainers/data/dataset.h"
+
+namespace lethe::trainers {
+
+struct MicroBatch {
+  Tensor ids;      // i64 [B, T], right-padded with the pad id
+  Tensor mask;     // i64 [B, T], 1 on real tokens
+  Tensor targets;  // i64 [B, T]: labels shifted left by one, -100 where not a target
+  std::vector<int64_t> answer_tokens;  // per row: targets != -100
+  int64_t rows() const { return ids.defined() ? ids.size(0) : 0; }
+  int64_t length() const { return ids.defined() ? ids.size(1) : 0; }
+  int64_t tokens() const;            // Σ answer_tokens
+  int64_t rows_with_answer() const;  // rows with answer_tokens > 0
+};
+
+// Pads `samples` (at least one, each with input_ids.size() == labels.size() >= 1) on the right
+// with pad_id; labels -100 on padding; then shifts the labels (targets[t] = labels[t+1]).
+MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id);
+
+// The prompt of a sample (its ids before the first labelled position) and its answer (the ids at
+// labelled positions), for building mismatched (prompt, random answer) pairs.
+std::vector<int64_t> sample_prompt(const data::Sample& s);
+std::vector<int64_t> sample_answer(const data::Sample& s);
+
+}  // namespace lethe::trainers

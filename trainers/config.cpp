@@ -1,0 +1,420 @@
+// Recipes: the schema of every key, YAML flattening, --set overrides and validation.
+#include "trainers/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "engine/error.h"
+#include "engine/io/file_util.h"
+
+namespace lethe::trainers {
+
+namespace {
+
+enum class Type { str, num, integer, flag, choice, nums, path };
+
+struct Key {
+  const char* name;
+  Type type;
+  const char* def;  // nullptr = no default (optional, or required where `required` says)
+  const char* help;
+  const char* choices = "";  // Type::choice: '|'-separated
+  double lo = -INFINITY, hi = INFINITY;
+};
+
+constexpr double kInf = INFINITY;
+
+// The schema. Method parameters have no schema default: each method applies its own
+// (docs/methods.md), and run.json records the values used.
+const std::vector<Key>& schema() {
+  static const std::vector<Key> keys = {
+      {"model.path", Type::path, nullptr, "directory of the HF checkpoint to train (required)"},
+      {"model.device", Type::str, "cpu", "cpu, cuda or cuda:N"},
+      {"model.dtype", Type::choice, "f32",
+       "GEMM precision: f32, or bf16 operands with f32 accumulation", "f32|bf16"},
+      {"model.reference", Type::path, nullptr,
+       "frozen reference model for KL/NPO terms (default: a copy of model.path)"},
+      {"model.tokenizer", Type::path, nullptr, "tokenizer directory (default: model.path)"},
+      {"method.name", Type::choice, nullptr, "unlearning method (required for unlearn)",
+       "ga|graddiff|ga_mismatch_kl|npo|simnpo|mollm|ngdiff"},
+      {"method.alpha", Type::num, nullptr, "weight of the retain term", "", 0, kInf},
+      {"method.gamma", Type::num, nullptr, "weight of the forget term", "", 0, kInf},
+      {"method.beta", Type::num, nullptr, "NPO/SimNPO inverse temperature", "", 1e-12, kInf},
+      {"method.delta", Type::num, nullptr, "SimNPO margin", "", -kInf, kInf},
+      {"method.c", Type::num, nullptr, "MOLLM unlikelihood coefficient c in (0, 1]", "", 1e-12, 1},
+      {"method.epsilons", Type::nums, nullptr, "ga_mismatch_kl weights [forget, random, normal]"},
+      {"method.retain_loss", Type::choice, nullptr, "retain term of graddiff/npo", "nll|kl"},
+      {"method.reduction", Type::choice, nullptr, "reduction of every nll term",
+       "token_mean|sample_mean"},
+      {"method.num_random_answers", Type::integer, nullptr, "ga_mismatch_kl: K random answers", "",
+       1, 64},
+      {"method.normalize_grads", Type::flag, nullptr, "MGDA: equalise gradient norms first"},
+      {"method.rescale_direction", Type::flag, nullptr,
+       "MGDA: scale d to the norm of the mean gradient"},
+      {"method.auto_lr", Type::flag, nullptr, "NGDiff: GeN automatic learning rate (default on)"},
+      {"method.auto_lr_every", Type::integer, nullptr, "GeN: probe every N steps (default 4)", "",
+       1, 1e9},
+      {"method.auto_lr_objective", Type::choice, nullptr, "GeN objective",
+       "ngdiff|difference|retain"},
+      {"data.forget", Type::path, nullptr, "forget set (unlearn)"},
+      {"data.retain", Type::path, nullptr, "retain set (unlearn)"},
+      {"data.train", Type::path, nullptr, "training set (finetune)"},
+      {"data.format", Type::choice, "tofu", "format of the data files",
+       "tofu|pku|truthfulqa|muse|jsonl|tokenized"},
+      {"data.forget_format", Type::choice, nullptr, "format of data.forget (default: data.format)",
+       "tofu|pku|truthfulqa|muse|jsonl|tokenized"},
+      {"data.retain_format", Type::choice, nullptr, "format of data.retain (default: data.format)",
+       "tofu|pku|truthfulqa|muse|jsonl|tokenized"},
+      {"data.template", Type::str, "",
+       "prompt template with {question} and {answer} ('' = the format's)"},
+      {"data.max_length", Type::integer, "512", "truncation in tokens", "", 2, 1 << 20},
+      {"data.add_eos", Type::flag, "true", "append EOS to answers"},
+      {"data.shuffle", Type::flag, "true", "shuffle the forget/train set each epoch"},
+      {"data.pairing", Type::choice, "random", "how retain samples pair with forget batches",
+       "random|sequential"},
+      {"trainer.optimizer", Type::choice, "adamw", "optimizer", "adamw|sgd"},
+      {"trainer.lr", Type::num, "1e-5", "learning rate", "", 0, kInf},
+      {"trainer.weight_decay", Type::num, "0.01",
+       "weight decay (not on biases and LayerNorm weights)", "", 0, kInf},
+      {"trainer.beta1", Type::num, "0.9", "AdamW beta1", "", 0, 0.999999},
+      {"trainer.beta2", Type::num, "0.999", "AdamW beta2", "", 0, 0.999999999},
+      {"trainer.eps", Type::num, "1e-8", "AdamW eps", "", 1e-30, 1},
+      {"trainer.momentum", Type::num, "0", "SGD momentum", "", 0, 1},
+      {"trainer.batch_size", Type::integer, "4", "samples per micro-batch (forget and retain each)",
+       "", 1, 1 << 20},
+      {"trainer.grad_accum", Type::integer, "8", "micro-batches per optimizer step", "", 1,
+       1 << 20},
+      {"trainer.epochs", Type::num, "10", "epochs over the forget/train set", "", 0, 1e6},
+      {"trainer.max_steps", Type::integer, "0", "optimizer steps (0 = from epochs)", "", 0, 1e12},
+      {"trainer.warmup_steps", Type::integer, "0", "linear warm-up steps", "", 0, 1e12},
+      {"trainer.warmup_epochs", Type::num, "0",
+       "warm-up in epochs (open-unlearning: 1); used when warmup_steps is 0", "", 0, 1e6},
+      {"trainer.scheduler", Type::choice, "linear", "learning-rate schedule",
+       "constant|linear|cosine"},
+      {"trainer.max_grad_norm", Type::num, "1.0", "global gradient clipping (0 = off)", "", 0,
+       kInf},
+      {"trainer.seed", Type::integer, "0", "seed of shuffling, pairing and dropout", "", 0, 1e18},
+      {"trainer.threads", Type::integer, "0", "CPU threads (0 = OpenMP's default)", "", 0, 4096},
+      {"trainer.save_every_steps", Type::integer, "0", "checkpoint every N steps (0 = at the end)",
+       "", 0, 1e12},
+      {"trainer.resume", Type::flag, "false", "continue from output.dir/checkpoint"},
+      {"trainer.log_every", Type::integer, "1", "steps between progress lines", "", 1, 1e12},
+      {"eval.every_steps", Type::integer, "0", "evaluate every N steps (0 = off)", "", 0, 1e12},
+      {"eval.forget", Type::path, nullptr, "held-out forget set (default: data.forget)"},
+      {"eval.retain", Type::path, nullptr,
+       "held-out retain set (default: data.retain / data.train)"},
+      {"eval.max_samples", Type::integer, "64", "samples per evaluation set", "", 1, 1e9},
+      {"output.dir", Type::str, nullptr, "output directory (required)"},
+      {"output.format", Type::choice, "full", "what is saved", "full"},
+      {"output.dtype", Type::choice, "f32", "stored dtype of the weights", "f32|f16|bf16"},
+      {"output.keep", Type::choice, "last", "which checkpoint output.dir holds at the end",
+       "last|best"},
+  };
+  return keys;
+}
+
+const Key* find_key(const std::string& name) {
+  for (const Key& k : schema())
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string unknown_key_message(const std::string& where, const std::string& key) {
+  std::string best;
+  size_t best_d = 1000;
+  for (const Key& k : schema()) {
+    size_t d = edit_distance(key, k.name);
+    if (d < best_d) best_d = d, best = k.name;
+  }
+  std::string msg = where + ": unknown key '" + key + "'";
+  if (best_d <= 4) msg += " (did you mean '" + best + "'?)";
+  return msg + "; `lethe unlearn --keys` lists every key";
+}
+
+// Parses `text` as a YAML value (for --set and for typed checks).
+YAML::Node parse_value(const std::string& text) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception&) {
+    return YAML::Node(text);
+  }
+}
+
+std::string scalar_text(const YAML::Node& n) {
+  if (n.IsScalar()) return n.Scalar();
+  if (n.IsNull()) return "";
+  YAML::Emitter out;
+  out << YAML::Flow << n;
+  return out.c_str();
+}
+
+// Walks a YAML mapping, emitting dotted keys for leaves (scalars and sequences).
+void flatten(const YAML::Node& node, const std::string& prefix, const std::string& where,
+             std::map<std::string, std::string>& out) {
+  for (const auto& kv : node) {
+    LETHE_CHECK(kv.first.IsScalar(), where, ": a key under '", prefix.empty() ? "(top)" : prefix,
+                "' is not a plain name");
+    const std::string key = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
+    if (kv.second.IsMap()) {
+      flatten(kv.second, key, where, out);
+    } else {
+      LETHE_CHECK(find_key(key) != nullptr, unknown_key_message(where, key));
+      out[key] = scalar_text(kv.second);
+    }
+  }
+}
+
+bool parse_bool(const std::string& s, bool& out) {
+  if (s == "true" || s == "True" || s == "yes" || s == "on" || s == "1") return out = true, true;
+  if (s == "false" || s == "False" || s == "no" || s == "off" || s == "0") return out = false, true;
+  return false;
+}
+
+bool parse_double(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  std::istringstream in(s);
+  in >> out;
+  return !in.fail() && in.peek() == std::char_traits<char>::eof();
+}
+
+bool parse_int(const std::string& s, int64_t& out) {
+  double d;
+  if (!parse_double(s, d) || !std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9e18)
+    return false;
+  out = static_cast<int64_t>(d);
+  return true;
+}
+
+std::vector<double> parse_list(const std::string& where, const std::string& key,
+                               const std::string& text) {
+  YAML::Node n = parse_value(text);
+  LETHE_CHECK(n.IsSequence(), where, ": ", key,
+              " must be a list of numbers like [0.5, 1, 1], got '", text, "'");
+  std::vector<double> out;
+  for (const auto& item : n) {
+    double d;
+    LETHE_CHECK(item.IsScalar() && parse_double(item.Scalar(), d) && std::isfinite(d), where, ": ",
+                key, " must be a list of finite numbers, got '", text, "'");
+    out.push_back(d);
+  }
+  return out;
+}
+
+void check_value(const std::string& where, const Key& k, const std::string& v) {
+  const std::string key = k.name;
+  switch (k.type) {
+    case Type::str: return;
+    case Type::path:
+      LETHE_CHECK(!v.empty(), where, ": ", key, " is empty");
+      return;  // existence is checked when the run starts (after every key is known)
+    case Type::flag: {
+      bool b;
+      LETHE_CHECK(parse_bool(v, b), where, ": ", key, " must be true or false, got '", v, "'");
+      return;
+    }
+    case Type::num: {
+      double d;
+      LETHE_CHECK(parse_double(v, d) && std::isfinite(d), where, ": ", key,
+                  " must be a finite number, got '", v, "'");
+      LETHE_CHECK(d >= k.lo && d <= k.hi, where, ": ", key, " = ", v, " is out of range [", k.lo,
+                  ", ", k.hi, "]");
+      return;
+    }
+    case Type::integer: {
+      int64_t i;
+      LETHE_CHECK(parse_int(v, i), where, ": ", key, " must be an integer, got '", v, "'");
+      LETHE_CHECK(static_cast<double>(i) >= k.lo && static_cast<double>(i) <= k.hi, where, ": ",
+                  key, " = ", v, " is out of range [", k.lo, ", ", k.hi, "]");
+      return;
+    }
+    case Type::choice: {
+      std::string choices = k.choices;
+      std::string padded = "|" + choices + "|";
+      LETHE_CHECK(padded.find("|" + v + "|") != std::string::npos, where, ": ", key, " = '", v,
+                  "' is not one of ", choices);
+      return;
+    }
+    case Type::nums: parse_list(where, key, v); return;
+  }
+}
+
+void finish(std::map<std::string, std::string>& values, const std::string& where, RunKind kind);
+
+}  // namespace
+
+// ---- Config -----------------------------------------------------------------------------------
+
+bool Config::has(const std::string& key) const {
+  return values_.count(key) > 0;
+}
+
+std::string Config::str(const std::string& key) const {
+  auto it = values_.find(key);
+  LETHE_CHECK(it != values_.end(), source_, ": ", key, " is not set");
+  return it->second;
+}
+
+double Config::num(const std::string& key) const {
+  double d = 0;
+  const std::string v = str(key);
+  LETHE_CHECK(parse_double(v, d), source_, ": ", key, " must be a number, got '", v, "'");
+  return d;
+}
+
+int64_t Config::integer(const std::string& key) const {
+  int64_t i = 0;
+  const std::string v = str(key);
+  LETHE_CHECK(parse_int(v, i), source_, ": ", key, " must be an integer, got '", v, "'");
+  return i;
+}
+
+bool Config::flag(const std::string& key) const {
+  bool b = false;
+  const std::string v = str(key);
+  LETHE_CHECK(parse_bool(v, b), source_, ": ", key, " must be true or false, got '", v, "'");
+  return b;
+}
+
+std::vector<double> Config::nums(const std::string& key) const {
+  return parse_list(source_, key, str(key));
+}
+
+double Config::num_or(const std::string& key, double fallback) const {
+  return has(key) ? num(key) : fallback;
+}
+int64_t Config::integer_or(const std::string& key, int64_t fallback) const {
+  return has(key) ? integer(key) : fallback;
+}
+bool Config::flag_or(const std::string& key, bool fallback) const {
+  return has(key) ? flag(key) : fallback;
+}
+std::string Config::str_or(const std::string& key, const std::string& fallback) const {
+  return has(key) ? str(key) : fallback;
+}
+
+void Config::set(const std::string& key, const std::string& value) {
+  const Key* k = find_key(key);
+  LETHE_CHECK(k != nullptr, unknown_key_message(source_, key));
+  check_value(source_, *k, value);
+  values_[key] = value;
+}
+
+namespace {
+
+void finish(std::map<std::string, std::string>& values, const std::string& where, RunKind kind) {
+  for (const Key& k : schema()) {
+    auto it = values.find(k.name);
+    if (it == values.end()) {
+      if (k.def) values[k.name] = k.def;
+      continue;
+    }
+    check_value(where, k, it->second);
+  }
+  auto require = [&](const char* key, const char* why) {
+    LETHE_CHECK(values.count(key) && !values[key].empty(), where, ": ", key, " is required ", why);
+  };
+  require("model.path", "(the model to train)");
+  require("output.dir", "(where the result goes)");
+  if (kind == RunKind::unlearn) {
+    require("method.name", "for lethe unlearn");
+    require("data.forget", "for lethe unlearn");
+    LETHE_CHECK(!values.count("data.train"), where,
+                ": data.train is for lethe finetune; lethe unlearn reads data.forget and "
+                "data.retain");
+    if (values["method.name"] != "ga") require("data.retain", "by this method");
+  } else {
+    require("data.train", "for lethe finetune");
+    LETHE_CHECK(!values.count("method.name"), where,
+                ": method.name is for lethe unlearn; lethe finetune trains with the NLL");
+  }
+  if (values.count("method.epsilons")) {
+    LETHE_CHECK(parse_list(where, "method.epsilons", values["method.epsilons"]).size() == 3, where,
+                ": method.epsilons needs 3 numbers [forget, random, normal], got ",
+                values["method.epsilons"]);
+  }
+}
+
+}  // namespace
+
+Config make_config(const std::map<std::string, std::string>& given, RunKind kind) {
+  Config c;
+  c.source_ = "(recipe)";
+  c.kind_ = kind;
+  std::map<std::string, std::string> values;
+  for (const auto& [k, v] : given) {
+    LETHE_CHECK(find_key(k) != nullptr, unknown_key_message(c.source_, k));
+    values[k] = v;
+  }
+  finish(values, c.source_, kind);
+  c.values_ = std::move(values);
+  return c;
+}
+
+Config load_config(const std::string& recipe_path, const std::vector<std::string>& overrides,
+                   RunKind kind) {
+  Config c;
+  c.kind_ = kind;
+  c.source_ = recipe_path.empty() ? std::string("(no recipe)") : recipe_path;
+  std::map<std::string, std::string> values;
+  if (!recipe_path.empty()) {
+    const std::string text = io::read_text_file(recipe_path, 16 << 20);
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw Error(recipe_path + ": invalid YAML: " + e.what());
+    }
+    LETHE_CHECK(root.IsMap() || root.IsNull(), recipe_path,
+                ": a recipe is a mapping of sections (model:, method:, data:, trainer:, eval:, "
+                "output:)");
+    if (root.IsMap()) flatten(root, "", recipe_path, values);
+  }
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    LETHE_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "': expected key=value");
+    const std::string key = o.substr(0, eq);
+    LETHE_CHECK(find_key(key) != nullptr, unknown_key_message("--set", key));
+    values[key] = scalar_text(parse_value(o.substr(eq + 1)));
+  }
+  finish(values, c.source_, kind);
+  c.values_ = std::move(values);
+  return c;
+}
+
+std::string describe_schema() {
+  std::ostringstream out;
+  for (const Key& k : schema()) {
+    const char* type = "";
+    switch (k.type) {
+      case Type::str: type = "string"; break;
+      case Type::num: type = "number"; break;
+      case Type::integer: type = "integer"; break;
+      case Type::flag: type = "true|false"; break;
+      case Type::choice: type = k.choices; break;
+      case Type::nums: type = "list of numbers"; break;
+      case Type::path: type = "path"; break;
+    }
+    out << k.name << "  (" << type;
+    if (k.def) out << ", default " << (*k.def ? k.def : "''");
+    out << ")  " << k.help << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace lethe::trainers

@@ -1,0 +1,762 @@
+// The shared training loop (docs/methods.md, docs/training.md).
+#include "trainers/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <numeric>
+
+#include "engine/autograd.h"
+#include "engine/error.h"
+#include "engine/io/file_util.h"
+#include "engine/io/json.h"
+#include "engine/io/safetensors.h"
+#include "engine/lr_schedule.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "models/tokenizer/tokenizer.h"
+#include "trainers/batch.h"
+#include "trainers/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe::trainers {
+
+namespace {
+
+constexpr double kEps = 1e-8;
+
+// splitmix64: the stateless generator behind shuffling, pairing and dropout seeds, so every
+// draw is a pure function of (seed, what, index) and a resumed run draws what an uninterrupted
+// one would.
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+uint64_t draw(uint64_t seed, uint64_t stream, uint64_t a, uint64_t b = 0) {
+  return mix(mix(mix(seed ^ mix(stream)) ^ a) ^ b);
+}
+enum Stream : uint64_t { kShuffle = 1, kPairing = 2, kRandomAnswers = 3, kDropout = 4 };
+
+std::vector<int64_t> permutation(int64_t n, uint64_t seed, int64_t epoch, bool shuffle) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  if (!shuffle) return p;
+  for (int64_t i = n - 1; i > 0; --i) {
+    const int64_t j = static_cast<int64_t>(
+        draw(seed, kShuffle, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)) %
+        static_cast<uint64_t>(i + 1));
+    std::swap(p[static_cast<size_t>(i)], p[static_cast<size_t>(j)]);
+  }
+  return p;
+}
+
+const char* batch_name(BatchKind b) {
+  switch (b) {
+    case BatchKind::forget: return "forget";
+    case BatchKind::retain: return "retain";
+    case BatchKind::random: return "random";
+  }
+  return "?";
+}
+
+void require_exists(const Config& c, const std::string& key, bool directory) {
+  if (!c.has(key)) return;
+  const std::string path = c.str(key);
+  if (directory)
+    io::require_directory(path, key.c_str());
+  else
+    io::require_regular_file(path, key.c_str());
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  Config cfg;
+  TrainerOptions opts;
+  std::ostream* log = &std::cerr;
+  Method method;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::unique_ptr<models::CausalLM> model, reference;
+  std::vector<data::Sample> drive, retain, eval_forget, eval_retain;
+  std::unique_ptr<Optimizer> optimizer;
+  std::vector<int> sets;  // one gradient set per objective
+  Tensor direction;
+  int64_t batch = 1, accum = 1, mb_per_epoch = 1, total = 0, warmup = 0;
+  uint64_t seed = 0;
+  double base_lr = 0;
+  std::unique_ptr<LrSchedule> schedule;
+  std::vector<StepRecord> history;
+  std::vector<EvalRecord> evals;
+  int64_t start_step = 0;  // steps done before this invocation (resume)
+  double best_score = -std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  // The epoch whose order is cached.
+  int64_t cached_epoch = -1;
+  std::vector<int64_t> order;
+
+  fs::path out_dir() const { return fs::path(cfg.str("output.dir")); }
+
+  // ---- data order -----------------------------------------------------------------------------
+  std::vector<const data::Sample*> drive_batch(int64_t m) {
+    const int64_t n = static_cast<int64_t>(drive.size());
+    const int64_t epoch = m / mb_per_epoch, j = m % mb_per_epoch;
+    if (epoch != cached_epoch) {
+      order = permutation(n, seed, epoch, cfg.flag("data.shuffle"));
+      cached_epoch = epoch;
+    }
+    std::vector<const data::Sample*> out;
+    for (int64_t i = j * batch; i < std::min(n, (j + 1) * batch); ++i)
+      out.push_back(&drive[static_cast<size_t>(order[static_cast<size_t>(i)])]);
+    return out;
+  }
+  int64_t retain_index(int64_t m, int64_t i, Stream stream) const {
+    const int64_t n = static_cast<int64_t>(retain.size());
+    if (cfg.str("data.pairing") == "sequential") return (m * batch + i) % n;
+    return static_cast<int64_t>(
+        draw(seed, stream, static_cast<uint64_t>(m), static_cast<uint64_t>(i)) %
+        static_cast<uint64_t>(n));
+  }
+  std::vector<const data::Sample*> retain_batch(int64_t m, int64_t rows) const {
+    std::vector<const data::Sample*> out;
+    for (int64_t i = 0; i < rows; ++i)
+      out.push_back(&retain[static_cast<size_t>(retain_index(m, i, kPairing))]);
+    return out;
+  }
+  // Forget prompts × K random retain answers (ga_mismatch_kl), sample i·K + k.
+  std::vector<data::Sample> random_samples(int64_t m,
+                                           const std::vector<const data::Sample*>& fb) const {
+    std::vector<data::Sample> out;
+    const int64_t K = method.num_random_answers;
+    for (const data::Sample* f : fb) {
+      const std::vector<int64_t> prompt = sample_prompt(*f);
+      for (int64_t k = 0; k < K; ++k) {
+        // sequential: retain samples (m·B + B + k) mod N; random: the pairing stream's own draws
+        const int64_t r = retain_index(m, batch + k, kRandomAnswers);
+        const std::vector<int64_t> answer = sample_answer(retain[static_cast<size_t>(r)]);
+        data::Sample s;
+        s.input_ids = prompt;
+        s.labels.assign(prompt.size(), -100);
+        s.input_ids.insert(s.input_ids.end(), answer.begin(), answer.end());
+        s.labels.insert(s.labels.end(), answer.begin(), answer.end());
+        const size_t max_len = static_cast<size_t>(cfg.integer("data.max_length"));
+        if (s.input_ids.size() > max_len) {
+          s.input_ids.resize(max_len);
+          s.labels.resize(max_len);
+        }
+        out.push_back(std::move(s));
+      }
+    }
+    return out;
+  }
+
+  struct Batches {
+    std::map<BatchKind, MicroBatch> mb;
+  };
+  Batches make_batches(int64_t m) {
+    Batches b;
+    const std::vector<const data::Sample*> fb = drive_batch(m);
+    const int64_t pad = model->pad_token_id();
+    if (method.reads(BatchKind::forget)) b.mb[BatchKind::forget] = collate(fb, pad);
+    if (method.reads(BatchKind::retain))
+      b.mb[BatchKind::retain] = collate(retain_batch(m, static_cast<int64_t>(fb.size())), pad);
+    if (method.reads(BatchKind::random)) {
+      std::vector<data::Sample> rs = random_samples(m, fb);
+      std::vector<const data::Sample*> ptrs;
+      for (const data::Sample& s : rs) ptrs.push_back(&s);
+      b.mb[BatchKind::random] = collate(ptrs, pad);
+    }
+    return b;
+  }
+
+  // ---- set-up -----------------------------------------------------------------------------------
+  void setup() {
+    if (opts.log) log = opts.log;
+    method = make_method(cfg);
+    seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
+    if (cfg.integer("trainer.threads") > 0)
+      omp_set_num_threads(static_cast<int>(cfg.integer("trainer.threads")));
+    set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
+                                                          : MatmulPrecision::f32);
+    // Every input path before any loading.
+    require_exists(cfg, "model.path", true);
+    require_exists(cfg, "model.reference", true);
+    require_exists(cfg, "model.tokenizer", true);
+    for (const char* k : {"data.forget", "data.retain", "data.train", "eval.forget", "eval.retain"})
+      require_exists(cfg, k, false);
+    const Device device = Device::parse(cfg.str("model.device"));
+
+    const data::Format format = data::parse_format(cfg.str("data.format"));
+    auto format_of = [&](const std::string& key) {
+      const std::string specific = key == "data.forget"   ? "data.forget_format"
+                                   : key == "data.retain" ? "data.retain_format"
+                                                          : "";
+      return specific.empty() || !cfg.has(specific) ? format
+                                                    : data::parse_format(cfg.str(specific));
+    };
+    bool text = cfg.has("model.tokenizer");
+    for (const char* k : {"data.forget", "data.retain", "data.train", "eval.forget", "eval.retain"})
+      text = text || (cfg.has(k) && format_of(k) != data::Format::tokenized);
+    if (text) {
+      tok = tokenizer::load_tokenizer(cfg.str_or("model.tokenizer", cfg.str("model.path")));
+    }
+
+    // Resume: the weights come from the last checkpoint.
+    const fs::path ckpt = out_dir() / "checkpoint";
+    std::string weights_dir = cfg.str("model.path");
+    if (cfg.flag("trainer.resume")) {
+      LETHE_CHECK(fs::is_directory(ckpt), cfg.source(), ": trainer.resume is set but ",
+                  ckpt.string(), " does not exist (nothing to resume)");
+      weights_dir = ckpt.string();
+    }
+    model = models::load_causal_lm(weights_dir, device);
+    if (method.needs_reference()) {
+      models::ModelOptions frozen;
+      frozen.trainable = models::none_trainable;
+      reference = models::load_causal_lm(cfg.str_or("model.reference", cfg.str("model.path")),
+                                         device, frozen);
+      LETHE_CHECK(reference->vocab_size() == model->vocab_size(), "model.reference: vocabulary ",
+                  reference->vocab_size(), " differs from the model's ", model->vocab_size());
+    }
+
+    data::SampleOptions so;
+    so.prompt_template = cfg.str("data.template");
+    so.max_length = cfg.integer("data.max_length");
+    so.add_eos = cfg.flag("data.add_eos");
+    auto load = [&](const std::string& key) {
+      so.format = format_of(key);
+      std::vector<data::Sample> s =
+          data::load_samples(cfg.str(key), so, tok.get(), model->vocab_size());
+      LETHE_CHECK(!s.empty(), cfg.str(key), " (", key, "): no samples");
+      return s;
+    };
+    const bool unlearn = cfg.kind() == RunKind::unlearn;
+    drive = load(unlearn ? "data.forget" : "data.train");
+    if (unlearn && cfg.has("data.retain")) retain = load("data.retain");
+    LETHE_CHECK(!method.reads(BatchKind::retain) || !retain.empty(), cfg.source(), ": method ",
+                method.name, " needs data.retain");
+    if (cfg.integer("eval.every_steps") > 0) {
+      const size_t cap = static_cast<size_t>(cfg.integer("eval.max_samples"));
+      auto held = [&](const char* key, const std::vector<data::Sample>& fallback) {
+        std::vector<data::Sample> s = cfg.has(key) ? load(key) : fallback;
+        if (s.size() > cap) s.resize(cap);
+        return s;
+      };
+      eval_forget = unlearn ? held("eval.forget", drive) : std::vector<data::Sample>{};
+      eval_retain = held("eval.retain", unlearn ? retain : drive);
+    }
+
+    batch = cfg.integer("trainer.batch_size");
+    accum = cfg.integer("trainer.grad_accum");
+    const int64_t n = static_cast<int64_t>(drive.size());
+    mb_per_epoch = (n + batch - 1) / batch;
+    total = cfg.integer("trainer.max_steps");
+    if (total == 0) {
+      const double mbs = cfg.num("trainer.epochs") * static_cast<double>(mb_per_epoch);
+      total = static_cast<int64_t>(std::ceil(mbs / static_cast<double>(accum) - 1e-9));
+    }
+    LETHE_CHECK(total >= 1, cfg.source(), ": the run has no steps (trainer.epochs ",
+                cfg.str("trainer.epochs"), ", trainer.max_steps ", cfg.str("trainer.max_steps"),
+                ")");
+    warmup = cfg.integer("trainer.warmup_steps");
+    LETHE_CHECK(warmup <= total, cfg.source(), ": trainer.warmup_steps ", warmup,
+                " exceeds the run's ", total, " steps");
+    if (warmup == 0 && cfg.num("trainer.warmup_epochs") > 0) {
+      // capped, so a run shortened by trainer.max_steps still warms up and decays
+      const double w = cfg.num("trainer.warmup_epochs") * static_cast<double>(mb_per_epoch) /
+                       static_cast<double>(accum);
+      warmup = std::min(total, static_cast<int64_t>(std::llround(w)));
+    }
+    base_lr = cfg.num("trainer.lr");
+    schedule = std::make_unique<LrSchedule>(parse_lr_schedule_kind(cfg.str("trainer.scheduler")),
+                                            1.0, warmup, total);
+
+    // Optimizer, gradient sets, the direction buffer.
+    ParameterStore& store = model->parameters();
+    if (cfg.str("trainer.optimizer") == "adamw") {
+      AdamWOptions o;
+      o.lr = base_lr;
+      o.beta1 = cfg.num("trainer.beta1");
+      o.beta2 = cfg.num("trainer.beta2");
+      o.eps = cfg.num("trainer.eps");
+      o.weight_decay = cfg.num("trainer.weight_decay");
+      optimizer = std::make_unique<AdamW>(store, o);
+    } else {
+      SgdOptions o;
+      o.lr = base_lr;
+      o.momentum = cfg.num("trainer.momentum");
+      o.weight_decay = cfg.num("trainer.weight_decay");
+      optimizer = std::make_unique<SGD>(store, o);
+    }
+    optimizer->set_no_decay([this](const std::string& n) { return model->is_no_decay(n); });
+    sets.push_back(0);
+    for (size_t k = 1; k < method.objectives.size(); ++k) sets.push_back(store.add_grad_set());
+    direction = Tensor::zeros({store.flat_grad_size()}, DType::f32, store.device());
+
+    if (cfg.flag("trainer.resume")) restore(ckpt);
+  }
+
+  // ---- one step ---------------------------------------------------------------------------------
+  // Reference outputs for the objectives on one micro-batch kind.
+  models::CausalLM& ref_model() { return reference ? *reference : *model; }
+
+  StepRecord step(int64_t s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ParameterStore& store = model->parameters();
+    const size_t K = method.objectives.size();
+    StepRecord rec;
+    rec.step = s + 1;
+    rec.losses.assign(K, 0.0);
+
+    std::vector<Batches> mbs;
+    for (int64_t a = 0; a < accum; ++a) mbs.push_back(make_batches(s * accum + a));
+    std::vector<double> counts(K, 0.0);
+    for (const Batches& b : mbs)
+      for (size_t k = 0; k < K; ++k)
+        counts[k] += item_count(method.objectives[k], b.mb.at(method.objectives[k].batch));
+    for (int set : sets) store.zero_grads(set);
+
+    for (int64_t a = 0; a < accum; ++a) {
+      const int64_t m = s * accum + a;
+      for (auto& [kind, mb] : mbs[static_cast<size_t>(a)].mb) {
+        std::vector<size_t> on;
+        for (size_t k = 0; k < K; ++k)
+          if (method.objectives[k].batch == kind && counts[k] > 0) on.push_back(k);
+        if (on.empty()) continue;
+        const Tensor targets = mb.targets.to(store.device());
+        ReferenceOutputs ref;
+        {
+          NoGradGuard ng;
+          bool want_logits = false, want_nll = false;
+          for (size_t k : on) {
+            want_logits = want_logits || needs_reference_logits(method.objectives[k].loss);
+            want_nll = want_nll || needs_reference_nll(method.objectives[k].loss);
+          }
+          if (want_logits || want_nll) {
+            Tensor rl = ref_model().logits(mb.ids, mb.mask);
+            if (want_nll) ref.seq_nll = sequence_nll(rl, targets);
+            if (want_logits) ref.logits = rl;
+          }
+        }
+        models::ForwardOptions fo;
+        fo.training = true;
+        fo.dropout_seed =
+            draw(seed, kDropout, static_cast<uint64_t>(m), static_cast<uint64_t>(kind));
+        const Tensor logits = model->logits(mb.ids, mb.mask, fo);
+        for (double v : mb.mask.to_double_vector()) rec.tokens += v;
+        for (size_t i = 0; i < on.size(); ++i) {
+          const size_t k = on[i];
+          const Objective& o = method.objectives[k];
+          Tensor loss =
+              scale(item_sum(o, method.params, mb, logits, targets, ref), o.sign / counts[k]);
+          const double v = loss.item();
+          LETHE_CHECK(std::isfinite(v), "step ", s + 1, ": the ", o.name, " loss on the ",
+                      batch_name(kind), " micro-batch ", m, " is ", v,
+                      "; stopping (the last checkpoint in ", out_dir().string(),
+                      " is kept). Lower trainer.lr or check the data.");
+          rec.losses[k] += v;
+          store.bind_grads(sets[k]);
+          loss.backward(Tensor(), /*retain_graph=*/i + 1 < on.size());
+        }
+      }
+    }
+    store.bind_grads(0);
+
+    // The rule: Gram matrix → coefficients → d.
+    const std::vector<double> gram = store.gram(sets);
+    rec.grad_norms.resize(K);
+    for (size_t k = 0; k < K; ++k) rec.grad_norms[k] = std::sqrt(std::max(0.0, gram[k * K + k]));
+    Combination comb;
+    switch (method.rule) {
+      case Rule::weighted: comb = combine_weighted(gram, method.weights); break;
+      case Rule::ngdiff: comb = combine_ngdiff(gram, kEps); break;
+      case Rule::mgda: comb = combine_mgda(gram, method.mgda); break;
+    }
+    rec.weights = comb.weights;
+    rec.excluded = comb.excluded;
+    rec.solution = comb.solution;
+    store.combine(direction, comb.coeffs, sets);
+    rec.direction_norm = clip_grad_norm(direction, cfg.num("trainer.max_grad_norm"));
+    LETHE_CHECK(std::isfinite(rec.direction_norm), "step ", s + 1,
+                ": the update direction is not finite (norm ", rec.direction_norm,
+                "); stopping (the last checkpoint in ", out_dir().string(), " is kept)");
+
+    const double factor = schedule->factor_at(s);
+    optimizer->set_lr(base_lr * factor);
+    if (method.gen.enabled && s % method.gen.every == 0 && factor > 0) gen_probe(s, rec, factor);
+    rec.lr = optimizer->lr();
+    optimizer->step_with(direction);
+    rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rec;
+  }
+
+  // GeN (docs/methods.md): probe the objective at θ − r·η·u, r ∈ {−1, 0, 1}, on the next
+  // micro-batch pair; fit the parabola; move η toward G/H.
+  void gen_probe(int64_t s, StepRecord& rec, double factor) {
+    ParameterStore& store = model->parameters();
+    const double eta = optimizer->lr();
+    const Tensor u = optimizer->preview_update(direction);
+    Tensor weights = store.trainable_weights();
+    const Tensor saved = weights.clone();
+    const int64_t m_next = (s + 1) * accum;
+    Batches probe;
+    {
+      // A batch of the forget and retain kinds, whatever the method reads.
+      const std::vector<const data::Sample*> fb = drive_batch(m_next);
+      probe.mb[BatchKind::forget] = collate(fb, model->pad_token_id());
+      probe.mb[BatchKind::retain] =
+          collate(retain_batch(m_next, static_cast<int64_t>(fb.size())), model->pad_token_id());
+    }
+    const double nf = rec.grad_norms[0] + kEps, nr = rec.grad_norms[1] + kEps;
+    auto objective = [&]() {
+      NoGradGuard ng;
+      auto nll = [&](BatchKind kind) {
+        const MicroBatch& mb = probe.mb.at(kind);
+        Objective o{"probe", kind, LossKind::nll, 1.0, method.objectives[0].reduction};
+        const Tensor logits = model->logits(mb.ids, mb.mask);
+        const double c = item_count(o, mb);
+        return c > 0 ? item_sum(o, method.params, mb, logits, mb.targets.to(store.device()), {})
+                               .item() /
+                           c
+                     : 0.0;
+      };
+      const double lr_ = nll(BatchKind::retain);
+      if (method.gen.objective == "retain") return lr_;
+      const double lf = nll(BatchKind::forget);
+      if (method.gen.objective == "difference") return lr_ - lf;
+      return lr_ / nr - lf / nf;
+    };
+    kernels::Backend& be = backend(store.device());
+    auto at = [&](double r) {
+      NoGradGuard ng;
+      weights.copy_(saved);
+      if (r != 0)
+        be.axpby(DType::f32, weights.numel(), -r * eta, u.data_ptr(), 1.0, weights.data_ptr());
+      return objective();
+    };
+    const double lm = at(-1), l0 = at(0), lp = at(1);
+    {
+      NoGradGuard ng;
+      weights.copy_(saved);
+    }
+    rec.gen_probed = true;
+    rec.gen_loss_minus = lm;
+    rec.gen_loss_zero = l0;
+    rec.gen_loss_plus = lp;
+    rec.gen_lr_before = eta;
+    double next = eta;
+    if (!std::isfinite(lm) || !std::isfinite(l0) || !std::isfinite(lp)) {
+      next = eta / 2;
+    } else {
+      rec.gen_h = (lp + lm - 2 * l0) / (eta * eta);
+      rec.gen_g = (lm - lp) / (2 * eta);
+      if (rec.gen_h > 0 && rec.gen_g > 0) {
+        rec.gen_accepted = true;
+        next = 0.9 * eta + 0.1 * std::clamp(rec.gen_g / rec.gen_h, eta / 2, 2 * eta);
+      }
+    }
+    rec.gen_lr_after = next;
+    optimizer->set_lr(next);
+    base_lr = next / factor;
+  }
+
+  // ---- evaluation
+  // ---------------------------------------------------------------------------------
+  double eval_nll(const std::vector<data::Sample>& set) {
+    if (set.empty()) return std::numeric_limits<double>::quiet_NaN();
+    NoGradGuard ng;
+    double total_loss = 0, count = 0;
+    const Objective o{"eval", BatchKind::forget, LossKind::nll, 1.0, Reduction::token_mean};
+    for (size_t i = 0; i < set.size(); i += static_cast<size_t>(batch)) {
+      std::vector<const data::Sample*> ptrs;
+      for (size_t j = i; j < std::min(set.size(), i + static_cast<size_t>(batch)); ++j)
+        ptrs.push_back(&set[j]);
+      const MicroBatch mb = collate(ptrs, model->pad_token_id());
+      const Tensor logits = model->logits(mb.ids, mb.mask);
+      total_loss +=
+          item_sum(o, method.params, mb, logits, mb.targets.to(model->device()), {}).item();
+      count += item_count(o, mb);
+    }
+    return count > 0 ? total_loss / count : std::numeric_limits<double>::quiet_NaN();
+  }
+
+  EvalRecord evaluate(int64_t step) {
+    EvalRecord e;
+    e.step = step;
+    e.forget_nll = eval_nll(eval_forget);
+    e.retain_nll = eval_nll(eval_retain);
+    return e;
+  }
+
+  // Higher is better: unlearning wants the forget loss up and the retain loss down; fine-tuning
+  // wants the held-out loss down (docs/training.md).
+  double score(const EvalRecord& e) const {
+    if (cfg.kind() == RunKind::finetune) return -e.retain_nll;
+    const double r = std::isnan(e.retain_nll) ? 0.0 : e.retain_nll;
+    return e.forget_nll - r;
+  }
+
+  // ---- saving -----------------------------------------------------------------------------------
+  void copy_tokenizer_files(const fs::path& dst) const {
+    const fs::path src = fs::path(cfg.str_or("model.tokenizer", cfg.str("model.path")));
+    for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+                          "special_tokens_map.json", "tokenizer.model", "generation_config.json"}) {
+      const fs::path p = src / f;
+      if (!fs::is_regular_file(p) || fs::equivalent(src, dst)) continue;
+      io::write_file_atomic((dst / f).string(), io::read_text_file(p.string()));
+    }
+  }
+
+  nlohmann::ordered_json step_json(const StepRecord& r) const {
+    nlohmann::ordered_json j;
+    j["step"] = r.step;
+    j["lr"] = r.lr;
+    for (size_t k = 0; k < method.objectives.size(); ++k) {
+      const std::string n = method.objectives[k].name;
+      j["loss"][n] = r.losses[k];
+      j["grad_norm"][n] = r.grad_norms[k];
+      j["weight"][n] = r.weights[k];
+      if (method.rule == Rule::mgda) j["excluded"][n] = static_cast<bool>(r.excluded[k]);
+    }
+    if (!r.solution.empty()) j["solution"] = r.solution;
+    j["direction_norm"] = r.direction_norm;
+    j["tokens"] = r.tokens;
+    j["seconds"] = r.seconds;
+    if (r.gen_probed) {
+      j["gen"] = {{"loss_minus", r.gen_loss_minus},
+                  {"loss_zero", r.gen_loss_zero},
+                  {"loss_plus", r.gen_loss_plus},
+                  {"h", r.gen_h},
+                  {"g", r.gen_g},
+                  {"accepted", r.gen_accepted},
+                  {"lr_before", r.gen_lr_before},
+                  {"lr_after", r.gen_lr_after}};
+    }
+    return j;
+  }
+
+  static nlohmann::json num(double v) {
+    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  }
+
+  nlohmann::ordered_json run_json(bool finished) const {
+    nlohmann::ordered_json j;
+    j["lethe_version"] = LETHE_VERSION_STRING;
+    j["command"] = cfg.kind() == RunKind::unlearn ? "unlearn" : "finetune";
+    j["recipe"] = cfg.source();
+    j["finished"] = finished;
+    nlohmann::ordered_json c;
+    for (const auto& [k, v] : cfg.values()) c[k] = v;
+    j["config"] = c;
+    j["method"]["name"] = method.name;
+    for (const auto& [k, v] : method.reported) j["method"]["parameters"][k] = v;
+    nlohmann::ordered_json objs = nlohmann::ordered_json::array();
+    for (const Objective& o : method.objectives)
+      objs.push_back({{"name", o.name}, {"batch", batch_name(o.batch)}, {"sign", o.sign}});
+    j["method"]["objectives"] = objs;
+    j["data"] = {{"samples", drive.size()},
+                 {"retain_samples", retain.size()},
+                 {"micro_batches_per_epoch", mb_per_epoch},
+                 {"total_steps", total},
+                 {"warmup_steps", warmup}};
+    nlohmann::ordered_json steps = nlohmann::ordered_json::array();
+    for (const StepRecord& r : history) steps.push_back(step_json(r));
+    j["steps"] = steps;
+    nlohmann::ordered_json ev = nlohmann::ordered_json::array();
+    for (const EvalRecord& e : evals)
+      ev.push_back(
+          {{"step", e.step}, {"forget_nll", num(e.forget_nll)}, {"retain_nll", num(e.retain_nll)}});
+    j["eval"] = ev;
+    if (best_step >= 0) j["best_step"] = best_step;
+    return j;
+  }
+
+  void write_model(const fs::path& dir) const {
+    fs::create_directories(dir);
+    model->save(dir.string(), parse_output_dtype());
+    copy_tokenizer_files(dir);
+  }
+  DType parse_output_dtype() const {
+    const std::string d = cfg.str("output.dtype");
+    return d == "bf16" ? DType::bf16 : d == "f16" ? DType::f16 : DType::f32;
+  }
+
+  // A checkpoint for resume: weights (f32), optimizer state, trainer state, in a fresh folder
+  // renamed over the old one, so a crash leaves either the old or the new checkpoint whole.
+  void save_checkpoint(int64_t steps_done) {
+    const fs::path dir = out_dir() / "checkpoint", tmp = out_dir() / "checkpoint.tmp",
+                   old = out_dir() / "checkpoint.old";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    model->save(tmp.string(), DType::f32);
+    std::vector<Tensor> host;  // the optimizer's buffers may live on a GPU
+    std::vector<io::TensorToWrite> host_state;
+    for (const auto& [name, buf] : optimizer->state_buffers()) {
+      host.push_back(buf.to(Device::cpu()).contiguous());
+      host_state.push_back({name, DType::f32, {buf.numel()}, host.back().data_ptr()});
+    }
+    io::write_safetensors((tmp / "optimizer.safetensors").string(), host_state);
+    nlohmann::ordered_json st = run_json(false);
+    st["state"] = {{"steps_done", steps_done},
+                   {"optimizer_steps", optimizer->step_count()},
+                   {"base_lr", base_lr},
+                   {"best_score", num(best_score)},
+                   {"best_step", best_step}};
+    io::write_json_file((tmp / "trainer_state.json").string(), st);
+    fs::remove_all(old);
+    if (fs::exists(dir)) fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fs::remove_all(old);
+  }
+
+  void restore(const fs::path& dir) {
+    const nlohmann::json st = io::read_json_file((dir / "trainer_state.json").string());
+    try {
+      const nlohmann::json& s = st.at("state");
+      start_step = s.at("steps_done").get<int64_t>();
+      optimizer->set_step_count(s.at("optimizer_steps").get<int64_t>());
+      base_lr = s.at("base_lr").get<double>();
+      if (!s.at("best_score").is_null()) best_score = s.at("best_score").get<double>();
+      best_step = s.at("best_step").get<int64_t>();
+      for (const nlohmann::json& r : st.at("steps")) {
+        StepRecord rec;
+        rec.step = r.at("step").get<int64_t>();
+        rec.lr = r.at("lr").get<double>();
+        for (const Objective& o : method.objectives) {
+          rec.losses.push_back(r.at("loss").at(o.name).get<double>());
+          rec.grad_norms.push_back(r.at("grad_norm").at(o.name).get<double>());
+          rec.weights.push_back(r.at("weight").at(o.name).get<double>());
+          rec.excluded.push_back(r.contains("excluded") && r["excluded"].at(o.name).get<bool>());
+        }
+        rec.direction_norm = r.at("direction_norm").get<double>();
+        rec.tokens = r.at("tokens").get<double>();
+        rec.seconds = r.at("seconds").get<double>();
+        history.push_back(rec);
+      }
+      for (const nlohmann::json& e : st.at("eval")) {
+        EvalRecord er;
+        er.step = e.at("step").get<int64_t>();
+        er.forget_nll = e.at("forget_nll").is_null() ? NAN : e.at("forget_nll").get<double>();
+        er.retain_nll = e.at("retain_nll").is_null() ? NAN : e.at("retain_nll").get<double>();
+        evals.push_back(er);
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw Error((dir / "trainer_state.json").string() + ": not a lethe checkpoint state (" +
+                  e.what() + ")");
+    }
+    const io::SafetensorsFile f =
+        io::SafetensorsFile::open((dir / "optimizer.safetensors").string());
+    for (const auto& [name, buf] : optimizer->state_buffers()) {
+      const io::TensorInfo& t = f.at(name);
+      LETHE_CHECK(t.dtype == DType::f32 && t.numel() == buf.numel(),
+                  (dir / "optimizer.safetensors").string(), ": state '", name, "' has ", t.numel(),
+                  " elements, the optimizer needs ", buf.numel());
+      std::vector<float> v(static_cast<size_t>(t.numel()));
+      std::memcpy(v.data(), t.data, v.size() * sizeof(float));
+      Tensor live = buf;
+      NoGradGuard ng;
+      live.copy_(Tensor::from_vector(v, {buf.numel()}));
+    }
+    LETHE_CHECK(start_step < total, (dir / "trainer_state.json").string(), ": the run already did ",
+                start_step, " of ", total, " steps");
+  }
+
+  int64_t run() {
+    Progress progress(*log, total, cfg.integer("trainer.log_every"), opts.terminal);
+    const fs::path out = out_dir();
+    fs::create_directories(out);
+    if (start_step > 0)
+      progress.message("lethe: resuming at step " + std::to_string(start_step + 1) + " of " +
+                       std::to_string(total));
+    const int64_t every_eval = cfg.integer("eval.every_steps");
+    const int64_t every_save = cfg.integer("trainer.save_every_steps");
+    const bool keep_best = cfg.str("output.keep") == "best";
+    int64_t done_here = 0;
+    if (every_eval > 0 && start_step == 0) {
+      evals.push_back(evaluate(0));  // the starting model: the baseline of every later value
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "lethe: eval at step 0: forget_nll %.4f retain_nll %.4f",
+                    evals.back().forget_nll, evals.back().retain_nll);
+      progress.message(buf);
+    }
+    for (int64_t s = start_step; s < total; ++s) {
+      StepRecord rec = step(s);
+      history.push_back(rec);
+      ++done_here;
+      std::vector<std::pair<std::string, double>> shown;
+      for (size_t k = 0; k < method.objectives.size(); ++k)
+        shown.emplace_back(method.objectives[k].name, rec.losses[k]);
+      progress.update(s + 1, shown, rec.lr, rec.tokens);
+      if (every_eval > 0 && ((s + 1) % every_eval == 0 || s + 1 == total)) {
+        EvalRecord e = evaluate(s + 1);
+        evals.push_back(e);
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "lethe: eval at step %lld: forget_nll %.4f retain_nll %.4f",
+                      static_cast<long long>(s + 1), e.forget_nll, e.retain_nll);
+        progress.message(buf);
+        if (keep_best && score(e) > best_score) {
+          best_score = score(e);
+          best_step = s + 1;
+          write_model(out / "best");
+        }
+      }
+      const bool stop_now = opts.stop_after > 0 && done_here >= opts.stop_after && s + 1 < total;
+      if ((every_save > 0 && (s + 1) % every_save == 0 && s + 1 < total) || stop_now)
+        save_checkpoint(s + 1);
+      if (stop_now) {
+        progress.finish();
+        io::write_json_file((out / "run.json").string(), run_json(false));
+        return done_here;
+      }
+    }
+    progress.finish();
+    // The result: the last weights, or the best evaluated ones.
+    if (keep_best && best_step >= 0) {
+      for (const char* f : {"config.json", "model.safetensors"})
+        fs::rename(out / "best" / f, out / f);
+      fs::remove_all(out / "best");
+      copy_tokenizer_files(out);
+    } else {
+      write_model(out);
+    }
+    io::write_json_file((out / "run.json").string(), run_json(true));
+    fs::remove_all(out / "checkpoint");
+    return done_here;
+  }
+};
+
+Trainer::Trainer(Config config, TrainerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = std::move(config);
+  impl_->opts = options;
+  impl_->setup();
+}
+Trainer::~Trainer() = default;
+
+int64_t Trainer::run() {
+  return impl_->run();
+}
+const Method& Trainer::method() const {
+  return impl_->method;
+}
+const std::vector<StepRecord>& Trainer::steps() const {
+  return impl_->history;
+}
+const std::vector<EvalRecord>& Trainer::evals() const {
+  return impl_->evals;
+}
+int64_t Trainer::total_steps() const {
+  return impl_->total;
+}
+models::CausalLM& Trainer::model() {
+  return *impl_->model;
+}
+
+}  // namespace lethe::trainers

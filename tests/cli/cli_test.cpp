@@ -141,7 +141,8 @@ TEST(Cli, Version) {
 TEST(Cli, HelpListsEverySubcommand) {
   Result r = run({"--help"});
   EXPECT_EQ(r.status, 0);
-  for (const char* sub : {"demo", "bench", "tokenize", "inspect", "score", "generate"})
+  for (const char* sub :
+       {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn", "finetune"})
     EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
 }
 
@@ -693,6 +694,103 @@ TEST(CliScore, BadRowsAreRefusedBeforeAnyRowIsScored) {
                     write_id_lines(c.rows, "rows.jsonl").string()});
     expect_error(r, 1, c.needle);
   }
+}
+
+// ---- unlearn / finetune -----------------------------------------------------------------------
+
+const std::string kMethods = "tests/trainers/fixtures/methods";
+
+std::vector<std::string> train_args(const std::string& cmd, const std::string& out,
+                                    const std::vector<std::string>& more) {
+  std::vector<std::string> a = {cmd,
+                                "--set",
+                                "model.path=" + kMethods + "/model",
+                                "--set",
+                                "data.format=tokenized",
+                                "--set",
+                                "trainer.batch_size=2",
+                                "--set",
+                                "trainer.grad_accum=1",
+                                "--set",
+                                "trainer.max_steps=2",
+                                "--set",
+                                "trainer.lr=0.01",
+                                "--set",
+                                "output.dir=" + out};
+  for (const std::string& m : more) {
+    a.push_back("--set");
+    a.push_back(m);
+  }
+  return a;
+}
+
+TEST(CliTrain, UnlearnWritesACheckpointRunJsonAndASummary) {
+  const fs::path out = temp_path("unlearn_out");
+  Result r = run(train_args("unlearn", out.string(),
+                            {"method.name=npo", "data.forget=" + kMethods + "/forget.jsonl",
+                             "data.retain=" + kMethods + "/retain.jsonl"}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  EXPECT_EQ(lines[0].at("output"), out.string());
+  EXPECT_EQ(lines[0].at("method"), "npo");
+  EXPECT_EQ(lines[0].at("steps"), 2);
+  EXPECT_TRUE(lines[0].at("final_loss").contains("forget_npo"));
+  for (const char* f : {"config.json", "model.safetensors", "run.json"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  // Progress: plain lines on stderr when it is not a terminal.
+  EXPECT_NE(r.err.find("step 1/2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("step 2/2"), std::string::npos) << r.err;
+  // What lethe wrote loads back (inspect reads the header).
+  Result i = run({"inspect", "--model", out.string(), "--no-tensors"});
+  EXPECT_EQ(i.status, 0) << i.err;
+}
+
+TEST(CliTrain, FinetuneFromARecipeFileWithOverrides) {
+  const fs::path dir = temp_path("ft");
+  fs::create_directories(dir);
+  std::ofstream(dir / "r.yaml") << "model:\n  path: " << kMethods << "/model\n"
+                                << "data:\n  format: tokenized\n  train: " << kMethods
+                                << "/retain.jsonl\n"
+                                << "trainer:\n  batch_size: 4\n  grad_accum: 1\n  epochs: 1\n"
+                                << "output:\n  dir: " << (dir / "out").string() << "\n";
+  Result r = run({"finetune", "--config", (dir / "r.yaml").string(), "--set", "trainer.lr=0.001"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json run_json = json::parse(read_file(dir / "out" / "run.json"));
+  EXPECT_EQ(run_json.at("command"), "finetune");
+  EXPECT_EQ(run_json.at("config").at("trainer.lr"), "0.001");
+  EXPECT_EQ(run_json.at("steps").size(), 2u);  // 8 samples, batch 4, one epoch
+}
+
+TEST(CliTrain, KeysListsTheSchema) {
+  Result r = run({"unlearn", "--keys"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  for (const char* k :
+       {"model.path", "method.name", "method.epsilons", "data.pairing", "trainer.grad_accum",
+        "trainer.max_grad_norm", "eval.every_steps", "output.keep"})
+    EXPECT_NE(r.out.find(k), std::string::npos) << k;
+}
+
+TEST(CliTrain, RecipeMistakesAreUsageErrors) {
+  const std::string out = temp_path("bad_out").string();
+  expect_error(run(train_args("unlearn", out, {"method.name=ga", "trainer.lrr=1"})), 2,
+               "did you mean 'trainer.lr'");
+  expect_error(run(train_args("unlearn", out, {"method.name=ga", "trainer.lr=-1"})), 2,
+               "trainer.lr");
+  expect_error(run(train_args("unlearn", out, {"method.name=forget_everything"})), 2,
+               "method.name");
+  expect_error(run({"unlearn"}), 2, "--config");
+  expect_error(run({"unlearn", "--config", "no/such/recipe.yaml"}), 2, "no/such/recipe.yaml");
+  expect_error(run(train_args("finetune", out, {"method.name=ga"})), 2, "lethe finetune");
+}
+
+TEST(CliTrain, MissingDataIsARuntimeErrorBeforeAnyStep) {
+  const std::string out = temp_path("missing_out").string();
+  expect_error(run(train_args("unlearn", out,
+                              {"method.name=graddiff", "data.forget=no/such/forget.jsonl",
+                               "data.retain=" + kMethods + "/retain.jsonl"})),
+               1, "no/such/forget.jsonl");
+  EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
 }
 
 }  // namespace

@@ -28,10 +28,17 @@ void run_train(const TrainOptions& o, trainers::RunKind kind) {
     std::cout << trainers::describe_schema();
     return;
   }
-  LETHE_CHECK(!o.config.empty() || !o.sets.empty(),
-              "give a recipe with --config R.yaml and/or keys with --set key=value (see "
-              "`--keys` and docs/training.md)");
-  trainers::Config cfg = trainers::load_config(o.config, o.sets, kind);
+  if (o.config.empty() && o.sets.empty())
+    throw CLI::ValidationError(
+        "give a recipe with --config R.yaml and/or keys with --set key=value (see `--keys` and "
+        "docs/training.md)");
+  // A recipe that does not check out (unknown key, bad value, missing key) is a usage error.
+  trainers::Config cfg;
+  try {
+    cfg = trainers::load_config(o.config, o.sets, kind);
+  } catch (const Error& e) {
+    throw CLI::ValidationError(e.what());
+  }
   const std::string output = cfg.str("output.dir");
   trainers::TrainerOptions to;
   to.terminal = trainers::Progress::stderr_is_terminal();

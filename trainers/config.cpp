@@ -156,12 +156,24 @@ YAML::Node parse_value(const std::string& text) {
   }
 }
 
-std::string scalar_text(const YAML::Node& n) {
+// A leaf value as text: a scalar as written, a list of scalars as "[a, b]". Anything deeper is no
+// value of any key (and an alias cycle must not be walked).
+std::string scalar_text(const YAML::Node& n, const std::string& where, const std::string& key) {
   if (n.IsScalar()) return n.Scalar();
   if (n.IsNull()) return "";
-  YAML::Emitter out;
-  out << YAML::Flow << n;
-  return out.c_str();
+  LETHE_CHECK(n.IsSequence(), where, ": ", key, " must be a value or a list of values");
+  std::string out = "[";
+  for (size_t i = 0; i < n.size(); ++i) {
+    LETHE_CHECK(n[i].IsScalar(), where, ": ", key, " must be a list of plain values");
+    out += (i ? ", " : "") + n[i].Scalar();
+  }
+  return out + "]";
+}
+
+bool is_key_prefix(const std::string& prefix) {
+  for (const Key& k : schema())
+    if (std::string(k.name).rfind(prefix + ".", 0) == 0) return true;
+  return false;
 }
 
 // Walks a YAML mapping, emitting dotted keys for leaves (scalars and sequences).
@@ -172,10 +184,11 @@ void flatten(const YAML::Node& node, const std::string& prefix, const std::strin
                 "' is not a plain name");
     const std::string key = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
     if (kv.second.IsMap()) {
+      LETHE_CHECK(is_key_prefix(key), unknown_key_message(where, key));  // bounds the recursion
       flatten(kv.second, key, where, out);
     } else {
       LETHE_CHECK(find_key(key) != nullptr, unknown_key_message(where, key));
-      out[key] = scalar_text(kv.second);
+      out[key] = scalar_text(kv.second, where, key);
     }
   }
 }
@@ -203,7 +216,12 @@ bool parse_int(const std::string& s, int64_t& out) {
 
 std::vector<double> parse_list(const std::string& where, const std::string& key,
                                const std::string& text) {
-  YAML::Node n = parse_value(text);
+  YAML::Node n;
+  try {
+    n = parse_value(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(where + ": " + key + ": " + e.what());
+  }
   LETHE_CHECK(n.IsSequence(), where, ": ", key,
               " must be a list of numbers like [0.5, 1, 1], got '", text, "'");
   std::vector<double> out;
@@ -374,23 +392,26 @@ Config load_config(const std::string& recipe_path, const std::vector<std::string
   std::map<std::string, std::string> values;
   if (!recipe_path.empty()) {
     const std::string text = io::read_text_file(recipe_path, 16 << 20);
-    YAML::Node root;
     try {
-      root = YAML::Load(text);
+      const YAML::Node root = YAML::Load(text);
+      LETHE_CHECK(root.IsMap() || root.IsNull(), recipe_path,
+                  ": a recipe is a mapping of sections (model:, method:, data:, trainer:, eval:, "
+                  "output:)");
+      if (root.IsMap()) flatten(root, "", recipe_path, values);
     } catch (const YAML::Exception& e) {
       throw Error(recipe_path + ": invalid YAML: " + e.what());
     }
-    LETHE_CHECK(root.IsMap() || root.IsNull(), recipe_path,
-                ": a recipe is a mapping of sections (model:, method:, data:, trainer:, eval:, "
-                "output:)");
-    if (root.IsMap()) flatten(root, "", recipe_path, values);
   }
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
     LETHE_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "': expected key=value");
     const std::string key = o.substr(0, eq);
     LETHE_CHECK(find_key(key) != nullptr, unknown_key_message("--set", key));
-    values[key] = scalar_text(parse_value(o.substr(eq + 1)));
+    // The text after '=' is the value as written (a template may hold ": " or "{"); only a
+    // list is parsed, as YAML flow: --set method.epsilons=[0.5,1,1].
+    const std::string text = o.substr(eq + 1);
+    values[key] =
+        !text.empty() && text[0] == '[' ? scalar_text(parse_value(text), "--set", key) : text;
   }
   finish(values, c.source_, kind);
   c.values_ = std::move(values);

@@ -333,8 +333,13 @@ TEST(TrainerConfig, RecipeFileErrorsNameTheFile) {
   const std::string good = write("good.yaml",
                                  "model: {path: m}\nmethod: {name: npo, beta: 0.2}\n"
                                  "data: {forget: f, retain: r}\noutput: {dir: o}\n");
-  const Config c = load_config(good, {"method.beta=0.3"}, RunKind::unlearn);
+  const Config c = load_config(
+      good,
+      {"method.beta=0.3", "data.template=Q: {question}\nA: {answer}", "method.epsilons=[0.5,1, 2]"},
+      RunKind::unlearn);
   EXPECT_EQ(c.num("method.beta"), 0.3);
+  EXPECT_EQ(c.str("data.template"), "Q: {question}\nA: {answer}");  // taken as written
+  EXPECT_EQ(c.nums("method.epsilons"), (std::vector<double>{0.5, 1, 2}));
   EXPECT_EQ(c.str("trainer.optimizer"), "adamw");  // default
   // Missing files are refused before any work starts, naming the key.
   try {

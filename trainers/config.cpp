@@ -73,6 +73,10 @@ const std::vector<Key>& schema() {
        "prompt template with {question} and {answer} ('' = the format's)"},
       {"data.max_length", Type::integer, "512", "truncation in tokens", "", 2, 1 << 20},
       {"data.add_eos", Type::flag, "true", "append EOS to answers"},
+      {"data.tokenization", Type::choice, "separate",
+       "prompt and answer tokenized apart (exact label boundary) or as one text (the reference "
+       "code's way)",
+       "separate|joint"},
       {"data.shuffle", Type::flag, "true", "shuffle the forget/train set each epoch"},
       {"data.pairing", Type::choice, "random", "how retain samples pair with forget batches",
        "random|sequential"},

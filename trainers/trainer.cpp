@@ -231,6 +231,8 @@ struct Trainer::Impl {
     so.prompt_template = cfg.str("data.template");
     so.max_length = cfg.integer("data.max_length");
     so.add_eos = cfg.flag("data.add_eos");
+    so.tokenization = cfg.str("data.tokenization") == "joint" ? data::Tokenization::joint
+                                                              : data::Tokenization::separate;
     auto load = [&](const std::string& key) {
       so.format = format_of(key);
       std::vector<data::Sample> s =

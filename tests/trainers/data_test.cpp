@@ -75,8 +75,15 @@ Ids concat(Ids a, const Ids& b) {
 }
 
 // The sample the separate tokenization must give: encode(prompt) + encode(answer, false) + EOS,
-// labels -100 on the prompt.
-Sample expected_sample(const std::string& prompt, const std::string& answer, bool add_eos = true) {
+// labels -100 on the prompt — with a byte-level BPE tokenizer, the prompt's trailing spaces are
+// moved to the start of the answer first.
+Sample expected_sample(const std::string& prompt_in, const std::string& answer_in,
+                       bool add_eos = true) {
+  std::string prompt = prompt_in, answer = answer_in;
+  while (!prompt.empty() && prompt.back() == ' ') {
+    prompt.pop_back();
+    answer = " " + answer;
+  }
   const Ids p = bpe().encode(prompt, true);
   Ids a = bpe().encode(answer, false);
   if (add_eos) a.push_back(bpe().eos_id());
@@ -465,7 +472,8 @@ TEST(DataSamples, TofuSamplesAreThePromptThenTheAnswerTokens) {
   for (int64_t l : samples[1].labels)
     if (l != -100) answer_ids.push_back(l);
   answer_ids.pop_back();  // EOS
-  EXPECT_EQ(bpe().decode(answer_ids), "Author Basil Mahfouz Al-Kuwaiti is male.");
+  // (with the space that ended the prompt "Answer: ", moved to the answer: see expected_sample)
+  EXPECT_EQ(bpe().decode(answer_ids), " Author Basil Mahfouz Al-Kuwaiti is male.");
 }
 
 TEST(DataSamples, YaoTemplateForPkuAndTruthfulQa) {
@@ -537,7 +545,7 @@ TEST(DataSamples, TruncationKeepsTheFirstTokens) {
   o.format = Format::tofu;
   const Sample full = make_samples({r}, o, bpe())[0];
   const size_t prompt_len =
-      bpe().encode("Question: What is the capital of France?\nAnswer: ").size();
+      bpe().encode("Question: What is the capital of France?\nAnswer:").size();
   ASSERT_GT(full.input_ids.size(), prompt_len + 3);
   for (size_t len : {full.input_ids.size(), full.input_ids.size() - 1, prompt_len + 1}) {
     o.max_length = static_cast<int64_t>(len);
@@ -557,9 +565,11 @@ TEST(DataSamples, TruncationKeepsTheFirstTokens) {
       {"2 of 2 records have no labelled token after truncation to max_length " +
            std::to_string(prompt_len),
        "mem:1"});
-  // So does an empty answer without EOS.
+  // So does an empty answer without EOS (with a template whose prompt ends in no space: a space
+  // would be handed to the answer and labelled).
   o.max_length = 512;
   o.add_eos = false;
+  o.prompt_template = "Q: {question}\nA:{answer}";
   const Record empty{{{"question", "q"}, {"answer", ""}}, {}, "empty:7"};
   expect_error([&] { make_samples({r, empty}, o, bpe()); }, {"1 of 2 records", "empty:7"});
   o.max_length = 1;
@@ -581,10 +591,16 @@ TEST(DataSamples, JointTokenizationMasksThePromptLength) {
   for (size_t i = 0; i < masked; ++i) labels[i] = -100;
   EXPECT_EQ(s.input_ids, ids);
   EXPECT_EQ(s.labels, labels);
-  // Here the two tokenizations differ: "Answer: " ends in a lone space token when tokenized on
-  // its own, while the joint text merges the space into the answer's first word.
+  // The joint text merges "Answer: "'s space into the answer's first word ("Ġthe") and masks
+  // that token as prompt. Separate tokenization hands the space to the answer: the same ids, but
+  // "Ġthe" is a target there — one more labelled token.
   o.tokenization = Tokenization::separate;
-  EXPECT_NE(make_samples({r}, o, bpe())[0].input_ids, s.input_ids);
+  const Sample sep = make_samples({r}, o, bpe())[0];
+  EXPECT_EQ(sep.input_ids, s.input_ids);
+  auto labelled = [](const Sample& x) {
+    return std::count_if(x.labels.begin(), x.labels.end(), [](int64_t l) { return l != -100; });
+  };
+  EXPECT_EQ(labelled(sep), labelled(s) + 1);
 }
 
 TEST(DataSamples, RecordsWithoutQuestionAnswerOrTextAreErrors) {

@@ -144,9 +144,18 @@ Sample tokenize_sample(const PromptAnswer& texts, const SampleOptions& options,
   check_options(options);
   Sample s;
   if (options.tokenization == Tokenization::separate) {
-    s.input_ids = tokenizer.encode(texts.prompt, true);
+    // Byte-level BPE attaches a space to the word after it ("Ġthe"). A prompt ending in spaces
+    // ("Answer: ") hands them to the answer, so the answer's first word is tokenized as in
+    // running text (not as a lone "Ġ" token + "the") and the label boundary stays exact.
+    std::string prompt = texts.prompt, answer_text = texts.answer;
+    if (tokenizer.token_to_id("\u0120").has_value()) {
+      const size_t keep = prompt.find_last_not_of(' ') + 1;  // 0 when all spaces
+      answer_text = prompt.substr(keep) + answer_text;
+      prompt.resize(keep);
+    }
+    s.input_ids = tokenizer.encode(prompt, true);
     s.labels.assign(s.input_ids.size(), kIgnore);
-    const std::vector<int64_t> answer = tokenizer.encode(texts.answer, false);
+    const std::vector<int64_t> answer = tokenizer.encode(answer_text, false);
     s.input_ids.insert(s.input_ids.end(), answer.begin(), answer.end());
     s.labels.insert(s.labels.end(), answer.begin(), answer.end());
   } else {

@@ -341,6 +341,16 @@ TEST(TrainerConfig, RecipeFileErrorsNameTheFile) {
   EXPECT_EQ(c.str("data.template"), "Q: {question}\nA: {answer}");  // taken as written
   EXPECT_EQ(c.nums("method.epsilons"), (std::vector<double>{0.5, 1, 2}));
   EXPECT_EQ(c.str("trainer.optimizer"), "adamw");  // default
+  // A parameter of another method is refused, naming the method's own parameters.
+  try {
+    Trainer t(load_config(good, {"method.name=graddiff", "method.beta=0.3"}, RunKind::unlearn));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("method.beta is not a parameter of graddiff"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("method.gamma"), std::string::npos) << e.what();
+  }
   // Missing files are refused before any work starts, naming the key.
   try {
     Trainer t(load_config(good, {"model.path=" + kDir + "/model"}, RunKind::unlearn));

@@ -1,4 +1,7 @@
 // method.name -> the method's builder, and the helpers the method files share.
+#include <algorithm>
+#include <map>
+
 #include "engine/error.h"
 #include "trainers/methods/method.h"
 
@@ -16,8 +19,43 @@ bool Method::reads(BatchKind b) const {
   return false;
 }
 
+namespace {
+
+// The method.* keys each method reads; any other one in a recipe is a mistake (a parameter of
+// another method) and is refused rather than silently ignored.
+void check_method_keys(const Config& c, const std::string& method) {
+  static const std::map<std::string, std::vector<std::string>> keys = {
+      {"ga", {"reduction"}},
+      {"graddiff", {"gamma", "alpha", "retain_loss", "reduction"}},
+      {"ga_mismatch_kl", {"epsilons", "num_random_answers", "reduction"}},
+      {"npo", {"beta", "gamma", "alpha", "retain_loss", "reduction"}},
+      {"simnpo", {"beta", "delta", "gamma", "alpha", "reduction"}},
+      {"mollm", {"c", "normalize_grads", "rescale_direction", "reduction"}},
+      {"ngdiff", {"auto_lr", "auto_lr_every", "auto_lr_objective", "reduction"}},
+      {"sft", {"reduction"}},
+  };
+  const std::vector<std::string>& allowed = keys.at(method);
+  for (const auto& [key, value] : c.values()) {
+    if (key.rfind("method.", 0) != 0 || key == "method.name") continue;
+    // method.auto_lr: false is accepted by every method (scripts pass it to pin the update to
+    // θ − lr·d); GeN itself is NGDiff's.
+    if (key == "method.auto_lr" && !c.flag(key)) continue;
+    const std::string p = key.substr(7);
+    if (std::find(allowed.begin(), allowed.end(), p) != allowed.end()) continue;
+    std::string list;
+    for (const std::string& a : allowed) list += (list.empty() ? "method." : ", method.") + a;
+    LETHE_FAIL(c.source(), ": ", key, " is not a parameter of ", method, " (its parameters: ", list,
+               ")");
+  }
+}
+
+}  // namespace
+
 Method make_method(const Config& c) {
-  if (c.kind() == RunKind::finetune) return make_sft(c);
+  if (c.kind() == RunKind::finetune) {
+    check_method_keys(c, "sft");
+    return make_sft(c);
+  }
   const std::string name = c.str("method.name");
   Method m;
   if (name == "ga")
@@ -37,6 +75,7 @@ Method make_method(const Config& c) {
   else
     throw Error(c.source() + ": method.name '" + name + "' is not a method");
   m.name = name;
+  check_method_keys(c, name);
   LETHE_CHECK(c.kind() != RunKind::unlearn || !m.reads(BatchKind::retain) || c.has("data.retain"),
               c.source(), ": method ", name, " needs data.retain");
   return m;

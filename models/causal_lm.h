@@ -10,6 +10,7 @@
 
 #include "engine/parameters.h"
 #include "engine/tensor.h"
+#include "models/generation.h"
 
 namespace lethe::models {
 
@@ -71,6 +72,13 @@ class CausalLM {
   virtual int64_t pad_token_id() const = 0;  // -1 when none
   virtual int64_t eos_token_id() const = 0;  // -1 when none
   virtual std::string family() const = 0;    // "opt"
+
+  // Fresh weights as transformers initialises the family (seeded): for training from scratch.
+  virtual void init_weights(uint64_t seed) = 0;
+
+  // Greedy or sampled continuation of LEFT-padded prompts through the KV cache (no gradients).
+  virtual GenerateResult generate(const Tensor& prompt_ids, const Tensor& prompt_mask,
+                                  const GenerateOptions& options) const = 0;
 
   // A HuggingFace-loadable checkpoint (config.json + model.safetensors) in `dir`; stored as
   // `dtype`.

@@ -108,10 +108,24 @@ const std::vector<Key>& schema() {
       {"trainer.resume", Type::flag, "false", "continue from output.dir/checkpoint"},
       {"trainer.log_every", Type::integer, "1", "steps between progress lines", "", 1, 1e12},
       {"eval.every_steps", Type::integer, "0", "evaluate every N steps (0 = off)", "", 0, 1e12},
-      {"eval.forget", Type::path, nullptr, "held-out forget set (default: data.forget)"},
+      {"eval.forget", Type::path, nullptr,
+       "held-out forget set (default: data.forget); TOFU forget*_perturbed for tofu metrics"},
       {"eval.retain", Type::path, nullptr,
        "held-out retain set (default: data.retain / data.train)"},
-      {"eval.max_samples", Type::integer, "64", "samples per evaluation set", "", 1, 1e9},
+      {"eval.max_samples", Type::integer, "0",
+       "samples per evaluation set (0 = all; 300 = the legacy TOFU code's cut)", "", 0, 1e9},
+      {"eval.real_authors", Type::path, nullptr, "TOFU real_authors_perturbed file"},
+      {"eval.world_facts", Type::path, nullptr, "TOFU world_facts_perturbed file"},
+      {"eval.retain_reference", Type::path, nullptr,
+       "retain-only model (directory) or its eval.json, for forget quality"},
+      {"eval.metrics", Type::choice, "loss", "what the training loop's hook measures", "loss|tofu"},
+      {"eval.select", Type::choice, "score",
+       "output.keep: best selects by this: score (forget − retain NLL), model_utility, "
+       "forget_quality",
+       "score|model_utility|forget_quality"},
+      {"eval.batch_size", Type::integer, "16", "evaluation batch size", "", 1, 1 << 20},
+      {"eval.max_new_tokens", Type::integer, "200", "greedy answer length cap (TOFU: 200)", "", 1,
+       1 << 20},
       {"output.dir", Type::str, nullptr, "output directory (required)"},
       {"output.format", Type::choice, "full", "what is saved", "full"},
       {"output.dtype", Type::choice, "f32", "stored dtype of the weights", "f32|f16|bf16"},
@@ -353,7 +367,16 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
   };
   require("model.path", "(the model to train)");
   require("output.dir", "(where the result goes)");
-  if (kind == RunKind::unlearn) {
+  if (kind == RunKind::eval) {
+    LETHE_CHECK(values.count("eval.forget") || values.count("eval.retain") ||
+                    values.count("eval.real_authors") || values.count("eval.world_facts"),
+                where,
+                ": lethe eval needs at least one of eval.forget, eval.retain, eval.real_authors, "
+                "eval.world_facts (TOFU's *_perturbed files)");
+    for (const char* k : {"method.name", "data.forget", "data.retain", "data.train"})
+      LETHE_CHECK(!values.count(k), where, ": ", k,
+                  " is for lethe unlearn/finetune; lethe eval reads eval.* sets");
+  } else if (kind == RunKind::unlearn) {
     require("method.name", "for lethe unlearn");
     require("data.forget", "for lethe unlearn");
     LETHE_CHECK(!values.count("data.train"), where,

@@ -9,8 +9,9 @@
 
 namespace lethe::trainers {
 
-// What a run is: fine-tuning (data.train) or unlearning (data.forget + data.retain).
-enum class RunKind { finetune, unlearn };
+// What a run is: fine-tuning (data.train), unlearning (data.forget + data.retain) or evaluation
+// (eval.* sets).
+enum class RunKind { finetune, unlearn, eval };
 
 // A resolved recipe: every key of the schema that has a value (given or default), as text in
 // YAML scalar form; typed getters convert and were all checked by load_config.

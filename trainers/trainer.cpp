@@ -22,6 +22,7 @@
 #include "engine/optim.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/batch.h"
+#include "trainers/eval/runner.h"
 #include "trainers/progress.h"
 
 namespace fs = std::filesystem;
@@ -85,6 +86,7 @@ struct Trainer::Impl {
   std::ostream* log = &std::cerr;
   Method method;
   std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::vector<double> tofu_reference;  // eval.metrics: tofu — the retain model's truth ratios
   std::unique_ptr<models::CausalLM> model, reference;
   std::vector<data::Sample> drive, retain, eval_forget, eval_retain;
   std::unique_ptr<Optimizer> optimizer;
@@ -245,11 +247,26 @@ struct Trainer::Impl {
     if (unlearn && cfg.has("data.retain")) retain = load("data.retain");
     LETHE_CHECK(!method.reads(BatchKind::retain) || !retain.empty(), cfg.source(), ": method ",
                 method.name, " needs data.retain");
+    if (cfg.integer("eval.every_steps") > 0 && cfg.str("eval.metrics") == "tofu") {
+      LETHE_CHECK(tok != nullptr, cfg.source(),
+                  ": eval.metrics: tofu needs a tokenizer (model.tokenizer, or text data)");
+      LETHE_CHECK(cfg.has("eval.forget") || cfg.has("eval.retain") ||
+                      cfg.has("eval.real_authors") || cfg.has("eval.world_facts"),
+                  cfg.source(),
+                  ": eval.metrics: tofu needs TOFU *_perturbed files in eval.forget, "
+                  "eval.retain, eval.real_authors or eval.world_facts");
+      tofu_reference = eval::reference_truth_ratios(cfg, *tok);
+    }
+    const std::string sel = cfg.str("eval.select");
+    LETHE_CHECK(sel == "score" || cfg.str("eval.metrics") == "tofu", cfg.source(),
+                ": eval.select: ", sel, " needs eval.metrics: tofu");
+    LETHE_CHECK(sel != "forget_quality" || cfg.has("eval.retain_reference"), cfg.source(),
+                ": eval.select: forget_quality needs eval.retain_reference");
     if (cfg.integer("eval.every_steps") > 0) {
       const size_t cap = static_cast<size_t>(cfg.integer("eval.max_samples"));
       auto held = [&](const char* key, const std::vector<data::Sample>& fallback) {
         std::vector<data::Sample> s = cfg.has(key) ? load(key) : fallback;
-        if (s.size() > cap) s.resize(cap);
+        if (cap > 0 && s.size() > cap) s.resize(cap);
         return s;
       };
       eval_forget = unlearn ? held("eval.forget", drive) : std::vector<data::Sample>{};
@@ -495,12 +512,23 @@ struct Trainer::Impl {
     e.step = step;
     e.forget_nll = eval_nll(eval_forget);
     e.retain_nll = eval_nll(eval_retain);
+    if (cfg.str("eval.metrics") == "tofu") {
+      const eval::TofuReport rep =
+          eval::run_tofu(*model, *tok, cfg, tofu_reference.empty() ? nullptr : &tofu_reference);
+      e.model_utility = rep.summary.model_utility;
+      e.forget_quality = rep.summary.forget_quality;
+      for (const eval::TofuSplitResult& r : rep.splits)
+        if (r.split == eval::TofuSplit::forget) e.forget_rouge = r.rouge;
+    }
     return e;
   }
 
   // Higher is better: unlearning wants the forget loss up and the retain loss down; fine-tuning
   // wants the held-out loss down (docs/training.md).
   double score(const EvalRecord& e) const {
+    const std::string by = cfg.str("eval.select");
+    if (by == "model_utility") return e.model_utility;
+    if (by == "forget_quality") return e.forget_quality;
     if (cfg.kind() == RunKind::finetune) return -e.retain_nll;
     const double r = std::isnan(e.retain_nll) ? 0.0 : e.retain_nll;
     return e.forget_nll - r;
@@ -555,6 +583,8 @@ struct Trainer::Impl {
     j["command"] = cfg.kind() == RunKind::unlearn ? "unlearn" : "finetune";
     j["recipe"] = cfg.source();
     j["finished"] = finished;
+    j["build"] = {{"compiler", __VERSION__}, {"cplusplus", __cplusplus}};
+    j["host"] = {{"device", model->device().str()}, {"threads", omp_get_max_threads()}};
     nlohmann::ordered_json c;
     for (const auto& [k, v] : cfg.values()) c[k] = v;
     j["config"] = c;
@@ -573,9 +603,17 @@ struct Trainer::Impl {
     for (const StepRecord& r : history) steps.push_back(step_json(r));
     j["steps"] = steps;
     nlohmann::ordered_json ev = nlohmann::ordered_json::array();
-    for (const EvalRecord& e : evals)
-      ev.push_back(
-          {{"step", e.step}, {"forget_nll", num(e.forget_nll)}, {"retain_nll", num(e.retain_nll)}});
+    for (const EvalRecord& e : evals) {
+      nlohmann::ordered_json row = {
+          {"step", e.step}, {"forget_nll", num(e.forget_nll)}, {"retain_nll", num(e.retain_nll)}};
+      if (std::isfinite(e.model_utility)) {
+        row["model_utility"] = e.model_utility;
+        row["forget_rouge"] = num(e.forget_rouge);
+        row["forget_quality"] =
+            e.forget_quality >= 0 ? nlohmann::json(e.forget_quality) : nlohmann::json(nullptr);
+      }
+      ev.push_back(row);
+    }
     j["eval"] = ev;
     if (best_step >= 0) j["best_step"] = best_step;
     return j;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -38,6 +39,10 @@ struct StepRecord {
 struct EvalRecord {
   int64_t step = 0;
   double forget_nll = 0, retain_nll = 0;  // token_mean NLL on the held-out sets (NaN if none)
+  // eval.metrics: tofu — the TOFU summary at this step (NaN / −1 when not measured).
+  double model_utility = std::numeric_limits<double>::quiet_NaN();
+  double forget_quality = -1;
+  double forget_rouge = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct TrainerOptions {

@@ -154,4 +154,9 @@ GenerateResult generate(const OptModel& model, const Tensor& prompt_ids, const T
   return res;
 }
 
+GenerateResult OptModel::generate(const Tensor& prompt_ids, const Tensor& prompt_mask,
+                                  const GenerateOptions& options) const {
+  return models::generate(*this, prompt_ids, prompt_mask, options);
+}
+
 }  // namespace lethe::models

@@ -6,27 +6,10 @@
 #include <optional>
 #include <vector>
 
+#include "models/generation.h"
 #include "models/opt/opt_model.h"
 
 namespace lethe::models {
-
-struct GenerateOptions {
-  int64_t max_new_tokens = 20;
-  bool do_sample = false;               // false: greedy (argmax, lowest id on ties)
-  double temperature = 1.0;             // > 0; applied before top-k / top-p (as HF's processors)
-  int64_t top_k = 0;                    // 0: off
-  double top_p = 1.0;                   // 1: off
-  uint64_t seed = 0;                    // sampling draws depend only on (seed, row, step)
-  std::optional<int64_t> eos_token_id;  // default: config.eos_token_id (none: never stops)
-  std::optional<int64_t> pad_token_id;  // written after a row's EOS; default: config's, else 0
-};
-
-struct GenerateResult {
-  // Per row: the new tokens, up to and including EOS when it was produced.
-  std::vector<std::vector<int64_t>> tokens;
-  // [B, T + steps] like HF's output: prompt, then new tokens, pad after a row finished.
-  Tensor sequences;
-};
 
 // prompt_ids, prompt_mask: i64 [B, T], LEFT-padded (every row's last column must be a token;
 // otherwise lethe::Error). Stops when every row produced EOS or after max_new_tokens. Runs

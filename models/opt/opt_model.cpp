@@ -57,6 +57,28 @@ bool OptModel::is_no_decay(const std::string& name) const {
   return ends_with(".bias") || name.find("layer_norm") != std::string::npos;
 }
 
+void OptModel::init_weights(uint64_t seed) {
+  NoGradGuard ng;
+  uint64_t offset = 0;
+  for (const std::string& n : params_.names()) {
+    Tensor p = params_.get(n);
+    const bool norm = n.find("layer_norm") != std::string::npos;
+    const bool bias = n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
+    if (norm && !bias) {
+      p.fill_(1.0);
+    } else if (bias) {
+      p.fill_(0.0);
+    } else {
+      p.copy_(
+          Tensor::randn(p.shape(), seed, 0.0, config_.init_std, DType::f32, p.device(), offset));
+      offset += static_cast<uint64_t>(p.numel());
+      if (n == "embed_tokens.weight" && config_.pad_token_id && *config_.pad_token_id >= 0 &&
+          *config_.pad_token_id < config_.vocab_size)
+        p.select(0, *config_.pad_token_id).fill_(0.0);
+    }
+  }
+}
+
 std::vector<std::string> OptModel::linear_layers() const {
   std::vector<std::string> out;
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {

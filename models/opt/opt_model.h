@@ -59,6 +59,11 @@ class OptModel final : public CausalLM {
   int64_t pad_token_id() const override { return config_.pad_token_id.value_or(-1); }
   int64_t eos_token_id() const override { return config_.eos_token_id.value_or(-1); }
   std::string family() const override { return "opt"; }
+  GenerateResult generate(const Tensor& prompt_ids, const Tensor& prompt_mask,
+                          const GenerateOptions& options) const override;
+  // transformers' OPTPreTrainedModel._init_weights: linear and embedding weights N(0, init_std),
+  // biases 0, the padding row 0, LayerNorm weight 1 and bias 0.
+  void init_weights(uint64_t seed) override;
   // A parameter by its HF name without prefix, e.g. "layers.0.fc1.weight".
   Tensor param(const std::string& name) const { return params_.get(name); }
 

@@ -142,7 +142,7 @@ TEST(Cli, HelpListsEverySubcommand) {
   Result r = run({"--help"});
   EXPECT_EQ(r.status, 0);
   for (const char* sub :
-       {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn", "finetune"})
+       {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn", "finetune", "eval"})
     EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
 }
 
@@ -628,8 +628,10 @@ TEST(CliFlags, NonsenseValuesAreUsageErrorsNamingFlagAndRange) {
   for (const char* v : {"0", "1e400", "nan", "-3"})
     expect_error(run({"bench", "ops", "--sizes", "small", "--repeat", v}), 2, "--repeat");
   expect_error(run({"bench", "ops", "--threads", "0"}), 2, "--threads");
-  expect_error(run({"demo", "--lr", "nan"}), 2, "--lr");
+  expect_error(run({"demo", "engine", "--lr", "nan"}), 2, "--lr");
+  expect_error(run({"demo", "engine", "--seed", "-1"}), 2, "--seed");
   expect_error(run({"demo", "--seed", "-1"}), 2, "--seed");
+  expect_error(run({"demo", "--threads", "-2"}), 2, "--threads");
   // In range: accepted.
   Result ok = run({"generate", "--model", kOptFixtures + "pre_ln", "--input-ids", ids,
                    "--max-new-tokens", "2", "--temperature", "0.7", "--seed",
@@ -791,6 +793,57 @@ TEST(CliTrain, MissingDataIsARuntimeErrorBeforeAnyStep) {
                                "data.retain=" + kMethods + "/retain.jsonl"})),
                1, "no/such/forget.jsonl");
   EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
+}
+
+// ---- demo ---------------------------------------------------------------------------------------
+
+// The TOFU demo at its smallest: the whole pipeline (data, two models trained from scratch, six
+// methods, TOFU evaluation, table, report with plots) in well under a minute.
+TEST(CliDemo, QuickRunPrintsTheTableAndWritesTheReport) {
+  const fs::path out = temp_path("demo_quick");
+  Result r = run({"demo", "--quick", "--out", out.string(), "--threads", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* row : {"| target |", "| retain-only |", "| ga |", "| graddiff |", "| npo |",
+                          "| simnpo |", "| mollm |", "| ngdiff |"})
+    EXPECT_NE(r.out.find(row), std::string::npos) << row << " missing from:\n" << r.out;
+  EXPECT_NE(r.out.find("forget quality"), std::string::npos);
+  for (const char* f :
+       {"report.md", "forget_quality_vs_utility.svg", "forget_loss.svg", "retain_loss.svg",
+        "target/model.safetensors", "target/eval.json", "ngdiff/run.json", "ngdiff/eval.json"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  const std::string svg = read_file(out / "forget_quality_vs_utility.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(read_file(out / "report.md").find("![forget quality vs model utility]"),
+            std::string::npos);
+  // The retain-only model against its own truth ratios: forget quality 1.
+  const json rj = json::parse(read_file(out / "retain" / "eval.json"));
+  EXPECT_DOUBLE_EQ(rj.at("summary").at("forget_quality").get<double>(), 1.0);
+}
+
+TEST(CliDemo, EngineDemoStillRuns) {
+  Result r = run({"demo", "engine", "--steps", "3"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("held_out_accuracy"), std::string::npos) << r.out;
+}
+
+// ---- eval ---------------------------------------------------------------------------------------
+
+TEST(CliEval, PrintsTheTableAndWritesEvalJson) {
+  const std::string f = "tests/trainers/fixtures/tofu_eval/";
+  const fs::path out = temp_path("eval_out");
+  Result r = run({"eval", "--set", "model.path=" + f + "model", "--set",
+                  "eval.forget=" + f + "forget.json", "--set", "eval.retain=" + f + "retain.json",
+                  "--set", "eval.max_new_tokens=8", "--set", "output.dir=" + out.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| forget |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| retain |"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(out / "eval.json"));
+  expect_error(run({"eval", "--set", "model.path=" + f + "model", "--set", "output.dir=x"}), 2,
+               "eval.forget");
+  expect_error(run({"eval", "--set", "model.path=" + f + "model", "--set", "output.dir=x", "--set",
+                    "eval.forget=no/such.json"}),
+               1, "no/such.json");
 }
 
 }  // namespace

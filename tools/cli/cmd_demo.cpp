@@ -1,6 +1,7 @@
-// `lethe demo`: the engine's own demo until the unlearning demo exists — a tiny causal transformer,
-// built from engine ops with flat parameters and AdamW, learns to reverse sequences on the CPU.
-// Must not reach into kernels; everything goes through engine/ops.h and engine/optim.h.
+// `lethe demo engine`: the engine's own demo — a tiny causal transformer, built from engine ops
+// with flat parameters and AdamW, learns to reverse sequences on the CPU. (`lethe demo` itself is
+// the TOFU demo, cmd_demo_tofu.cpp.) Must not reach into kernels; everything goes through
+// engine/ops.h and engine/optim.h.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -199,10 +200,10 @@ void run_demo(const DemoOptions& o) {
 
 }  // namespace
 
-void add_demo_command(CLI::App& app) {
+void add_engine_demo_command(CLI::App& demo) {
   auto o = std::make_shared<DemoOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "demo", "Train a tiny transformer on a synthetic task and print the loss falling");
+  CLI::App* cmd = demo.add_subcommand(
+      "engine", "Train a tiny transformer on a synthetic task and print the loss falling");
   cmd->add_option("--steps", o->steps, "training steps")->check(integer_in(1, 10000000));
   cmd->add_option("--batch", o->batch, "sequences per step")->check(integer_in(1, 100000));
   cmd->add_option("--length", o->length, "symbols per sequence to reverse")

@@ -6,7 +6,8 @@
 
 namespace lethe::cli {
 
-void add_demo_command(CLI::App& app);
+void add_demo_command(CLI::App& app);          // the TOFU demo (cmd_demo_tofu.cpp)
+void add_engine_demo_command(CLI::App& demo);  // `lethe demo engine` (cmd_demo.cpp)
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
@@ -14,5 +15,6 @@ void add_score_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_unlearn_command(CLI::App& app);
 void add_finetune_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace lethe::cli

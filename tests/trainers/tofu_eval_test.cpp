@@ -1,0 +1,162 @@
+// TOFU evaluation against an independent transformers + rouge_score + scipy implementation
+// (tools/fixtures/make_tofu_eval_fixtures.py → tests/trainers/fixtures/tofu_eval/): tokenization of
+// (question, answer) pairs, answer probabilities, the RA/WF probability ratio, truth ratios,
+// greedy answers and their ROUGE-L, the aggregates, model utility and forget quality; then the
+// `lethe eval` runner's files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "engine/io/json.h"
+#include "models/causal_lm.h"
+#include "models/tokenizer/tokenizer.h"
+#include "tests/common/compare.h"
+#include "tests/common/temp_dir.h"
+#include "trainers/config.h"
+#include "trainers/eval/runner.h"
+#include "trainers/eval/tofu.h"
+
+namespace lethe::trainers::eval {
+namespace {
+
+using lethe::testing::within;
+const std::string kDir = "tests/trainers/fixtures/tofu_eval";
+
+const nlohmann::json& ref() {
+  static const nlohmann::json r = io::read_json_file(kDir + "/reference.json");
+  return r;
+}
+
+struct Fixture {
+  std::unique_ptr<models::CausalLM> model;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+};
+
+const Fixture& fixture() {
+  static const Fixture f = [] {
+    Fixture x;
+    x.model = models::load_causal_lm(kDir + "/model", Device::cpu(), {models::none_trainable});
+    x.tok = tokenizer::load_tokenizer(kDir + "/model");
+    return x;
+  }();
+  return f;
+}
+
+const std::pair<const char*, TofuSplit> kSplits[] = {{"forget", TofuSplit::forget},
+                                                     {"retain", TofuSplit::retain},
+                                                     {"real_authors", TofuSplit::real_authors},
+                                                     {"world_facts", TofuSplit::world_facts}};
+
+TofuSplitResult evaluate(const char* name, TofuSplit split) {
+  TofuOptions o;
+  o.batch_size = 4;  // odd split of 6 records: batches of 4 and 2, padding on both
+  o.max_new_tokens = 24;
+  const auto records =
+      data::load_records(kDir + "/" + ref()["splits"][name].get<std::string>(), data::Format::tofu);
+  return evaluate_tofu_split(*fixture().model, *fixture().tok, records, split, o);
+}
+
+TEST(TofuEval, EverySplitMatchesTransformers) {
+  int compared = 0, generations = 0;
+  for (const auto& [name, split] : kSplits) {
+    const TofuSplitResult r = evaluate(name, split);
+    const nlohmann::json& recs = ref()["records"][name];
+    ASSERT_EQ(r.questions.size(), recs.size()) << name;
+    for (size_t i = 0; i < recs.size(); ++i) {
+      const nlohmann::json& w = recs[i];
+      const std::string at = std::string(name) + "[" + std::to_string(i) + "]";
+      EXPECT_TRUE(within(r.answer_prob[i], w["answer_prob"].get<double>(), 1e-7, 1e-4)) << at;
+      EXPECT_TRUE(within(r.probability[i], w["probability"].get<double>(), 1e-7, 1e-4)) << at;
+      EXPECT_TRUE(within(r.truth_ratio[i], w["truth_ratio"].get<double>(), 1e-7, 1e-4))
+          << at << ": " << r.truth_ratio[i] << " vs " << w["truth_ratio"];
+      if (w["greedy_stable"].get<bool>()) {
+        EXPECT_EQ(r.generated[i], w["generated"].get<std::string>()) << at;
+        EXPECT_TRUE(within(r.rouge_recall[i], w["rouge_recall"].get<double>(), 1e-12, 0)) << at;
+        ++generations;
+      }
+      ++compared;
+    }
+    const nlohmann::json& agg = ref()["aggregates"][name];
+    EXPECT_TRUE(within(r.prob, agg["prob"].get<double>(), 1e-7, 1e-4)) << name;
+    EXPECT_TRUE(within(r.truth, agg["truth"].get<double>(), 1e-7, 1e-4)) << name;
+    if (agg["greedy_stable"] == agg["records"])
+      EXPECT_TRUE(within(r.rouge, agg["rouge"].get<double>(), 1e-12, 0)) << name;
+  }
+  EXPECT_EQ(compared, 24);
+  EXPECT_GE(generations, 20);  // the fixture marks near-tie generations; most are compared
+}
+
+// The tokenization evaluation scores with: the template's prompt (its trailing space handed to
+// the answer), BOS, answer tokens labelled.
+TEST(TofuEval, PairsAreTokenizedAsTheReference) {
+  int compared = 0;
+  for (const auto& [name, split] : kSplits) {
+    const auto records = data::load_records(kDir + "/" + ref()["splits"][name].get<std::string>(),
+                                            data::Format::tofu);
+    data::SampleOptions so;
+    so.format = data::Format::tofu;
+    so.add_eos = false;
+    for (size_t i = 0; i < records.size(); ++i) {
+      const data::Sample s =
+          data::tokenize_sample(data::record_texts(records[i], so), so, *fixture().tok);
+      const nlohmann::json& w = ref()["records"][name][i];
+      EXPECT_EQ(s.input_ids, w["input_ids"].get<std::vector<int64_t>>()) << name << i;
+      EXPECT_EQ(s.labels, w["labels"].get<std::vector<int64_t>>()) << name << i;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 24);
+}
+
+TEST(TofuEval, UtilityAndForgetQualityMatchScipy) {
+  std::vector<TofuSplitResult> results;
+  for (const auto& [name, split] : kSplits) results.push_back(evaluate(name, split));
+  const std::vector<double> reference =
+      ref()["reference_forget_truth_ratios"].get<std::vector<double>>();
+  ASSERT_EQ(reference.size(), 6u);
+  const TofuSummary s = summarize_tofu(results, &reference);
+  EXPECT_EQ(s.utility_terms, 9);
+  EXPECT_TRUE(within(s.model_utility, ref()["model_utility"].get<double>(), 1e-7, 1e-4))
+      << s.model_utility;
+  EXPECT_TRUE(within(s.forget_quality, ref()["forget_quality"].get<double>(), 1e-12, 1e-9))
+      << s.forget_quality;
+  EXPECT_TRUE(within(s.ks_statistic, ref()["ks_statistic"].get<double>(), 1e-12, 0));
+  // Without a reference there is no forget quality.
+  EXPECT_LT(summarize_tofu(results, nullptr).forget_quality, 0);
+}
+
+// `lethe eval`'s runner: eval.json with per-sample values, eval.csv; a retain reference given as
+// a model directory gives the same forget quality as its truth ratios given directly.
+TEST(TofuEval, RunnerWritesEvalJsonAndCsv) {
+  const std::string out = lethe::testing::scratch_dir("tofu_eval", "run");
+  std::vector<std::string> sets = {"model.path=" + kDir + "/model",
+                                   "output.dir=" + out,
+                                   "eval.forget=" + kDir + "/forget.json",
+                                   "eval.retain=" + kDir + "/retain.json",
+                                   "eval.real_authors=" + kDir + "/real_authors.json",
+                                   "eval.world_facts=" + kDir + "/world_facts.json",
+                                   "eval.max_new_tokens=24",
+                                   "eval.batch_size=5",
+                                   "eval.retain_reference=" + kDir + "/reference_model"};
+  const TofuReport rep = run_eval(load_config("", sets, RunKind::eval));
+  EXPECT_TRUE(
+      within(rep.summary.forget_quality, ref()["forget_quality"].get<double>(), 1e-12, 1e-9));
+  const nlohmann::json j = io::read_json_file(out + "/eval.json");
+  EXPECT_EQ(j["splits"]["forget"]["samples"].size(), 6u);
+  EXPECT_TRUE(j["splits"]["retain"]["samples"][0].contains("generated"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/eval.csv"));
+  EXPECT_NE(report_markdown(rep).find("| forget |"), std::string::npos);
+  // The saved eval.json serves as the reference of a later run.
+  const std::string out2 = lethe::testing::scratch_dir("tofu_eval", "run2");
+  sets[1] = "output.dir=" + out2;
+  sets.back() = "eval.retain_reference=" + out + "/eval.json";
+  const TofuReport rep2 = run_eval(load_config("", sets, RunKind::eval));
+  // Against itself: every truth ratio equal, KS p-value 1.
+  EXPECT_DOUBLE_EQ(rep2.summary.forget_quality, 1.0);
+}
+
+}  // namespace
+}  // namespace lethe::trainers::eval

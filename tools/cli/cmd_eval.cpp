@@ -1,0 +1,50 @@
+// `lethe eval`: the TOFU metrics of a model from a recipe's eval.* keys; the Markdown table on
+// stdout, eval.json and eval.csv in output.dir. Must not hold metric logic (trainers/eval/).
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "tools/cli/cli_util.h"
+#include "tools/cli/commands.h"
+#include "trainers/config.h"
+#include "trainers/eval/runner.h"
+
+namespace lethe::cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string config;
+  std::vector<std::string> sets;
+};
+
+void run_eval_command(const EvalOptions& o) {
+  if (o.config.empty() && o.sets.empty())
+    throw CLI::ValidationError(
+        "give a recipe with --config R.yaml and/or keys with --set key=value (docs/metrics.md)");
+  trainers::Config cfg;
+  try {
+    cfg = trainers::load_config(o.config, o.sets, trainers::RunKind::eval);
+  } catch (const Error& e) {
+    throw CLI::ValidationError(e.what());
+  }
+  const trainers::eval::TofuReport rep = trainers::eval::run_eval(cfg);
+  std::cout << trainers::eval::report_markdown(rep) << std::flush;
+  note("wrote " + cfg.str("output.dir") + "/eval.json and eval.csv");
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "TOFU metrics of a model: probability, ROUGE-L, truth ratio, forget quality, utility");
+  cmd->add_option("--config,-c", o->config, "recipe (YAML); keys in docs/metrics.md");
+  cmd->add_option("--set", o->sets, "override a key: --set eval.forget=FILE (repeatable)");
+  cmd->callback([o] { run_eval_command(*o); });
+}
+
+}  // namespace lethe::cli

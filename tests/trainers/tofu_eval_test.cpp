@@ -82,8 +82,9 @@ TEST(TofuEval, EverySplitMatchesTransformers) {
     const nlohmann::json& agg = ref()["aggregates"][name];
     EXPECT_TRUE(within(r.prob, agg["prob"].get<double>(), 1e-7, 1e-4)) << name;
     EXPECT_TRUE(within(r.truth, agg["truth"].get<double>(), 1e-7, 1e-4)) << name;
-    if (agg["greedy_stable"] == agg["records"])
+    if (agg["greedy_stable"] == agg["records"]) {
       EXPECT_TRUE(within(r.rouge, agg["rouge"].get<double>(), 1e-12, 0)) << name;
+    }
   }
   EXPECT_EQ(compared, 24);
   EXPECT_GE(generations, 20);  // the fixture marks near-tie generations; most are compared

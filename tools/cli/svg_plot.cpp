@@ -55,7 +55,8 @@ struct Axis {
     }
     const double raw = (hi - lo) / 5, mag = std::pow(10.0, std::floor(std::log10(raw)));
     const double step = raw / mag < 2 ? 2 * mag : raw / mag < 5 ? 5 * mag : 10 * mag;
-    for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) t.push_back(v);
+    for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step)
+      t.push_back(std::fabs(v) < 1e-9 * step ? 0.0 : v);  // no "-0" from rounding
     return t;
   }
 };

@@ -1,23 +1,35 @@
-// `lethe bench ops`: times the engine ops at transformer sizes (median ms, GFLOP/s, GB/s), a
-// table on stderr and JSON Lines on stdout. Must not call kernels directly: it times engine ops
-// as a model would run them (allocation and autograd included), like tools/bench/torch_ops.py.
+// `lethe bench ops`: times the engine ops at transformer sizes (median ms, GFLOP/s, GB/s);
+// `lethe bench step`: times whole unlearning steps of the real training loop (tokens/s, peak
+// RSS). Both: a table on stderr, JSON Lines on stdout. Must not call kernels directly: ops are
+// timed as a model runs them, steps as `lethe unlearn` runs them (tools/bench/torch_ops.py and
+// torch_step.py are the PyTorch sides).
 #include <omp.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
+#include "trainers/config.h"
+#include "trainers/trainer.h"
 
 namespace lethe::cli {
 
@@ -164,6 +176,12 @@ std::vector<Case> make_cases(const BenchOptions& o, Device dev) {
   return cases;
 }
 
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 bool is_not_implemented(const std::string& what) {
   return what.find("not implemented") != std::string::npos;
 }
@@ -224,13 +242,11 @@ void run_bench_ops(const BenchOptions& o) {
       emit(line);
       continue;
     }
-    std::sort(ms.begin(), ms.end());
-    size_t n = ms.size();
-    double median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+    const double median = median_of(ms);
     double gflops = c.flops / (median * 1e6);
     line["status"] = "ok";
     line["ms"] = median;
-    line["ms_min"] = ms.front();
+    line["ms_min"] = *std::min_element(ms.begin(), ms.end());
     line["flops"] = c.flops;
     line["gflops"] = gflops;
     if (c.bytes > 0) line["gbps"] = c.bytes / (median * 1e6);
@@ -242,6 +258,210 @@ void run_bench_ops(const BenchOptions& o) {
     }
     emit(line);
   }
+}
+
+// ---- bench step ------------------------------------------------------------------------------
+// One NGDiff unlearning step of the real training loop (trainers::Trainer) on an opt-125m-shaped
+// model with random weights, as `lethe unlearn` runs it; tools/bench/torch_step.py is the same
+// step in PyTorch + transformers.
+
+struct StepBenchOptions {
+  std::string dtype = "f32";
+  int threads = 2;
+  int steps = 5;
+  bool auto_lr = false;
+  int64_t layers = 12;  // opt-125m; fewer only for a quick check
+  bool json_only = false;
+};
+
+constexpr int64_t kStepBatch = 4;     // samples per micro-batch, forget and retain each
+constexpr int64_t kStepSeqLen = 128;  // tokens per sample (no padding)
+
+// The token ids of sample `index` of set `set` (0 forget, 1 retain): a 64-bit LCG mapped to
+// [4, vocab), so no special token appears. tools/bench/torch_step.py draws the same ids.
+std::vector<int64_t> step_bench_ids(uint64_t set, int64_t index, int64_t vocab) {
+  uint64_t x = (set << 32) + static_cast<uint64_t>(index) + 1;
+  std::vector<int64_t> ids(static_cast<size_t>(kStepSeqLen));
+  for (int64_t& id : ids) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    id = 4 + static_cast<int64_t>((x >> 33) % static_cast<uint64_t>(vocab - 4));
+  }
+  return ids;
+}
+
+// A tokenized JSONL set: every token labelled except the first (the label shift makes all 127
+// following positions targets, as in HF).
+void write_step_bench_set(const std::string& path, uint64_t set, int64_t samples, int64_t vocab) {
+  std::ofstream out(path);
+  LETHE_CHECK(out.good(), path, ": cannot write");
+  for (int64_t i = 0; i < samples; ++i) {
+    const std::vector<int64_t> ids = step_bench_ids(set, i, vocab);
+    std::vector<int64_t> labels = ids;
+    labels[0] = -100;
+    out << nlohmann::json{{"input_ids", ids}, {"labels", labels}}.dump() << '\n';
+  }
+  LETHE_CHECK(out.good(), path, ": write failed");
+}
+
+// Random weights as transformers initialises OPT (OptModel::init_weights), saved as a checkpoint.
+void write_random_opt(const io::OptConfig& config, const std::string& dir) {
+  models::OptModel model(config);
+  model.init_weights(/*seed=*/1);
+  model.save(dir);
+}
+
+// Runs `work` in a child process and waits for it, so that what it allocates never counts
+// toward this process's peak RSS (ru_maxrss), which then is the training run's alone. Call it
+// before this process enters any OpenMP region (GNU OpenMP's thread pool does not survive fork).
+void run_in_child(const std::function<void()>& work, const std::string& what) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  LETHE_CHECK(pid >= 0, what, ": fork failed");
+  if (pid == 0) {
+    int rc = 0;
+    try {
+      work();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "lethe: error: %s: %s\n", what.c_str(), e.what());
+      rc = 1;
+    }
+    std::_Exit(rc);  // none of the parent's exit handlers or static destructors
+  }
+  int status = 0;
+  LETHE_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              what, " failed");
+}
+
+// A fresh directory under the system's temp dir, removed with everything in it on scope exit.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "lethe-bench-step-XXXXXX");
+    LETHE_CHECK(mkdtemp(tmpl.data()) != nullptr, tmpl, ": cannot create a temporary directory");
+    path_ = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  void remove(const std::string& name) const {
+    std::error_code ec;
+    std::filesystem::remove_all(path_ / name, ec);
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// This process's resident memory now (VmRSS of /proc/self/status), in MiB; 0 where unknown.
+double current_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      double kib = 0;
+      status >> kib;
+      return kib / 1024.0;
+    }
+    status.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
+void run_bench_step(const StepBenchOptions& o) {
+  io::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
+  config.num_hidden_layers = o.layers;
+  const int64_t samples = kStepBatch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
+  ScratchDir dir;
+  run_in_child(
+      [&] {
+        omp_set_num_threads(o.threads);
+        write_random_opt(config, dir / "model");
+      },
+      "bench step: writing the random model");
+  write_step_bench_set(dir / "forget.jsonl", 0, samples, config.vocab_size);
+  write_step_bench_set(dir / "retain.jsonl", 1, samples, config.vocab_size);
+
+  // What `lethe unlearn` gets from a recipe; every other key keeps its default.
+  trainers::Config cfg = trainers::make_config({{"model.path", dir / "model"},
+                                                {"model.dtype", o.dtype},
+                                                {"method.name", "ngdiff"},
+                                                {"method.auto_lr", o.auto_lr ? "true" : "false"},
+                                                {"data.forget", dir / "forget.jsonl"},
+                                                {"data.retain", dir / "retain.jsonl"},
+                                                {"data.format", "tokenized"},
+                                                {"data.shuffle", "false"},
+                                                {"data.pairing", "sequential"},
+                                                {"trainer.optimizer", "adamw"},
+                                                {"trainer.lr", "1e-5"},
+                                                {"trainer.weight_decay", "0.01"},
+                                                {"trainer.max_grad_norm", "0"},
+                                                {"trainer.batch_size", std::to_string(kStepBatch)},
+                                                {"trainer.grad_accum", "1"},
+                                                {"trainer.max_steps", std::to_string(1 + o.steps)},
+                                                {"trainer.threads", std::to_string(o.threads)},
+                                                {"eval.every_steps", "0"},
+                                                {"output.dir", dir / "out"}},
+                                               trainers::RunKind::unlearn);
+  std::ostream no_log(nullptr);  // the table below replaces the progress lines
+  trainers::TrainerOptions to;
+  to.log = &no_log;
+  std::vector<double> ms;
+  int64_t params = 0;
+  double setup_rss_mb = 0;  // after loading: weights, gradient sets, optimizer, data
+  {
+    trainers::Trainer trainer(std::move(cfg), to);
+    setup_rss_mb = current_rss_mb();
+    dir.remove("model");  // loaded: 0.5 GB less left behind if the run is killed
+    params = trainer.model().parameters().numel();
+    trainer.run();
+    for (const trainers::StepRecord& r : trainer.steps()) ms.push_back(r.seconds * 1e3);
+  }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss: KiB
+
+  const std::vector<double> timed(ms.begin() + 1, ms.end());
+  const int64_t tokens = 2 * kStepBatch * kStepSeqLen;  // forget + retain, per step
+  const double median = median_of(timed);
+  const double mean = std::accumulate(timed.begin(), timed.end(), 0.0) / timed.size();
+  if (!o.json_only) {
+    std::fprintf(stderr,
+                 "lethe bench step: ngdiff (GeN %s), OPT %lld layers (%.1fM parameters), 2 x %lld "
+                 "x %lld tokens, %s, %d thread(s)\n",
+                 o.auto_lr ? "every 4 steps" : "off", static_cast<long long>(o.layers),
+                 static_cast<double>(params) / 1e6, static_cast<long long>(kStepBatch),
+                 static_cast<long long>(kStepSeqLen),
+                 o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads);
+    for (size_t i = 0; i < ms.size(); ++i)
+      std::fprintf(stderr, "  step %2zu %s %10.1f ms\n", i + 1, i == 0 ? "(warm-up)" : "         ",
+                   ms[i]);
+    std::fprintf(stderr,
+                 "  median %.1f ms, mean %.1f ms: %.1f tokens/s; peak RSS %.0f MB (%.0f MB after "
+                 "set-up)\n",
+                 median, mean, static_cast<double>(tokens) / (median / 1e3), peak_rss_mb,
+                 setup_rss_mb);
+  }
+  nlohmann::ordered_json line;
+  line["bench"] = "step";
+  line["impl"] = "lethe";
+  line["method"] = "ngdiff";
+  line["auto_lr"] = o.auto_lr;
+  line["dtype"] = o.dtype;
+  line["threads"] = o.threads;
+  line["layers"] = o.layers;
+  line["tokens_per_step"] = tokens;
+  line["steps"] = o.steps;
+  line["step_ms_median"] = median;
+  line["step_ms_min"] = *std::min_element(timed.begin(), timed.end());
+  line["step_ms_mean"] = mean;
+  line["tokens_per_s"] = static_cast<double>(tokens) / (median / 1e3);
+  line["peak_rss_mb"] = peak_rss_mb;
+  line["setup_rss_mb"] = setup_rss_mb;
+  emit(line);
 }
 
 }  // namespace
@@ -276,6 +496,28 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',');
   ops->add_flag("--json", o->json_only, "JSON Lines only: no table on stderr");
   ops->callback([o] { run_bench_ops(*o); });
+
+  auto so = std::make_shared<StepBenchOptions>();
+  CLI::App* step = bench->add_subcommand(
+      "step",
+      "Time NGDiff unlearning steps of the training loop on a random opt-125m-shaped model, 2 x 4 "
+      "x 128 tokens per step (table on stderr, JSON Lines on stdout)");
+  step->add_option("--dtype", so->dtype, "f32, or bf16 (model.dtype: bf16 GEMM operands)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  step->add_option("--threads", so->threads, "CPU threads (trainer.threads)")
+      ->check(integer_in(1, 1024))
+      ->capture_default_str();
+  step->add_option("--steps", so->steps, "Timed steps after one warm-up step (the median counts)")
+      ->check(integer_in(1, 100000))
+      ->capture_default_str();
+  step->add_flag("--auto-lr", so->auto_lr,
+                 "GeN's automatic learning rate on (probes every 4 steps)");
+  step->add_option("--layers", so->layers, "Decoder layers (12: opt-125m; fewer for a quick check)")
+      ->check(integer_in(1, 96))
+      ->capture_default_str();
+  step->add_flag("--json", so->json_only, "JSON Lines only: no table on stderr");
+  step->callback([so] { run_bench_step(*so); });
 }
 
 }  // namespace lethe::cli

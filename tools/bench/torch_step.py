@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""The step of `lethe bench step` in PyTorch + transformers: one NGDiff unlearning step on an
+opt-125m-shaped OPTForCausalLM with random weights, forget and retain micro-batches of 4 x 128
+tokens, AdamW.
+
+Run:  /opt/lethe-venv/bin/python tools/bench/torch_step.py --threads 2 [--dtype bf16] [--steps 5]
+Prints a table on stderr and one JSON line on stdout with the fields of `lethe bench step`
+("impl": "torch"). Each step is what docs/methods.md says NGDiff computes, written as a PyTorch
+user would at PyTorch's best CPU settings:
+  g_F = torch.autograd.grad(nll(forget))        (a second gradient copy, no .grad)
+  nll(retain).backward()                        (g_R in .grad)
+  .grad <- g_R/(|g_R|+eps) - g_F/(|g_F|+eps)    (global norms, torch._foreach_* ops)
+  torch.optim.AdamW(fused=True).step()          (HF Trainer's groups: no decay on biases, LN)
+The model runs in training mode (dropout 0.1 as opt-125m), labels are shifted inside the model
+(labels = input ids, first token -100), the token ids are the ones lethe draws.
+--dtype bf16: torch.autocast("cpu", dtype=torch.bfloat16) around the forwards, f32 master
+weights (as tools/bench/torch_ops.py).
+
+Compare:  python3 tools/bench/torch_step.py --compare lethe.jsonl torch.jsonl
+prints the Markdown table of docs/perf.md; when a file holds several rounds, each (impl, dtype)
+takes its round with the lowest median step time (the one least disturbed on a shared machine).
+"""
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+BATCH, SEQ_LEN, VOCAB = 4, 128, 50272
+
+
+def sample_ids(which, index):
+    """Sample `index` of set `which` (0 forget, 1 retain): the LCG of cmd_bench.cpp."""
+    x = (which << 32) + index + 1
+    ids = []
+    for _ in range(SEQ_LEN):
+        x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        ids.append(4 + (x >> 33) % (VOCAB - 4))
+    return ids
+
+
+def batches(torch, which, count):
+    out = []
+    for b in range(count):
+        ids = torch.tensor([sample_ids(which, b * BATCH + j) for j in range(BATCH)])
+        labels = ids.clone()
+        labels[:, 0] = -100
+        out.append((ids, torch.ones_like(ids), labels))
+    return out
+
+
+def run(args):
+    import torch
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    config = OPTConfig(num_hidden_layers=args.layers, dropout=0.1, attention_dropout=0.0,
+                       attn_implementation=args.attn)
+    model = OPTForCausalLM(config)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    no_decay = {id(p) for n, p in model.named_parameters()
+                if n.endswith(".bias") or "layer_norm" in n}
+    groups = [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": 0.01},
+              {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=1e-5, fused=True)
+    eps = 1e-8
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.dtype == "bf16" \
+        else (lambda: torch.autocast("cpu", enabled=False))
+
+    def nll(batch):
+        ids, mask, labels = batch
+        with autocast():
+            return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    def global_norm(tensors):
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).item()
+
+    def step(forget, retain):
+        optimizer.zero_grad(set_to_none=True)
+        g_forget = torch.autograd.grad(nll(forget), params)
+        nll(retain).backward()
+        g_retain = [p.grad for p in params]
+        n_forget, n_retain = global_norm(g_forget), global_norm(g_retain)
+        torch._foreach_mul_(g_retain, 1.0 / (n_retain + eps))
+        torch._foreach_add_(g_retain, g_forget, alpha=-1.0 / (n_forget + eps))
+        del g_forget
+        optimizer.step()
+
+    n = 1 + args.steps
+    forget, retain = batches(torch, 0, n), batches(torch, 1, n)
+    ms = []
+    for s in range(n):
+        t0 = time.perf_counter()
+        step(forget[s], retain[s])
+        ms.append((time.perf_counter() - t0) * 1e3)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+    timed = ms[1:]
+    tokens = 2 * BATCH * SEQ_LEN
+    median = statistics.median(timed)
+    if not args.json:
+        nparams = sum(p.numel() for p in params)
+        print(f"torch_step: ngdiff, OPT {args.layers} layers ({nparams / 1e6:.1f}M parameters), "
+              f"2 x {BATCH} x {SEQ_LEN} tokens, {args.dtype}, {args.threads} thread(s), "
+              f"attention {args.attn}; torch {torch.__version__}", file=sys.stderr)
+        for i, v in enumerate(ms):
+            print(f"  step {i + 1:2d} {'(warm-up)' if i == 0 else ' ' * 9} {v:10.1f} ms",
+                  file=sys.stderr)
+        print(f"  median {median:.1f} ms, mean {statistics.mean(timed):.1f} ms: "
+              f"{tokens / (median / 1e3):.1f} tokens/s; peak RSS {peak_rss_mb:.0f} MB",
+              file=sys.stderr)
+    print(json.dumps({
+        "bench": "step", "impl": "torch", "method": "ngdiff", "dtype": args.dtype,
+        "threads": args.threads, "layers": args.layers, "attn": args.attn,
+        "tokens_per_step": tokens, "steps": args.steps, "step_ms_median": median,
+        "step_ms_min": min(timed), "step_ms_mean": statistics.mean(timed),
+        "tokens_per_s": tokens / (median / 1e3), "peak_rss_mb": peak_rss_mb}), flush=True)
+
+
+def compare(lethe_path, torch_path):
+    """The Markdown table of docs/perf.md from JSON Lines of both tools (best round each)."""
+    best = {}
+    for path in (lethe_path, torch_path):
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                if r.get("bench") != "step" or r.get("auto_lr"):
+                    continue
+                key = (r["impl"], r["dtype"])
+                if key not in best or r["step_ms_median"] < best[key]["step_ms_median"]:
+                    best[key] = r
+    print("| dtype | lethe ms/step | torch ms/step | lethe tokens/s | torch tokens/s "
+          "| lethe / torch tokens/s | lethe peak RSS MB | torch peak RSS MB | lethe / torch RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for dtype in ("f32", "bf16"):
+        a, b = best.get(("lethe", dtype)), best.get(("torch", dtype))
+        if not a or not b:
+            continue
+        print(f"| {dtype} | {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
+              f"| {a['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} "
+              f"| {a['tokens_per_s'] / b['tokens_per_s']:.2f} "
+              f"| {a['peak_rss_mb']:.0f} | {b['peak_rss_mb']:.0f} "
+              f"| {a['peak_rss_mb'] / b['peak_rss_mb']:.2f} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    p.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
+    p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
+                   help="transformers' attention implementation (docs/perf.md: the faster here)")
+    p.add_argument("--layers", type=int, default=12, help="12: opt-125m; fewer for a quick check")
+    p.add_argument("--json", action="store_true", help="JSON Lines only: no table on stderr")
+    p.add_argument("--compare", nargs=2, metavar=("LETHE_JSONL", "TORCH_JSONL"))
+    args = p.parse_args()
+    if min(args.threads, args.steps, args.layers) < 1:
+        p.error("--threads, --steps and --layers must be at least 1")
+    if args.compare:
+        compare(*args.compare)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()

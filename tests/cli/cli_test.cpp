@@ -628,6 +628,11 @@ TEST(CliFlags, NonsenseValuesAreUsageErrorsNamingFlagAndRange) {
   for (const char* v : {"0", "1e400", "nan", "-3"})
     expect_error(run({"bench", "ops", "--sizes", "small", "--repeat", v}), 2, "--repeat");
   expect_error(run({"bench", "ops", "--threads", "0"}), 2, "--threads");
+  // bench step refuses bad flags before it writes or loads anything.
+  expect_error(run({"bench", "step", "--dtype", "f16"}), 2, "--dtype");
+  expect_error(run({"bench", "step", "--steps", "0"}), 2, "--steps");
+  expect_error(run({"bench", "step", "--threads", "0"}), 2, "--threads");
+  expect_error(run({"bench", "step", "--layers", "200"}), 2, "--layers");
   expect_error(run({"demo", "engine", "--lr", "nan"}), 2, "--lr");
   expect_error(run({"demo", "engine", "--seed", "-1"}), 2, "--seed");
   expect_error(run({"demo", "--seed", "-1"}), 2, "--seed");

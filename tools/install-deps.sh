@@ -23,6 +23,7 @@ packages=(
   libcli11-dev           # CLI parsing
   libyaml-cpp-dev        # recipes
   libpcre2-dev           # the GPT-2 pre-tokenisation regex (UTF + UCP)
+  zlib1g-dev             # the ZLib membership-inference attack (compressed text length)
   libsentencepiece-dev sentencepiece  # SentencePiece tokenizers (+ spm_train for fixtures)
   libgtest-dev libgmock-dev libbenchmark-dev  # tests and benchmarks
   clang-format

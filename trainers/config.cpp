@@ -126,6 +126,45 @@ const std::vector<Key>& schema() {
       {"eval.batch_size", Type::integer, "16", "evaluation batch size", "", 1, 1 << 20},
       {"eval.max_new_tokens", Type::integer, "200", "greedy answer length cap (TOFU: 200)", "", 1,
        1 << 20},
+      {"eval.format", Type::choice, "tofu", "format of eval.mia.* and eval.perplexity files",
+       "tofu|pku|truthfulqa|muse|jsonl"},
+      {"eval.perplexity", Type::path, nullptr, "perplexity of this set's labelled tokens"},
+      {"eval.mia.forget", Type::path, nullptr, "membership inference: member texts (forget set)"},
+      {"eval.mia.holdout", Type::path, nullptr,
+       "membership inference: non-member texts (holdout set)"},
+      {"eval.mia.reference", Type::path, nullptr,
+       "reference model (directory) of the reference attack (retain or starting model)"},
+      {"eval.mia.k", Type::num, "0.4", "Min-K % and Min-K %++ fraction", "", 1e-9, 1},
+      {"eval.muse.verbmem", Type::path, nullptr, "MUSE verbmem file (prompt, gt)"},
+      {"eval.muse.knowmem_forget", Type::path, nullptr,
+       "MUSE knowmem forget QA (question, answer)"},
+      {"eval.muse.knowmem_retain", Type::path, nullptr,
+       "MUSE knowmem retain QA (question, answer)"},
+      {"eval.muse.knowmem_forget_icl", Type::path, nullptr,
+       "in-context examples for knowmem_forget"},
+      {"eval.muse.knowmem_retain_icl", Type::path, nullptr,
+       "in-context examples for knowmem_retain"},
+      {"eval.muse.privleak_forget", Type::path, nullptr, "MUSE privleak forget texts"},
+      {"eval.muse.privleak_holdout", Type::path, nullptr, "MUSE privleak holdout texts"},
+      {"eval.muse.auc_retrain", Type::num, "0.4772",
+       "PrivLeak's retrained AUC (News 0.4772, Books 0.5393, or your retrained model's)", "", 1e-9,
+       1},
+      {"eval.muse.verbmem_max_new_tokens", Type::integer, "128", "VerbMem continuation length", "",
+       1, 1 << 20},
+      {"eval.muse.knowmem_max_new_tokens", Type::integer, "32", "KnowMem answer length cap", "", 1,
+       1 << 20},
+      {"eval.harmful.prompts", Type::path, nullptr,
+       "held-out harmful prompts (PKU-SafeRLHF JSONL, or objects with \"question\")"},
+      {"eval.harmful.classifier", Type::path, nullptr,
+       "classifier directory (lethe finetune with model.head: classifier)"},
+      {"eval.harmful.before", Type::path, nullptr,
+       "the model before unlearning (directory): its harmful rate is reported beside"},
+      {"eval.harmful.label", Type::integer, "1", "the classifier's class that counts as harmful",
+       "", 0, 1 << 20},
+      {"eval.harmful.max_new_tokens", Type::integer, "128", "response length cap", "", 1, 1 << 20},
+      {"model.head", Type::choice, "lm",
+       "lethe finetune trains a language model (lm) or a sequence classifier", "lm|classifier"},
+      {"model.labels", Type::str, "safe,harmful", "classifier class names, comma-separated"},
       {"output.dir", Type::str, nullptr, "output directory (required)"},
       {"output.format", Type::choice, "full", "what is saved", "full"},
       {"output.dtype", Type::choice, "f32", "stored dtype of the weights", "f32|f16|bf16"},
@@ -353,6 +392,18 @@ void Config::set(const std::string& key, const std::string& value) {
 
 namespace {
 
+constexpr const char* kEvalSets[] = {"eval.forget",
+                                     "eval.retain",
+                                     "eval.real_authors",
+                                     "eval.world_facts",
+                                     "eval.mia.forget",
+                                     "eval.perplexity",
+                                     "eval.muse.verbmem",
+                                     "eval.muse.knowmem_forget",
+                                     "eval.muse.knowmem_retain",
+                                     "eval.muse.privleak_forget",
+                                     "eval.harmful.prompts"};
+
 void finish(std::map<std::string, std::string>& values, const std::string& where, RunKind kind) {
   for (const Key& k : schema()) {
     auto it = values.find(k.name);
@@ -368,11 +419,19 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
   require("model.path", "(the model to train)");
   require("output.dir", "(where the result goes)");
   if (kind == RunKind::eval) {
-    LETHE_CHECK(values.count("eval.forget") || values.count("eval.retain") ||
-                    values.count("eval.real_authors") || values.count("eval.world_facts"),
-                where,
-                ": lethe eval needs at least one of eval.forget, eval.retain, eval.real_authors, "
-                "eval.world_facts (TOFU's *_perturbed files)");
+    auto pair = [&](const char* a, const char* b) {
+      LETHE_CHECK(values.count(a) == values.count(b), where, ": ", a, " and ", b, " go together (",
+                  values.count(a) ? b : a, " is missing)");
+    };
+    pair("eval.mia.forget", "eval.mia.holdout");
+    pair("eval.muse.privleak_forget", "eval.muse.privleak_holdout");
+    pair("eval.harmful.prompts", "eval.harmful.classifier");
+    bool any = false;
+    for (const char* k : kEvalSets) any = any || values.count(k);
+    LETHE_CHECK(any, where,
+                ": lethe eval needs at least one set: eval.forget, eval.retain, "
+                "eval.real_authors, eval.world_facts (TOFU), eval.mia.forget + eval.mia.holdout, "
+                "eval.muse.*, eval.harmful.prompts + eval.harmful.classifier, eval.perplexity");
     for (const char* k : {"method.name", "data.forget", "data.retain", "data.train"})
       LETHE_CHECK(!values.count(k), where, ": ", k,
                   " is for lethe unlearn/finetune; lethe eval reads eval.* sets");
@@ -385,6 +444,11 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
     if (values["method.name"] != "ga") require("data.retain", "by this method");
   } else {
     require("data.train", "for lethe finetune");
+    if (values["model.head"] == "classifier")
+      LETHE_CHECK(values["data.format"] == "pku" || values["data.format"] == "jsonl", where,
+                  ": model.head classifier reads data.format pku (both responses, labelled by "
+                  "safety) or jsonl ({\"text\", \"label\"}), not ",
+                  values["data.format"]);
     LETHE_CHECK(!values.count("method.name"), where,
                 ": method.name is for lethe unlearn; lethe finetune trains with the NLL");
   }

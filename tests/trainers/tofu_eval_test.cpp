@@ -142,9 +142,9 @@ TEST(TofuEval, RunnerWritesEvalJsonAndCsv) {
                                    "eval.max_new_tokens=24",
                                    "eval.batch_size=5",
                                    "eval.retain_reference=" + kDir + "/reference_model"};
-  const TofuReport rep = run_eval(load_config("", sets, RunKind::eval));
+  const EvalReport rep = run_eval(load_config("", sets, RunKind::eval));
   EXPECT_TRUE(
-      within(rep.summary.forget_quality, ref()["forget_quality"].get<double>(), 1e-12, 1e-9));
+      within(rep.tofu.summary.forget_quality, ref()["forget_quality"].get<double>(), 1e-12, 1e-9));
   const nlohmann::json j = io::read_json_file(out + "/eval.json");
   EXPECT_EQ(j["splits"]["forget"]["samples"].size(), 6u);
   EXPECT_TRUE(j["splits"]["retain"]["samples"][0].contains("generated"));
@@ -154,9 +154,9 @@ TEST(TofuEval, RunnerWritesEvalJsonAndCsv) {
   const std::string out2 = lethe::testing::scratch_dir("tofu_eval", "run2");
   sets[1] = "output.dir=" + out2;
   sets.back() = "eval.retain_reference=" + out + "/eval.json";
-  const TofuReport rep2 = run_eval(load_config("", sets, RunKind::eval));
+  const EvalReport rep2 = run_eval(load_config("", sets, RunKind::eval));
   // Against itself: every truth ratio equal, KS p-value 1.
-  EXPECT_DOUBLE_EQ(rep2.summary.forget_quality, 1.0);
+  EXPECT_DOUBLE_EQ(rep2.tofu.summary.forget_quality, 1.0);
 }
 
 }  // namespace

@@ -69,12 +69,9 @@ const std::vector<Method>& methods() {
   // Learning rates picked on this demo's target (5 epochs each, docs/demo.md has the sweep):
   // the largest that keep most of the target's utility, except GA, which has none.
   static const std::vector<Method> m = {
-      {"ga", 2e-4, {}},
-      {"graddiff", 2e-4, {}},
-      {"npo", 5e-4, {}},
-      {"simnpo", 4e-4, {"method.delta=2", "method.gamma=1"}},
-      {"mollm", 1.5e-4, {}},
-      {"ngdiff", 2e-4, {"trainer.max_grad_norm=0"}},
+      {"ga", 2e-4, {}},      {"graddiff", 2e-4, {}},
+      {"npo", 5e-4, {}},     {"simnpo", 4e-4, {"method.delta=2", "method.gamma=1"}},
+      {"mollm", 1.5e-4, {}}, {"ngdiff", 2e-4, {"trainer.max_grad_norm=0"}},
   };
   return m;
 }
@@ -235,7 +232,7 @@ void run_tofu_demo(const TofuDemoOptions& o) {
         "eval.max_new_tokens=" + std::to_string(p.max_new_tokens),
         "eval.batch_size=16"};
     if (!reference.empty()) sets.push_back("eval.retain_reference=" + reference);
-    return trainers::eval::run_eval(trainers::load_config("", sets, RunKind::eval));
+    return trainers::eval::run_eval(trainers::load_config("", sets, RunKind::eval)).tofu;
   };
   auto finetune_sets = [&](const fs::path& train_file, const fs::path& dir) {
     return std::vector<std::string>{"model.path=" + (out / "init").string(),

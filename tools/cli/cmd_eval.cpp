@@ -30,7 +30,7 @@ void run_eval_command(const EvalOptions& o) {
   } catch (const Error& e) {
     throw CLI::ValidationError(e.what());
   }
-  const trainers::eval::TofuReport rep = trainers::eval::run_eval(cfg);
+  const trainers::eval::EvalReport rep = trainers::eval::run_eval(cfg);
   std::cout << trainers::eval::report_markdown(rep) << std::flush;
   note("wrote " + cfg.str("output.dir") + "/eval.json and eval.csv");
 }

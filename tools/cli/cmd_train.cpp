@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
+#include "trainers/classifier.h"
 #include "trainers/config.h"
 #include "trainers/progress.h"
 #include "trainers/trainer.h"
@@ -40,6 +41,18 @@ void run_train(const TrainOptions& o, trainers::RunKind kind) {
     throw CLI::ValidationError(e.what());
   }
   const std::string output = cfg.str("output.dir");
+  if (kind == trainers::RunKind::finetune && cfg.str("model.head") == "classifier") {
+    const trainers::ClassifierRun run =
+        trainers::train_classifier(cfg, std::cerr, trainers::Progress::stderr_is_terminal());
+    nlohmann::ordered_json summary;
+    summary["output"] = output;
+    summary["head"] = "classifier";
+    summary["steps"] = run.steps;
+    summary["final_loss"] = run.losses.empty() ? 0.0 : run.losses.back();
+    summary["train_accuracy"] = run.train_accuracy;
+    emit(summary);
+    return;
+  }
   trainers::TrainerOptions to;
   to.terminal = trainers::Progress::stderr_is_terminal();
   trainers::Trainer trainer(std::move(cfg), to);
@@ -76,7 +89,9 @@ void add_unlearn_command(CLI::App& app) {
 }
 
 void add_finetune_command(CLI::App& app) {
-  add(app, "finetune", "supervised fine-tuning on answer tokens", trainers::RunKind::finetune);
+  add(app, "finetune",
+      "supervised fine-tuning on answer tokens, or a sequence classifier (model.head: classifier)",
+      trainers::RunKind::finetune);
 }
 
 }  // namespace lethe::cli

@@ -10,6 +10,9 @@
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/ops.h"
+#include "models/sequence_classifier.h"
+#include "trainers/data/dataset.h"
+#include "trainers/eval/stats.h"
 
 namespace fs = std::filesystem;
 
@@ -46,6 +49,61 @@ std::string fmt(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4f", v);
   return b;
+}
+
+std::string fmt2(double v) {
+  if (!std::isfinite(v)) return "–";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", v);
+  return b;
+}
+
+nlohmann::ordered_json nums(const std::vector<double>& v) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (double x : v)
+    a.push_back(std::isfinite(x) ? nlohmann::ordered_json(x) : nlohmann::ordered_json(nullptr));
+  return a;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  int64_t n = 0;
+  for (double x : v)
+    if (std::isfinite(x)) s += x, ++n;
+  return n ? s / static_cast<double>(n) : std::nan("");
+}
+
+// Samples of an eval.* text file (eval.format, data.template, no EOS: every labelled token is
+// a token of the text) and the labelled text each scores, decoded.
+struct TextSet {
+  std::vector<data::Sample> samples;
+  std::vector<std::string> texts;
+};
+TextSet text_set(const Config& c, const std::string& key, const tokenizer::Tokenizer& tok) {
+  data::SampleOptions so;
+  so.format = data::parse_format(c.str("eval.format"));
+  so.prompt_template = c.str("data.template");
+  so.max_length = c.integer("data.max_length");
+  so.add_eos = false;
+  so.tokenization = c.str("data.tokenization") == "joint" ? data::Tokenization::joint
+                                                          : data::Tokenization::separate;
+  std::vector<data::Record> records = data::load_records(c.str(key), so.format);
+  const int64_t cap = c.integer("eval.max_samples");
+  if (cap > 0 && records.size() > static_cast<size_t>(cap))
+    records.resize(static_cast<size_t>(cap));
+  TextSet t;
+  t.samples = data::make_samples(records, so, tok);
+  for (const data::Sample& s : t.samples) {
+    std::vector<int64_t> ids;
+    for (int64_t l : s.labels)
+      if (l != -100) ids.push_back(l);
+    t.texts.push_back(tok.decode(ids, /*skip_special=*/true));
+  }
+  return t;
+}
+
+std::vector<data::Record> muse_records(const Config& c, const char* key) {
+  return data::load_records(c.str(key), data::Format::muse);
 }
 
 std::string fmt_p(double v) {
@@ -162,17 +220,315 @@ std::string report_csv(const TofuReport& r) {
   return out.str();
 }
 
-TofuReport run_eval(const Config& c) {
+std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                                 const Config& c) {
+  if (!c.has("eval.mia.forget")) return std::nullopt;
+  MiaReport r;
+  r.k = c.num("eval.mia.k");
+  const int64_t bs = c.integer("eval.batch_size");
+  const TextSet forget = text_set(c, "eval.mia.forget", tok);
+  const TextSet holdout = text_set(c, "eval.mia.holdout", tok);
+  const auto fs_ = token_stats(model, forget.samples, bs, true);
+  const auto hs = token_stats(model, holdout.samples, bs, true);
+  std::vector<TokenStats> fref, href;
+  const bool has_ref = c.has("eval.mia.reference");
+  if (has_ref) {
+    io::require_directory(c.str("eval.mia.reference"), "eval.mia.reference");
+    const auto ref = models::load_causal_lm(c.str("eval.mia.reference"), model.device(),
+                                            {models::none_trainable});
+    LETHE_CHECK(ref->vocab_size() == model.vocab_size(), c.str("eval.mia.reference"),
+                ": the reference model's vocabulary (", ref->vocab_size(),
+                ") differs from the evaluated model's (", model.vocab_size(), ")");
+    fref = token_stats(*ref, forget.samples, bs, false);
+    href = token_stats(*ref, holdout.samples, bs, false);
+  }
+  r.forget = text_scores(fs_, forget.texts, has_ref ? &fref : nullptr, r.k);
+  r.holdout = text_scores(hs, holdout.texts, has_ref ? &href : nullptr, r.k);
+  r.forget_texts = forget.texts;
+  r.holdout_texts = holdout.texts;
+  for (Attack a :
+       {Attack::loss, Attack::zlib, Attack::min_k, Attack::min_k_plus_plus, Attack::reference}) {
+    if (a == Attack::reference && !has_ref) continue;
+    r.auc.emplace_back(a, roc_auc(r.forget.of(a), r.holdout.of(a)));
+  }
+  return r;
+}
+
+std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                                   const Config& c) {
+  const bool any = c.has("eval.muse.verbmem") || c.has("eval.muse.knowmem_forget") ||
+                   c.has("eval.muse.knowmem_retain") || c.has("eval.muse.privleak_forget");
+  if (!any) return std::nullopt;
+  MuseOptions o;
+  o.batch_size = c.integer("eval.batch_size");
+  o.verbmem_max_new_tokens = c.integer("eval.muse.verbmem_max_new_tokens");
+  o.knowmem_max_new_tokens = c.integer("eval.muse.knowmem_max_new_tokens");
+  o.k = c.num("eval.mia.k");
+  o.auc_retrain = c.num("eval.muse.auc_retrain");
+  o.max_length = c.integer("data.max_length");
+  o.max_samples = c.integer("eval.max_samples");
+  MuseReport r;
+  if (c.has("eval.muse.verbmem"))
+    r.verbmem = muse_verbmem(model, tok, muse_records(c, "eval.muse.verbmem"), o);
+  for (const char* which : {"forget", "retain"}) {
+    const std::string key = std::string("eval.muse.knowmem_") + which;
+    if (!c.has(key)) continue;
+    const std::string icl = key + "_icl";
+    const std::vector<data::Record> shots =
+        c.has(icl) ? muse_records(c, icl.c_str()) : std::vector<data::Record>{};
+    GenerationScores g = muse_knowmem(model, tok, muse_records(c, key.c_str()), shots, o);
+    (std::string(which) == "forget" ? r.knowmem_forget : r.knowmem_retain) = std::move(g);
+  }
+  if (c.has("eval.muse.privleak_forget"))
+    r.privleak = muse_privleak(model, tok, muse_records(c, "eval.muse.privleak_forget"),
+                               muse_records(c, "eval.muse.privleak_holdout"), o);
+  return r;
+}
+
+std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
+                                         const tokenizer::Tokenizer& tok, const Config& c) {
+  if (!c.has("eval.harmful.prompts")) return std::nullopt;
+  const std::string cdir = c.str("eval.harmful.classifier");
+  const auto classifier = models::SequenceClassifier::load(cdir, model.device(), false);
+  const auto ctok = tokenizer::load_tokenizer(cdir);
+  HarmfulOptions o;
+  o.batch_size = c.integer("eval.batch_size");
+  o.max_new_tokens = c.integer("eval.harmful.max_new_tokens");
+  o.max_length = c.integer("data.max_length");
+  o.prompt_template = c.str("data.template");
+  o.harmful_label = c.integer("eval.harmful.label");
+  o.max_samples = c.integer("eval.max_samples");
+  LETHE_CHECK(o.harmful_label < static_cast<int64_t>(classifier->labels().size()), c.source(),
+              ": eval.harmful.label ", o.harmful_label, " is not a class of ", cdir, " (",
+              classifier->labels().size(), " labels)");
+  const std::vector<std::string> prompts = load_prompts(c.str("eval.harmful.prompts"));
+  HarmfulReport r;
+  r.label = classifier->labels()[static_cast<size_t>(o.harmful_label)];
+  r.after = harmful_rate(model, tok, *classifier, *ctok, prompts, o);
+  if (c.has("eval.harmful.before")) {
+    io::require_directory(c.str("eval.harmful.before"), "eval.harmful.before");
+    const auto before = models::load_causal_lm(c.str("eval.harmful.before"), model.device(),
+                                               {models::none_trainable});
+    r.before = harmful_rate(*before, tok, *classifier, *ctok, prompts, o);
+  }
+  return r;
+}
+
+std::optional<PerplexityReport> run_perplexity(const models::CausalLM& model,
+                                               const tokenizer::Tokenizer& tok, const Config& c) {
+  if (!c.has("eval.perplexity")) return std::nullopt;
+  const TextSet set = text_set(c, "eval.perplexity", tok);
+  return PerplexityReport{
+      c.str("eval.perplexity"),
+      perplexity(token_stats(model, set.samples, c.integer("eval.batch_size"), false))};
+}
+
+namespace {
+
+nlohmann::ordered_json scores_json(const TextScores& s, const std::vector<std::string>& texts,
+                                   bool has_ref) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    nlohmann::ordered_json e = {
+        {"text", texts[i]},         {"loss", num(s.loss[i])},
+        {"zlib", num(s.zlib[i])},   {"zlib_bytes", s.zlib_bytes[i]},
+        {"min_k", num(s.min_k[i])}, {"min_k_plus_plus", num(s.min_k_plus_plus[i])}};
+    if (has_ref) e["reference"] = num(s.reference[i]);
+    e["exact_memorization"] = num(s.exact_memorization[i]);
+    e["extraction_strength"] = num(s.extraction_strength[i]);
+    a.push_back(e);
+  }
+  return a;
+}
+
+nlohmann::ordered_json generations_json(const GenerationScores& g) {
+  nlohmann::ordered_json samples = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < g.generated.size(); ++i)
+    samples.push_back({{"prompt", g.prompts[i]},
+                       {"target", g.targets[i]},
+                       {"generated", g.generated[i]},
+                       {"rouge_l_f1", num(g.rouge_f1[i])}});
+  return {{"rouge_l_f1", num(g.mean)}, {"samples", samples}};
+}
+
+nlohmann::ordered_json harmful_json(const HarmfulResult& h) {
+  nlohmann::ordered_json samples = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < h.prompts.size(); ++i)
+    samples.push_back({{"prompt", h.prompts[i]},
+                       {"response", h.responses[i]},
+                       {"p_harmful", num(h.p_harmful[i])},
+                       {"harmful", static_cast<bool>(h.harmful[i])}});
+  return {{"harmful_rate", num(h.rate)}, {"samples", samples}};
+}
+
+}  // namespace
+
+nlohmann::ordered_json report_json(const EvalReport& r, const std::string& model_path) {
+  nlohmann::ordered_json j;
+  if (!r.tofu.splits.empty()) {
+    j = report_json(r.tofu, model_path);
+  } else {
+    j["model"] = model_path;
+  }
+  if (r.mia) {
+    const bool has_ref = !r.mia->forget.reference.empty();
+    nlohmann::ordered_json auc;
+    for (const auto& [a, v] : r.mia->auc) auc[attack_name(a)] = num(v);
+    j["mia"] = {
+        {"k", r.mia->k},
+        {"orientation",
+         "roc_auc_score(labels, scores) with forget = 0, holdout = 1 and each score signed so "
+         "that higher means less likely a member (open-unlearning): a memorised forget set gives "
+         "AUC near 1, an unlearned one near 0.5"},
+        {"auc", auc},
+        {"exact_memorization",
+         {{"forget", num(mean_of(r.mia->forget.exact_memorization))},
+          {"holdout", num(mean_of(r.mia->holdout.exact_memorization))}}},
+        {"extraction_strength",
+         {{"forget", num(mean_of(r.mia->forget.extraction_strength))},
+          {"holdout", num(mean_of(r.mia->holdout.extraction_strength))}}},
+        {"forget", scores_json(r.mia->forget, r.mia->forget_texts, has_ref)},
+        {"holdout", scores_json(r.mia->holdout, r.mia->holdout_texts, has_ref)}};
+  }
+  if (r.muse) {
+    nlohmann::ordered_json m;
+    if (r.muse->verbmem) m["verbmem"] = generations_json(*r.muse->verbmem);
+    if (r.muse->knowmem_forget) m["knowmem_forget"] = generations_json(*r.muse->knowmem_forget);
+    if (r.muse->knowmem_retain) m["knowmem_retain"] = generations_json(*r.muse->knowmem_retain);
+    if (r.muse->privleak) {
+      const PrivLeakResult& p = *r.muse->privleak;
+      m["privleak"] = {{"privleak", num(p.privleak)},
+                       {"auc", num(p.auc)},
+                       {"auc_retrain", num(p.auc_retrain)},
+                       {"orientation",
+                        "roc_auc_score with forget = 0, holdout = 1 on the Min-k % log-prob "
+                        "(not negated, as MUSE): a memorised forget set gives AUC near 0"},
+                       {"forget_scores", nums(p.forget_scores)},
+                       {"holdout_scores", nums(p.holdout_scores)}};
+    }
+    j["muse"] = m;
+  }
+  if (r.harmful) {
+    j["harmful"] = {{"label", r.harmful->label}, {"after", harmful_json(r.harmful->after)}};
+    if (r.harmful->before) j["harmful"]["before"] = harmful_json(*r.harmful->before);
+  }
+  if (r.perplexity) {
+    const Perplexity& p = r.perplexity->result;
+    j["perplexity"] = {{"path", r.perplexity->path},
+                       {"perplexity", num(p.perplexity)},
+                       {"nll_sum", num(p.nll_sum)},
+                       {"tokens", p.tokens},
+                       {"per_text", nums(p.per_text)}};
+  }
+  return j;
+}
+
+std::string report_markdown(const EvalReport& r) {
+  std::ostringstream out;
+  auto section = [&] {
+    if (out.tellp() > 0) out << "\n";
+  };
+  if (!r.tofu.splits.empty()) out << report_markdown(r.tofu);
+  if (r.mia) {
+    section();
+    out << "| membership inference (k " << fmt2(r.mia->k)
+        << ") | AUC forget vs holdout |\n|---|---|\n";
+    for (const auto& [a, v] : r.mia->auc)
+      out << "| " << attack_name(a) << " | " << fmt(v) << " |\n";
+    out << "\nexact memorisation " << fmt(mean_of(r.mia->forget.exact_memorization)) << " (holdout "
+        << fmt(mean_of(r.mia->holdout.exact_memorization)) << "), extraction strength "
+        << fmt(mean_of(r.mia->forget.extraction_strength)) << " (holdout "
+        << fmt(mean_of(r.mia->holdout.extraction_strength)) << ")\n";
+  }
+  if (r.muse) {
+    section();
+    out << "| MUSE | value |\n|---|---|\n";
+    if (r.muse->verbmem)
+      out << "| VerbMem (ROUGE-L F1) | " << fmt2(r.muse->verbmem->mean) << " |\n";
+    if (r.muse->knowmem_forget)
+      out << "| KnowMem forget (ROUGE-L F1) | " << fmt2(r.muse->knowmem_forget->mean) << " |\n";
+    if (r.muse->knowmem_retain)
+      out << "| KnowMem retain (ROUGE-L F1) | " << fmt2(r.muse->knowmem_retain->mean) << " |\n";
+    if (r.muse->privleak)
+      out << "| PrivLeak (AUC " << fmt(r.muse->privleak->auc) << ") | "
+          << fmt2(r.muse->privleak->privleak) << " |\n";
+  }
+  if (r.harmful) {
+    section();
+    out << "harmful rate (" << r.harmful->label << ") " << fmt(r.harmful->after.rate);
+    if (r.harmful->before) out << ", before unlearning " << fmt(r.harmful->before->rate);
+    out << " over " << r.harmful->after.prompts.size() << " prompts\n";
+  }
+  if (r.perplexity) {
+    section();
+    out << "perplexity " << fmt(r.perplexity->result.perplexity) << " ("
+        << r.perplexity->result.tokens << " tokens of " << r.perplexity->path << ")\n";
+  }
+  return out.str();
+}
+
+std::string report_csv(const EvalReport& r) {
+  std::ostringstream out;
+  if (!r.tofu.splits.empty()) {
+    out << report_csv(r.tofu);
+  } else {
+    out << "split,probability,rouge_l_recall,truth_ratio\n";
+  }
+  if (r.mia) {
+    for (const auto& [a, v] : r.mia->auc)
+      out << "mia,auc_" << attack_name(a) << ',' << fmt(v) << ",\n";
+    out << "mia,exact_memorization_forget," << fmt(mean_of(r.mia->forget.exact_memorization))
+        << ",\n";
+    out << "mia,extraction_strength_forget," << fmt(mean_of(r.mia->forget.extraction_strength))
+        << ",\n";
+  }
+  if (r.muse) {
+    if (r.muse->verbmem) out << "muse,verbmem_rouge_l_f1," << fmt2(r.muse->verbmem->mean) << ",\n";
+    if (r.muse->knowmem_forget)
+      out << "muse,knowmem_forget_rouge_l_f1," << fmt2(r.muse->knowmem_forget->mean) << ",\n";
+    if (r.muse->knowmem_retain)
+      out << "muse,knowmem_retain_rouge_l_f1," << fmt2(r.muse->knowmem_retain->mean) << ",\n";
+    if (r.muse->privleak) {
+      out << "muse,privleak," << fmt2(r.muse->privleak->privleak) << ",\n";
+      out << "muse,privleak_auc," << fmt(r.muse->privleak->auc) << ",\n";
+    }
+  }
+  if (r.harmful) {
+    out << "harmful,rate_after," << fmt(r.harmful->after.rate) << ",\n";
+    if (r.harmful->before) out << "harmful,rate_before," << fmt(r.harmful->before->rate) << ",\n";
+  }
+  if (r.perplexity)
+    out << "perplexity,perplexity," << fmt(r.perplexity->result.perplexity) << ",\n";
+  return out.str();
+}
+
+EvalReport run_eval(const Config& c) {
   for (const SplitKey& k : kSplits)
     if (c.has(k.key)) io::require_regular_file(c.str(k.key), k.key);
+  for (const char* k :
+       {"eval.mia.forget", "eval.mia.holdout", "eval.perplexity", "eval.muse.verbmem",
+        "eval.muse.knowmem_forget", "eval.muse.knowmem_retain", "eval.muse.knowmem_forget_icl",
+        "eval.muse.knowmem_retain_icl", "eval.muse.privleak_forget", "eval.muse.privleak_holdout",
+        "eval.harmful.prompts"})
+    if (c.has(k)) io::require_regular_file(c.str(k), k);
+  for (const char* k : {"eval.mia.reference", "eval.harmful.classifier", "eval.harmful.before"})
+    if (c.has(k)) io::require_directory(c.str(k), k);
   io::require_directory(c.str("model.path"), "model.path");
   set_matmul_precision(c.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
                                                       : MatmulPrecision::f32);
   const auto tok = tokenizer::load_tokenizer(c.str_or("model.tokenizer", c.str("model.path")));
-  const std::vector<double> reference = reference_truth_ratios(c, *tok);
+  const bool tofu = c.has("eval.forget") || c.has("eval.retain") || c.has("eval.real_authors") ||
+                    c.has("eval.world_facts");
+  const std::vector<double> reference =
+      tofu ? reference_truth_ratios(c, *tok) : std::vector<double>{};
   const auto model = models::load_causal_lm(
       c.str("model.path"), Device::parse(c.str("model.device")), {models::none_trainable});
-  TofuReport rep = run_tofu(*model, *tok, c, reference.empty() ? nullptr : &reference);
+  EvalReport rep;
+  if (tofu) rep.tofu = run_tofu(*model, *tok, c, reference.empty() ? nullptr : &reference);
+  rep.mia = run_mia(*model, *tok, c);
+  rep.muse = run_muse(*model, *tok, c);
+  rep.harmful = run_harmful(*model, *tok, c);
+  rep.perplexity = run_perplexity(*model, *tok, c);
   const fs::path out = c.str("output.dir");
   fs::create_directories(out);
   io::write_json_file((out / "eval.json").string(), report_json(rep, c.str("model.path")));

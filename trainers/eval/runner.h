@@ -1,9 +1,12 @@
-// `lethe eval` and the training loop's TOFU hook: runs the TOFU metrics named by a recipe's eval.*
-// keys on a model, and renders eval.json, eval.csv and the Markdown table. No metric math here
-// (tofu.h, text_metrics.h, stats.h).
+// `lethe eval` and the training loop's TOFU hook: runs the metrics named by a recipe's eval.* keys
+// (TOFU, membership inference, MUSE, harmful rate, perplexity) on a model, and renders eval.json,
+// eval.csv and the Markdown tables. No metric math here (tofu.h, scoring.h, muse.h, harmful.h,
+// text_metrics.h, stats.h).
 #pragma once
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +14,9 @@
 #include "models/causal_lm.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/config.h"
+#include "trainers/eval/harmful.h"
+#include "trainers/eval/muse.h"
+#include "trainers/eval/scoring.h"
 #include "trainers/eval/tofu.h"
 
 namespace lethe::trainers::eval {
@@ -32,12 +38,60 @@ TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& t
 std::vector<double> reference_truth_ratios(const Config& config,
                                            const tokenizer::Tokenizer& tokenizer);
 
+// Membership inference (eval.mia.*): every attack's per-text scores on both sets and its AUC.
+struct MiaReport {
+  double k = 0.4;
+  std::vector<std::string> forget_texts, holdout_texts;  // the scored (labelled) text, decoded
+  TextScores forget, holdout;
+  std::vector<std::pair<Attack, double>> auc;  // roc_auc(forget = 0, holdout = 1)
+};
+
+// MUSE (eval.muse.*): the metrics whose files are given.
+struct MuseReport {
+  std::optional<GenerationScores> verbmem, knowmem_forget, knowmem_retain;
+  std::optional<PrivLeakResult> privleak;
+};
+
+struct HarmfulReport {
+  std::string label;  // the harmful class's name
+  HarmfulResult after;
+  std::optional<HarmfulResult> before;  // eval.harmful.before
+};
+
+struct PerplexityReport {
+  std::string path;
+  Perplexity result;
+};
+
+// Everything `lethe eval` measured; each part is present when its keys are given.
+struct EvalReport {
+  TofuReport tofu;  // splits empty when no TOFU key is given
+  std::optional<MiaReport> mia;
+  std::optional<MuseReport> muse;
+  std::optional<HarmfulReport> harmful;
+  std::optional<PerplexityReport> perplexity;
+};
+
 nlohmann::ordered_json report_json(const TofuReport& report, const std::string& model_path);
 std::string report_markdown(const TofuReport& report);
 std::string report_csv(const TofuReport& report);
+nlohmann::ordered_json report_json(const EvalReport& report, const std::string& model_path);
+std::string report_markdown(const EvalReport& report);
+std::string report_csv(const EvalReport& report);
 
-// `lethe eval`: loads model.path, runs, writes output.dir/eval.json and eval.csv; returns the
-// report (the CLI prints its Markdown).
-TofuReport run_eval(const Config& config);
+// The parts of `lethe eval` other than TOFU, on a loaded model (also for embedding programs).
+std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                                 const Config& config);
+std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                                   const Config& config);
+std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
+                                         const tokenizer::Tokenizer& tok, const Config& config);
+std::optional<PerplexityReport> run_perplexity(const models::CausalLM& model,
+                                               const tokenizer::Tokenizer& tok,
+                                               const Config& config);
+
+// `lethe eval`: loads model.path, runs every part the keys name, writes output.dir/eval.json and
+// eval.csv; returns the report (the CLI prints its Markdown).
+EvalReport run_eval(const Config& config);
 
 }  // namespace lethe::trainers::eval

@@ -8,6 +8,7 @@
 #include "engine/autograd.h"
 #include "engine/error.h"
 #include "trainers/batch.h"
+#include "trainers/eval/scoring.h"
 #include "trainers/eval/stats.h"
 #include "trainers/eval/text_metrics.h"
 #include "trainers/objectives.h"
@@ -46,45 +47,12 @@ std::vector<std::string> greedy_answers(const models::CausalLM& model,
                                         const tokenizer::Tokenizer& tok,
                                         const std::vector<data::Sample>& samples,
                                         const TofuOptions& o) {
+  std::vector<std::vector<int64_t>> prompts;
+  for (const data::Sample& s : samples) prompts.push_back(sample_prompt(s));
   std::vector<std::string> out;
-  const int64_t pad = model.pad_token_id() >= 0 ? model.pad_token_id() : 0;
-  for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(o.batch_size)) {
-    const size_t end = std::min(samples.size(), i + static_cast<size_t>(o.batch_size));
-    std::vector<std::vector<int64_t>> prompts;
-    size_t T = 0;
-    for (size_t j = i; j < end; ++j) {
-      prompts.push_back(sample_prompt(samples[j]));
-      T = std::max(T, prompts.back().size());
-    }
-    const size_t B = prompts.size();
-    std::vector<int64_t> ids(B * T, pad), mask(B * T, 0);  // left padding
-    for (size_t b = 0; b < B; ++b) {
-      const size_t off = T - prompts[b].size();
-      for (size_t t = 0; t < prompts[b].size(); ++t) {
-        ids[b * T + off + t] = prompts[b][t];
-        mask[b * T + off + t] = 1;
-      }
-    }
-    const Shape shape{static_cast<int64_t>(B), static_cast<int64_t>(T)};
-    models::GenerateOptions g;
-    g.max_new_tokens =
-        std::min<int64_t>(o.max_new_tokens, model.max_positions() - static_cast<int64_t>(T));
-    g.eos_token_id =
-        model.eos_token_id() >= 0 ? std::optional<int64_t>(model.eos_token_id()) : std::nullopt;
-    std::vector<std::vector<int64_t>> toks;
-    if (g.max_new_tokens > 0) {
-      toks = model
-                 .generate(Tensor::from_vector(ids, shape, DType::i64),
-                           Tensor::from_vector(mask, shape, DType::i64), g)
-                 .tokens;
-    } else {
-      toks.assign(B, {});
-    }
-    for (std::vector<int64_t>& t : toks) {
-      if (!t.empty() && g.eos_token_id && t.back() == *g.eos_token_id) t.pop_back();
-      out.push_back(tok.decode(t, /*skip_special=*/true));
-    }
-  }
+  for (const std::vector<int64_t>& t :
+       greedy_continuations(model, prompts, o.batch_size, o.max_new_tokens))
+    out.push_back(tok.decode(t, /*skip_special=*/true));
   return out;
 }
 

@@ -1,0 +1,130 @@
+// MUSE metrics: prompts built as MUSE builds them, greedy continuations, ROUGE-L F1, Min-K % AUC.
+#include "trainers/eval/muse.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.h"
+#include "trainers/eval/scoring.h"
+#include "trainers/eval/stats.h"
+#include "trainers/eval/text_metrics.h"
+
+namespace lethe::trainers::eval {
+
+namespace {
+
+const std::string& field(const data::Record& r, const char* name, const char* what) {
+  auto it = r.fields.find(name);
+  LETHE_CHECK(it != r.fields.end(), r.source, ": a MUSE ", what, " record needs \"", name, "\"");
+  return it->second;
+}
+
+std::vector<data::Record> first_n(const std::vector<data::Record>& records, int64_t n) {
+  if (n <= 0 || records.size() <= static_cast<size_t>(n)) return records;
+  return {records.begin(), records.begin() + n};
+}
+
+}  // namespace
+
+std::string knowmem_cut(std::string s) {
+  const size_t blank = s.find("\n\n");
+  if (blank != std::string::npos) s.resize(blank);
+  const size_t q = s.find("Question");
+  if (q != std::string::npos) s.resize(q);
+  return s;
+}
+
+GenerationScores muse_verbmem(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                              const std::vector<data::Record>& all, const MuseOptions& o) {
+  const std::vector<data::Record> records = first_n(all, o.max_samples);
+  LETHE_CHECK(!records.empty(), "MUSE VerbMem: no records");
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<std::string> prompt_texts, targets;
+  for (const data::Record& r : records) {
+    const std::string& prompt = field(r, "question", "VerbMem (prompt/gt)");
+    const std::string& gt = field(r, "answer", "VerbMem (prompt/gt)");
+    prompts.push_back(tok.encode(prompt, /*add_bos=*/true));
+    std::vector<int64_t> gt_ids = tok.encode(gt, /*add_bos=*/false);
+    if (gt_ids.size() > static_cast<size_t>(o.verbmem_max_new_tokens))
+      gt_ids.resize(static_cast<size_t>(o.verbmem_max_new_tokens));
+    prompt_texts.push_back(prompt);
+    targets.push_back(tok.decode(gt_ids, /*skip_special=*/true));
+  }
+  GenerationScores g;
+  g.prompts = std::move(prompt_texts);
+  g.targets = std::move(targets);
+  const auto toks = greedy_continuations(model, prompts, o.batch_size, o.verbmem_max_new_tokens);
+  double sum = 0;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    g.generated.push_back(tok.decode(toks[i], /*skip_special=*/true));
+    g.rouge_f1.push_back(100.0 * rouge_l(g.targets[i], g.generated[i], false).fmeasure);
+    sum += g.rouge_f1.back();
+  }
+  g.mean = sum / static_cast<double>(g.rouge_f1.size());
+  return g;
+}
+
+GenerationScores muse_knowmem(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                              const std::vector<data::Record>& all,
+                              const std::vector<data::Record>& in_context, const MuseOptions& o) {
+  const std::vector<data::Record> records = first_n(all, o.max_samples);
+  LETHE_CHECK(!records.empty(), "MUSE KnowMem: no records");
+  std::string shots;
+  for (const data::Record& r : in_context)
+    shots += "Question: " + field(r, "question", "KnowMem in-context") +
+             "\nAnswer: " + field(r, "answer", "KnowMem in-context") + "\n\n";
+  std::vector<std::vector<int64_t>> prompts;
+  GenerationScores g;
+  for (const data::Record& r : records) {
+    const std::string prompt =
+        shots + "Question: " + field(r, "question", "KnowMem (question/answer)") + "\nAnswer: ";
+    prompts.push_back(tok.encode(prompt, /*add_bos=*/true));
+    g.prompts.push_back(prompt);
+    g.targets.push_back(field(r, "answer", "KnowMem (question/answer)"));
+  }
+  const auto toks = greedy_continuations(model, prompts, o.batch_size, o.knowmem_max_new_tokens);
+  double sum = 0;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    g.generated.push_back(knowmem_cut(tok.decode(toks[i], /*skip_special=*/true)));
+    g.rouge_f1.push_back(100.0 * rouge_l(g.targets[i], g.generated[i], false).fmeasure);
+    sum += g.rouge_f1.back();
+  }
+  g.mean = sum / static_cast<double>(g.rouge_f1.size());
+  return g;
+}
+
+PrivLeakResult muse_privleak(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
+                             const std::vector<data::Record>& forget,
+                             const std::vector<data::Record>& holdout, const MuseOptions& o) {
+  LETHE_CHECK(o.auc_retrain > 0 && o.auc_retrain <= 1, "MUSE PrivLeak: auc_retrain ", o.auc_retrain,
+              " is not in (0, 1]");
+  data::SampleOptions so;
+  so.format = data::Format::muse;
+  so.max_length = o.max_length;
+  so.add_eos = false;
+  auto scores = [&](const std::vector<data::Record>& all, const char* which) {
+    const std::vector<data::Record> records = first_n(all, o.max_samples);
+    LETHE_CHECK(!records.empty(), "MUSE PrivLeak: the ", which, " set has no records");
+    const std::vector<data::Sample> samples = data::make_samples(records, so, tok);
+    std::vector<double> out;
+    for (const TokenStats& s : token_stats(model, samples, o.batch_size, false)) {
+      std::vector<double> lp = s.logprob;
+      const size_t m =
+          std::max<size_t>(1, static_cast<size_t>(o.k * static_cast<double>(lp.size())));
+      std::partial_sort(lp.begin(), lp.begin() + static_cast<std::ptrdiff_t>(m), lp.end());
+      double sum = 0;
+      for (size_t i = 0; i < m; ++i) sum += lp[i];
+      out.push_back(sum / static_cast<double>(m));
+    }
+    return out;
+  };
+  PrivLeakResult r;
+  r.forget_scores = scores(forget, "forget");
+  r.holdout_scores = scores(holdout, "holdout");
+  r.auc = roc_auc(r.forget_scores, r.holdout_scores);
+  r.auc_retrain = o.auc_retrain;
+  r.privleak = (r.auc - o.auc_retrain) / o.auc_retrain * 100.0;
+  return r;
+}
+
+}  // namespace lethe::trainers::eval

@@ -851,4 +851,38 @@ TEST(CliEval, PrintsTheTableAndWritesEvalJson) {
                1, "no/such.json");
 }
 
+TEST(CliEval, MembershipInferenceAndAClassifierFromTheCommandLine) {
+  const std::string f = "tests/trainers/fixtures/tofu_eval/";
+  const std::string x = "tests/trainers/fixtures/eval_extra/";
+  const fs::path out = temp_path("eval_mia");
+  Result r =
+      run({"eval", "--set", "model.path=" + f + "model", "--set",
+           "eval.mia.forget=" + x + "mia_forget.json", "--set",
+           "eval.mia.holdout=" + x + "mia_holdout.json", "--set",
+           "eval.perplexity=" + x + "mia_forget.json", "--set", "output.dir=" + out.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| min_k_plus_plus |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
+  const json j = json::parse(read_file(out / "eval.json"));
+  EXPECT_EQ(j["mia"]["forget"].size(), 8u);
+  EXPECT_TRUE(j.contains("perplexity"));
+  expect_error(run({"eval", "--set", "model.path=" + f + "model", "--set", "output.dir=x", "--set",
+                    "eval.mia.forget=" + x + "mia_forget.json"}),
+               2, "eval.mia.holdout");
+  expect_error(run({"eval", "--set", "model.path=" + f + "model", "--set", "output.dir=x", "--set",
+                    "eval.harmful.prompts=" + x + "classify.json", "--set",
+                    "eval.harmful.classifier=" + f + "model"}),
+               1, "id2label");
+  // lethe finetune with model.head=classifier trains the judge.
+  const fs::path clf = temp_path("classifier_cli");
+  Result t =
+      run({"finetune", "--set", "model.path=" + f + "model", "--set", "model.head=classifier",
+           "--set", "data.format=jsonl", "--set", "data.train=" + x + "classify.json", "--set",
+           "trainer.max_steps=2", "--set", "trainer.batch_size=3", "--set", "trainer.grad_accum=1",
+           "--set", "output.dir=" + clf.string()});
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_NE(t.out.find("\"head\":\"classifier\""), std::string::npos) << t.out;
+  EXPECT_TRUE(fs::exists(clf / "model.safetensors"));
+}
+
 }  // namespace

@@ -3,7 +3,8 @@
 // 33 then 34 to 1026 in steps of 32; bit 6: add_eos; bit 7: the first line of the rest is the
 // prompt template); the rest is the
 // data file. Text records become samples with the byte-level BPE fixture tokenizer, and every
-// sample must satisfy the documented invariants.
+// sample must satisfy the documented invariants. The same file also goes through the readers of
+// the harmful-rate evaluation: labelled texts (pku or jsonl, by byte 0) and prompts.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -13,7 +14,9 @@
 #include "models/tokenizer/tokenizer.h"
 #include "tests/common/paths.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "trainers/classifier.h"
 #include "trainers/data/dataset.h"
+#include "trainers/eval/harmful.h"
 
 namespace {
 
@@ -82,5 +85,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data_bytes, size_t size) {
       check_samples(data::make_samples(records, options, bpe()), options.max_length, vocab_size);
     });
   }
+  lethe::fuzz::expect_only_lethe_errors([&] {
+    const auto texts = lethe::trainers::load_labelled_texts(
+        path, data_bytes[0] & 1 ? "pku" : "jsonl", options.prompt_template, 2);
+    check(!texts.empty(), "no labelled text and no error");
+    for (const auto& t : texts) check(t.label == 0 || t.label == 1, "label outside [0, 2)");
+  });
+  lethe::fuzz::expect_only_lethe_errors([&] {
+    const auto prompts = lethe::trainers::eval::load_prompts(path);
+    check(!prompts.empty(), "no prompt and no error");
+  });
   return 0;
 }

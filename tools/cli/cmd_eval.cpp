@@ -1,5 +1,6 @@
-// `lethe eval`: the TOFU metrics of a model from a recipe's eval.* keys; the Markdown table on
-// stdout, eval.json and eval.csv in output.dir. Must not hold metric logic (trainers/eval/).
+// `lethe eval`: the metrics of a model named by a recipe's eval.* keys (TOFU, MUSE, membership
+// inference, harmful rate, perplexity); Markdown tables on stdout, eval.json and eval.csv in
+// output.dir. Must not hold metric logic (trainers/eval/).
 #include <iostream>
 #include <memory>
 #include <string>
@@ -18,9 +19,14 @@ namespace {
 struct EvalOptions {
   std::string config;
   std::vector<std::string> sets;
+  bool keys = false;
 };
 
 void run_eval_command(const EvalOptions& o) {
+  if (o.keys) {
+    std::cout << trainers::describe_schema();
+    return;
+  }
   if (o.config.empty() && o.sets.empty())
     throw CLI::ValidationError(
         "give a recipe with --config R.yaml and/or keys with --set key=value (docs/metrics.md)");
@@ -40,10 +46,10 @@ void run_eval_command(const EvalOptions& o) {
 void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "eval",
-      "TOFU metrics of a model: probability, ROUGE-L, truth ratio, forget quality, utility");
+      "eval", "metrics of a model: TOFU, MUSE, membership inference, harmful rate, perplexity");
   cmd->add_option("--config,-c", o->config, "recipe (YAML); keys in docs/metrics.md");
   cmd->add_option("--set", o->sets, "override a key: --set eval.forget=FILE (repeatable)");
+  cmd->add_flag("--keys", o->keys, "list every recipe key with its type and default, and exit");
   cmd->callback([o] { run_eval_command(*o); });
 }
 

@@ -70,6 +70,12 @@ Tensor concat(const std::vector<Tensor>& tensors, int dim);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x w^T + b with x [..., in], w [out, in], b [out] (optional), as torch.nn.functional.linear.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// LoRA (PEFT): y = x wᵀ + b + scale · (x_lora aᵀ) b_upᵀ with lora_a [r, in], lora_b [out, r];
+// x_lora is x itself or dropout(x). The low-rank term is accumulated into the base GEMM's output
+// (a second GEMM with β = 1), never through a second [rows, out] buffer; in backward, when x_lora
+// is x, both input gradients accumulate into one buffer too.
+Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& x_lora,
+                   const Tensor& lora_a, const Tensor& lora_b, double scale);
 
 // GEMM precision for f32 tensors: native f32, or bf16 operands with f32 accumulation
 // (thread-local; like torch's autocast for matmuls only).

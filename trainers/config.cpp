@@ -162,11 +162,25 @@ const std::vector<Key>& schema() {
       {"eval.harmful.label", Type::integer, "1", "the classifier's class that counts as harmful",
        "", 0, 1 << 20},
       {"eval.harmful.max_new_tokens", Type::integer, "128", "response length cap", "", 1, 1 << 20},
+      {"model.adapter", Type::path, nullptr,
+       "a LoRA adapter (PEFT layout) on model.path: trained further with lora.enabled, else "
+       "merged into the weights first"},
+      {"lora.enabled", Type::flag, "false",
+       "train LoRA adapters on frozen base weights (docs/training.md, LoRA)"},
+      {"lora.r", Type::integer, "8", "LoRA rank", "", 1, 1 << 16},
+      {"lora.alpha", Type::num, "16", "LoRA alpha (scaling alpha / r)", "", 1e-12, kInf},
+      {"lora.dropout", Type::num, "0", "dropout on the adapter's input", "", 0, 0.999},
+      {"lora.targets", Type::str, "q_proj,v_proj",
+       "layers with adapters: any of q_proj, k_proj, v_proj, out_proj, fc1, fc2"},
+      {"lora.init", Type::choice, "kaiming",
+       "A's init (B is zero): PEFT's default kaiming-uniform, or gaussian", "kaiming|gaussian"},
       {"model.head", Type::choice, "lm",
        "lethe finetune trains a language model (lm) or a sequence classifier", "lm|classifier"},
       {"model.labels", Type::str, "safe,harmful", "classifier class names, comma-separated"},
       {"output.dir", Type::str, nullptr, "output directory (required)"},
-      {"output.format", Type::choice, "full", "what is saved", "full"},
+      {"output.format", Type::choice, "full",
+       "what is saved: the whole model (LoRA merged), or the adapter alone (PEFT layout)",
+       "full|adapter"},
       {"output.dtype", Type::choice, "f32", "stored dtype of the weights", "f32|f16|bf16"},
       {"output.keep", Type::choice, "last", "which checkpoint output.dir holds at the end",
        "last|best"},
@@ -178,6 +192,11 @@ const Key* find_key(const std::string& name) {
   for (const Key& k : schema())
     if (name == k.name) return &k;
   return nullptr;
+}
+
+std::string schema_default(const std::string& name) {
+  const Key* k = find_key(name);
+  return k && k->def ? k->def : "";
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -451,6 +470,16 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
                   values["data.format"]);
     LETHE_CHECK(!values.count("method.name"), where,
                 ": method.name is for lethe unlearn; lethe finetune trains with the NLL");
+  }
+  if (kind != RunKind::eval) {
+    LETHE_CHECK(values["output.format"] != "adapter" || values["lora.enabled"] == "true", where,
+                ": output.format adapter needs lora.enabled: true (a full run has no adapter)");
+    if (values["lora.enabled"] != "true")
+      for (const char* k : {"lora.r", "lora.alpha", "lora.dropout", "lora.targets", "lora.init"})
+        LETHE_CHECK(values[k] == schema_default(k), where, ": ", k,
+                    " is set but lora.enabled is false (set lora.enabled: true)");
+    LETHE_CHECK(values["model.head"] != "classifier" || values["lora.enabled"] != "true", where,
+                ": model.head classifier trains without LoRA");
   }
   if (values.count("method.epsilons")) {
     LETHE_CHECK(parse_list(where, "method.epsilons", values["method.epsilons"]).size() == 3, where,

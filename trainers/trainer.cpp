@@ -20,6 +20,7 @@
 #include "engine/lr_schedule.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "models/lora.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/batch.h"
 #include "trainers/eval/runner.h"
@@ -30,6 +31,26 @@ namespace fs = std::filesystem;
 namespace lethe::trainers {
 
 namespace {
+
+// lora.targets as written: "q_proj,v_proj" or a YAML list "[q_proj, v_proj]".
+std::vector<std::string> lora_targets(const Config& cfg) {
+  std::string v = cfg.str("lora.targets");
+  for (char& c : v)
+    if (c == '[' || c == ']' || c == '"' || c == '\'') c = ' ';
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    const size_t comma = v.find(',', start);
+    std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    t.erase(0, t.find_first_not_of(' '));
+    t.erase(t.find_last_not_of(' ') + 1);
+    if (!t.empty()) out.push_back(t);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  LETHE_CHECK(!out.empty(), cfg.source(), ": lora.targets names no layer");
+  return out;
+}
 
 constexpr double kEps = 1e-8;
 
@@ -88,6 +109,9 @@ struct Trainer::Impl {
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::vector<double> tofu_reference;  // eval.metrics: tofu — the retain model's truth ratios
   std::unique_ptr<models::CausalLM> model, reference;
+  // LoRA (lora.enabled): the trained adapter, and the starting adapter of the reference forward
+  // (null: the base model with the adapters off).
+  std::unique_ptr<models::LoraAdapter> adapter, ref_adapter;
   std::vector<data::Sample> drive, retain, eval_forget, eval_retain;
   std::unique_ptr<Optimizer> optimizer;
   std::vector<int> sets;  // one gradient set per objective
@@ -219,8 +243,35 @@ struct Trainer::Impl {
                   ckpt.string(), " does not exist (nothing to resume)");
       weights_dir = ckpt.string();
     }
-    model = models::load_causal_lm(weights_dir, device);
-    if (method.needs_reference()) {
+    const bool lora = cfg.flag("lora.enabled");
+    if (lora) {
+      // The base stays frozen (no gradient, no optimizer state); the adapter is what trains.
+      model = models::load_causal_lm(cfg.str("model.path"), device, {models::none_trainable});
+      if (cfg.has("model.adapter"))
+        ref_adapter = models::LoraAdapter::load(*model, cfg.str("model.adapter"), false);
+      if (cfg.flag("trainer.resume")) {
+        adapter = models::LoraAdapter::load(*model, weights_dir, true);
+      } else if (cfg.has("model.adapter")) {
+        adapter = models::LoraAdapter::load(*model, cfg.str("model.adapter"), true);
+      } else {
+        models::LoraConfig lc;
+        lc.r = cfg.integer("lora.r");
+        lc.alpha = cfg.num("lora.alpha");
+        lc.dropout = cfg.num("lora.dropout");
+        lc.targets = lora_targets(cfg);
+        lc.init = cfg.str("lora.init");
+        lc.base_model = cfg.str("model.path");
+        adapter = std::make_unique<models::LoraAdapter>(*model, lc, seed ^ 0x4c6f5241ull);
+      }
+      model->set_linear_fn(adapter->hook());
+    } else {
+      model = models::load_causal_lm(weights_dir, device);
+      if (cfg.has("model.adapter") && !cfg.flag("trainer.resume")) {
+        // Full training from a LoRA target: its adapter merged into the weights first.
+        models::LoraAdapter::load(*model, cfg.str("model.adapter"), false)->merge_into(*model);
+      }
+    }
+    if (method.needs_reference() && (!lora || cfg.has("model.reference"))) {
       models::ModelOptions frozen;
       frozen.trainable = models::none_trainable;
       reference = models::load_causal_lm(cfg.str_or("model.reference", cfg.str("model.path")),
@@ -299,7 +350,7 @@ struct Trainer::Impl {
                                             1.0, warmup, total);
 
     // Optimizer, gradient sets, the direction buffer.
-    ParameterStore& store = model->parameters();
+    ParameterStore& store = train_store();
     if (cfg.str("trainer.optimizer") == "adamw") {
       AdamWOptions o;
       o.lr = base_lr;
@@ -325,11 +376,28 @@ struct Trainer::Impl {
 
   // ---- one step ---------------------------------------------------------------------------------
   // Reference outputs for the objectives on one micro-batch kind.
-  models::CausalLM& ref_model() { return reference ? *reference : *model; }
+  // The reference model's logits: model.reference, or the starting model — with LoRA the same
+  // base weights with the starting adapter (or none), so no second copy of the base is held.
+  Tensor reference_logits(const Tensor& ids, const Tensor& mask) {
+    if (reference) return reference->logits(ids, mask);
+    if (!adapter) return model->logits(ids, mask);
+    model->set_linear_fn(ref_adapter ? ref_adapter->hook() : models::LinearFn());
+    Tensor out;
+    try {
+      out = model->logits(ids, mask);
+    } catch (...) {
+      model->set_linear_fn(adapter->hook());
+      throw;
+    }
+    model->set_linear_fn(adapter->hook());
+    return out;
+  }
+  // The parameters that train: the adapter's with LoRA, else the model's.
+  ParameterStore& train_store() { return adapter ? adapter->parameters() : model->parameters(); }
 
   StepRecord step(int64_t s) {
     const auto t0 = std::chrono::steady_clock::now();
-    ParameterStore& store = model->parameters();
+    ParameterStore& store = train_store();
     const size_t K = method.objectives.size();
     StepRecord rec;
     rec.step = s + 1;
@@ -360,7 +428,7 @@ struct Trainer::Impl {
             want_nll = want_nll || needs_reference_nll(method.objectives[k].loss);
           }
           if (want_logits || want_nll) {
-            Tensor rl = ref_model().logits(mb.ids, mb.mask);
+            Tensor rl = reference_logits(mb.ids, mb.mask);
             if (want_nll) ref.seq_nll = sequence_nll(rl, targets);
             if (want_logits) ref.logits = rl;
           }
@@ -369,7 +437,9 @@ struct Trainer::Impl {
         fo.training = true;
         fo.dropout_seed =
             draw(seed, kDropout, static_cast<uint64_t>(m), static_cast<uint64_t>(kind));
+        if (adapter) adapter->set_training(true, fo.dropout_seed);
         const Tensor logits = model->logits(mb.ids, mb.mask, fo);
+        if (adapter) adapter->set_training(false, 0);
         for (double v : mb.mask.to_double_vector()) rec.tokens += v;
         for (size_t i = 0; i < on.size(); ++i) {
           const size_t k = on[i];
@@ -420,7 +490,7 @@ struct Trainer::Impl {
   // GeN (docs/methods.md): probe the objective at θ − r·η·u, r ∈ {−1, 0, 1}, on the next
   // micro-batch pair; fit the parabola; move η toward G/H.
   void gen_probe(int64_t s, StepRecord& rec, double factor) {
-    ParameterStore& store = model->parameters();
+    ParameterStore& store = train_store();
     const double eta = optimizer->lr();
     const Tensor u = optimizer->preview_update(direction);
     Tensor weights = store.trainable_weights();
@@ -588,6 +658,16 @@ struct Trainer::Impl {
     nlohmann::ordered_json c;
     for (const auto& [k, v] : cfg.values()) c[k] = v;
     j["config"] = c;
+    if (adapter) {
+      const models::LoraConfig& lc = adapter->config();
+      j["lora"] = {{"r", lc.r},
+                   {"alpha", lc.alpha},
+                   {"dropout", lc.dropout},
+                   {"targets", lc.targets},
+                   {"layers", adapter->layers().size()},
+                   {"trainable_parameters", adapter->parameters().trainable_numel()},
+                   {"base_parameters", model->parameters().numel()}};
+    }
     j["method"]["name"] = method.name;
     for (const auto& [k, v] : method.reported) j["method"]["parameters"][k] = v;
     nlohmann::ordered_json objs = nlohmann::ordered_json::array();
@@ -621,7 +701,31 @@ struct Trainer::Impl {
 
   void write_model(const fs::path& dir) const {
     fs::create_directories(dir);
-    model->save(dir.string(), parse_output_dtype());
+    if (adapter && cfg.str("output.format") == "adapter") {
+      adapter->save(dir.string());
+    } else if (adapter) {
+      // The merged checkpoint: W + scaling·BA written, then the base weights put back exactly.
+      std::vector<std::pair<Tensor, Tensor>> saved;
+      {
+        NoGradGuard ng;
+        for (const std::string& layer : adapter->layers()) {
+          Tensor w = model->parameters().get(layer + ".weight");
+          saved.emplace_back(w, w.clone());
+        }
+      }
+      adapter->merge_into(*model);
+      try {
+        model->save(dir.string(), parse_output_dtype());
+      } catch (...) {
+        NoGradGuard ng;
+        for (auto& [w, c] : saved) w.copy_(c);
+        throw;
+      }
+      NoGradGuard ng;
+      for (auto& [w, c] : saved) w.copy_(c);
+    } else {
+      model->save(dir.string(), parse_output_dtype());
+    }
     copy_tokenizer_files(dir);
   }
   DType parse_output_dtype() const {
@@ -636,7 +740,11 @@ struct Trainer::Impl {
                    old = out_dir() / "checkpoint.old";
     fs::remove_all(tmp);
     fs::create_directories(tmp);
-    model->save(tmp.string(), DType::f32);
+    if (adapter) {
+      adapter->save(tmp.string());
+    } else {
+      model->save(tmp.string(), DType::f32);
+    }
     std::vector<Tensor> host;  // the optimizer's buffers may live on a GPU
     std::vector<io::TensorToWrite> host_state;
     for (const auto& [name, buf] : optimizer->state_buffers()) {
@@ -760,8 +868,9 @@ struct Trainer::Impl {
     progress.finish();
     // The result: the last weights, or the best evaluated ones.
     if (keep_best && best_step >= 0) {
-      for (const char* f : {"config.json", "model.safetensors"})
-        fs::rename(out / "best" / f, out / f);
+      for (const char* f :
+           {"config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"})
+        if (fs::exists(out / "best" / f)) fs::rename(out / "best" / f, out / f);
       fs::remove_all(out / "best");
       copy_tokenizer_files(out);
     } else {

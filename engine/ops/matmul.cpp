@@ -2,6 +2,8 @@
 // precision every GEMM of forward and backward takes bf16 operands with f32 accumulation.
 #include "engine/ops/common.h"
 
+#include <cmath>
+
 namespace lethe {
 
 using namespace ops_detail;
@@ -74,6 +76,36 @@ Tensor batched_gemm(const Tensor& a, const Tensor& b) {
   }
   backend(a.device()).gemm(g);
   return c;
+}
+
+// c [m, n] += alpha · op(a) op(b) for 2-D operands of any strides (β = 1: accumulates into c,
+// which must be contiguous).
+void gemm_accumulate(Tensor& c, const Tensor& a, const Tensor& b, double alpha) {
+  const int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
+  if (c.numel() == 0 || k == 0) return;
+  Operand oa = as_operand(a.unsqueeze(0)), ob = as_operand(b.unsqueeze(0));
+  kernels::GemmArgs g;
+  g.dtype = a.dtype();
+  g.compute = compute_for(a.dtype());
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = oa.data;
+  g.lda = oa.ld;
+  g.trans_a = oa.trans;
+  g.b = ob.data;
+  g.ldb = ob.ld;
+  g.trans_b = ob.trans;
+  g.c = c.data_ptr();
+  g.ldc = n;
+  g.alpha = alpha;
+  g.beta = 1.0;
+  backend(c.device()).gemm(g);
+}
+
+// 2-D product into a new contiguous tensor.
+Tensor gemm2d(const Tensor& a, const Tensor& b) {
+  return batched_gemm(a.unsqueeze(0), b.unsqueeze(0)).reshape({a.shape()[0], b.shape()[1]});
 }
 
 struct MatmulBackward : Node {
@@ -245,6 +277,111 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     } else {
       attach_node(y, node, {&x, &w});
     }
+  }
+  return y;
+}
+
+namespace {
+
+struct LoraLinearBackward : Node {
+  Tensor x2, xl2, w, a, bu,
+      u;  // [N, in], [N, in] (x2 when shared), [out, in], [r, in], [out, r], [N, r]
+  Shape x_shape;
+  double scale = 1;
+  bool shared = false;  // x_lora is x: one input, one gradient
+  bool need_x = false, need_w = false, need_b = false, need_xl = false, need_a = false,
+       need_bu = false;
+  const char* name() const override { return "LoraLinearBackward"; }
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    check_not_released(*this);
+    const int64_t N = x2.shape()[0], out_f = w.shape()[0];
+    const Tensor g = g_in.reshape({N, out_f}).contiguous();
+    Tensor gx, gw, gb, gxl, ga, gbu;
+    Tensor gu;  // scale · g b_up: [N, r], small
+    if (need_a || need_xl || (shared && need_x)) gu = scale * gemm2d(g, bu);
+    if (need_x) {
+      gx = gemm2d(g, w);
+      if (shared) gemm_accumulate(gx, gu, a, 1.0);  // + (scale · g b_up) a, same buffer
+      gx = gx.reshape(x_shape);
+    }
+    if (need_xl && !shared) gxl = gemm2d(gu, a).reshape(x_shape);
+    if (need_w) gw = gemm2d(g.transpose(0, 1), x2);
+    if (need_b) gb = sum(g, 0, false);
+    if (need_a) ga = gemm2d(gu.transpose(0, 1), xl2);
+    if (need_bu) gbu = scale * gemm2d(g.transpose(0, 1), u);
+    std::vector<Tensor> out = {gx, gw};
+    if (has_bias) out.push_back(gb);
+    if (!shared) out.push_back(gxl);
+    out.push_back(ga);
+    out.push_back(gbu);
+    return out;
+  }
+  bool has_bias = false;
+  void release_saved() override { x2 = xl2 = w = a = bu = u = Tensor(); }
+};
+
+}  // namespace
+
+Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& x_lora,
+                   const Tensor& lora_a, const Tensor& lora_b, double scale) {
+  check_defined("lora_linear", x, "input");
+  check_defined("lora_linear", w, "weight");
+  check_defined("lora_linear", x_lora, "lora input");
+  check_defined("lora_linear", lora_a, "lora_A");
+  check_defined("lora_linear", lora_b, "lora_B");
+  check_float_inputs("lora_linear", {&x, &w, &b, &x_lora, &lora_a, &lora_b});
+  LETHE_CHECK(std::isfinite(scale), "lora_linear: scale ", scale, " is not finite");
+  LETHE_CHECK(w.dim() == 2, "lora_linear: weight must be [out, in], got ", w.str());
+  const int64_t in_f = w.shape()[1], out_f = w.shape()[0];
+  LETHE_CHECK(x.dim() >= 1 && x.size(-1) == in_f, "lora_linear: input ", x.str(),
+              " does not end in in_features = ", in_f, " of weight ", w.str());
+  LETHE_CHECK(x_lora.shape() == x.shape(), "lora_linear: lora input ", x_lora.str(),
+              " differs in shape from the input ", x.str());
+  LETHE_CHECK(lora_a.dim() == 2 && lora_a.shape()[1] == in_f, "lora_linear: lora_A ", lora_a.str(),
+              " must be [r, ", in_f, "]");
+  const int64_t r = lora_a.shape()[0];
+  LETHE_CHECK(lora_b.dim() == 2 && lora_b.shape()[0] == out_f && lora_b.shape()[1] == r,
+              "lora_linear: lora_B ", lora_b.str(), " must be [", out_f, ", ", r, "]");
+  const bool shared = x_lora.impl() == x.impl();
+  Tensor y = linear(x.detach(), w.detach(), b.defined() ? b.detach() : Tensor());
+  const int64_t rows = x.numel() / std::max<int64_t>(in_f, 1);
+  Tensor x2, xl2, ac, bc, u;
+  {
+    NoGradGuard ng;
+    x2 = x.detach().reshape({rows, in_f}).contiguous();
+    xl2 = shared ? x2 : x_lora.detach().reshape({rows, in_f}).contiguous();
+    ac = lora_a.detach().contiguous();
+    bc = lora_b.detach().contiguous();
+    u = gemm2d(xl2, ac.transpose(0, 1));  // [rows, r]
+    Tensor y2 = y.reshape({rows, out_f});
+    gemm_accumulate(y2, u, bc.transpose(0, 1), scale);  // y += scale · u b_upᵀ in place
+  }
+  const bool grad = shared ? any_requires_grad({&x, &w, &b, &lora_a, &lora_b})
+                           : any_requires_grad({&x, &w, &b, &x_lora, &lora_a, &lora_b});
+  if (grad) {
+    auto node = std::make_shared<LoraLinearBackward>();
+    node->x2 = x2;
+    node->xl2 = xl2;
+    node->w = w.detach().contiguous();
+    node->a = ac;
+    node->bu = bc;
+    node->u = u;
+    node->x_shape = x.shape();
+    node->scale = scale;
+    node->shared = shared;
+    node->has_bias = b.defined();
+    node->need_x = x.requires_grad();
+    node->need_w = w.requires_grad();
+    node->need_b = b.defined() && b.requires_grad();
+    node->need_xl = !shared && x_lora.requires_grad();
+    node->need_a = lora_a.requires_grad();
+    node->need_bu = lora_b.requires_grad();
+    std::vector<Tensor> inputs = {x, w};
+    if (b.defined()) inputs.push_back(b);
+    if (!shared) inputs.push_back(x_lora);
+    inputs.push_back(lora_a);
+    inputs.push_back(lora_b);
+    attach_node(y, node, inputs);
   }
   return y;
 }

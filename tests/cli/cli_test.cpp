@@ -142,7 +142,7 @@ TEST(Cli, HelpListsEverySubcommand) {
   Result r = run({"--help"});
   EXPECT_EQ(r.status, 0);
   for (const char* sub :
-       {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn", "finetune", "eval"})
+       {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn", "finetune", "eval", "merge"})
     EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
 }
 
@@ -883,6 +883,27 @@ TEST(CliEval, MembershipInferenceAndAClassifierFromTheCommandLine) {
   ASSERT_EQ(t.status, 0) << t.err;
   EXPECT_NE(t.out.find("\"head\":\"classifier\""), std::string::npos) << t.out;
   EXPECT_TRUE(fs::exists(clf / "model.safetensors"));
+}
+
+// ---- merge -----------------------------------------------------------------------------------
+
+TEST(CliMerge, MergesAPeftAdapterAndRefusesAWrongOne) {
+  const std::string base = "tests/trainers/fixtures/methods/model";
+  const std::string lora = "tests/trainers/fixtures/lora/";
+  const fs::path out = temp_path("merged");
+  Result r =
+      run({"merge", "--model", base, "--adapter", lora + "adapter", "--output", out.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["layers_merged"], 6);
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "config.json"));
+  expect_error(run({"merge", "--model", "tests/trainers/fixtures/tofu_eval/model", "--adapter",
+                    lora + "adapter", "--output", temp_path("merged_bad").string()}),
+               1, "another base model");
+  expect_error(run({"merge", "--model", base, "--adapter", lora + "nope", "--output", "x"}), 1,
+               "nope");
+  expect_error(run({"merge", "--model", base}), 2, "--adapter");
 }
 
 }  // namespace

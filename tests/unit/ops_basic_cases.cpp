@@ -101,6 +101,14 @@ const bool registered = register_cases({
      {{2, 3, 7}, {5, 7}, {5}},
      [](const V& x) { return linear(x[0], x[1], x[2]); }},
     {"linear no bias [4,9]x[1,9]", {{4, 9}, {1, 9}}, [](const V& x) { return linear(x[0], x[1]); }},
+    // LoRA: x shared by both paths (one gradient, accumulated in one buffer), and a separate
+    // x_lora (the dropout case); odd sizes, rank 3, scale 1.7.
+    {"lora_linear shared x [2,3,7] w[5,7]+b a[3,7] b[5,3]",
+     {{2, 3, 7}, {5, 7}, {5}, {3, 7}, {5, 3}},
+     [](const V& x) { return lora_linear(x[0], x[1], x[2], x[0], x[3], x[4], 1.7); }},
+    {"lora_linear separate x_lora, no bias [4,9] w[6,9] a[2,9] b[6,2]",
+     {{4, 9}, {6, 9}, {4, 9}, {2, 9}, {6, 2}},
+     [](const V& x) { return lora_linear(x[0], x[1], Tensor(), x[2], x[3], x[4], -0.6); }},
     {"composite mlp",
      {{3, 6}, {8, 6}, {8}, {2, 8}},
      [](const V& x) { return linear(relu(linear(x[0], x[1], x[2])), x[3]); },

@@ -59,6 +59,11 @@ def run(args):
     config = OPTConfig(num_hidden_layers=args.layers, dropout=0.1, attention_dropout=0.0,
                        attn_implementation=args.attn)
     model = OPTForCausalLM(config)
+    if args.lora > 0:  # peft, as lethe's lora.*: every linear layer, alpha 2r, no dropout
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(
+            r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0, bias="none",
+            target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     no_decay = {id(p) for n, p in model.named_parameters()
@@ -114,7 +119,7 @@ def run(args):
               file=sys.stderr)
     print(json.dumps({
         "bench": "step", "impl": "torch", "method": "ngdiff", "dtype": args.dtype,
-        "threads": args.threads, "layers": args.layers, "attn": args.attn,
+        "threads": args.threads, "layers": args.layers, "attn": args.attn, "lora": args.lora,
         "tokens_per_step": tokens, "steps": args.steps, "step_ms_median": median,
         "step_ms_min": min(timed), "step_ms_mean": statistics.mean(timed),
         "tokens_per_s": tokens / (median / 1e3), "peak_rss_mb": peak_rss_mb}), flush=True)
@@ -131,17 +136,18 @@ def compare(lethe_path, torch_path):
                 r = json.loads(line)
                 if r.get("bench") != "step" or r.get("auto_lr"):
                     continue
-                key = (r["impl"], r["dtype"])
+                key = (r["impl"], r["dtype"], r.get("lora", 0))
                 if key not in best or r["step_ms_median"] < best[key]["step_ms_median"]:
                     best[key] = r
-    print("| dtype | lethe ms/step | torch ms/step | lethe tokens/s | torch tokens/s "
+    print("| dtype | training | lethe ms/step | torch ms/step | lethe tokens/s | torch tokens/s "
           "| lethe / torch tokens/s | lethe peak RSS MB | torch peak RSS MB | lethe / torch RSS |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for dtype in ("f32", "bf16"):
-        a, b = best.get(("lethe", dtype)), best.get(("torch", dtype))
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for dtype, lora in sorted({(k[1], k[2]) for k in best}):
+        a, b = best.get(("lethe", dtype, lora)), best.get(("torch", dtype, lora))
         if not a or not b:
             continue
-        print(f"| {dtype} | {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
+        what = f"LoRA r {lora}" if lora else "full"
+        print(f"| {dtype} | {what} | {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
               f"| {a['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} "
               f"| {a['tokens_per_s'] / b['tokens_per_s']:.2f} "
               f"| {a['peak_rss_mb']:.0f} | {b['peak_rss_mb']:.0f} "
@@ -156,6 +162,8 @@ def main():
     p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                    help="transformers' attention implementation (docs/perf.md: the faster here)")
     p.add_argument("--layers", type=int, default=12, help="12: opt-125m; fewer for a quick check")
+    p.add_argument("--lora", type=int, default=0,
+                   help="LoRA rank (peft) on every linear layer, alpha 2r; 0: full fine-tuning")
     p.add_argument("--json", action="store_true", help="JSON Lines only: no table on stderr")
     p.add_argument("--compare", nargs=2, metavar=("LETHE_JSONL", "TORCH_JSONL"))
     args = p.parse_args()

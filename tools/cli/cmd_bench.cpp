@@ -18,6 +18,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -271,6 +272,7 @@ struct StepBenchOptions {
   int steps = 5;
   bool auto_lr = false;
   int64_t layers = 12;  // opt-125m; fewer only for a quick check
+  int64_t lora = 0;     // LoRA rank on every linear layer (0: full fine-tuning)
   bool json_only = false;
 };
 
@@ -386,26 +388,32 @@ void run_bench_step(const StepBenchOptions& o) {
   write_step_bench_set(dir / "retain.jsonl", 1, samples, config.vocab_size);
 
   // What `lethe unlearn` gets from a recipe; every other key keeps its default.
-  trainers::Config cfg = trainers::make_config({{"model.path", dir / "model"},
-                                                {"model.dtype", o.dtype},
-                                                {"method.name", "ngdiff"},
-                                                {"method.auto_lr", o.auto_lr ? "true" : "false"},
-                                                {"data.forget", dir / "forget.jsonl"},
-                                                {"data.retain", dir / "retain.jsonl"},
-                                                {"data.format", "tokenized"},
-                                                {"data.shuffle", "false"},
-                                                {"data.pairing", "sequential"},
-                                                {"trainer.optimizer", "adamw"},
-                                                {"trainer.lr", "1e-5"},
-                                                {"trainer.weight_decay", "0.01"},
-                                                {"trainer.max_grad_norm", "0"},
-                                                {"trainer.batch_size", std::to_string(kStepBatch)},
-                                                {"trainer.grad_accum", "1"},
-                                                {"trainer.max_steps", std::to_string(1 + o.steps)},
-                                                {"trainer.threads", std::to_string(o.threads)},
-                                                {"eval.every_steps", "0"},
-                                                {"output.dir", dir / "out"}},
-                                               trainers::RunKind::unlearn);
+  std::map<std::string, std::string> keys = {{"model.path", dir / "model"},
+                                             {"model.dtype", o.dtype},
+                                             {"method.name", "ngdiff"},
+                                             {"method.auto_lr", o.auto_lr ? "true" : "false"},
+                                             {"data.forget", dir / "forget.jsonl"},
+                                             {"data.retain", dir / "retain.jsonl"},
+                                             {"data.format", "tokenized"},
+                                             {"data.shuffle", "false"},
+                                             {"data.pairing", "sequential"},
+                                             {"trainer.optimizer", "adamw"},
+                                             {"trainer.lr", "1e-5"},
+                                             {"trainer.weight_decay", "0.01"},
+                                             {"trainer.max_grad_norm", "0"},
+                                             {"trainer.batch_size", std::to_string(kStepBatch)},
+                                             {"trainer.grad_accum", "1"},
+                                             {"trainer.max_steps", std::to_string(1 + o.steps)},
+                                             {"trainer.threads", std::to_string(o.threads)},
+                                             {"eval.every_steps", "0"},
+                                             {"output.dir", dir / "out"}};
+  if (o.lora > 0) {
+    keys["lora.enabled"] = "true";
+    keys["lora.r"] = std::to_string(o.lora);
+    keys["lora.alpha"] = std::to_string(2 * o.lora);
+    keys["lora.targets"] = "q_proj,k_proj,v_proj,out_proj,fc1,fc2";
+  }
+  trainers::Config cfg = trainers::make_config(keys, trainers::RunKind::unlearn);
   std::ostream no_log(nullptr);  // the table below replaces the progress lines
   trainers::TrainerOptions to;
   to.log = &no_log;
@@ -429,13 +437,15 @@ void run_bench_step(const StepBenchOptions& o) {
   const double median = median_of(timed);
   const double mean = std::accumulate(timed.begin(), timed.end(), 0.0) / timed.size();
   if (!o.json_only) {
-    std::fprintf(stderr,
-                 "lethe bench step: ngdiff (GeN %s), OPT %lld layers (%.1fM parameters), 2 x %lld "
-                 "x %lld tokens, %s, %d thread(s)\n",
-                 o.auto_lr ? "every 4 steps" : "off", static_cast<long long>(o.layers),
-                 static_cast<double>(params) / 1e6, static_cast<long long>(kStepBatch),
-                 static_cast<long long>(kStepSeqLen),
-                 o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads);
+    std::fprintf(
+        stderr,
+        "lethe bench step: ngdiff (GeN %s), OPT %lld layers (%.1fM parameters%s), 2 x "
+        "%lld x %lld tokens, %s, %d thread(s)\n",
+        o.auto_lr ? "every 4 steps" : "off", static_cast<long long>(o.layers),
+        static_cast<double>(params) / 1e6,
+        o.lora > 0 ? (", LoRA r " + std::to_string(o.lora) + " on every linear").c_str() : "",
+        static_cast<long long>(kStepBatch), static_cast<long long>(kStepSeqLen),
+        o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads);
     for (size_t i = 0; i < ms.size(); ++i)
       std::fprintf(stderr, "  step %2zu %s %10.1f ms\n", i + 1, i == 0 ? "(warm-up)" : "         ",
                    ms[i]);
@@ -453,6 +463,7 @@ void run_bench_step(const StepBenchOptions& o) {
   line["dtype"] = o.dtype;
   line["threads"] = o.threads;
   line["layers"] = o.layers;
+  line["lora"] = o.lora;
   line["tokens_per_step"] = tokens;
   line["steps"] = o.steps;
   line["step_ms_median"] = median;
@@ -516,6 +527,9 @@ void add_bench_command(CLI::App& app) {
   step->add_option("--layers", so->layers, "Decoder layers (12: opt-125m; fewer for a quick check)")
       ->check(integer_in(1, 96))
       ->capture_default_str();
+  step->add_option("--lora", so->lora,
+                   "LoRA rank on every linear layer (alpha 2r; 0: full fine-tuning)")
+      ->check(CLI::Range(int64_t{0}, int64_t{4096}));
   step->add_flag("--json", so->json_only, "JSON Lines only: no table on stderr");
   step->callback([so] { run_bench_step(*so); });
 }

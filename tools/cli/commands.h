@@ -16,5 +16,6 @@ void add_generate_command(CLI::App& app);
 void add_unlearn_command(CLI::App& app);
 void add_finetune_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_merge_command(CLI::App& app);
 
 }  // namespace lethe::cli

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   lethe::cli::add_unlearn_command(app);
   lethe::cli::add_finetune_command(app);
   lethe::cli::add_eval_command(app);
+  lethe::cli::add_merge_command(app);
 
   // CLI11 would call an unknown command an "unexpected argument" (and an unknown option a
   // missing subcommand); name them as git does.

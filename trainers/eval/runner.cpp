@@ -10,6 +10,7 @@
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/ops.h"
+#include "models/lora.h"
 #include "models/sequence_classifier.h"
 #include "trainers/data/dataset.h"
 #include "trainers/eval/stats.h"
@@ -523,6 +524,12 @@ EvalReport run_eval(const Config& c) {
       tofu ? reference_truth_ratios(c, *tok) : std::vector<double>{};
   const auto model = models::load_causal_lm(
       c.str("model.path"), Device::parse(c.str("model.device")), {models::none_trainable});
+  // A LoRA adapter on model.path (model.adapter) is evaluated attached, without merging.
+  std::unique_ptr<models::LoraAdapter> adapter;
+  if (c.has("model.adapter")) {
+    adapter = models::LoraAdapter::load(*model, c.str("model.adapter"), false);
+    model->set_linear_fn(adapter->hook());
+  }
   EvalReport rep;
   if (tofu) rep.tofu = run_tofu(*model, *tok, c, reference.empty() ? nullptr : &reference);
   rep.mia = run_mia(*model, *tok, c);

@@ -1,0 +1,278 @@
+// LoRA against peft (tools/fixtures/make_lora_fixtures.py → tests/trainers/fixtures/lora/): a
+// PEFT-saved adapter gives PEFT's logits, merges to PEFT's merged weights, saves back in the same
+// layout; one SGD step of GA, NPO and NGDiff over the adapter equals PyTorch + peft; plus frozen
+// base memory, the merged output of a LoRA run, and bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/io/json.h"
+#include "engine/io/safetensors.h"
+#include "models/causal_lm.h"
+#include "models/lora.h"
+#include "tests/common/compare.h"
+#include "tests/common/temp_dir.h"
+#include "trainers/config.h"
+#include "trainers/trainer.h"
+
+namespace lethe::trainers {
+namespace {
+
+using lethe::testing::within;
+const std::string kDir = "tests/trainers/fixtures/lora";
+const std::string kBase = "tests/trainers/fixtures/methods/model";
+
+const nlohmann::json& ref() {
+  static const nlohmann::json r = io::read_json_file(kDir + "/reference.json");
+  return r;
+}
+
+std::map<std::string, std::vector<double>> read_tensors(const std::string& path) {
+  std::map<std::string, std::vector<double>> out;
+  const io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  for (const io::TensorInfo& t : f.tensors())
+    out[t.name] = Tensor::from_borrowed(const_cast<void*>(t.data), t.shape, t.dtype, f.keepalive())
+                      .to_double_vector();
+  return out;
+}
+
+template <typename F>
+void expect_error(F&& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const std::string& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
+Tensor batch_logits(const models::CausalLM& m) {
+  const nlohmann::json& l = ref()["logits"];
+  std::vector<int64_t> ids, mask;
+  for (const auto& row : l["input_ids"])
+    for (const auto& v : row) ids.push_back(v.get<int64_t>());
+  for (const auto& row : l["attention_mask"])
+    for (const auto& v : row) mask.push_back(v.get<int64_t>());
+  const Shape s{static_cast<int64_t>(l["input_ids"].size()),
+                static_cast<int64_t>(l["input_ids"][0].size())};
+  return m.logits(Tensor::from_vector(ids, s, DType::i64),
+                  Tensor::from_vector(mask, s, DType::i64));
+}
+
+// Max |got − want| over positions with attention (padded positions are not compared).
+double max_diff(const std::vector<double>& got, const std::vector<double>& want) {
+  const nlohmann::json& l = ref()["logits"];
+  const size_t V = got.size() / (l["input_ids"].size() * l["input_ids"][0].size());
+  double worst = 0;
+  size_t pos = 0;
+  for (const auto& row : l["attention_mask"])
+    for (const auto& m : row) {
+      if (m.get<int64_t>() == 1)
+        for (size_t v = 0; v < V; ++v)
+          worst = std::max(worst, std::fabs(got[pos * V + v] - want[pos * V + v]));
+      ++pos;
+    }
+  return worst;
+}
+
+TEST(Lora, PeftAdapterGivesPeftLogitsAndOffGivesTheBase) {
+  const auto logits = read_tensors(kDir + "/logits.safetensors");
+  auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
+  const auto adapter = models::LoraAdapter::load(*model, kDir + "/adapter", false);
+  EXPECT_EQ(adapter->layers().size(), 6u);
+  EXPECT_DOUBLE_EQ(adapter->config().scaling(), ref()["lora"]["scaling"].get<double>());
+  EXPECT_EQ(adapter->parameters().numel(), ref()["adapter_numel"].get<int64_t>());
+  EXPECT_LT(max_diff(batch_logits(*model).to_double_vector(), logits.at("base")), 1e-5);
+  model->set_linear_fn(adapter->hook());
+  const double d = max_diff(batch_logits(*model).to_double_vector(), logits.at("adapter"));
+  EXPECT_LT(d, 1e-5) << d;
+  // The adapter does change the logits (the check above is not the base twice).
+  EXPECT_GT(max_diff(logits.at("adapter"), logits.at("base")), 0.5);
+}
+
+TEST(Lora, MergeEqualsPeftsMergedCheckpointAndItsLogits) {
+  auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
+  models::LoraAdapter::load(*model, kDir + "/adapter", false)->merge_into(*model);
+  const std::string out = lethe::testing::scratch_dir("lora", "merge");
+  model->save(out);
+  const auto got = read_tensors(out + "/model.safetensors");
+  const auto want = read_tensors(kDir + "/merged/model.safetensors");
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (const auto& [name, w] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    for (size_t i = 0; i < w.size(); ++i)
+      worst = std::max(worst, std::fabs(got.at(name)[i] - w[i]));
+  }
+  EXPECT_LT(worst, 1e-6);
+  // Merged logits = base + adapter logits.
+  const auto logits = read_tensors(kDir + "/logits.safetensors");
+  EXPECT_LT(max_diff(batch_logits(*model).to_double_vector(), logits.at("adapter")), 1e-5);
+}
+
+TEST(Lora, SaveWritesPeftsNamesShapesValuesAndConfig) {
+  auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
+  const auto adapter = models::LoraAdapter::load(*model, kDir + "/adapter", false);
+  const std::string out = lethe::testing::scratch_dir("lora", "save");
+  adapter->save(out);
+  const auto got = read_tensors(out + "/adapter_model.safetensors");
+  const auto want = read_tensors(kDir + "/adapter/adapter_model.safetensors");
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [name, w] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_EQ(got.at(name), w) << name;
+  }
+  const io::SafetensorsFile f = io::SafetensorsFile::open(out + "/adapter_model.safetensors");
+  for (const auto& t : ref()["adapter_tensors"]) {
+    const io::TensorInfo* info = f.find(t["name"].get<std::string>());
+    ASSERT_NE(info, nullptr);
+    EXPECT_EQ(info->shape, t["shape"].get<std::vector<int64_t>>());
+    EXPECT_EQ(info->dtype, DType::f32);
+  }
+  const nlohmann::json c = io::read_json_file(out + "/adapter_config.json");
+  const nlohmann::json& p = ref()["adapter_config"];
+  for (const char* key :
+       {"peft_type", "r", "lora_alpha", "lora_dropout", "bias", "task_type", "fan_in_fan_out",
+        "use_dora", "use_rslora", "base_model_name_or_path", "modules_to_save"})
+    EXPECT_EQ(c[key], p[key]) << key;
+  // target_modules: the same set (peft writes a set in hash order).
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(sorted(c["target_modules"].get<std::vector<std::string>>()),
+            sorted(p["target_modules"].get<std::vector<std::string>>()));
+  // And it loads back.
+  const auto back = models::LoraAdapter::load(*model, out, false);
+  EXPECT_EQ(back->layers(), adapter->layers());
+}
+
+class LoraStep : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LoraStep, OneSgdStepEqualsPeft) {
+  const nlohmann::json* cp = nullptr;
+  for (const auto& c : ref()["cases"])
+    if (c["name"] == GetParam()) cp = &c;
+  ASSERT_NE(cp, nullptr);
+  const nlohmann::json& c = *cp;
+  std::vector<std::string> sets = c["set"].get<std::vector<std::string>>();
+  const std::string out = lethe::testing::scratch_dir("lora", GetParam());
+  sets.push_back("output.dir=" + out);
+  std::ostringstream log;
+  TrainerOptions o;
+  o.log = &log;
+  Trainer t(load_config("", sets, RunKind::unlearn), o);
+  // The base is frozen: no gradient memory for it.
+  EXPECT_EQ(t.model().parameters().flat_grad_size(), 0);
+  EXPECT_EQ(t.run(), 1);
+  const StepRecord& r = t.steps().at(0);
+  const auto& objs = c["objectives"];
+  ASSERT_EQ(r.losses.size(), objs.size());
+  for (size_t k = 0; k < objs.size(); ++k) {
+    EXPECT_TRUE(within(r.losses[k], objs[k]["loss"].get<double>(), 1e-6, 1e-4))
+        << r.losses[k] << " vs " << objs[k]["loss"];
+    EXPECT_TRUE(within(r.grad_norms[k], objs[k]["grad_norm"].get<double>(), 1e-6, 1e-4))
+        << r.grad_norms[k] << " vs " << objs[k]["grad_norm"];
+  }
+  EXPECT_TRUE(within(r.direction_norm, c["direction_norm"].get<double>(), 1e-6, 1e-4));
+  const auto before = read_tensors(kDir + "/adapter/adapter_model.safetensors");
+  const auto want = read_tensors(kDir + "/" + c["expected"].get<std::string>());
+  const auto got = read_tensors(out + "/adapter_model.safetensors");
+  ASSERT_EQ(got.size(), want.size());
+  const double max_ref = c["max_abs_update"].get<double>();
+  ASSERT_GT(max_ref, 1e-3);
+  double worst = 0;
+  for (const auto& [name, w] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    for (size_t i = 0; i < w.size(); ++i)
+      worst = std::max(
+          worst, std::fabs((got.at(name)[i] - before.at(name)[i]) - (w[i] - before.at(name)[i])));
+  }
+  EXPECT_LE(worst, 1e-4 * max_ref) << "worst update error " << worst;
+  const nlohmann::json run = io::read_json_file(out + "/run.json");
+  EXPECT_EQ(run["lora"]["trainable_parameters"].get<int64_t>(),
+            ref()["adapter_numel"].get<int64_t>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Peft, LoraStep, ::testing::Values("lora_ga", "lora_npo", "lora_ngdiff"));
+
+TEST(Lora, FreshAdapterRunWritesTheMergedModelAndStartsAtTheBase) {
+  // A fresh adapter (B = 0) starts exactly at the base model, so NPO's reference (the adapters off)
+  // is the starting model: the first forget loss is 2/β·log 2 per sample, as without LoRA.
+  const std::string out = lethe::testing::scratch_dir("lora", "fresh");
+  std::vector<std::string> sets = {"model.path=" + kBase,
+                                   "data.format=tokenized",
+                                   "data.forget=tests/trainers/fixtures/methods/forget.jsonl",
+                                   "data.retain=tests/trainers/fixtures/methods/retain.jsonl",
+                                   "method.name=npo",
+                                   "lora.enabled=true",
+                                   "lora.r=2",
+                                   "lora.targets=[q_proj, k_proj, v_proj, out_proj, fc1, fc2]",
+                                   "trainer.lr=0.05",
+                                   "trainer.max_steps=2",
+                                   "trainer.batch_size=2",
+                                   "trainer.grad_accum=1",
+                                   "trainer.warmup_steps=0",
+                                   "output.dir=" + out};
+  std::ostringstream log;
+  TrainerOptions o;
+  o.log = &log;
+  Trainer t(load_config("", sets, RunKind::unlearn), o);
+  t.run();
+  EXPECT_NEAR(t.steps()[0].losses[0], 2 / 0.1 * std::log(2.0), 1e-5);
+  EXPECT_NE(t.steps()[1].losses[0], t.steps()[0].losses[0]);
+  // output.format full: the merged weights; they give the trained model's logits.
+  const auto merged = models::load_causal_lm(out, Device::cpu(), {models::none_trainable});
+  const auto lm = batch_logits(t.model()).to_double_vector();
+  EXPECT_LT(max_diff(batch_logits(*merged).to_double_vector(), lm), 1e-5);
+  // The base weights in memory were restored after the merged save.
+  const auto base = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
+  const auto bw = base->parameters().get("layers.0.fc2.weight").to_double_vector();
+  EXPECT_EQ(t.model().parameters().get("layers.0.fc2.weight").to_double_vector(), bw);
+  const nlohmann::json run = io::read_json_file(out + "/run.json");
+  EXPECT_EQ(run["lora"]["layers"].get<int>(), 12);
+}
+
+TEST(Lora, BadInputIsAClearError) {
+  const std::vector<std::string> ok = {"model.path=" + kBase, "data.format=tokenized",
+                                       "data.forget=tests/trainers/fixtures/methods/forget.jsonl",
+                                       "method.name=ga",
+                                       "output.dir=" + lethe::testing::scratch_dir("lora", "bad")};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> v = ok;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  expect_error(
+      [&] {
+        load_config("", with({"lora.enabled=true", "lora.r=0"}), RunKind::unlearn);
+      },
+      {"lora.r", "out of range"});
+  expect_error([&] { load_config("", with({"lora.r=4"}), RunKind::unlearn); },
+               {"lora.r is set but lora.enabled is false"});
+  expect_error([&] { load_config("", with({"output.format=adapter"}), RunKind::unlearn); },
+               {"output.format adapter needs lora.enabled"});
+  expect_error(
+      [&] {
+        Trainer t(load_config("", with({"lora.enabled=true", "lora.targets=q_proj,wq"}),
+                              RunKind::unlearn));
+      },
+      {"unknown target \"wq\"", "q_proj", "fc2"});
+  // An adapter made for another base model (hidden 16) on the TOFU fixture model (hidden 32).
+  const auto other = models::load_causal_lm("tests/trainers/fixtures/tofu_eval/model",
+                                            Device::cpu(), {models::none_trainable});
+  expect_error([&] { models::LoraAdapter::load(*other, kDir + "/adapter", false); },
+               {"adapter_model.safetensors", "lora_A.weight", "shape", "another base model"});
+  expect_error([&] { models::LoraAdapter::load(*other, kBase, false); },
+               {"adapter_config.json", "does not exist"});
+}
+
+}  // namespace
+}  // namespace lethe::trainers

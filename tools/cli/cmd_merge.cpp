@@ -1,0 +1,64 @@
+// `lethe merge --model BASE --adapter DIR --output OUT`: a LoRA adapter (PEFT layout) merged into
+// its base model's weights, written as a full HuggingFace checkpoint. No LoRA math here
+// (models/lora.h).
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "engine/io/file_util.h"
+#include "models/causal_lm.h"
+#include "models/lora.h"
+#include "tools/cli/cli_util.h"
+#include "tools/cli/commands.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe::cli {
+
+namespace {
+
+struct MergeOptions {
+  std::string model, adapter, output, dtype = "f32";
+};
+
+void run_merge(const MergeOptions& o) {
+  io::require_directory(o.model, "--model");
+  io::require_directory(o.adapter, "--adapter");
+  const DType dtype = o.dtype == "bf16" ? DType::bf16 : o.dtype == "f16" ? DType::f16 : DType::f32;
+  auto model = models::load_causal_lm(o.model, Device::cpu(), {models::none_trainable});
+  const auto adapter = models::LoraAdapter::load(*model, o.adapter, false);
+  adapter->merge_into(*model);
+  fs::create_directories(o.output);
+  model->save(o.output, dtype);
+  for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+                        "special_tokens_map.json", "tokenizer.model", "generation_config.json"}) {
+    const fs::path p = fs::path(o.model) / f;
+    if (fs::is_regular_file(p) && !fs::equivalent(o.model, o.output))
+      io::write_file_atomic((fs::path(o.output) / f).string(), io::read_text_file(p.string()));
+  }
+  nlohmann::ordered_json out;
+  out["output"] = o.output;
+  out["layers_merged"] = adapter->layers().size();
+  out["r"] = adapter->config().r;
+  out["scaling"] = adapter->config().scaling();
+  emit(out);
+}
+
+}  // namespace
+
+void add_merge_command(CLI::App& app) {
+  auto o = std::make_shared<MergeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "merge", "merge a LoRA adapter (PEFT layout) into its base model: a full HF checkpoint");
+  cmd->add_option("--model", o->model, "base model directory")->required();
+  cmd->add_option("--adapter", o->adapter,
+                  "adapter directory (adapter_config.json + "
+                  "adapter_model.safetensors)")
+      ->required();
+  cmd->add_option("--output", o->output, "output directory")->required();
+  cmd->add_option("--dtype", o->dtype, "stored dtype")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->callback([o] { run_merge(*o); });
+}
+
+}  // namespace lethe::cli

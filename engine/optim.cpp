@@ -39,6 +39,26 @@ Optimizer::Optimizer(ParameterStore& store, double lr) : store_(store.share()), 
               "optimizer: the ParameterStore has no trainable parameters");
   weights_ = store_.trainable_weights();
   decay_runs_ = {{0, store_.flat_grad_size(), true}};
+  shard_end_ = store_.flat_grad_size();
+}
+
+void Optimizer::shard(int64_t begin, int64_t end) {
+  LETHE_CHECK(0 <= begin && begin <= end && end <= store_.flat_grad_size(), name(), ": shard [",
+              begin, ", ", end, ") outside the trainable region of ", store_.flat_grad_size(),
+              " elements");
+  LETHE_CHECK(step_count_ == 0, name(), ": shard() after ", step_count_, " steps");
+  shard_begin_ = begin;
+  shard_end_ = end;
+  reset_state();
+}
+
+std::vector<DecayRunView> Optimizer::shard_runs() const {
+  std::vector<DecayRunView> out;
+  for (const DecayRun& r : decay_runs_) {
+    const int64_t b = std::max(r.begin, shard_begin_), e = std::min(r.end, shard_end_);
+    if (e > b) out.push_back({b, e, r.decay});
+  }
+  return out;
 }
 
 void Optimizer::set_no_decay(const std::function<bool(const std::string&)>& no_decay) {
@@ -104,7 +124,7 @@ void Optimizer::set_step_count(int64_t steps) {
 }
 
 Tensor Optimizer::new_state_buffer() const {
-  return Tensor::zeros({store_.flat_grad_size()}, DType::f32, store_.device());
+  return Tensor::zeros({shard_end_ - shard_begin_}, DType::f32, store_.device());
 }
 
 void Optimizer::step() {
@@ -140,6 +160,10 @@ AdamW::AdamW(ParameterStore& store, const AdamWOptions& o) : Optimizer(store, o.
               " (must be finite and > 0)");
   LETHE_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0,
               "AdamW: invalid weight_decay ", o.weight_decay, " (must be finite and >= 0)");
+  reset_state();
+}
+
+void AdamW::reset_state() {
   exp_avg_ = new_state_buffer();
   exp_avg_sq_ = new_state_buffer();
 }
@@ -149,12 +173,11 @@ void AdamW::apply(const Tensor& g) {
   const double bc1 = 1.0 - std::pow(options_.beta1, t);
   const double bc2 = 1.0 - std::pow(options_.beta2, t);
   kernels::Backend& be = backend(store_.device());
-  for (const DecayRun& r : decay_runs_) {
-    if (r.end <= r.begin) continue;
+  for (const DecayRunView& r : shard_runs()) {
+    const int64_t s = r.begin - shard_begin_;  // offset in the state buffers
     be.adamw_step(r.end - r.begin, weights_.data<float>() + r.begin, g.data<float>() + r.begin,
-                  exp_avg_.data<float>() + r.begin, exp_avg_sq_.data<float>() + r.begin, lr(),
-                  options_.beta1, options_.beta2, options_.eps,
-                  r.decay ? options_.weight_decay : 0.0, bc1, bc2);
+                  exp_avg_.data<float>() + s, exp_avg_sq_.data<float>() + s, lr(), options_.beta1,
+                  options_.beta2, options_.eps, r.decay ? options_.weight_decay : 0.0, bc1, bc2);
   }
 }
 
@@ -174,17 +197,21 @@ SGD::SGD(ParameterStore& store, const SgdOptions& o) : Optimizer(store, o.lr), o
   LETHE_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0),
               "SGD: nesterov momentum requires momentum > 0 and dampening 0 (got momentum ",
               o.momentum, ", dampening ", o.dampening, ")");
-  if (o.momentum != 0.0) momentum_buffer_ = new_state_buffer();
+  reset_state();
+}
+
+void SGD::reset_state() {
+  momentum_buffer_ = options_.momentum != 0.0 ? new_state_buffer() : Tensor();
 }
 
 void SGD::apply(const Tensor& g) {
   float* buf = momentum_buffer_.defined() ? momentum_buffer_.data<float>() : nullptr;
   kernels::Backend& be = backend(store_.device());
-  for (const DecayRun& r : decay_runs_) {
-    if (r.end <= r.begin) continue;
+  for (const DecayRunView& r : shard_runs()) {
     be.sgd_step(r.end - r.begin, weights_.data<float>() + r.begin, g.data<float>() + r.begin,
-                buf ? buf + r.begin : nullptr, lr(), options_.momentum, options_.dampening,
-                r.decay ? options_.weight_decay : 0.0, options_.nesterov, step_count() == 1);
+                buf ? buf + (r.begin - shard_begin_) : nullptr, lr(), options_.momentum,
+                options_.dampening, r.decay ? options_.weight_decay : 0.0, options_.nesterov,
+                step_count() == 1);
   }
 }
 

@@ -13,6 +13,12 @@
 
 namespace lethe {
 
+// A contiguous run of the trainable region and whether weight decay applies to it.
+struct DecayRunView {
+  int64_t begin, end;
+  bool decay;
+};
+
 // Base class: owns flat state buffers the size of the store's trainable region. The store's
 // trainable parameters are updated in place; frozen ones are never touched.
 class Optimizer {
@@ -48,19 +54,31 @@ class Optimizer {
   // step_count() are exactly as before. GeN's probes use it.
   Tensor preview_update(const Tensor& flat_grad);
 
+  // ZeRO-1: this optimizer updates only [begin, end) of the trainable region and keeps state
+  // buffers of that size (each rank of a data-parallel run owns one range; the weights are then
+  // gathered by the caller). Call before the first step. Default: the whole region.
+  void shard(int64_t begin, int64_t end);
+  int64_t shard_begin() const { return shard_begin_; }
+  int64_t shard_end() const { return shard_end_; }
+
  protected:
   Optimizer(ParameterStore& store, double lr);
   // Applies the update for step number step_count() (already incremented, so >= 1).
   virtual void apply(const Tensor& flat_grad) = 0;
-  Tensor new_state_buffer() const;  // zeros, [flat_grad_size()], on the store's device
-  ParameterStore store_;            // shares the caller's store
-  Tensor weights_;                  // the trainable region of the flat weight buffer
+  Tensor new_state_buffer() const;  // zeros, [shard_end − shard_begin], on the store's device
+  // Reallocates the state buffers (after shard()).
+  virtual void reset_state() = 0;
+  // The decay runs clipped to the shard: [begin, end) in the trainable region's coordinates.
+  std::vector<DecayRunView> shard_runs() const;
+  ParameterStore store_;  // shares the caller's store
+  Tensor weights_;        // the trainable region of the flat weight buffer
   // Contiguous runs [begin, end) of the trainable region and whether weight decay applies.
   struct DecayRun {
     int64_t begin, end;
     bool decay;
   };
   std::vector<DecayRun> decay_runs_;
+  int64_t shard_begin_ = 0, shard_end_ = 0;
 
  private:
   double lr_ = 0;
@@ -84,6 +102,7 @@ class AdamW final : public Optimizer {
 
  private:
   void apply(const Tensor& flat_grad) override;
+  void reset_state() override;
   AdamWOptions options_;
   Tensor exp_avg_, exp_avg_sq_;
 };
@@ -106,6 +125,7 @@ class SGD final : public Optimizer {
 
  private:
   void apply(const Tensor& flat_grad) override;
+  void reset_state() override;
   SgdOptions options_;
   Tensor momentum_buffer_;  // undefined when momentum == 0
 };

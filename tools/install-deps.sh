@@ -24,6 +24,7 @@ packages=(
   libyaml-cpp-dev        # recipes
   libpcre2-dev           # the GPT-2 pre-tokenisation regex (UTF + UCP)
   zlib1g-dev             # the ZLib membership-inference attack (compressed text length)
+  libopenmpi-dev openmpi-bin  # data-parallel training: mpirun and MPI collectives on CPU buffers
   libsentencepiece-dev sentencepiece  # SentencePiece tokenizers (+ spm_train for fixtures)
   libgtest-dev libgmock-dev libbenchmark-dev  # tests and benchmarks
   clang-format

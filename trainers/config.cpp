@@ -106,6 +106,8 @@ const std::vector<Key>& schema() {
       {"trainer.save_every_steps", Type::integer, "0", "checkpoint every N steps (0 = at the end)",
        "", 0, 1e12},
       {"trainer.resume", Type::flag, "false", "continue from output.dir/checkpoint"},
+      {"trainer.zero1", Type::flag, "false",
+       "data parallel: shard the optimizer state across ranks (ZeRO-1)"},
       {"trainer.log_every", Type::integer, "1", "steps between progress lines", "", 1, 1e12},
       {"eval.every_steps", Type::integer, "0", "evaluate every N steps (0 = off)", "", 0, 1e12},
       {"eval.forget", Type::path, nullptr,

@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "engine/autograd.h"
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
@@ -105,6 +106,7 @@ struct Trainer::Impl {
   Config cfg;
   TrainerOptions opts;
   std::ostream* log = &std::cerr;
+  std::ostream null_log{nullptr};
   Method method;
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::vector<double> tofu_reference;  // eval.metrics: tofu — the retain model's truth ratios
@@ -117,6 +119,13 @@ struct Trainer::Impl {
   std::vector<int> sets;  // one gradient set per objective
   Tensor direction;
   int64_t batch = 1, accum = 1, mb_per_epoch = 1, total = 0, warmup = 0;
+  // Data parallel (docs/distributed.md): `batch` samples per rank, gbatch = batch · ranks per
+  // global micro-batch; rank r reads its slice [r·batch, (r+1)·batch) of every global one.
+  dist::Communicator* comm = nullptr;
+  int rank = 0, ranks = 1;
+  int64_t gbatch = 1;
+  bool zero1 = false;
+  std::vector<std::pair<int64_t, int64_t>> shards;  // ZeRO-1: each rank's optimizer range
   uint64_t seed = 0;
   double base_lr = 0;
   std::unique_ptr<LrSchedule> schedule;
@@ -140,13 +149,14 @@ struct Trainer::Impl {
       cached_epoch = epoch;
     }
     std::vector<const data::Sample*> out;
-    for (int64_t i = j * batch; i < std::min(n, (j + 1) * batch); ++i)
+    const int64_t begin = j * gbatch + rank * batch, end = std::min(n, begin + batch);
+    for (int64_t i = begin; i < end; ++i)
       out.push_back(&drive[static_cast<size_t>(order[static_cast<size_t>(i)])]);
     return out;
   }
   int64_t retain_index(int64_t m, int64_t i, Stream stream) const {
     const int64_t n = static_cast<int64_t>(retain.size());
-    if (cfg.str("data.pairing") == "sequential") return (m * batch + i) % n;
+    if (cfg.str("data.pairing") == "sequential") return (m * gbatch + i) % n;
     return static_cast<int64_t>(
         draw(seed, stream, static_cast<uint64_t>(m), static_cast<uint64_t>(i)) %
         static_cast<uint64_t>(n));
@@ -154,7 +164,7 @@ struct Trainer::Impl {
   std::vector<const data::Sample*> retain_batch(int64_t m, int64_t rows) const {
     std::vector<const data::Sample*> out;
     for (int64_t i = 0; i < rows; ++i)
-      out.push_back(&retain[static_cast<size_t>(retain_index(m, i, kPairing))]);
+      out.push_back(&retain[static_cast<size_t>(retain_index(m, rank * batch + i, kPairing))]);
     return out;
   }
   // Forget prompts × K random retain answers (ga_mismatch_kl), sample i·K + k.
@@ -166,7 +176,7 @@ struct Trainer::Impl {
       const std::vector<int64_t> prompt = sample_prompt(*f);
       for (int64_t k = 0; k < K; ++k) {
         // sequential: retain samples (m·B + B + k) mod N; random: the pairing stream's own draws
-        const int64_t r = retain_index(m, batch + k, kRandomAnswers);
+        const int64_t r = retain_index(m, gbatch + k, kRandomAnswers);
         const std::vector<int64_t> answer = sample_answer(retain[static_cast<size_t>(r)]);
         data::Sample s;
         s.input_ids = prompt;
@@ -190,6 +200,7 @@ struct Trainer::Impl {
   Batches make_batches(int64_t m) {
     Batches b;
     const std::vector<const data::Sample*> fb = drive_batch(m);
+    if (fb.empty()) return b;  // this rank's share of the epoch's last micro-batch is empty
     const int64_t pad = model->pad_token_id();
     if (method.reads(BatchKind::forget)) b.mb[BatchKind::forget] = collate(fb, pad);
     if (method.reads(BatchKind::retain))
@@ -204,8 +215,26 @@ struct Trainer::Impl {
   }
 
   // ---- set-up -----------------------------------------------------------------------------------
+  // Every rank must run the same recipe: a hash of the resolved keys, gathered and compared.
+  void check_same_config() {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (const auto& [k, v] : cfg.values())
+      for (const std::string& part : {k, std::string("="), v, std::string("\n")})
+        for (unsigned char c : part) h = (h ^ c) * 1099511628211ull;
+    const std::vector<uint64_t> all = comm->all_gather_host(h);
+    for (size_t r = 1; r < all.size(); ++r)
+      LETHE_CHECK(all[r] == all[0], cfg.source(), ": rank ", r,
+                  "'s resolved recipe differs from rank 0's (the same recipe and --set keys on "
+                  "every rank; run.json lists the resolved keys)");
+  }
+
   void setup() {
     if (opts.log) log = opts.log;
+    comm = &dist::world();
+    rank = comm->rank();
+    ranks = comm->size();
+    if (rank != 0) log = &null_log;  // one progress display: rank 0's
+    if (ranks > 1) check_same_config();
     method = make_method(cfg);
     seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
     if (cfg.integer("trainer.threads") > 0)
@@ -219,6 +248,7 @@ struct Trainer::Impl {
     for (const char* k : {"data.forget", "data.retain", "data.train", "eval.forget", "eval.retain"})
       require_exists(cfg, k, false);
     const Device device = Device::parse(cfg.str("model.device"));
+    if (ranks > 1) comm = &dist::for_device(device);  // NCCL for CUDA buffers, MPI for CPU ones
 
     const data::Format format = data::parse_format(cfg.str("data.format"));
     auto format_of = [&](const std::string& key) {
@@ -327,7 +357,8 @@ struct Trainer::Impl {
     batch = cfg.integer("trainer.batch_size");
     accum = cfg.integer("trainer.grad_accum");
     const int64_t n = static_cast<int64_t>(drive.size());
-    mb_per_epoch = (n + batch - 1) / batch;
+    gbatch = batch * ranks;
+    mb_per_epoch = (n + gbatch - 1) / gbatch;
     total = cfg.integer("trainer.max_steps");
     if (total == 0) {
       const double mbs = cfg.num("trainer.epochs") * static_cast<double>(mb_per_epoch);
@@ -369,6 +400,17 @@ struct Trainer::Impl {
     optimizer->set_no_decay([this](const std::string& n) { return model->is_no_decay(n); });
     sets.push_back(0);
     for (size_t k = 1; k < method.objectives.size(); ++k) sets.push_back(store.add_grad_set());
+    zero1 = cfg.flag("trainer.zero1") && ranks > 1;
+    if (zero1) {
+      // Equal ranges of the trainable region (multiples of 16 elements), one per rank.
+      const int64_t F = store.flat_grad_size();
+      int64_t S = (F + ranks - 1) / ranks;
+      S = (S + 15) / 16 * 16;
+      for (int r = 0; r < ranks; ++r)
+        shards.emplace_back(std::min(F, r * S), std::min(F, (r + 1) * S));
+      optimizer->shard(shards[static_cast<size_t>(rank)].first,
+                       shards[static_cast<size_t>(rank)].second);
+    }
     direction = Tensor::zeros({store.flat_grad_size()}, DType::f32, store.device());
 
     if (cfg.flag("trainer.resume")) restore(ckpt);
@@ -407,8 +449,11 @@ struct Trainer::Impl {
     for (int64_t a = 0; a < accum; ++a) mbs.push_back(make_batches(s * accum + a));
     std::vector<double> counts(K, 0.0);
     for (const Batches& b : mbs)
-      for (size_t k = 0; k < K; ++k)
-        counts[k] += item_count(method.objectives[k], b.mb.at(method.objectives[k].batch));
+      for (size_t k = 0; k < K; ++k) {
+        auto it = b.mb.find(method.objectives[k].batch);
+        if (it != b.mb.end()) counts[k] += item_count(method.objectives[k], it->second);
+      }
+    comm->all_reduce_host(counts);  // every rank normalises by the global counts
     for (int set : sets) store.zero_grads(set);
 
     for (int64_t a = 0; a < accum; ++a) {
@@ -458,6 +503,20 @@ struct Trainer::Impl {
       }
     }
     store.bind_grads(0);
+    if (ranks > 1) {
+      // Each objective's gradient summed over the ranks before any norm, Gram matrix or rule:
+      // N ranks × B samples give the update of 1 rank × N·B.
+      for (int set : sets) {
+        Tensor g = store.flat_grad(set);
+        comm->all_reduce(g);
+      }
+      std::vector<double> logged = rec.losses;
+      logged.push_back(rec.tokens);
+      comm->all_reduce_host(logged);
+      rec.tokens = logged.back();
+      logged.pop_back();
+      rec.losses = logged;
+    }
 
     // The rule: Gram matrix → coefficients → d.
     const std::vector<double> gram = store.gram(sets);
@@ -483,6 +542,10 @@ struct Trainer::Impl {
     if (method.gen.enabled && s % method.gen.every == 0 && factor > 0) gen_probe(s, rec, factor);
     rec.lr = optimizer->lr();
     optimizer->step_with(direction);
+    if (zero1) {
+      Tensor w = store.trainable_weights();
+      comm->all_gather_ranges(w, shards);  // each rank updated its own range
+    }
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rec;
   }
@@ -492,7 +555,8 @@ struct Trainer::Impl {
   void gen_probe(int64_t s, StepRecord& rec, double factor) {
     ParameterStore& store = train_store();
     const double eta = optimizer->lr();
-    const Tensor u = optimizer->preview_update(direction);
+    Tensor u = optimizer->preview_update(direction);
+    if (zero1) comm->all_reduce(u);  // each rank's range of u, zero elsewhere
     Tensor weights = store.trainable_weights();
     const Tensor saved = weights.clone();
     const int64_t m_next = (s + 1) * accum;
@@ -500,22 +564,31 @@ struct Trainer::Impl {
     {
       // A batch of the forget and retain kinds, whatever the method reads.
       const std::vector<const data::Sample*> fb = drive_batch(m_next);
-      probe.mb[BatchKind::forget] = collate(fb, model->pad_token_id());
-      probe.mb[BatchKind::retain] =
-          collate(retain_batch(m_next, static_cast<int64_t>(fb.size())), model->pad_token_id());
+      if (!fb.empty()) {
+        probe.mb[BatchKind::forget] = collate(fb, model->pad_token_id());
+        probe.mb[BatchKind::retain] =
+            collate(retain_batch(m_next, static_cast<int64_t>(fb.size())), model->pad_token_id());
+      }
     }
     const double nf = rec.grad_norms[0] + kEps, nr = rec.grad_norms[1] + kEps;
     auto objective = [&]() {
       NoGradGuard ng;
       auto nll = [&](BatchKind kind) {
-        const MicroBatch& mb = probe.mb.at(kind);
-        Objective o{"probe", kind, LossKind::nll, 1.0, method.objectives[0].reduction};
-        const Tensor logits = model->logits(mb.ids, mb.mask);
-        const double c = item_count(o, mb);
-        return c > 0 ? item_sum(o, method.params, mb, logits, mb.targets.to(store.device()), {})
-                               .item() /
-                           c
-                     : 0.0;
+        // Item sum and count on this rank's share, summed over the ranks.
+        std::vector<double> sc = {0.0, 0.0};
+        auto it = probe.mb.find(kind);
+        if (it != probe.mb.end()) {
+          const MicroBatch& mb = it->second;
+          Objective o{"probe", kind, LossKind::nll, 1.0, method.objectives[0].reduction};
+          sc[1] = item_count(o, mb);
+          if (sc[1] > 0) {
+            const Tensor logits = model->logits(mb.ids, mb.mask);
+            sc[0] =
+                item_sum(o, method.params, mb, logits, mb.targets.to(store.device()), {}).item();
+          }
+        }
+        comm->all_reduce_host(sc);
+        return sc[1] > 0 ? sc[0] / sc[1] : 0.0;
       };
       const double lr_ = nll(BatchKind::retain);
       if (method.gen.objective == "retain") return lr_;
@@ -564,16 +637,22 @@ struct Trainer::Impl {
     NoGradGuard ng;
     double total_loss = 0, count = 0;
     const Objective o{"eval", BatchKind::forget, LossKind::nll, 1.0, Reduction::token_mean};
-    for (size_t i = 0; i < set.size(); i += static_cast<size_t>(batch)) {
+    // Data-parallel: rank r evaluates batches r, r + ranks, …; sums and counts are reduced.
+    const size_t step_size = static_cast<size_t>(batch);
+    for (size_t i = static_cast<size_t>(rank) * step_size; i < set.size();
+         i += step_size * static_cast<size_t>(ranks)) {
       std::vector<const data::Sample*> ptrs;
-      for (size_t j = i; j < std::min(set.size(), i + static_cast<size_t>(batch)); ++j)
-        ptrs.push_back(&set[j]);
+      for (size_t j = i; j < std::min(set.size(), i + step_size); ++j) ptrs.push_back(&set[j]);
       const MicroBatch mb = collate(ptrs, model->pad_token_id());
       const Tensor logits = model->logits(mb.ids, mb.mask);
       total_loss +=
           item_sum(o, method.params, mb, logits, mb.targets.to(model->device()), {}).item();
       count += item_count(o, mb);
     }
+    std::vector<double> sc = {total_loss, count};
+    comm->all_reduce_host(sc);
+    total_loss = sc[0];
+    count = sc[1];
     return count > 0 ? total_loss / count : std::numeric_limits<double>::quiet_NaN();
   }
 
@@ -583,12 +662,26 @@ struct Trainer::Impl {
     e.forget_nll = eval_nll(eval_forget);
     e.retain_nll = eval_nll(eval_retain);
     if (cfg.str("eval.metrics") == "tofu") {
-      const eval::TofuReport rep =
-          eval::run_tofu(*model, *tok, cfg, tofu_reference.empty() ? nullptr : &tofu_reference);
-      e.model_utility = rep.summary.model_utility;
-      e.forget_quality = rep.summary.forget_quality;
-      for (const eval::TofuSplitResult& r : rep.splits)
-        if (r.split == eval::TofuSplit::forget) e.forget_rouge = r.rouge;
+      // Rank 0 evaluates (greedy generation is not split across ranks); the others take its
+      // numbers, so every rank keeps the same best checkpoint.
+      std::vector<double> v = {0, 0, 0};
+      if (rank == 0) {
+        const eval::TofuReport rep =
+            eval::run_tofu(*model, *tok, cfg, tofu_reference.empty() ? nullptr : &tofu_reference);
+        v[0] = rep.summary.model_utility;
+        v[1] = rep.summary.forget_quality;
+        v[2] = std::numeric_limits<double>::quiet_NaN();
+        for (const eval::TofuSplitResult& r : rep.splits)
+          if (r.split == eval::TofuSplit::forget) v[2] = r.rouge;
+      }
+      if (ranks > 1) {
+        Tensor t = Tensor::from_vector(v, {3}, DType::f64);
+        dist::world().broadcast(t, 0);
+        v = t.to_double_vector();
+      }
+      e.model_utility = v[0];
+      e.forget_quality = v[1];
+      e.forget_rouge = v[2];
     }
     return e;
   }
@@ -654,7 +747,11 @@ struct Trainer::Impl {
     j["recipe"] = cfg.source();
     j["finished"] = finished;
     j["build"] = {{"compiler", __VERSION__}, {"cplusplus", __cplusplus}};
-    j["host"] = {{"device", model->device().str()}, {"threads", omp_get_max_threads()}};
+    j["host"] = {{"device", model->device().str()},
+                 {"threads", omp_get_max_threads()},
+                 {"ranks", ranks},
+                 {"communicator", comm ? comm->backend_name() : "single"},
+                 {"zero1", zero1}};
     nlohmann::ordered_json c;
     for (const auto& [k, v] : cfg.values()) c[k] = v;
     j["config"] = c;
@@ -735,7 +832,29 @@ struct Trainer::Impl {
 
   // A checkpoint for resume: weights (f32), optimizer state, trainer state, in a fresh folder
   // renamed over the old one, so a crash leaves either the old or the new checkpoint whole.
+  // The optimizer's state buffers at full size: under ZeRO-1 every rank's range gathered (a
+  // collective: every rank calls it).
+  std::vector<std::pair<std::string, Tensor>> full_state() {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (const auto& [name, buf] : optimizer->state_buffers()) {
+      if (!zero1) {
+        out.emplace_back(name, buf);
+        continue;
+      }
+      Tensor full = Tensor::zeros({train_store().flat_grad_size()}, DType::f32, buf.device());
+      full.slice(0, optimizer->shard_begin(), optimizer->shard_end()).copy_(buf);
+      comm->all_gather_ranges(full, shards);
+      out.emplace_back(name, full);
+    }
+    return out;
+  }
+
   void save_checkpoint(int64_t steps_done) {
+    const std::vector<std::pair<std::string, Tensor>> state = full_state();
+    if (rank != 0) {
+      comm->barrier();  // rank 0 writes; the others wait for the checkpoint to be whole
+      return;
+    }
     const fs::path dir = out_dir() / "checkpoint", tmp = out_dir() / "checkpoint.tmp",
                    old = out_dir() / "checkpoint.old";
     fs::remove_all(tmp);
@@ -747,7 +866,7 @@ struct Trainer::Impl {
     }
     std::vector<Tensor> host;  // the optimizer's buffers may live on a GPU
     std::vector<io::TensorToWrite> host_state;
-    for (const auto& [name, buf] : optimizer->state_buffers()) {
+    for (const auto& [name, buf] : state) {
       host.push_back(buf.to(Device::cpu()).contiguous());
       host_state.push_back({name, DType::f32, {buf.numel()}, host.back().data_ptr()});
     }
@@ -763,6 +882,7 @@ struct Trainer::Impl {
     if (fs::exists(dir)) fs::rename(dir, old);
     fs::rename(tmp, dir);
     fs::remove_all(old);
+    comm->barrier();
   }
 
   void restore(const fs::path& dir) {
@@ -802,13 +922,16 @@ struct Trainer::Impl {
     }
     const io::SafetensorsFile f =
         io::SafetensorsFile::open((dir / "optimizer.safetensors").string());
+    // Saved at full size; under ZeRO-1 this rank takes its range.
+    const int64_t full = train_store().flat_grad_size();
     for (const auto& [name, buf] : optimizer->state_buffers()) {
       const io::TensorInfo& t = f.at(name);
-      LETHE_CHECK(t.dtype == DType::f32 && t.numel() == buf.numel(),
+      LETHE_CHECK(t.dtype == DType::f32 && t.numel() == full,
                   (dir / "optimizer.safetensors").string(), ": state '", name, "' has ", t.numel(),
-                  " elements, the optimizer needs ", buf.numel());
-      std::vector<float> v(static_cast<size_t>(t.numel()));
-      std::memcpy(v.data(), t.data, v.size() * sizeof(float));
+                  " elements, the optimizer needs ", full);
+      std::vector<float> v(static_cast<size_t>(buf.numel()));
+      std::memcpy(v.data(), static_cast<const float*>(t.data) + optimizer->shard_begin(),
+                  v.size() * sizeof(float));
       Tensor live = buf;
       NoGradGuard ng;
       live.copy_(Tensor::from_vector(v, {buf.numel()}));
@@ -820,7 +943,8 @@ struct Trainer::Impl {
   int64_t run() {
     Progress progress(*log, total, cfg.integer("trainer.log_every"), opts.terminal);
     const fs::path out = out_dir();
-    fs::create_directories(out);
+    const bool writer = rank == 0;  // only rank 0 writes files
+    if (writer) fs::create_directories(out);
     if (start_step > 0)
       progress.message("lethe: resuming at step " + std::to_string(start_step + 1) + " of " +
                        std::to_string(total));
@@ -853,7 +977,7 @@ struct Trainer::Impl {
         if (keep_best && score(e) > best_score) {
           best_score = score(e);
           best_step = s + 1;
-          write_model(out / "best");
+          if (writer) write_model(out / "best");
         }
       }
       const bool stop_now = opts.stop_after > 0 && done_here >= opts.stop_after && s + 1 < total;
@@ -861,11 +985,12 @@ struct Trainer::Impl {
         save_checkpoint(s + 1);
       if (stop_now) {
         progress.finish();
-        io::write_json_file((out / "run.json").string(), run_json(false));
+        if (writer) io::write_json_file((out / "run.json").string(), run_json(false));
         return done_here;
       }
     }
     progress.finish();
+    if (!writer) return done_here;
     // The result: the last weights, or the best evaluated ones.
     if (keep_best && best_step >= 0) {
       for (const char* f :

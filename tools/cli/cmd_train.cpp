@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -22,6 +23,7 @@ struct TrainOptions {
   std::string config;
   std::vector<std::string> sets;
   bool keys = false;
+  int64_t stop_after = 0;
 };
 
 void run_train(const TrainOptions& o, trainers::RunKind kind) {
@@ -55,8 +57,10 @@ void run_train(const TrainOptions& o, trainers::RunKind kind) {
   }
   trainers::TrainerOptions to;
   to.terminal = trainers::Progress::stderr_is_terminal();
+  to.stop_after = o.stop_after;
   trainers::Trainer trainer(std::move(cfg), to);
   const int64_t ran = trainer.run();
+  if (dist::world().rank() != 0) return;  // rank 0 reports for the run
   nlohmann::ordered_json summary;
   summary["output"] = output;
   summary["method"] = trainer.method().name;
@@ -77,6 +81,10 @@ void add(CLI::App& app, const char* name, const char* help, trainers::RunKind ki
   cmd->add_option("--set", o->sets, "override a key: --set trainer.lr=1e-5 (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--keys", o->keys, "list every recipe key with its type and default, and exit");
+  cmd->add_option("--stop-after", o->stop_after,
+                  "stop after N steps of this run, leaving a checkpoint to resume from "
+                  "(trainer.resume)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->callback([o, kind] { run_train(*o, kind); });
 }
 

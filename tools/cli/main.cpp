@@ -1,10 +1,12 @@
 // `lethe`: the command-line front end, git-style subcommands (see docs/cli.md).
 // Must not hold subcommand logic: it parses, dispatches, and turns errors into exit codes.
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
 #include <string>
 
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "tools/cli/commands.h"
 
@@ -22,7 +24,25 @@ int fail(const std::string& message, int status) {
   std::string one_line = message;
   for (char& c : one_line)
     if (c == '\n' || c == '\r') c = ' ';
-  std::cerr << "lethe: error: " << one_line << '\n';
+  // Under mpirun every rank's message says which rank it is.
+  const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+  if (!rank) rank = std::getenv("PMI_RANK");
+  std::cerr << "lethe: error: " << (rank ? std::string("rank ") + rank + ": " : std::string())
+            << one_line << std::endl;
+  return status;
+}
+
+// Under mpirun a rank that fails stops every rank (MPI_Abort) instead of leaving them waiting in
+// a collective; a run that succeeds finalises MPI.
+int finish(int status) {
+  if (!lethe::dist::launched_by_mpi()) return status;
+  try {
+    if (status != 0) lethe::dist::world().abort(status);
+    lethe::dist::finalize();
+  } catch (const std::exception& e) {
+    std::cerr << "lethe: error: " << e.what() << std::endl;
+    return status != 0 ? status : kRuntimeError;
+  }
   return status;
 }
 
@@ -66,14 +86,14 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    return fail(e.what(), kUsageError);
+    if (e.get_exit_code() == 0) return finish(app.exit(e));  // --help, --version
+    return finish(fail(e.what(), kUsageError));
   } catch (const lethe::Error& e) {
-    return fail(e.what(), kRuntimeError);
+    return finish(fail(e.what(), kRuntimeError));
   } catch (const std::bad_alloc&) {
-    return fail("out of memory", kRuntimeError);
+    return finish(fail("out of memory", kRuntimeError));
   } catch (const std::exception& e) {
-    return fail(std::string("internal error: ") + e.what(), kRuntimeError);
+    return finish(fail(std::string("internal error: ") + e.what(), kRuntimeError));
   }
-  return 0;
+  return finish(0);
 }

@@ -1,0 +1,249 @@
+// Data parallel on CPU under `mpirun --oversubscribe -np 2` (docs/distributed.md): the
+// collectives; for GA, GradDiff, NPO, MOLLM and NGDiff, 5 steps on 2 ranks × batch 2 equal 5 steps
+// on 1 rank × batch 4 (SGD, f32, every update within 1e-5 of the largest), also with gradient
+// accumulation; ZeRO-1 equals the unsharded optimizer (AdamW); a rank with a corrupt data file or a
+// different recipe makes both ranks exit non-zero within seconds.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/io/safetensors.h"
+#include "engine/tensor.h"
+#include "tests/common/temp_dir.h"
+
+namespace lethe::testing {
+const std::string& cli_binary();
+const std::string& collectives_binary();
+}  // namespace lethe::testing
+
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kModel = "tests/trainers/fixtures/methods/model";
+const std::string kForget = "tests/trainers/fixtures/methods/forget.jsonl";
+const std::string kRetain = "tests/trainers/fixtures/methods/retain.jsonl";
+
+struct Shell {
+  int status = -1;
+  std::string output;
+  double seconds = 0;
+};
+
+// Runs a shell command (stdout + stderr captured), at most `limit` seconds.
+Shell shell(const std::string& cmd, int limit = 180) {
+  const fs::path log = fs::path(lethe::testing::scratch_dir("dist", "log")) / "out.txt";
+  const std::string full = "OMP_NUM_THREADS=1 timeout " + std::to_string(limit) + " " + cmd +
+                           " > " + log.string() + " 2>&1";
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = std::system(full.c_str());
+  Shell r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  std::ifstream f(log);
+  r.output.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  return r;
+}
+
+std::string mpirun_prefix() {
+  std::string p = "mpirun --oversubscribe";
+  if (geteuid() == 0) p += " --allow-run-as-root";
+  return p;
+}
+
+std::string sets(const std::vector<std::string>& kv) {
+  std::string out;
+  for (const std::string& s : kv) out += " --set '" + s + "'";
+  return out;
+}
+
+std::vector<std::string> base_keys(const std::string& method, const std::string& out) {
+  std::vector<std::string> k = {
+      "model.path=" + kModel,   "data.format=tokenized",      "data.forget=" + kForget,
+      "data.retain=" + kRetain, "method.name=" + method,      "trainer.optimizer=sgd",
+      "trainer.lr=0.05",        "trainer.scheduler=constant", "trainer.max_grad_norm=0",
+      "trainer.weight_decay=0", "trainer.max_steps=5",        "trainer.threads=1",
+      "output.dir=" + out};
+  if (method == "graddiff" || method == "npo") k.push_back("data.pairing=random");
+  // MOLLM against a reference model other than the starting one, so its KL term has a gradient
+  // from the first step (no degenerate MGDA start).
+  if (method == "mollm") k.push_back("model.reference=tests/trainers/fixtures/methods/reference_model");
+  return k;
+}
+
+std::map<std::string, std::vector<double>> tensors(const std::string& path) {
+  std::map<std::string, std::vector<double>> out;
+  const lethe::io::SafetensorsFile f = lethe::io::SafetensorsFile::open(path);
+  for (const lethe::io::TensorInfo& t : f.tensors())
+    out[t.name] =
+        lethe::Tensor::from_borrowed(const_cast<void*>(t.data), t.shape, t.dtype, f.keepalive())
+            .to_double_vector();
+  return out;
+}
+
+// max |Δa − Δb| / max |Δb| over every weight (Δ = the run's change from the starting model).
+double relative_update_error(const std::string& a, const std::string& b, double* max_update) {
+  const auto w0 = tensors(kModel + "/model.safetensors");
+  const auto wa = tensors(a + "/model.safetensors"), wb = tensors(b + "/model.safetensors");
+  double worst = 0, biggest = 0;
+  for (const auto& [name, v0] : w0) {
+    const auto& va = wa.at(name);
+    const auto& vb = wb.at(name);
+    for (size_t i = 0; i < v0.size(); ++i) {
+      worst = std::max(worst, std::fabs(va[i] - vb[i]));
+      biggest = std::max(biggest, std::fabs(vb[i] - v0[i]));
+    }
+  }
+  if (max_update) *max_update = biggest;
+  return biggest > 0 ? worst / biggest : INFINITY;
+}
+
+TEST(Dist, CollectivesOnTwoRanks) {
+  const Shell r = shell(mpirun_prefix() + " -np 2 " + lethe::testing::collectives_binary());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 0 of 2: ok"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1 of 2: ok"), std::string::npos) << r.output;
+}
+
+class DataParallel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DataParallel, TwoRanksEqualOneRankWithTheDoubledBatch) {
+  const std::string m = GetParam();
+  const std::string one = lethe::testing::scratch_dir("dist_one", m);
+  const std::string two = lethe::testing::scratch_dir("dist_two", m);
+  std::vector<std::string> k1 = base_keys(m, one), k2 = base_keys(m, two);
+  k1.push_back("trainer.batch_size=4");
+  k1.push_back("trainer.grad_accum=1");
+  k2.push_back("trainer.batch_size=2");
+  k2.push_back("trainer.grad_accum=1");
+  const Shell a = shell(lethe::testing::cli_binary() + " unlearn" + sets(k1));
+  ASSERT_EQ(a.status, 0) << a.output;
+  const Shell b =
+      shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" + sets(k2));
+  ASSERT_EQ(b.status, 0) << b.output;
+  double biggest = 0;
+  const double err = relative_update_error(two, one, &biggest);
+  EXPECT_GT(biggest, 1e-4) << "the runs barely moved";
+  EXPECT_LE(err, 1e-5) << m << ": 2 ranks vs 1 rank, max update " << biggest;
+  // Only rank 0 wrote run.json, and it knows the run had 2 ranks.
+  std::ifstream run(two + "/run.json");
+  const std::string text((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"ranks\": 2"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, DataParallel,
+                         ::testing::Values("ga", "graddiff", "npo", "mollm", "ngdiff"));
+
+TEST(Dist, GradientAccumulationTwoRanksEqualOneRank) {
+  const std::string one = lethe::testing::scratch_dir("dist_accum", "one");
+  const std::string two = lethe::testing::scratch_dir("dist_accum", "two");
+  std::vector<std::string> k1 = base_keys("ngdiff", one), k2 = base_keys("ngdiff", two);
+  k1.insert(k1.end(), {"trainer.batch_size=2", "trainer.grad_accum=2", "method.auto_lr=false"});
+  k2.insert(k2.end(), {"trainer.batch_size=1", "trainer.grad_accum=2", "method.auto_lr=false"});
+  ASSERT_EQ(shell(lethe::testing::cli_binary() + " unlearn" + sets(k1)).status, 0);
+  const Shell b =
+      shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" + sets(k2));
+  ASSERT_EQ(b.status, 0) << b.output;
+  double biggest = 0;
+  EXPECT_LE(relative_update_error(two, one, &biggest), 1e-5);
+  EXPECT_GT(biggest, 1e-3);
+}
+
+TEST(Dist, ZeroOneEqualsTheUnshardedOptimizer) {
+  const std::string plain = lethe::testing::scratch_dir("dist_zero", "plain");
+  const std::string sharded = lethe::testing::scratch_dir("dist_zero", "sharded");
+  auto keys = [](const std::string& out, int batch) {
+    std::vector<std::string> k = base_keys("graddiff", out);
+    for (std::string& s : k)
+      if (s == "trainer.optimizer=sgd") s = "trainer.optimizer=adamw";
+    k.insert(k.end(), {"trainer.lr=1e-3", "trainer.weight_decay=0.01",
+                       "trainer.batch_size=" + std::to_string(batch), "trainer.grad_accum=1"});
+    return k;
+  };
+  std::vector<std::string> kz = keys(sharded, 2);
+  kz.push_back("trainer.zero1=true");
+  const Shell a = shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" +
+                      sets(keys(plain, 2)));
+  ASSERT_EQ(a.status, 0) << a.output;
+  const Shell b =
+      shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" + sets(kz));
+  ASSERT_EQ(b.status, 0) << b.output;
+  double biggest = 0;
+  // The same reductions in the same order, the optimizer element-wise: identical weights.
+  EXPECT_EQ(relative_update_error(sharded, plain, &biggest), 0.0);
+  EXPECT_GT(biggest, 1e-3);
+}
+
+TEST(Dist, ZeroOneCheckpointResumesToTheSameWeights) {
+  const std::string full = lethe::testing::scratch_dir("dist_resume", "full");
+  const std::string parts = lethe::testing::scratch_dir("dist_resume", "parts");
+  auto keys = [](const std::string& out) {
+    std::vector<std::string> k = base_keys("ngdiff", out);
+    for (std::string& s : k)
+      if (s == "trainer.optimizer=sgd") s = "trainer.optimizer=adamw";
+    k.insert(k.end(), {"trainer.lr=1e-3", "trainer.batch_size=2", "trainer.grad_accum=1",
+                       "trainer.zero1=true"});
+    return k;
+  };
+  const std::string cmd = mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn";
+  const Shell a = shell(cmd + sets(keys(full)));
+  ASSERT_EQ(a.status, 0) << a.output;
+  // Stopped after 3 of 5 steps (the sharded AdamW moments gathered into the checkpoint), resumed.
+  const Shell b = shell(cmd + sets(keys(parts)) + " --stop-after 3");
+  ASSERT_EQ(b.status, 0) << b.output;
+  ASSERT_TRUE(fs::exists(parts + "/checkpoint/optimizer.safetensors"));
+  std::vector<std::string> k = keys(parts);
+  k.push_back("trainer.resume=true");
+  const Shell c = shell(cmd + sets(k));
+  ASSERT_EQ(c.status, 0) << c.output;
+  double biggest = 0;
+  EXPECT_EQ(relative_update_error(parts, full, &biggest), 0.0);
+  EXPECT_GT(biggest, 1e-4);
+}
+
+TEST(Dist, ACorruptDataFileOnOneRankStopsBothQuickly) {
+  // Each rank runs in its own folder with its own forget.jsonl under the same relative name, so
+  // the recipes are identical and only rank 1's file is broken.
+  const fs::path good = lethe::testing::scratch_dir("dist_fail", "good");
+  const fs::path bad = lethe::testing::scratch_dir("dist_fail", "bad");
+  const fs::path root = fs::current_path();
+  fs::copy_file(root / kForget, good / "forget.jsonl", fs::copy_options::overwrite_existing);
+  std::ofstream(bad / "forget.jsonl") << "{\"input_ids\": [2, 5, 6], \"labels\": [oops\n";
+  std::vector<std::string> k = base_keys("ga", "out");
+  for (std::string& s : k) {
+    if (s.rfind("data.forget=", 0) == 0) s = "data.forget=forget.jsonl";
+    if (s.rfind("model.path=", 0) == 0) s = "model.path=" + (root / kModel).string();
+    if (s.rfind("data.retain=", 0) == 0) s = "data.retain=" + (root / kRetain).string();
+  }
+  k.push_back("trainer.batch_size=2");
+  const std::string app = lethe::testing::cli_binary() + " unlearn" + sets(k);
+  const Shell r = shell(mpirun_prefix() + " -np 1 -wdir " + good.string() + " " + app +
+                          " : -np 1 -wdir " + bad.string() + " " + app,
+                      60);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_LT(r.seconds, 10.0) << r.output;
+  EXPECT_NE(r.output.find("forget.jsonl"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+}
+
+TEST(Dist, DifferentRecipesOnTheRanksAreRefusedAtStart) {
+  const std::string out = lethe::testing::scratch_dir("dist_cfg", "out");
+  std::vector<std::string> k = base_keys("ga", out);
+  k.push_back("trainer.batch_size=2");
+  const std::string app = lethe::testing::cli_binary() + " unlearn" + sets(k);
+  const Shell r =
+      shell(mpirun_prefix() + " -np 1 " + app + " : -np 1 " + app + " --set trainer.lr=0.07", 60);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_LT(r.seconds, 10.0);
+  EXPECT_NE(r.output.find("differs from rank 0"), std::string::npos) << r.output;
+}
+
+}  // namespace

@@ -124,6 +124,20 @@ run_tests() {  # name binary
 run_tests cuda cuda_tests
 [ $RUN_UNIT -eq 1 ] && run_tests unit unit_tests
 
+# ---- NCCL: the 1-rank communicator on device 0 (docs/distributed.md) -------------------------------
+if cmake --build "$BUILD" --target dist_collectives -j "$JOBS" >"$LOG_DIR/build-dist.log" 2>&1 &&
+   [ -x "$BUILD/tests/dist/dist_collectives" ]; then
+  if "$BUILD/tests/dist/dist_collectives" --cuda >"$LOG_DIR/nccl.log" 2>&1; then
+    note "nccl 1-rank check: ok"
+  else
+    note "nccl 1-rank check: FAILED (nccl.log)"
+    tail -5 "$LOG_DIR/nccl.log"
+    STATUS=1
+  fi
+else
+  note "nccl 1-rank check: not built (no MPI or no NCCL in this build; build-dist.log)"
+fi
+
 # ---- benchmarks (when the CLI exists and knows them) ----------------------------------------------
 if [ $RUN_BENCH -eq 1 ]; then
   if cmake --build "$BUILD" --target lethe -j "$JOBS" >"$LOG_DIR/build-lethe.log" 2>&1 &&

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "engine/autograd.h"
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
@@ -19,6 +20,7 @@
 #include "engine/optim.h"
 #include "trainers/data/dataset.h"
 #include "trainers/data/json_lines.h"
+#include "trainers/eval/parallel.h"
 #include "trainers/progress.h"
 
 namespace fs = std::filesystem;
@@ -127,10 +129,12 @@ std::vector<LabelledText> load_labelled_texts(const std::string& path, const std
   return out;
 }
 
-std::vector<std::vector<double>> classify(const models::SequenceClassifier& model,
-                                          const tokenizer::Tokenizer& tok,
-                                          const std::vector<std::string>& texts, int64_t batch_size,
-                                          int64_t max_length) {
+namespace {
+
+std::vector<std::vector<double>> classify_local(const models::SequenceClassifier& model,
+                                                const tokenizer::Tokenizer& tok,
+                                                const std::vector<std::string>& texts,
+                                                int64_t batch_size, int64_t max_length) {
   LETHE_CHECK(batch_size >= 1, "classify: batch size ", batch_size);
   NoGradGuard ng;
   std::vector<std::vector<double>> out;
@@ -150,7 +154,20 @@ std::vector<std::vector<double>> classify(const models::SequenceClassifier& mode
   return out;
 }
 
+}  // namespace
+
+std::vector<std::vector<double>> classify(const models::SequenceClassifier& model,
+                                          const tokenizer::Tokenizer& tok,
+                                          const std::vector<std::string>& texts, int64_t batch_size,
+                                          int64_t max_length) {
+  const eval::Block b = eval::my_block(texts.size());
+  return eval::gather_items(
+      classify_local(model, tok, eval::block_of(texts, b), batch_size, max_length));
+}
+
 ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool terminal) {
+  LETHE_CHECK(dist::world().size() == 1, cfg.source(),
+              ": model.head classifier trains on one process (not under mpirun)");
   if (cfg.integer("trainer.threads") > 0)
     omp_set_num_threads(static_cast<int>(cfg.integer("trainer.threads")));
   set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16

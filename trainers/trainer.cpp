@@ -247,7 +247,9 @@ struct Trainer::Impl {
     require_exists(cfg, "model.tokenizer", true);
     for (const char* k : {"data.forget", "data.retain", "data.train", "eval.forget", "eval.retain"})
       require_exists(cfg, k, false);
-    const Device device = Device::parse(cfg.str("model.device"));
+    Device device = Device::parse(cfg.str("model.device"));
+    // model.device: cuda under mpirun: one GPU per rank, the rank's local index on its machine.
+    if (ranks > 1 && cfg.str("model.device") == "cuda") device = Device::cuda(dist::local_rank());
     if (ranks > 1) comm = &dist::for_device(device);  // NCCL for CUDA buffers, MPI for CPU ones
 
     const data::Format format = data::parse_format(cfg.str("data.format"));
@@ -506,10 +508,13 @@ struct Trainer::Impl {
     if (ranks > 1) {
       // Each objective's gradient summed over the ranks before any norm, Gram matrix or rule:
       // N ranks × B samples give the update of 1 rank × N·B.
+      const auto c0 = std::chrono::steady_clock::now();
       for (int set : sets) {
         Tensor g = store.flat_grad(set);
         comm->all_reduce(g);
       }
+      rec.comm_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
       std::vector<double> logged = rec.losses;
       logged.push_back(rec.tokens);
       comm->all_reduce_host(logged);
@@ -662,26 +667,14 @@ struct Trainer::Impl {
     e.forget_nll = eval_nll(eval_forget);
     e.retain_nll = eval_nll(eval_retain);
     if (cfg.str("eval.metrics") == "tofu") {
-      // Rank 0 evaluates (greedy generation is not split across ranks); the others take its
-      // numbers, so every rank keeps the same best checkpoint.
-      std::vector<double> v = {0, 0, 0};
-      if (rank == 0) {
-        const eval::TofuReport rep =
-            eval::run_tofu(*model, *tok, cfg, tofu_reference.empty() ? nullptr : &tofu_reference);
-        v[0] = rep.summary.model_utility;
-        v[1] = rep.summary.forget_quality;
-        v[2] = std::numeric_limits<double>::quiet_NaN();
-        for (const eval::TofuSplitResult& r : rep.splits)
-          if (r.split == eval::TofuSplit::forget) v[2] = r.rouge;
-      }
-      if (ranks > 1) {
-        Tensor t = Tensor::from_vector(v, {3}, DType::f64);
-        dist::world().broadcast(t, 0);
-        v = t.to_double_vector();
-      }
-      e.model_utility = v[0];
-      e.forget_quality = v[1];
-      e.forget_rouge = v[2];
+      // Data-parallel inside (trainers/eval/parallel.h): every rank scores and generates its
+      // block of each split and all get the same numbers, so they keep the same best checkpoint.
+      const eval::TofuReport rep =
+          eval::run_tofu(*model, *tok, cfg, tofu_reference.empty() ? nullptr : &tofu_reference);
+      e.model_utility = rep.summary.model_utility;
+      e.forget_quality = rep.summary.forget_quality;
+      for (const eval::TofuSplitResult& r : rep.splits)
+        if (r.split == eval::TofuSplit::forget) e.forget_rouge = r.rouge;
     }
     return e;
   }
@@ -723,6 +716,7 @@ struct Trainer::Impl {
     j["direction_norm"] = r.direction_norm;
     j["tokens"] = r.tokens;
     j["seconds"] = r.seconds;
+    if (ranks > 1) j["comm_seconds"] = r.comm_seconds;
     if (r.gen_probed) {
       j["gen"] = {{"loss_minus", r.gen_loss_minus},
                   {"loss_zero", r.gen_loss_zero},

@@ -30,6 +30,7 @@ struct StepRecord {
   double direction_norm = 0;       // ‖d‖ before clipping
   double tokens = 0;               // real tokens through the trained model
   double seconds = 0;
+  double comm_seconds = 0;  // data parallel: the gradient all-reduces of this step
   // GeN, when it probed on this step.
   bool gen_probed = false, gen_accepted = false;
   double gen_loss_minus = 0, gen_loss_zero = 0, gen_loss_plus = 0, gen_h = 0, gen_g = 0;

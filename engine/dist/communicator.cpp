@@ -36,6 +36,7 @@ class SingleProcess final : public Communicator {
   void barrier() override {}
   void all_reduce_host(std::vector<double>&) override {}
   std::vector<uint64_t> all_gather_host(uint64_t v) override { return {v}; }
+  std::vector<std::string> all_gather_bytes(const std::string& mine) override { return {mine}; }
   [[noreturn]] void abort(int code) override { std::_Exit(code); }
 };
 
@@ -59,6 +60,12 @@ void Communicator::all_gather_ranges(Tensor& buf,
     Tensor part = buf.slice(0, begin, end);
     broadcast(part, r);
   }
+}
+
+int local_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  return 0;
 }
 
 bool launched_by_mpi() {

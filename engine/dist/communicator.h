@@ -37,6 +37,8 @@ class Communicator {
   virtual void all_reduce_host(std::vector<double>& values) = 0;
   // One number from every rank, in rank order (configuration checks).
   virtual std::vector<uint64_t> all_gather_host(uint64_t value) = 0;
+  // Every rank's bytes, in rank order (per-sample evaluation results).
+  virtual std::vector<std::string> all_gather_bytes(const std::string& mine) = 0;
 
   // Every rank's [begin, end) range of `buf` (contiguous, 1-D) sent to all ranks: after the call
   // buf holds each owner's values everywhere (ZeRO-1's weight gather; ranges may differ in size).
@@ -45,6 +47,10 @@ class Communicator {
   // Stops every rank (after an error on this one): MPI_Abort under mpirun; exit otherwise.
   [[noreturn]] virtual void abort(int code) = 0;
 };
+
+// This process's rank among those on its machine (OpenMPI's OMPI_COMM_WORLD_LOCAL_RANK, or a PMI
+// launcher's MPI_LOCALRANKID); 0 without a launcher. The GPU a rank uses by default.
+int local_rank();
 
 // True when this process was started by mpirun/mpiexec (OpenMPI's or a PMI launcher's variables).
 bool launched_by_mpi();

@@ -108,6 +108,27 @@ class MpiWorld final : public Communicator {
           "MPI_Allgather");
     return out;
   }
+  std::vector<std::string> all_gather_bytes(const std::string& mine) override {
+    const std::vector<uint64_t> sizes = all_gather_host(mine.size());
+    std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+    int64_t total = 0;
+    for (int r = 0; r < size_; ++r) {
+      LETHE_CHECK(total + static_cast<int64_t>(sizes[static_cast<size_t>(r)]) <= INT_MAX,
+                  "all_gather_bytes: more than 2 GiB in one gather");
+      counts[static_cast<size_t>(r)] = static_cast<int>(sizes[static_cast<size_t>(r)]);
+      displs[static_cast<size_t>(r)] = static_cast<int>(total);
+      total += static_cast<int64_t>(sizes[static_cast<size_t>(r)]);
+    }
+    std::string all(static_cast<size_t>(total), '\0');
+    check(MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(),
+                         counts.data(), displs.data(), MPI_CHAR, MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+    std::vector<std::string> out;
+    for (int r = 0; r < size_; ++r)
+      out.push_back(all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]),
+                               static_cast<size_t>(counts[static_cast<size_t>(r)])));
+    return out;
+  }
   [[noreturn]] void abort(int code) override {
     std::fflush(nullptr);
     MPI_Abort(MPI_COMM_WORLD, code);

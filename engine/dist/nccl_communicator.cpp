@@ -65,6 +65,9 @@ class Nccl final : public Communicator {
   void barrier() override { kn::barrier(comm_); }
   void all_reduce_host(std::vector<double>& v) override { world_.all_reduce_host(v); }
   std::vector<uint64_t> all_gather_host(uint64_t v) override { return world_.all_gather_host(v); }
+  std::vector<std::string> all_gather_bytes(const std::string& mine) override {
+    return world_.all_gather_bytes(mine);
+  }
   [[noreturn]] void abort(int code) override {
     world_.abort(code);
     std::_Exit(code);

@@ -24,7 +24,38 @@ void expect(bool ok, const std::string& what, int rank) {
 
 }  // namespace
 
-int main() {
+// --cuda: the NCCL communicator for device 0 (one rank is enough: tools/gpu_check.sh runs it on a
+// GPU machine) — all-reduce, broadcast and all-gather of CUDA tensors against the CPU values.
+int nccl_check() {
+  const lethe::Device gpu = lethe::Device::cuda(0);
+  auto c = dist::make_nccl(0);
+  const int r = c->rank(), n = c->size();
+  Tensor t = Tensor::from_vector(std::vector<double>{1, 2, 3}, {3}).to(gpu);
+  c->all_reduce(t);
+  expect(t.to_double_vector() == std::vector<double>{1.0 * n, 2.0 * n, 3.0 * n}, "nccl all_reduce",
+         r);
+  Tensor b = Tensor::full({4}, r == 0 ? 5.0 : 0.0).to(gpu);
+  c->broadcast(b, 0);
+  expect(b.to_double_vector() == std::vector<double>(4, 5.0), "nccl broadcast", r);
+  Tensor g = Tensor::zeros({2 * n}).to(gpu);
+  c->all_gather(Tensor::full({2}, 1.0 * r).to(gpu), g);
+  expect(g.to_double_vector()[2 * (n - 1)] == n - 1, "nccl all_gather", r);
+  c->barrier();
+  std::printf("nccl rank %d of %d: %s\n", r, n, failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--cuda") {
+    try {
+      const int rc = nccl_check();
+      dist::finalize();
+      return rc;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+  }
   try {
     dist::Communicator& w = dist::world();
     const int r = w.rank(), n = w.size();

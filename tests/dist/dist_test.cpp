@@ -12,9 +12,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/io/safetensors.h"
 #include "engine/tensor.h"
@@ -75,7 +78,8 @@ std::vector<std::string> base_keys(const std::string& method, const std::string&
   if (method == "graddiff" || method == "npo") k.push_back("data.pairing=random");
   // MOLLM against a reference model other than the starting one, so its KL term has a gradient
   // from the first step (no degenerate MGDA start).
-  if (method == "mollm") k.push_back("model.reference=tests/trainers/fixtures/methods/reference_model");
+  if (method == "mollm")
+    k.push_back("model.reference=tests/trainers/fixtures/methods/reference_model");
   return k;
 }
 
@@ -171,7 +175,7 @@ TEST(Dist, ZeroOneEqualsTheUnshardedOptimizer) {
   std::vector<std::string> kz = keys(sharded, 2);
   kz.push_back("trainer.zero1=true");
   const Shell a = shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" +
-                      sets(keys(plain, 2)));
+                        sets(keys(plain, 2)));
   ASSERT_EQ(a.status, 0) << a.output;
   const Shell b =
       shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" + sets(kz));
@@ -226,8 +230,8 @@ TEST(Dist, ACorruptDataFileOnOneRankStopsBothQuickly) {
   k.push_back("trainer.batch_size=2");
   const std::string app = lethe::testing::cli_binary() + " unlearn" + sets(k);
   const Shell r = shell(mpirun_prefix() + " -np 1 -wdir " + good.string() + " " + app +
-                          " : -np 1 -wdir " + bad.string() + " " + app,
-                      60);
+                            " : -np 1 -wdir " + bad.string() + " " + app,
+                        60);
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_LT(r.seconds, 10.0) << r.output;
   EXPECT_NE(r.output.find("forget.jsonl"), std::string::npos) << r.output;
@@ -244,6 +248,62 @@ TEST(Dist, DifferentRecipesOnTheRanksAreRefusedAtStart) {
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_LT(r.seconds, 10.0);
   EXPECT_NE(r.output.find("differs from rank 0"), std::string::npos) << r.output;
+}
+
+TEST(Dist, EvalOnTwoRanksEqualsOneProcess) {
+  // TOFU (probabilities, truth ratios, greedy answers), membership inference and perplexity:
+  // each rank takes a block of every set, the per-sample results are gathered in order.
+  const std::string f = "tests/trainers/fixtures/tofu_eval/";
+  const std::string x = "tests/trainers/fixtures/eval_extra/";
+  auto keys = [&](const std::string& out) {
+    return std::vector<std::string>{"model.path=" + f + "model",
+                                    "eval.forget=" + f + "forget.json",
+                                    "eval.retain=" + f + "retain.json",
+                                    "eval.retain_reference=" + f + "reference_model",
+                                    "eval.max_new_tokens=24",
+                                    "eval.batch_size=2",
+                                    "eval.mia.forget=" + x + "mia_forget.json",
+                                    "eval.mia.holdout=" + x + "mia_holdout.json",
+                                    "eval.perplexity=" + x + "mia_forget.json",
+                                    "output.dir=" + out};
+  };
+  const std::string one = lethe::testing::scratch_dir("dist_eval", "one");
+  const std::string two = lethe::testing::scratch_dir("dist_eval", "two");
+  const Shell a = shell(lethe::testing::cli_binary() + " eval" + sets(keys(one)));
+  ASSERT_EQ(a.status, 0) << a.output;
+  const Shell b =
+      shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " eval" + sets(keys(two)));
+  ASSERT_EQ(b.status, 0) << b.output;
+  const nlohmann::json ja = nlohmann::json::parse(std::ifstream(one + "/eval.json"));
+  const nlohmann::json jb = nlohmann::json::parse(std::ifstream(two + "/eval.json"));
+  // Every number within 1e-5 (other batch shapes), every generated text equal; walked recursively.
+  int compared = 0;
+  std::function<void(const nlohmann::json&, const nlohmann::json&, const std::string&)> walk =
+      [&](const nlohmann::json& p, const nlohmann::json& q, const std::string& at) {
+        ASSERT_EQ(p.type(), q.type()) << at;
+        if (p.is_object()) {
+          ASSERT_EQ(p.size(), q.size()) << at;
+          for (auto it = p.begin(); it != p.end(); ++it) {
+            if (it.key() == "model") continue;  // the path is the same; output dirs differ
+            walk(it.value(), q.at(it.key()), at + "." + it.key());
+          }
+        } else if (p.is_array()) {
+          ASSERT_EQ(p.size(), q.size()) << at;
+          for (size_t i = 0; i < p.size(); ++i)
+            walk(p[i], q[i], at + "[" + std::to_string(i) + "]");
+        } else if (p.is_number_float()) {
+          EXPECT_NEAR(p.get<double>(), q.get<double>(),
+                      1e-5 * std::max(1.0, std::fabs(q.get<double>())))
+              << at;
+          ++compared;
+        } else {
+          EXPECT_EQ(p, q) << at;
+          ++compared;
+        }
+      };
+  walk(ja, jb, "eval.json");
+  EXPECT_GT(compared, 200);
+  EXPECT_TRUE(jb.contains("mia") && jb.contains("perplexity") && jb.contains("splits"));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -37,6 +38,7 @@ void run_eval_command(const EvalOptions& o) {
     throw CLI::ValidationError(e.what());
   }
   const trainers::eval::EvalReport rep = trainers::eval::run_eval(cfg);
+  if (dist::world().rank() != 0) return;  // rank 0 reports for a data-parallel evaluation
   std::cout << trainers::eval::report_markdown(rep) << std::flush;
   note("wrote " + cfg.str("output.dir") + "/eval.json and eval.csv");
 }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
@@ -536,10 +537,12 @@ EvalReport run_eval(const Config& c) {
   rep.muse = run_muse(*model, *tok, c);
   rep.harmful = run_harmful(*model, *tok, c);
   rep.perplexity = run_perplexity(*model, *tok, c);
-  const fs::path out = c.str("output.dir");
-  fs::create_directories(out);
-  io::write_json_file((out / "eval.json").string(), report_json(rep, c.str("model.path")));
-  io::write_file_atomic((out / "eval.csv").string(), report_csv(rep));
+  if (dist::world().rank() == 0) {  // under mpirun every rank holds the whole report
+    const fs::path out = c.str("output.dir");
+    fs::create_directories(out);
+    io::write_json_file((out / "eval.json").string(), report_json(rep, c.str("model.path")));
+    io::write_file_atomic((out / "eval.csv").string(), report_csv(rep));
+  }
   return rep;
 }
 

@@ -12,6 +12,7 @@
 #include "engine/autograd.h"
 #include "engine/error.h"
 #include "trainers/batch.h"
+#include "trainers/eval/parallel.h"
 
 namespace lethe::trainers::eval {
 
@@ -31,9 +32,11 @@ double neg_mean_lowest(std::vector<double> v, double k) {
 
 }  // namespace
 
-std::vector<TokenStats> token_stats(const models::CausalLM& model,
-                                    const std::vector<data::Sample>& samples, int64_t batch_size,
-                                    bool vocab_stats) {
+namespace {
+
+std::vector<TokenStats> token_stats_local(const models::CausalLM& model,
+                                          const std::vector<data::Sample>& samples,
+                                          int64_t batch_size, bool vocab_stats) {
   LETHE_CHECK(batch_size >= 1, "token statistics: batch size ", batch_size);
   NoGradGuard ng;
   std::vector<TokenStats> out;
@@ -92,9 +95,21 @@ std::vector<TokenStats> token_stats(const models::CausalLM& model,
   return out;
 }
 
-std::vector<std::vector<int64_t>> greedy_continuations(
-    const models::CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
-    int64_t batch_size, int64_t max_new_tokens) {
+}  // namespace
+
+// Data-parallel over the ranks of a run (trainers/eval/parallel.h); everything on one process.
+std::vector<TokenStats> token_stats(const models::CausalLM& model,
+                                    const std::vector<data::Sample>& samples, int64_t batch_size,
+                                    bool vocab_stats) {
+  const Block b = my_block(samples.size());
+  return gather_items(token_stats_local(model, block_of(samples, b), batch_size, vocab_stats));
+}
+
+namespace {
+
+std::vector<std::vector<int64_t>> greedy_local(const models::CausalLM& model,
+                                               const std::vector<std::vector<int64_t>>& prompts,
+                                               int64_t batch_size, int64_t max_new_tokens) {
   LETHE_CHECK(batch_size >= 1, "generation: batch size ", batch_size);
   std::vector<std::vector<int64_t>> out;
   const int64_t pad = model.pad_token_id() >= 0 ? model.pad_token_id() : 0;
@@ -137,6 +152,15 @@ std::vector<std::vector<int64_t>> greedy_continuations(
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::vector<int64_t>> greedy_continuations(
+    const models::CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+    int64_t batch_size, int64_t max_new_tokens) {
+  const Block b = my_block(prompts.size());
+  return gather_items(greedy_local(model, block_of(prompts, b), batch_size, max_new_tokens));
 }
 
 double mean_nll(const TokenStats& s) {

@@ -8,6 +8,7 @@
 #include "engine/autograd.h"
 #include "engine/error.h"
 #include "trainers/batch.h"
+#include "trainers/eval/parallel.h"
 #include "trainers/eval/scoring.h"
 #include "trainers/eval/stats.h"
 #include "trainers/eval/text_metrics.h"
@@ -20,9 +21,9 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Length-normalised probability exp(−ℓ/|y|) of each sample's answer, in batches.
-std::vector<double> answer_probabilities(const models::CausalLM& model,
-                                         const std::vector<data::Sample>& samples,
-                                         int64_t batch_size) {
+std::vector<double> answer_probabilities_local(const models::CausalLM& model,
+                                               const std::vector<data::Sample>& samples,
+                                               int64_t batch_size) {
   NoGradGuard ng;
   std::vector<double> out;
   out.reserve(samples.size());
@@ -40,6 +41,14 @@ std::vector<double> answer_probabilities(const models::CausalLM& model,
     }
   }
   return out;
+}
+
+// The same over the ranks of a data-parallel run (each its block, gathered in order).
+std::vector<double> answer_probabilities(const models::CausalLM& model,
+                                         const std::vector<data::Sample>& samples,
+                                         int64_t batch_size) {
+  const Block b = my_block(samples.size());
+  return gather_items(answer_probabilities_local(model, block_of(samples, b), batch_size));
 }
 
 // Greedy answers to the samples' prompts (their unlabelled prefix), decoded without specials.

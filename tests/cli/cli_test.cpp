@@ -141,8 +141,8 @@ TEST(Cli, Version) {
 TEST(Cli, HelpListsEverySubcommand) {
   Result r = run({"--help"});
   EXPECT_EQ(r.status, 0);
-  for (const char* sub :
-       {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn", "finetune", "eval", "merge"})
+  for (const char* sub : {"demo", "bench", "tokenize", "inspect", "score", "generate", "unlearn",
+                          "finetune", "eval", "merge"})
     EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
 }
 

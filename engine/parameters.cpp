@@ -268,16 +268,24 @@ double ParameterStore::grad_norm(int set) const {
 }
 
 std::vector<double> ParameterStore::gram(const std::vector<int>& sets) const {
+  return gram(sets, 0, state().grad_size);
+}
+
+std::vector<double> ParameterStore::gram(const std::vector<int>& sets, int64_t begin,
+                                         int64_t end) const {
   const State& s = state();
+  LETHE_CHECK(0 <= begin && begin <= end && end <= s.grad_size, "ParameterStore::gram: range [",
+              begin, ", ", end, ") outside the ", s.grad_size, " gradient elements");
   const int k = static_cast<int>(sets.size());
   LETHE_CHECK(k >= 1 && k <= 16, "ParameterStore::gram: ", k, " gradient sets given (1 to 16)");
   std::vector<const void*> bufs;
   for (int set : sets) {
     s.check_set(set, "gram");
-    bufs.push_back(s.grad_sets[static_cast<size_t>(set)].data_ptr());
+    bufs.push_back(static_cast<const float*>(s.grad_sets[static_cast<size_t>(set)].data_ptr()) +
+                   begin);
   }
   std::vector<double> out(static_cast<size_t>(k) * static_cast<size_t>(k), 0.0);
-  if (s.grad_size > 0) backend(s.device).gram(DType::f32, s.grad_size, k, bufs.data(), out.data());
+  if (end > begin) backend(s.device).gram(DType::f32, end - begin, k, bufs.data(), out.data());
   return out;
 }
 

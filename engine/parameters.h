@@ -81,6 +81,8 @@ class ParameterStore {
   double grad_norm(int set) const;
   // K x K dot products <set_i, set_j>, row-major, in one pass over the buffers (K <= 16).
   std::vector<double> gram(const std::vector<int>& sets) const;
+  // The same over elements [begin, end) of the sets only (ZeRO-1: this rank's range).
+  std::vector<double> gram(const std::vector<int>& sets, int64_t begin, int64_t end) const;
   // dst = Σₖ coeffs[k] · set sets[k]: the combination rules' one write. dst is an f32
   // [flat_grad_size()] buffer on the store's device, and may be one of the sets' own buffers.
   void combine(Tensor& dst, const std::vector<double>& coeffs, const std::vector<int>& sets) const;

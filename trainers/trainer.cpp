@@ -507,11 +507,16 @@ struct Trainer::Impl {
     store.bind_grads(0);
     if (ranks > 1) {
       // Each objective's gradient summed over the ranks before any norm, Gram matrix or rule:
-      // N ranks × B samples give the update of 1 rank × N·B.
+      // N ranks × B samples give the update of 1 rank × N·B. Under ZeRO-1 only this rank's
+      // range is reduced (reduce-scatter): the Gram matrix is then summed from the ranges.
       const auto c0 = std::chrono::steady_clock::now();
       for (int set : sets) {
         Tensor g = store.flat_grad(set);
-        comm->all_reduce(g);
+        if (zero1) {
+          comm->reduce_scatter_ranges(g, shards);
+        } else {
+          comm->all_reduce(g);
+        }
       }
       rec.comm_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
@@ -524,7 +529,14 @@ struct Trainer::Impl {
     }
 
     // The rule: Gram matrix → coefficients → d.
-    const std::vector<double> gram = store.gram(sets);
+    std::vector<double> gram;
+    if (zero1) {
+      const auto [b, e] = shards[static_cast<size_t>(rank)];
+      gram = store.gram(sets, b, e);
+      comm->all_reduce_host(gram);
+    } else {
+      gram = store.gram(sets);
+    }
     rec.grad_norms.resize(K);
     for (size_t k = 0; k < K; ++k) rec.grad_norms[k] = std::sqrt(std::max(0.0, gram[k * K + k]));
     Combination comb;
@@ -537,7 +549,13 @@ struct Trainer::Impl {
     rec.excluded = comb.excluded;
     rec.solution = comb.solution;
     store.combine(direction, comb.coeffs, sets);
-    rec.direction_norm = clip_grad_norm(direction, cfg.num("trainer.max_grad_norm"));
+    if (zero1) {
+      // d is right on this rank's range only (the optimizer reads nothing else): its norm from the
+      // ranges' squared norms, then torch's clipping rule.
+      rec.direction_norm = zero1_clip(direction, cfg.num("trainer.max_grad_norm"));
+    } else {
+      rec.direction_norm = clip_grad_norm(direction, cfg.num("trainer.max_grad_norm"));
+    }
     LETHE_CHECK(std::isfinite(rec.direction_norm), "step ", s + 1,
                 ": the update direction is not finite (norm ", rec.direction_norm,
                 "); stopping (the last checkpoint in ", out_dir().string(), " is kept)");
@@ -553,6 +571,26 @@ struct Trainer::Impl {
     }
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rec;
+  }
+
+  // clip_grad_norm over a direction whose ranges live on different ranks.
+  double zero1_clip(Tensor& d, double max_norm) {
+    const auto [b, e] = shards[static_cast<size_t>(rank)];
+    std::vector<double> sq = {0.0};
+    if (e > b) {
+      Tensor mine = d.slice(0, b, e);
+      sq[0] = backend(d.device()).dot(DType::f32, e - b, mine.data_ptr(), mine.data_ptr());
+    }
+    comm->all_reduce_host(sq);
+    const double norm = std::sqrt(sq[0]);
+    if (max_norm > 0.0 && e > b) {
+      const double coef = max_norm / (norm + 1e-6);
+      if (coef < 1.0) {
+        Tensor mine = d.slice(0, b, e);
+        backend(d.device()).axpby(DType::f32, e - b, coef, mine.data_ptr(), 0.0, mine.data_ptr());
+      }
+    }
+    return norm;
   }
 
   // GeN (docs/methods.md): probe the objective at θ − r·η·u, r ∈ {−1, 0, 1}, on the next

@@ -1,6 +1,7 @@
 // The single-process communicator, the launcher detection, the MPI/NCCL factories' dispatch.
 #include "engine/dist/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -66,6 +67,33 @@ int local_rank() {
   for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
     if (const char* s = std::getenv(v)) return std::atoi(s);
   return 0;
+}
+
+void Communicator::reduce_scatter_ranges(Tensor& buf,
+                                         const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  LETHE_CHECK(static_cast<int>(ranges.size()) == size(), "reduce_scatter_ranges: ", ranges.size(),
+              " ranges for ", size(), " ranks");
+  LETHE_CHECK(buf.dim() == 1 && buf.is_contiguous(), "reduce_scatter_ranges: ", buf.str(),
+              " must be 1-D and contiguous");
+  // Generic: equal blocks of the longest range, padded with zeros, through reduce_scatter.
+  int64_t block = 0, at = 0;
+  for (const auto& [b, e] : ranges) {
+    LETHE_CHECK(b == at && e >= b, "reduce_scatter_ranges: ranges must be consecutive");
+    block = std::max(block, e - b);
+    at = e;
+  }
+  LETHE_CHECK(at == buf.numel(), "reduce_scatter_ranges: the ranges cover ", at, " of ",
+              buf.numel(), " elements");
+  if (size() == 1) return;
+  Tensor in = Tensor::zeros({block * size()}, buf.dtype(), buf.device());
+  for (int r = 0; r < size(); ++r) {
+    const auto [b, e] = ranges[static_cast<size_t>(r)];
+    if (e > b) in.slice(0, r * block, r * block + (e - b)).copy_(buf.slice(0, b, e));
+  }
+  Tensor out = Tensor::zeros({block}, buf.dtype(), buf.device());
+  reduce_scatter(in, out, Reduce::sum);
+  const auto [b, e] = ranges[static_cast<size_t>(rank())];
+  if (e > b) buf.slice(0, b, e).copy_(out.slice(0, 0, e - b));
 }
 
 bool launched_by_mpi() {

@@ -43,6 +43,11 @@ class Communicator {
   // Every rank's [begin, end) range of `buf` (contiguous, 1-D) sent to all ranks: after the call
   // buf holds each owner's values everywhere (ZeRO-1's weight gather; ranges may differ in size).
   void all_gather_ranges(Tensor& buf, const std::vector<std::pair<int64_t, int64_t>>& ranges);
+  // The element-wise sum over the ranks of `buf` (contiguous, 1-D), delivered only into this
+  // rank's range: ranges[r] must be consecutive and cover buf (ZeRO-1's gradient reduction).
+  // Elsewhere buf is left as it was.
+  virtual void reduce_scatter_ranges(Tensor& buf,
+                                     const std::vector<std::pair<int64_t, int64_t>>& ranges);
 
   // Stops every rank (after an error on this one): MPI_Abort under mpirun; exit otherwise.
   [[noreturn]] virtual void abort(int code) = 0;

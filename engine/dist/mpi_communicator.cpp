@@ -86,6 +86,31 @@ class MpiWorld final : public Communicator {
           "MPI_Reduce_scatter_block");
     if (op == Reduce::average && size_ > 1) out.copy_(scale_copy(out, 1.0 / size_));
   }
+  // MPI_Reduce_scatter with per-rank counts: no padded copy of the buffer.
+  void reduce_scatter_ranges(Tensor& buf,
+                             const std::vector<std::pair<int64_t, int64_t>>& ranges) override {
+    const MPI_Datatype type = mpi_type(buf, "reduce_scatter_ranges");
+    LETHE_CHECK(static_cast<int>(ranges.size()) == size_ && buf.dim() == 1,
+                "reduce_scatter_ranges: ", ranges.size(), " ranges for ", size_, " ranks over ",
+                buf.str());
+    std::vector<int> counts;
+    int64_t at = 0;
+    for (const auto& [b, e] : ranges) {
+      LETHE_CHECK(b == at && e >= b && e - b <= INT_MAX,
+                  "reduce_scatter_ranges: ranges must be consecutive and below 2^31 elements");
+      counts.push_back(static_cast<int>(e - b));
+      at = e;
+    }
+    LETHE_CHECK(at == buf.numel(), "reduce_scatter_ranges: the ranges cover ", at, " of ",
+                buf.numel(), " elements");
+    const auto [b, e] = ranges[static_cast<size_t>(rank_)];
+    Tensor mine = Tensor::empty({e - b}, buf.dtype());
+    double unused = 0;  // a valid receive pointer for an empty range
+    check(MPI_Reduce_scatter(buf.data_ptr(), e > b ? mine.data_ptr() : &unused, counts.data(), type,
+                             MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Reduce_scatter");
+    if (e > b) buf.slice(0, b, e).copy_(mine);
+  }
   void all_gather(const Tensor& in, Tensor& out) override {
     const MPI_Datatype type = mpi_type(in, "all_gather");
     LETHE_CHECK(mpi_type(out, "all_gather") == type && out.numel() == in.numel() * size_ &&

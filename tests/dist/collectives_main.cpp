@@ -111,6 +111,24 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < std::min<int64_t>(10, 4 * n); ++i)
       ok = ok && buf.to_double_vector()[static_cast<size_t>(i)] == static_cast<double>(i);
     expect(ok, "all_gather_ranges", r);
+    // reduce_scatter_ranges (MPI's per-rank counts), consecutive unequal ranges over 10 elements:
+    // this rank's range holds the sum, the rest is untouched.
+    {
+      std::vector<std::pair<int64_t, int64_t>> rs;
+      for (int k = 0; k < n; ++k)
+        rs.emplace_back(k == 0 ? 0 : std::min<int64_t>(10, 3 + 2 * k),
+                        k == n - 1 ? 10 : std::min<int64_t>(10, 5 + 2 * k));
+      Tensor x = Tensor::full({10}, r + 1.0);
+      w.reduce_scatter_ranges(x, rs);
+      const std::vector<double> v = x.to_double_vector();
+      bool good = true;
+      for (int64_t i = 0; i < 10; ++i) {
+        const bool mine =
+            i >= rs[static_cast<size_t>(r)].first && i < rs[static_cast<size_t>(r)].second;
+        good = good && v[static_cast<size_t>(i)] == (mine ? n * (n + 1) / 2.0 : r + 1.0);
+      }
+      expect(good, "reduce_scatter_ranges", r);
+    }
     // Host values.
     std::vector<double> h = {1.0, static_cast<double>(r)};
     w.all_reduce_host(h);

@@ -181,9 +181,33 @@ TEST(Dist, ZeroOneEqualsTheUnshardedOptimizer) {
       shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn" + sets(kz));
   ASSERT_EQ(b.status, 0) << b.output;
   double biggest = 0;
-  // The same reductions in the same order, the optimizer element-wise: identical weights.
+  // GradDiff's weights do not depend on the Gram matrix, the sums of two ranks are the same in
+  // either order, the optimizer is element-wise: identical weights.
   EXPECT_EQ(relative_update_error(sharded, plain, &biggest), 0.0);
   EXPECT_GT(biggest, 1e-3);
+  // NGDiff (weights from the Gram matrix summed over the ranges) with clipping active (the norm
+  // from the ranges too), SGD: equal to rounding.
+  const std::string plain2 = lethe::testing::scratch_dir("dist_zero", "plain_clip");
+  const std::string sharded2 = lethe::testing::scratch_dir("dist_zero", "sharded_clip");
+  auto clip_keys = [](const std::string& out, bool z) {
+    std::vector<std::string> k = base_keys("ngdiff", out);
+    for (std::string& s : k)
+      if (s == "trainer.max_grad_norm=0") s = "trainer.max_grad_norm=0.5";
+    k.insert(k.end(), {"trainer.batch_size=2", "trainer.grad_accum=1", "trainer.momentum=0.9",
+                       "method.auto_lr=false"});
+    if (z) k.push_back("trainer.zero1=true");
+    return k;
+  };
+  const std::string cmd = mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " unlearn";
+  ASSERT_EQ(shell(cmd + sets(clip_keys(plain2, false))).status, 0);
+  const Shell c = shell(cmd + sets(clip_keys(sharded2, true)));
+  ASSERT_EQ(c.status, 0) << c.output;
+  EXPECT_LE(relative_update_error(sharded2, plain2, &biggest), 1e-5);
+  EXPECT_GT(biggest, 1e-3);
+  std::ifstream run(sharded2 + "/run.json");
+  const nlohmann::json j = nlohmann::json::parse(run);
+  EXPECT_TRUE(j["host"]["zero1"].get<bool>());
+  EXPECT_GT(j["steps"][0]["direction_norm"].get<double>(), 0.5);  // clipping was active
 }
 
 TEST(Dist, ZeroOneCheckpointResumesToTheSameWeights) {

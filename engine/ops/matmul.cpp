@@ -46,44 +46,11 @@ Operand as_operand(const Tensor& t) {  // t is [batch, r, c]
   return op;
 }
 
-// C [batch, m, n] = op(A) op(B) where a is [batch, m, k] and b is [batch, k, n] (any strides).
-Tensor batched_gemm(const Tensor& a, const Tensor& b) {
-  int64_t batch = a.shape()[0], m = a.shape()[1], k = a.shape()[2], n = b.shape()[2];
-  Tensor c = Tensor::empty({batch, m, n}, a.dtype(), a.device());
-  if (c.numel() == 0) return c;
-  Operand oa = as_operand(a), ob = as_operand(b);
-  kernels::GemmArgs g;
-  g.dtype = a.dtype();
-  g.compute = compute_for(a.dtype());
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = oa.data;
-  g.lda = oa.ld;
-  g.trans_a = oa.trans;
-  g.b = ob.data;
-  g.ldb = ob.ld;
-  g.trans_b = ob.trans;
-  g.c = c.data_ptr();
-  g.ldc = n;
-  g.batch = batch;
-  g.stride_a = oa.batch_stride;
-  g.stride_b = ob.batch_stride;
-  g.stride_c = m * n;
-  if (k == 0) {
-    c.detach().zero_();
-    return c;
-  }
-  backend(a.device()).gemm(g);
-  return c;
-}
-
-// c [m, n] += alpha · op(a) op(b) for 2-D operands of any strides (β = 1: accumulates into c,
-// which must be contiguous).
-void gemm_accumulate(Tensor& c, const Tensor& a, const Tensor& b, double alpha) {
-  const int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
-  if (c.numel() == 0 || k == 0) return;
-  Operand oa = as_operand(a.unsqueeze(0)), ob = as_operand(b.unsqueeze(0));
+// c [batch, m, n] = alpha · op(A) op(B) + beta · c, a [batch, m, k] and b [batch, k, n] (any
+// strides), c contiguous; k > 0.
+void gemm_into(Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
+  const int64_t batch = a.shape()[0], m = a.shape()[1], k = a.shape()[2], n = b.shape()[2];
+  const Operand oa = as_operand(a), ob = as_operand(b);
   kernels::GemmArgs g;
   g.dtype = a.dtype();
   g.compute = compute_for(a.dtype());
@@ -99,8 +66,33 @@ void gemm_accumulate(Tensor& c, const Tensor& a, const Tensor& b, double alpha) 
   g.c = c.data_ptr();
   g.ldc = n;
   g.alpha = alpha;
-  g.beta = 1.0;
+  g.beta = beta;
+  g.batch = batch;
+  g.stride_a = oa.batch_stride;
+  g.stride_b = ob.batch_stride;
+  g.stride_c = m * n;
   backend(c.device()).gemm(g);
+}
+
+// C [batch, m, n] = op(A) op(B) where a is [batch, m, k] and b is [batch, k, n] (any strides).
+Tensor batched_gemm(const Tensor& a, const Tensor& b) {
+  const int64_t batch = a.shape()[0], m = a.shape()[1], k = a.shape()[2], n = b.shape()[2];
+  Tensor c = Tensor::empty({batch, m, n}, a.dtype(), a.device());
+  if (c.numel() == 0) return c;
+  if (k == 0) {
+    c.detach().zero_();
+    return c;
+  }
+  gemm_into(c, a, b, 1.0, 0.0);
+  return c;
+}
+
+// c [m, n] += alpha · op(a) op(b) for 2-D operands of any strides (β = 1: accumulates into c,
+// which must be contiguous).
+void gemm_accumulate(Tensor& c, const Tensor& a, const Tensor& b, double alpha) {
+  if (c.numel() == 0 || a.shape()[1] == 0) return;
+  Tensor c3 = c.unsqueeze(0);
+  gemm_into(c3, a.unsqueeze(0), b.unsqueeze(0), alpha, 1.0);
 }
 
 // 2-D product into a new contiguous tensor.

@@ -21,6 +21,7 @@
 #include "models/sequence_classifier.h"
 #include "models/tokenizer/tokenizer.h"
 #include "tests/common/compare.h"
+#include "tests/common/expect_error.h"
 #include "tests/common/temp_dir.h"
 #include "trainers/classifier.h"
 #include "trainers/config.h"
@@ -47,16 +48,7 @@ void write(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
+using lethe::testing::expect_error;
 
 // ---- rules on hand-made token statistics ------------------------------------------------------
 
@@ -316,6 +308,49 @@ TEST(EvalRunner, ConfigErrorsNameTheKeys) {
   const std::string dir = lethe::testing::scratch_dir("eval_extra", "missing");
   expect_error([&] { run_eval(cfg({"eval.perplexity=" + dir + "/nope.json"})); },
                {"nope.json", "eval.perplexity"});
+}
+
+TEST(EvalRunner, BadEvalInputIsAClearError) {
+  const std::string dir = lethe::testing::scratch_dir("eval_extra", "bad_input");
+  auto cfg = [&](std::vector<std::string> sets) {
+    sets.push_back("model.path=" + kTofu + "/model");
+    sets.push_back("output.dir=" + dir + "/out");
+    return load_config("", sets, RunKind::eval);
+  };
+  // A VerbMem file of plain texts.
+  write(dir + "/verb.jsonl", "{\"text\": \"no prompt here\"}\n");
+  expect_error([&] { run_eval(cfg({"eval.muse.verbmem=" + dir + "/verb.jsonl"})); },
+               {"verb.jsonl:1", "VerbMem", "\"prompt\" and \"gt\""});
+  // Harmful prompts without a prompt.
+  write(dir + "/prompts.jsonl", "{\"response\": \"x\"}\n");
+  expect_error([&] { load_prompts(dir + "/prompts.jsonl"); },
+               {"prompts.jsonl:1", "\"prompt\"", "\"question\""});
+  // A harmful label the classifier does not have.
+  expect_error(
+      [&] {
+        run_eval(cfg({"eval.harmful.prompts=" + kTofu + "/forget.json",
+                      "eval.harmful.classifier=tests/trainers/fixtures/eval_extra/classifier",
+                      "eval.harmful.label=5"}));
+      },
+      {"eval.harmful.label 5", "2 labels"});
+  // A reference model with another vocabulary.
+  expect_error(
+      [&] {
+        run_eval(cfg({"eval.mia.forget=tests/trainers/fixtures/eval_extra/mia_forget.json",
+                      "eval.mia.holdout=tests/trainers/fixtures/eval_extra/mia_holdout.json",
+                      "eval.mia.reference=tests/trainers/fixtures/methods/model"}));
+      },
+      {"eval.mia.reference", "vocabulary"});
+  // A classifier needs two class names.
+  write(dir + "/labelled.jsonl", "{\"text\": \"x\", \"label\": 0}\n");
+  const Config one_label = load_config(
+      "",
+      {"model.path=" + kTofu + "/model", "model.head=classifier", "model.labels=harmful",
+       "data.format=jsonl", "data.train=" + dir + "/labelled.jsonl", "output.dir=" + dir + "/c"},
+      RunKind::finetune);
+  std::ostringstream log;
+  expect_error([&] { train_classifier(one_label, log, false); },
+               {"model.labels", "at least 2 names"});
 }
 
 // ---- against the independent implementation ----------------------------------------------------

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -19,6 +20,7 @@
 #include "models/causal_lm.h"
 #include "models/lora.h"
 #include "tests/common/compare.h"
+#include "tests/common/expect_error.h"
 #include "tests/common/temp_dir.h"
 #include "trainers/config.h"
 #include "trainers/eval/runner.h"
@@ -45,16 +47,7 @@ std::map<std::string, std::vector<double>> read_tensors(const std::string& path)
   return out;
 }
 
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
+using lethe::testing::expect_error;
 
 Tensor batch_logits(const models::CausalLM& m) {
   const nlohmann::json& l = ref()["logits"];
@@ -385,6 +378,77 @@ TEST(Lora, EvalWithAnAdapterEqualsTheMergedModel) {
   const double plain = eval_ppl(tofu, "", "plain");
   EXPECT_NEAR(attached, merged, 1e-5 * merged);
   EXPECT_GT(std::fabs(attached - plain), 1e-3 * plain) << "the adapter changed nothing";
+}
+
+// A broken adapter folder: each mistake named with the file and field or tensor.
+TEST(Lora, BrokenAdaptersNameTheFieldOrTensor) {
+  const auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
+  const nlohmann::json good = io::read_json_file(kDir + "/adapter/adapter_config.json");
+  const auto tensors = read_tensors(kDir + "/adapter/adapter_model.safetensors");
+  int n = 0;
+  // config.json edited, tensors as peft wrote them (or as `edit` leaves them).
+  auto broken = [&](const std::function<void(nlohmann::json&)>& edit_config,
+                    const std::function<void(std::map<std::string, std::vector<double>>&)>& edit) {
+    const std::string dir = lethe::testing::scratch_dir("lora_bad", std::to_string(n++));
+    nlohmann::json c = good;
+    edit_config(c);
+    io::write_json_file(dir + "/adapter_config.json", c);
+    auto t = tensors;
+    edit(t);
+    std::vector<std::vector<float>> keep;
+    std::vector<io::TensorToWrite> out;
+    const io::SafetensorsFile f =
+        io::SafetensorsFile::open(kDir + "/adapter/adapter_model.safetensors");
+    for (const auto& [name, v] : t) {
+      keep.emplace_back(v.begin(), v.end());
+      const io::TensorInfo* info = f.find(name);
+      out.push_back({name, DType::f32,
+                     info ? info->shape : std::vector<int64_t>{static_cast<int64_t>(v.size())},
+                     keep.back().data()});
+    }
+    io::write_safetensors(dir + "/adapter_model.safetensors", out);
+    return dir;
+  };
+  auto same = [](std::map<std::string, std::vector<double>>&) {};
+  auto load = [&](const std::string& dir) { models::LoraAdapter::load(*model, dir, false); };
+  const std::string a_name = "base_model.model.model.decoder.layers.0.fc1.lora_A.weight";
+  expect_error(
+      [&] { load(broken([](nlohmann::json& c) { c["peft_type"] = "PREFIX_TUNING"; }, same)); },
+      {"adapter_config.json", "peft_type"});
+  expect_error([&] { load(broken([](nlohmann::json& c) { c.erase("r"); }, same)); },
+               {"adapter_config.json", "\"r\" is missing"});
+  expect_error([&] { load(broken([](nlohmann::json& c) { c["use_dora"] = true; }, same)); },
+               {"use_dora", "not supported"});
+  expect_error(
+      [&] { load(broken([](nlohmann::json& c) { c["target_modules"] = ".*proj"; }, same)); },
+      {"target_modules", "regex"});
+  expect_error(
+      [&] {
+        load(broken([](nlohmann::json& c) { c["target_modules"] = {"q_proj", "wq"}; }, same));
+      },
+      {"unknown target \"wq\""});
+  expect_error([&] { load(broken([](nlohmann::json&) {}, [&](auto& t) { t.erase(a_name); })); },
+               {"adapter_model.safetensors", a_name, "missing"});
+  expect_error(
+      [&] {
+        load(broken([](nlohmann::json&) {},
+                    [](auto& t) { t["base_model.model.lm_head.lora_A.weight"] = {1.0}; }));
+      },
+      {"unexpected tensor", "lm_head"});
+  expect_error(
+      [&] { load(broken([](nlohmann::json&) {}, [&](auto& t) { t[a_name][3] = std::nan(""); })); },
+      {a_name, "non-finite"});
+  // lora.targets that names nothing.
+  expect_error(
+      [&] {
+        Trainer t(load_config("",
+                              {"model.path=" + kBase, "data.format=tokenized",
+                               "data.forget=tests/trainers/fixtures/methods/forget.jsonl",
+                               "method.name=ga", "lora.enabled=true", "lora.targets=[ ]",
+                               "output.dir=" + lethe::testing::scratch_dir("lora_bad", "targets")},
+                              RunKind::unlearn));
+      },
+      {"lora.targets names no layer"});
 }
 
 }  // namespace

@@ -13,9 +13,16 @@ namespace lethe::trainers::eval {
 
 namespace {
 
-const std::string& field(const data::Record& r, const char* name, const char* what) {
+constexpr const char* kVerb = "\"prompt\" and \"gt\"";
+constexpr const char* kQa = "\"question\" and \"answer\"";
+
+// The MUSE reader maps {"prompt","gt"} and {"question","answer"} to question/answer; a record
+// with only "text" has neither.
+const std::string& field(const data::Record& r, const char* name, const char* what,
+                         const char* expected) {
   auto it = r.fields.find(name);
-  LETHE_CHECK(it != r.fields.end(), r.source, ": a MUSE ", what, " record needs \"", name, "\"");
+  LETHE_CHECK(it != r.fields.end(), r.source, ": a MUSE ", what, " record needs ", expected,
+              " (this one has only \"text\")");
   return it->second;
 }
 
@@ -41,8 +48,8 @@ GenerationScores muse_verbmem(const models::CausalLM& model, const tokenizer::To
   std::vector<std::vector<int64_t>> prompts;
   std::vector<std::string> prompt_texts, targets;
   for (const data::Record& r : records) {
-    const std::string& prompt = field(r, "question", "VerbMem (prompt/gt)");
-    const std::string& gt = field(r, "answer", "VerbMem (prompt/gt)");
+    const std::string& prompt = field(r, "question", "VerbMem", kVerb);
+    const std::string& gt = field(r, "answer", "VerbMem", kVerb);
     prompts.push_back(tok.encode(prompt, /*add_bos=*/true));
     std::vector<int64_t> gt_ids = tok.encode(gt, /*add_bos=*/false);
     if (gt_ids.size() > static_cast<size_t>(o.verbmem_max_new_tokens))
@@ -71,16 +78,16 @@ GenerationScores muse_knowmem(const models::CausalLM& model, const tokenizer::To
   LETHE_CHECK(!records.empty(), "MUSE KnowMem: no records");
   std::string shots;
   for (const data::Record& r : in_context)
-    shots += "Question: " + field(r, "question", "KnowMem in-context") +
-             "\nAnswer: " + field(r, "answer", "KnowMem in-context") + "\n\n";
+    shots += "Question: " + field(r, "question", "KnowMem in-context", kQa) +
+             "\nAnswer: " + field(r, "answer", "KnowMem in-context", kQa) + "\n\n";
   std::vector<std::vector<int64_t>> prompts;
   GenerationScores g;
   for (const data::Record& r : records) {
     const std::string prompt =
-        shots + "Question: " + field(r, "question", "KnowMem (question/answer)") + "\nAnswer: ";
+        shots + "Question: " + field(r, "question", "KnowMem", kQa) + "\nAnswer: ";
     prompts.push_back(tok.encode(prompt, /*add_bos=*/true));
     g.prompts.push_back(prompt);
-    g.targets.push_back(field(r, "answer", "KnowMem (question/answer)"));
+    g.targets.push_back(field(r, "answer", "KnowMem", kQa));
   }
   const auto toks = greedy_continuations(model, prompts, o.batch_size, o.knowmem_max_new_tokens);
   double sum = 0;

@@ -238,9 +238,10 @@ std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer:
     io::require_directory(c.str("eval.mia.reference"), "eval.mia.reference");
     const auto ref = models::load_causal_lm(c.str("eval.mia.reference"), model.device(),
                                             {models::none_trainable});
-    LETHE_CHECK(ref->vocab_size() == model.vocab_size(), c.str("eval.mia.reference"),
-                ": the reference model's vocabulary (", ref->vocab_size(),
-                ") differs from the evaluated model's (", model.vocab_size(), ")");
+    LETHE_CHECK(ref->vocab_size() == model.vocab_size(), "eval.mia.reference ",
+                c.str("eval.mia.reference"), ": the reference model's vocabulary (",
+                ref->vocab_size(), ") differs from the evaluated model's (", model.vocab_size(),
+                ")");
     fref = token_stats(*ref, forget.samples, bs, false);
     href = token_stats(*ref, holdout.samples, bs, false);
   }

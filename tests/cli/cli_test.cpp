@@ -633,6 +633,10 @@ TEST(CliFlags, NonsenseValuesAreUsageErrorsNamingFlagAndRange) {
   expect_error(run({"bench", "step", "--steps", "0"}), 2, "--steps");
   expect_error(run({"bench", "step", "--threads", "0"}), 2, "--threads");
   expect_error(run({"bench", "step", "--layers", "200"}), 2, "--layers");
+  expect_error(run({"bench", "step", "--lora", "-1"}), 2, "--lora");
+  expect_error(run({"unlearn", "--stop-after", "0", "--set", "model.path=m"}), 2, "--stop-after");
+  expect_error(run({"merge", "--model", "m", "--adapter", "a", "--output", "o", "--dtype", "f8"}),
+               2, "--dtype");
   expect_error(run({"demo", "engine", "--lr", "nan"}), 2, "--lr");
   expect_error(run({"demo", "engine", "--seed", "-1"}), 2, "--seed");
   expect_error(run({"demo", "--seed", "-1"}), 2, "--seed");

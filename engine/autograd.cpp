@@ -94,6 +94,22 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
   return {};
 }
 
+Tensor AccumulateGrad::existing_grad() const {
+  std::shared_ptr<TensorImpl> leaf = leaf_.lock();
+  if (!leaf) return Tensor();
+  return Tensor(leaf).grad();
+}
+
+Tensor leaf_grad_sink(const Node& node, size_t i, const Shape& shape, DType dtype) {
+  if (i >= node.next.size() || !node.next[i]) return Tensor();
+  const auto* acc = dynamic_cast<const AccumulateGrad*>(node.next[i].get());
+  if (!acc) return Tensor();
+  Tensor g = acc->existing_grad();
+  if (!g.defined() || g.shape() != shape || g.dtype() != dtype || !g.is_contiguous())
+    return Tensor();
+  return g;
+}
+
 void run_backward(const Tensor& root, const Tensor& seed_in, bool retain_graph) {
   LETHE_CHECK(root.defined(), "backward() on an undefined tensor");
   LETHE_CHECK(root.requires_grad(), "backward(): ", root.str(),
@@ -160,7 +176,11 @@ void run_backward(const Tensor& root, const Tensor& seed_in, bool retain_graph) 
         if (pending.count(nx.get())) {
           ready.push_back(nx);
         } else {
-          // No gradient flowed (all contributions undefined): still release its inputs' counts.
+          // No gradient flowed (all contributions undefined, or written straight into the leaf's
+          // grad): a leaf with a grad already has it; anything else still gets zeros, so its
+          // inputs' counts are released.
+          const auto* acc = dynamic_cast<const AccumulateGrad*>(nx.get());
+          if (acc && acc->existing_grad().defined()) continue;
           pending[nx.get()] = Tensor::zeros(nx->output_shape, nx->output_dtype, seed.device());
           ready.push_back(nx);
         }

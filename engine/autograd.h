@@ -50,6 +50,8 @@ class AccumulateGrad : public Node {
   explicit AccumulateGrad(std::weak_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   const char* name() const override { return "AccumulateGrad"; }
   std::vector<Tensor> apply(const Tensor& grad_output) override;
+  // The leaf's existing .grad (undefined when it has none or the leaf is gone).
+  Tensor existing_grad() const;
 
  private:
   std::weak_ptr<TensorImpl> leaf_;
@@ -66,6 +68,13 @@ void attach_node(Tensor& out, const std::shared_ptr<Node>& node, const std::vect
 
 // The backward pass (Tensor::backward calls this).
 void run_backward(const Tensor& root, const Tensor& seed, bool retain_graph);
+
+// Where input `i` of `node` may accumulate its gradient directly: when that input is a leaf whose
+// .grad already exists (e.g. a view bound into a flat gradient set) with this shape and dtype and
+// contiguous, that grad; else undefined. A backward that adds its contribution into it (a GEMM
+// with β = 1, a scatter-add) returns an undefined gradient for the input instead: no temporary
+// of the parameter's size, no second pass to add it.
+Tensor leaf_grad_sink(const Node& node, size_t i, const Shape& shape, DType dtype);
 
 // Throws a clear error if a node's saved tensors were freed by an earlier backward.
 void check_not_released(const Node& node);

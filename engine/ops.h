@@ -70,6 +70,10 @@ Tensor concat(const std::vector<Tensor>& tensors, int dim);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x w^T + b with x [..., in], w [out, in], b [out] (optional), as torch.nn.functional.linear.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// relu(linear(x, w, b)) in one GEMM: the ReLU is the GEMM's epilogue (a oneDNN post-op on the
+// CPU), no separate pass over the output, and backward masks with the saved output itself (which
+// the next layer's linear holds anyway): one activation of the layer's width less.
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 // LoRA (PEFT): y = x wᵀ + b + scale · (x_lora aᵀ) b_upᵀ with lora_a [r, in], lora_b [out, r];
 // x_lora is x itself or dropout(x). The low-rank term is accumulated into the base GEMM's output
 // (a second GEMM with β = 1), never through a second [rows, out] buffer; in backward, when x_lora
@@ -97,6 +101,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
 
 // ---- embedding --------------------------------------------------------------------------------
 // table [V, E], ids (i64, any shape) → [..., E]; rows equal to padding_idx get no gradient.
+// ids may live on the host while the table lives on a device: they are checked on the host and
+// copied over, with no device→host sync.
 Tensor embedding(const Tensor& table, const Tensor& ids, std::optional<int64_t> padding_idx = {});
 
 // ---- losses -----------------------------------------------------------------------------------
@@ -124,6 +130,38 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets,
 
 // log p(target) per position: logits [..., V], targets [...] → [...]; ignore_index positions 0.
 Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+// ---- the fused LM head --------------------------------------------------------------------------
+struct LinearCrossEntropyOptions {
+  int64_t ignore_index = -100;
+  LossMode mode = LossMode::nll;
+  double unlikelihood_c = 0.5;  // −log(1 − c·p); c ∈ (0, 1]
+  // Optional per-token weights (f32, shape of targets), signed: a forget token with a negative
+  // weight ascends while a retain token with a positive one descends, in one call.
+  Tensor weights;
+  // false: the scalar Σ_t w_t ℓ_t; true: w_t ℓ_t per token, shaped like targets.
+  bool per_token = false;
+  // Token rows per chunk; 0: as many as fit chunk_bytes of logits (at least 1).
+  int64_t chunk_rows = 0;
+  int64_t chunk_bytes = int64_t{64} << 20;
+};
+
+// cross_entropy(linear(x, w), targets) without the [tokens × vocab] logits: x [..., E] (the
+// final hidden states), w [V, E] (the LM head, no bias), targets i64 [...]. Token rows go in
+// chunks: a chunk's logits → loss (and dlogits in place) → the dx and dw GEMMs; only one chunk's
+// logits exist at a time. The scalar form computes its gradients during the forward pass (when
+// any input requires grad) and scales them by the upstream gradient in backward, so the head's
+// GEMMs run once each, as unfused; the per-token form recomputes each chunk's logits in backward
+// (one more head GEMM) because its upstream gradient differs per token. Targets must lie in
+// [0, V) or equal ignore_index (checked on the host when they live there). Targets and weights may
+// live on the host while x lives on a device: checked there, then copied over (no sync).
+Tensor linear_cross_entropy(const Tensor& x, const Tensor& w, const Tensor& targets,
+                            const LinearCrossEntropyOptions& options = {});
+
+// log p(target) per token through the head (token_logprobs(linear(x, w), targets) fused):
+// [...] shaped like targets, 0 at ignore_index.
+Tensor linear_token_logprobs(const Tensor& x, const Tensor& w, const Tensor& targets,
+                             int64_t ignore_index = -100);
 
 // KL(softmax(ref) ‖ softmax(logits)) per row over the last dim → [...]. ref may require grad.
 Tensor kl_div(const Tensor& ref_logits, const Tensor& logits);

@@ -1,6 +1,8 @@
 // ParameterStore: flat weight and gradient buffers with per-parameter views.
 #include "engine/parameters.h"
 
+#include "kernels/backend.h"
+
 #include <cmath>
 #include <unordered_map>
 
@@ -137,6 +139,9 @@ void ParameterStore::allocate(Device device) {
     impl->strides = strides;
   }
   s.allocated = true;
+  // The per-parameter tensors of add() are freed now; their blocks (the model's size in all) would
+  // sit in the CPU block cache, never reused by the flat buffers' sizes.
+  kernels::cpu_release_cached_blocks();
   add_grad_set();
   bind_grads(0);
 }
@@ -314,7 +319,8 @@ void ParameterStore::combine(Tensor& dst, const std::vector<double>& coeffs,
   for (size_t k = 0; k < sets.size(); ++k)
     if (s.grad_sets[static_cast<size_t>(sets[k])].data_ptr() == y) first = k;
   if (first < sets.size()) {
-    be.axpby(DType::f32, s.grad_size, coeffs[first], y, 0.0, y);  // y = c·y
+    if (coeffs[first] != 1.0)
+      be.axpby(DType::f32, s.grad_size, coeffs[first], y, 0.0, y);  // y = c·y
   } else {
     first = 0;
     be.axpby(DType::f32, s.grad_size, coeffs[0],

@@ -62,6 +62,7 @@ struct GemmArgs {
   int64_t batch = 1;               // batched with element strides between matrices
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   const void* bias = nullptr;  // optional [n], added to every row of C (after alpha/beta)
+  bool relu = false;           // C = max(C, 0) last (linear_relu's epilogue)
 };
 
 struct AttentionArgs {
@@ -70,7 +71,10 @@ struct AttentionArgs {
   bool causal =
       true;  // query i (absolute position i + kv_len - q_len) sees keys j <= that position
   double scale = 1.0;  // applied to q k^T (OPT pre-scales q, so it passes 1.0)
-  // q [B,H,Tq,D], k/v [B,H,Tk,D], out [B,H,Tq,D], all contiguous.
+  // q [B,H,Tq,D], k/v [B,H,Tk,D], out [B,H,Tq,D], contiguous except that the (b, h) matrices of
+  // k and v may lie kv_stride elements apart (rows stay head_dim apart): a preallocated KV cache
+  // read in place. 0: kv_len · head_dim. Forward only; the backward needs contiguous k and v.
+  int64_t kv_stride = 0;
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;
@@ -104,7 +108,7 @@ struct CrossEntropyArgs {
 struct CrossEntropyBackwardArgs {
   CrossEntropyArgs fwd;         // with lse filled
   const void* dloss = nullptr;  // [rows] upstream gradient of each row's loss
-  void* dlogits = nullptr;      // [rows, vocab], written
+  void* dlogits = nullptr;      // [rows, vocab], written; may be fwd.logits itself (in place)
 };
 
 class Backend {
@@ -214,6 +218,22 @@ enum class DeviceType : uint8_t { cpu, cuda };
 
 // The CPU backend: always present.
 Backend& cpu_backend();
+
+// Hands the CPU backend's cached free blocks (kept for reuse by later allocations of the same size)
+// back to the OS: after a one-off burst of allocations that will not recur (e.g. building a model).
+void cpu_release_cached_blocks();
+
+// How the CPU backend runs f32/bf16 GEMMs: oneDNN matmul primitives cached per shape (the
+// default), or dnnl_sgemm per matrix (the earlier path, kept as the reference; also chosen by
+// the environment variable LETHE_CPU_GEMM=sgemm). Process-wide; for tests and benchmarks.
+enum class CpuGemmPath : uint8_t { matmul, sgemm };
+void set_cpu_gemm_path(CpuGemmPath path);
+CpuGemmPath cpu_gemm_path();
+// One line for benchmark output: the GEMM path, oneDNN's ISA, and whether bf16 GEMMs are native
+// (AVX512-BF16/AMX) or f32 GEMMs on bf16-rounded operands.
+std::string cpu_gemm_description();
+// The implementation the CPU backend picks for `args` (oneDNN's name, or "sgemm ...").
+std::string cpu_gemm_implementation(const GemmArgs& args);
 // The CUDA backend, or nullptr when lethe was built without CUDA or no GPU is visible.
 Backend* cuda_backend();
 // Why cuda_backend() is null (for error messages).

@@ -18,6 +18,11 @@ Tensor CausalLM::apply_linear(const std::string& name, const Tensor& x, const Te
   return linear_fn_ ? linear_fn_(name, x, w, b) : linear(x, w, b);
 }
 
+Tensor CausalLM::apply_linear_relu(const std::string& name, const Tensor& x, const Tensor& w,
+                                   const Tensor& b) const {
+  return linear_fn_ ? relu(linear_fn_(name, x, w, b)) : linear_relu(x, w, b);
+}
+
 Tensor shift_labels(const Tensor& labels) {
   LETHE_CHECK(labels.defined() && labels.dtype() == DType::i64 && labels.dim() == 2,
               "shift_labels: labels must be i64 [batch, seq], got ",

@@ -88,6 +88,9 @@ class CausalLM {
   // y = x wᵀ + b through the hook when one is set.
   Tensor apply_linear(const std::string& name, const Tensor& x, const Tensor& w,
                       const Tensor& b) const;
+  // relu(apply_linear(...)): one fused GEMM (linear_relu) when no hook is set.
+  Tensor apply_linear_relu(const std::string& name, const Tensor& x, const Tensor& w,
+                           const Tensor& b) const;
 
  private:
   LinearFn linear_fn_;

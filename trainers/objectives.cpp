@@ -25,10 +25,21 @@ double item_count(const Objective& o, const MicroBatch& mb) {
   return 0;
 }
 
+const Tensor& HeadOutput::logits() const {
+  if (!logits_.defined()) logits_ = linear(hidden_, weight_);
+  return logits_;
+}
+
 Tensor sequence_nll(const Tensor& logits, const Tensor& targets) {
   CrossEntropyOptions ce;
   ce.reduction = Reduction::sequence_sum;
   return cross_entropy(logits, targets, ce);
+}
+
+Tensor sequence_nll(const HeadOutput& out, const Tensor& targets) {
+  LinearCrossEntropyOptions o;
+  o.per_token = true;
+  return sum(linear_cross_entropy(out.hidden(), out.weight(), targets, o), -1);
 }
 
 namespace {
@@ -40,41 +51,53 @@ Tensor inverse_lengths(const MicroBatch& mb, Device device) {
   return Tensor::from_vector(inv, {mb.rows()}, DType::f32, device);
 }
 
+// 1/|yᵢ| on every position of row i: [B, T] (the sample-mean weights of each token).
+Tensor inverse_length_weights(const MicroBatch& mb, Device device) {
+  const int64_t B = mb.rows(), T = mb.length();
+  std::vector<double> w(static_cast<size_t>(B * T), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t a = mb.answer_tokens[static_cast<size_t>(b)];
+    for (int64_t t = 0; t < T; ++t) w[b * T + t] = a > 0 ? 1.0 / static_cast<double>(a) : 0.0;
+  }
+  return Tensor::from_vector(w, {B, T}, DType::f32, device);
+}
+
 }  // namespace
 
-Tensor item_sum(const Objective& o, const LossParams& p, const MicroBatch& mb, const Tensor& logits,
-                const Tensor& targets, const ReferenceOutputs& ref) {
+Tensor item_sum(const Objective& o, const LossParams& p, const MicroBatch& mb,
+                const HeadOutput& out, const Tensor& targets, const ReferenceOutputs& ref) {
   switch (o.loss) {
     case LossKind::nll: {
+      // Σ over answer tokens (token_mean), or Σ over rows of the row's mean (sample_mean: each
+      // token weighted 1/|yᵢ|), both as one scalar through the fused head.
+      LinearCrossEntropyOptions lo;
       if (o.reduction == Reduction::sample_mean)
-        return sum(mul(sequence_nll(logits, targets), inverse_lengths(mb, logits.device())));
-      CrossEntropyOptions ce;
-      ce.reduction = Reduction::none;
-      return sum(cross_entropy(logits, targets, ce));
+        lo.weights = inverse_length_weights(mb, out.hidden().device());
+      return linear_cross_entropy(out.hidden(), out.weight(), targets, lo);
     }
     case LossKind::uce: {
-      CrossEntropyOptions ce;
-      ce.reduction = Reduction::none;
-      ce.mode = LossMode::unlikelihood;
-      ce.unlikelihood_c = p.c;
-      return sum(cross_entropy(logits, targets, ce));
+      LinearCrossEntropyOptions lo;
+      lo.mode = LossMode::unlikelihood;
+      lo.unlikelihood_c = p.c;
+      return linear_cross_entropy(out.hidden(), out.weight(), targets, lo);
     }
     case LossKind::kl:
       LETHE_CHECK(ref.logits.defined(), "objective ", o.name, ": no reference logits");
-      return sum(kl_div(ref.logits, logits));
+      return sum(kl_div(ref.logits, out.logits()));
     case LossKind::npo: {
       LETHE_CHECK(ref.seq_nll.defined(), "objective ", o.name, ": no reference NLL");
       // −(2/β) log σ(β (ℓ − ℓ_ref)) per row
-      Tensor x = scale(sub(sequence_nll(logits, targets), ref.seq_nll), p.beta);
+      Tensor x = scale(sub(sequence_nll(out, targets), ref.seq_nll), p.beta);
       return scale(sum(log_sigmoid(x)), -2.0 / p.beta);
     }
     case LossKind::simnpo: {
       // −(2/β) log σ(β (ℓ/|y| − δ)) per row with answer tokens
-      Tensor inv = inverse_lengths(mb, logits.device());
-      Tensor f = add_scalar(mul(sequence_nll(logits, targets), inv), -p.delta);
+      const Device dev = out.hidden().device();
+      Tensor inv = inverse_lengths(mb, dev);
+      Tensor f = add_scalar(mul(sequence_nll(out, targets), inv), -p.delta);
       std::vector<double> has;
       for (int64_t a : mb.answer_tokens) has.push_back(a > 0 ? 1.0 : 0.0);
-      Tensor keep = Tensor::from_vector(has, {mb.rows()}, DType::f32, logits.device());
+      Tensor keep = Tensor::from_vector(has, {mb.rows()}, DType::f32, dev);
       return scale(sum(mul(log_sigmoid(scale(f, p.beta)), keep)), -2.0 / p.beta);
     }
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include "engine/ops.h"
 #include "engine/tensor.h"
@@ -40,13 +41,32 @@ struct ReferenceOutputs {
 bool needs_reference_logits(LossKind k);
 bool needs_reference_nll(LossKind k);
 
+// A model's output on one micro-batch as the losses read it: the final hidden states [B, T, E]
+// and the LM head weight [V, E]. Token losses go through the fused head (linear_cross_entropy),
+// which never holds the [B, T, V] logits; the logits are made only for objectives that need whole
+// distributions (kl), once, on first use.
+class HeadOutput {
+ public:
+  HeadOutput(Tensor hidden, Tensor weight)
+      : hidden_(std::move(hidden)), weight_(std::move(weight)) {}
+  const Tensor& hidden() const { return hidden_; }
+  const Tensor& weight() const { return weight_; }
+  const Tensor& logits() const;
+
+ private:
+  Tensor hidden_, weight_;
+  mutable Tensor logits_;
+};
+
 // The number of items of `o` in `mb` (answer tokens, rows, or positions).
 double item_count(const Objective& o, const MicroBatch& mb);
-// Σ over the items of the loss (unsigned, differentiable w.r.t. logits). targets: mb.targets on
-// the logits' device.
-Tensor item_sum(const Objective& o, const LossParams& p, const MicroBatch& mb, const Tensor& logits,
-                const Tensor& targets, const ReferenceOutputs& ref);
-// ℓ per row (sum of answer-token NLL) of logits against targets: [B], differentiable.
+// Σ over the items of the loss (unsigned, differentiable w.r.t. the hidden states and the head).
+// targets: mb.targets, on the host (the fused head copies them over) or on the model's device.
+Tensor item_sum(const Objective& o, const LossParams& p, const MicroBatch& mb,
+                const HeadOutput& out, const Tensor& targets, const ReferenceOutputs& ref);
+// ℓ per row (sum of answer-token NLL) against targets: [B], differentiable; from the fused head
+// or from logits.
+Tensor sequence_nll(const HeadOutput& out, const Tensor& targets);
 Tensor sequence_nll(const Tensor& logits, const Tensor& targets);
 
 }  // namespace lethe::trainers

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 #include "engine/autograd.h"
 #include "engine/dist/communicator.h"
@@ -413,7 +414,10 @@ struct Trainer::Impl {
       optimizer->shard(shards[static_cast<size_t>(rank)].first,
                        shards[static_cast<size_t>(rank)].second);
     }
-    direction = Tensor::zeros({store.flat_grad_size()}, DType::f32, store.device());
+    // The update direction is written over gradient set 0 (combine scales it in place and adds
+    // the others): no buffer of the model's size of its own. Set 0 is zeroed before each step's
+    // backward passes and read by nothing after the combination.
+    direction = store.flat_grad(0);
 
     if (cfg.flag("trainer.resume")) restore(ckpt);
   }
@@ -422,19 +426,24 @@ struct Trainer::Impl {
   // Reference outputs for the objectives on one micro-batch kind.
   // The reference model's logits: model.reference, or the starting model — with LoRA the same
   // base weights with the starting adapter (or none), so no second copy of the base is held.
-  Tensor reference_logits(const Tensor& ids, const Tensor& mask) {
-    if (reference) return reference->logits(ids, mask);
-    if (!adapter) return model->logits(ids, mask);
+  HeadOutput reference_output(const Tensor& ids, const Tensor& mask) {
+    if (reference)
+      return HeadOutput(reference->hidden_states(ids, mask), reference->lm_head_weight());
+    if (!adapter) return HeadOutput(model->hidden_states(ids, mask), model->lm_head_weight());
     model->set_linear_fn(ref_adapter ? ref_adapter->hook() : models::LinearFn());
-    Tensor out;
+    Tensor hidden;
     try {
-      out = model->logits(ids, mask);
+      hidden = model->hidden_states(ids, mask);
     } catch (...) {
       model->set_linear_fn(adapter->hook());
       throw;
     }
     model->set_linear_fn(adapter->hook());
-    return out;
+    return HeadOutput(hidden, model->lm_head_weight());
+  }
+  // The model's output on a micro-batch, for the losses (the fused head reads it).
+  HeadOutput model_output(const MicroBatch& mb, const models::ForwardOptions& fo = {}) {
+    return HeadOutput(model->hidden_states(mb.ids, mb.mask, fo), model->lm_head_weight());
   }
   // The parameters that train: the adapter's with LoRA, else the model's.
   ParameterStore& train_store() { return adapter ? adapter->parameters() : model->parameters(); }
@@ -457,6 +466,13 @@ struct Trainer::Impl {
       }
     comm->all_reduce_host(counts);  // every rank normalises by the global counts
     for (int set : sets) store.zero_grads(set);
+    struct PendingLoss {
+      size_t objective;
+      BatchKind kind;
+      int64_t micro_batch;
+      Tensor value;
+    };
+    std::vector<PendingLoss> losses;
 
     for (int64_t a = 0; a < accum; ++a) {
       const int64_t m = s * accum + a;
@@ -465,7 +481,8 @@ struct Trainer::Impl {
         for (size_t k = 0; k < K; ++k)
           if (method.objectives[k].batch == kind && counts[k] > 0) on.push_back(k);
         if (on.empty()) continue;
-        const Tensor targets = mb.targets.to(store.device());
+        // On the host: the fused head checks them there and copies them over (no device sync).
+        const Tensor& targets = mb.targets;
         ReferenceOutputs ref;
         {
           NoGradGuard ng;
@@ -475,9 +492,9 @@ struct Trainer::Impl {
             want_nll = want_nll || needs_reference_nll(method.objectives[k].loss);
           }
           if (want_logits || want_nll) {
-            Tensor rl = reference_logits(mb.ids, mb.mask);
-            if (want_nll) ref.seq_nll = sequence_nll(rl, targets);
-            if (want_logits) ref.logits = rl;
+            const HeadOutput ro = reference_output(mb.ids, mb.mask);
+            if (want_nll) ref.seq_nll = sequence_nll(ro, targets);
+            if (want_logits) ref.logits = ro.logits();
           }
         }
         models::ForwardOptions fo;
@@ -485,26 +502,30 @@ struct Trainer::Impl {
         fo.dropout_seed =
             draw(seed, kDropout, static_cast<uint64_t>(m), static_cast<uint64_t>(kind));
         if (adapter) adapter->set_training(true, fo.dropout_seed);
-        const Tensor logits = model->logits(mb.ids, mb.mask, fo);
+        const HeadOutput out = model_output(mb, fo);
         if (adapter) adapter->set_training(false, 0);
         for (double v : mb.mask.to_double_vector()) rec.tokens += v;
         for (size_t i = 0; i < on.size(); ++i) {
           const size_t k = on[i];
           const Objective& o = method.objectives[k];
           Tensor loss =
-              scale(item_sum(o, method.params, mb, logits, targets, ref), o.sign / counts[k]);
-          const double v = loss.item();
-          LETHE_CHECK(std::isfinite(v), "step ", s + 1, ": the ", o.name, " loss on the ",
-                      batch_name(kind), " micro-batch ", m, " is ", v,
-                      "; stopping (the last checkpoint in ", out_dir().string(),
-                      " is kept). Lower trainer.lr or check the data.");
-          rec.losses[k] += v;
+              scale(item_sum(o, method.params, mb, out, targets, ref), o.sign / counts[k]);
+          // Read after every backward of the step (one device sync per step, not per objective).
+          losses.push_back({k, kind, m, loss.detach()});
           store.bind_grads(sets[k]);
           loss.backward(Tensor(), /*retain_graph=*/i + 1 < on.size());
         }
       }
     }
     store.bind_grads(0);
+    for (const PendingLoss& p : losses) {
+      const double v = p.value.item();
+      LETHE_CHECK(std::isfinite(v), "step ", s + 1, ": the ", method.objectives[p.objective].name,
+                  " loss on the ", batch_name(p.kind), " micro-batch ", p.micro_batch, " is ", v,
+                  "; stopping (the last checkpoint in ", out_dir().string(),
+                  " is kept). Lower trainer.lr or check the data.");
+      rec.losses[p.objective] += v;
+    }
     if (ranks > 1) {
       // Each objective's gradient summed over the ranks before any norm, Gram matrix or rule:
       // N ranks × B samples give the update of 1 rank × N·B. Under ZeRO-1 only this rank's
@@ -549,13 +570,14 @@ struct Trainer::Impl {
     rec.excluded = comb.excluded;
     rec.solution = comb.solution;
     store.combine(direction, comb.coeffs, sets);
-    if (zero1) {
-      // d is right on this rank's range only (the optimizer reads nothing else): its norm from the
-      // ranges' squared norms, then torch's clipping rule.
-      rec.direction_norm = zero1_clip(direction, cfg.num("trainer.max_grad_norm"));
-    } else {
-      rec.direction_norm = clip_grad_norm(direction, cfg.num("trainer.max_grad_norm"));
-    }
+    // ‖d‖ from the Gram matrix, not from another pass over d: d = Σ c_k g_k, so
+    // ‖d‖² = Σ_ij c_i c_j G_ij (the Gram matrix is already summed over the ranks under ZeRO-1,
+    // where d is right on this rank's range only). Then torch's clipping rule.
+    double sq = 0;
+    for (size_t i = 0; i < K; ++i)
+      for (size_t j = 0; j < K; ++j) sq += comb.coeffs[i] * comb.coeffs[j] * gram[i * K + j];
+    rec.direction_norm = std::isnan(sq) ? sq : std::sqrt(std::max(0.0, sq));
+    clip_direction(rec.direction_norm, cfg.num("trainer.max_grad_norm"));
     LETHE_CHECK(std::isfinite(rec.direction_norm), "step ", s + 1,
                 ": the update direction is not finite (norm ", rec.direction_norm,
                 "); stopping (the last checkpoint in ", out_dir().string(), " is kept)");
@@ -573,24 +595,18 @@ struct Trainer::Impl {
     return rec;
   }
 
-  // clip_grad_norm over a direction whose ranges live on different ranks.
-  double zero1_clip(Tensor& d, double max_norm) {
-    const auto [b, e] = shards[static_cast<size_t>(rank)];
-    std::vector<double> sq = {0.0};
-    if (e > b) {
-      Tensor mine = d.slice(0, b, e);
-      sq[0] = backend(d.device()).dot(DType::f32, e - b, mine.data_ptr(), mine.data_ptr());
-    }
-    comm->all_reduce_host(sq);
-    const double norm = std::sqrt(sq[0]);
-    if (max_norm > 0.0 && e > b) {
-      const double coef = max_norm / (norm + 1e-6);
-      if (coef < 1.0) {
-        Tensor mine = d.slice(0, b, e);
-        backend(d.device()).axpby(DType::f32, e - b, coef, mine.data_ptr(), 0.0, mine.data_ptr());
-      }
-    }
-    return norm;
+  // torch's clip_grad_norm_ rule on d given its norm: d ·= max_norm / (‖d‖ + 1e-6) when that is
+  // below 1 (under ZeRO-1 on this rank's range only, the one the optimizer reads).
+  void clip_direction(double norm, double max_norm) {
+    if (!(max_norm > 0.0) || !std::isfinite(norm)) return;
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef >= 1.0) return;
+    int64_t b = 0, e = direction.numel();
+    if (zero1) std::tie(b, e) = shards[static_cast<size_t>(rank)];
+    if (e <= b) return;
+    Tensor mine = direction.slice(0, b, e);
+    backend(direction.device())
+        .axpby(DType::f32, e - b, coef, mine.data_ptr(), 0.0, mine.data_ptr());
   }
 
   // GeN (docs/methods.md): probe the objective at θ − r·η·u, r ∈ {−1, 0, 1}, on the next
@@ -625,9 +641,7 @@ struct Trainer::Impl {
           Objective o{"probe", kind, LossKind::nll, 1.0, method.objectives[0].reduction};
           sc[1] = item_count(o, mb);
           if (sc[1] > 0) {
-            const Tensor logits = model->logits(mb.ids, mb.mask);
-            sc[0] =
-                item_sum(o, method.params, mb, logits, mb.targets.to(store.device()), {}).item();
+            sc[0] = item_sum(o, method.params, mb, model_output(mb), mb.targets, {}).item();
           }
         }
         comm->all_reduce_host(sc);
@@ -687,9 +701,7 @@ struct Trainer::Impl {
       std::vector<const data::Sample*> ptrs;
       for (size_t j = i; j < std::min(set.size(), i + step_size); ++j) ptrs.push_back(&set[j]);
       const MicroBatch mb = collate(ptrs, model->pad_token_id());
-      const Tensor logits = model->logits(mb.ids, mb.mask);
-      total_loss +=
-          item_sum(o, method.params, mb, logits, mb.targets.to(model->device()), {}).item();
+      total_loss += item_sum(o, method.params, mb, model_output(mb), mb.targets, {}).item();
       count += item_count(o, mb);
     }
     std::vector<double> sc = {total_loss, count};

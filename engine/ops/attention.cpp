@@ -80,11 +80,26 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
     key_mask = key_mask_in.detach().contiguous();
   }
   Tensor q, k, v;
+  const bool grad = any_requires_grad({&q_in, &k_in, &v_in});
+  // k and v read in place when they are slices of a preallocated cache [B, H, capacity, D] (rows
+  // D apart, (b, h) matrices S apart) and no gradient is needed: no copy of the cache per token.
+  auto cache_slice = [&](const Tensor& t) {
+    const Shape& st = t.strides();
+    return st[3] == 1 && st[2] == D && st[1] >= Tk * D && st[0] == H * st[1];
+  };
+  int64_t kv_stride = 0;
   {
     NoGradGuard ng;
     q = q_in.detach().contiguous();
-    k = k_in.detach().contiguous();
-    v = v_in.detach().contiguous();
+    if (!grad && Tk > 0 && D > 0 && cache_slice(k_in) && cache_slice(v_in) &&
+        k_in.strides() == v_in.strides()) {
+      k = k_in.detach();
+      v = v_in.detach();
+      kv_stride = k_in.strides()[1];
+    } else {
+      k = k_in.detach().contiguous();
+      v = v_in.detach().contiguous();
+    }
   }
   Tensor out = Tensor::empty(qs, q.dtype(), q.device());
   Tensor lse = Tensor::empty({B, H, Tq}, DType::f32, q.device());
@@ -97,6 +112,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   a.head_dim = D;
   a.causal = causal;
   a.scale = scale;
+  a.kv_stride = kv_stride;
   if (B * H * Tq > 0) {
     a.q = q.data_ptr();
     a.k = k.data_ptr();
@@ -106,7 +122,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
     a.lse = lse.data<float>();
     backend(q.device()).attention_forward(a);
   }
-  if (any_requires_grad({&q_in, &k_in, &v_in})) {
+  if (grad) {
     auto node = std::make_shared<AttentionBackward>();
     node->fwd = a;
     node->q = q;

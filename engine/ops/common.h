@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -59,6 +60,18 @@ inline kernels::Layout broadcast_layout(const Tensor& t, const Shape& target) {
     l.stride[d] = (j < 0 || t.shape()[j] == 1) ? 0 : t.strides()[j];
   }
   return l;
+}
+
+// A flat index into `shape` as a multi-index, e.g. "[1, 0, 3]" (for error messages).
+inline std::string index_string(int64_t flat, const Shape& shape) {
+  std::vector<int64_t> idx(shape.size());
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    idx[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  std::string out = "[";
+  for (size_t d = 0; d < idx.size(); ++d) out += (d ? ", " : "") + std::to_string(idx[d]);
+  return out + "]";
 }
 
 inline int wrap_dim(int d, int n, const char* op) {

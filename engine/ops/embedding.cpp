@@ -18,12 +18,16 @@ struct EmbeddingBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     check_not_released(*this);
     Tensor g = g_in.contiguous();
-    Tensor dtable = Tensor::zeros(table_shape, dtype, device);
+    // Scatter-add straight into the table's bound grad when it has one (no zeroed table-sized
+    // temporary); else into a fresh zero table.
+    Tensor sink = leaf_grad_sink(*this, 0, table_shape, dtype);
+    Tensor dtable = sink.defined() ? sink : Tensor::zeros(table_shape, dtype, device);
     int64_t n = ids.numel(), dim = table_shape[1];
     if (n && dim) {
       backend(device).embedding_backward(dtype, n, dim, ids.data<int64_t>(), g.data_ptr(),
                                          dtable.data_ptr(), padding_idx);
     }
+    if (sink.defined()) return {Tensor()};
     return {dtable};
   }
   void release_saved() override { ids = Tensor(); }
@@ -58,8 +62,8 @@ Tensor embedding(const Tensor& table, const Tensor& ids_in, std::optional<int64_
   check_float_inputs(op, {&table});
   LETHE_CHECK(table.dim() == 2, op, ": table must be 2-D [rows, dim], got ", table.str());
   LETHE_CHECK(ids_in.dtype() == DType::i64, op, ": ids must be i64, got ", ids_in.str());
-  LETHE_CHECK(ids_in.device() == table.device(), op, ": device mismatch, table ", table.str(),
-              " vs ids ", ids_in.str());
+  LETHE_CHECK(ids_in.device() == table.device() || ids_in.device() == Device::cpu(), op,
+              ": device mismatch, table ", table.str(), " vs ids ", ids_in.str());
   LETHE_CHECK(ids_in.dim() + 1 <= kernels::kMaxDims, op, ": ids have too many dims, ",
               ids_in.str());
   const int64_t rows = table.shape()[0], dim = table.shape()[1];
@@ -70,9 +74,11 @@ Tensor embedding(const Tensor& table, const Tensor& ids_in, std::optional<int64_
                 ") for table ", table.str());
     pad = p < 0 ? p + rows : p;
   }
+  // A host-side check: ids on the host are checked where they are and then copied to the table's
+  // device (no device→host sync); ids already on a device cost one copy back.
   Tensor ids = ids_in.contiguous();
-  // A host-side check (ids are small next to the table; on a device this is one copy).
   check_ids(op, ids, rows);
+  ids = ids.to(table.device());
 
   Tensor tab = table.detach().contiguous();
   Shape out_shape = ids.shape();

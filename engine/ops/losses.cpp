@@ -21,19 +21,6 @@ const char* reduction_name(Reduction r) {
   return "?";
 }
 
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = shape[d] ? flat % shape[d] : 0;
-    flat = shape[d] ? flat / shape[d] : 0;
-  }
-  std::ostringstream os;
-  os << "[";
-  for (size_t d = 0; d < idx.size(); ++d) os << (d ? ", " : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
 // Checks logits [..., V] against targets [...] (i64, same device) and every target in [0, V) or
 // ignore_index. Returns the targets on the host (for the valid-token counts of the reductions).
 std::vector<int64_t> check_logits_targets(const char* op, const Tensor& logits,
@@ -54,7 +41,7 @@ std::vector<int64_t> check_logits_targets(const char* op, const Tensor& logits,
   std::vector<int64_t> t = targets.to_int_vector();
   for (size_t i = 0; i < t.size(); ++i) {
     LETHE_CHECK(t[i] == ignore_index || (t[i] >= 0 && t[i] < V), op, ": target ", t[i],
-                " at position ", index_str(static_cast<int64_t>(i), targets.shape()),
+                " at position ", index_string(static_cast<int64_t>(i), targets.shape()),
                 " is outside [0, ", V, ") and is not ignore_index ", ignore_index);
   }
   return t;

@@ -187,18 +187,36 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 namespace {
 
 struct LinearBackward : Node {
-  Tensor x2, w;  // x as [N, in], w [out, in]
+  Tensor x2, w;     // x as [N, in], w [out, in]
+  Tensor relu_out;  // linear_relu: the output, whose zeros mask the incoming gradient
   Shape x_shape;
   bool need_x = false, need_w = false, need_b = false;
-  const char* name() const override { return "LinearBackward"; }
+  const char* name() const override {
+    return relu_out.defined() ? "LinearReluBackward" : "LinearBackward";
+  }
   std::vector<Tensor> apply(const Tensor& g_in) override {
     check_not_released(*this);
     int64_t out_f = w.shape()[0];
     Tensor g = g_in.reshape({1, x2.shape()[0], out_f});
+    if (relu_out.defined()) {  // g · [y > 0] (y > 0 exactly where the pre-activation is)
+      const Tensor gc = g.contiguous();
+      Tensor masked = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+      backend(gc.device())
+          .unary_backward(kernels::UnaryOp::relu, gc.dtype(), gc.numel(), relu_out.data_ptr(),
+                          nullptr, gc.data_ptr(), masked.data_ptr());
+      g = masked;
+    }
     Tensor gx, gw, gb;
     if (need_x) gx = batched_gemm(g, w.unsqueeze(0)).reshape(x_shape);
     if (need_w) {
-      gw = batched_gemm(g.transpose(1, 2), x2.unsqueeze(0)).reshape(w.shape());
+      // gᵀ x accumulated straight into the weight's bound grad (β = 1) when it has one.
+      Tensor sink = leaf_grad_sink(*this, 1, w.shape(), w.dtype());
+      const Tensor g2 = g.reshape({x2.shape()[0], out_f});
+      if (sink.defined()) {
+        gemm_accumulate(sink, g2.transpose(0, 1), x2, 1.0);
+      } else {
+        gw = gemm2d(g2.transpose(0, 1), x2);
+      }
     }
     if (need_b) gb = sum(g.reshape({x2.shape()[0], out_f}), 0, false);
     return {gx, gw, gb};
@@ -206,21 +224,21 @@ struct LinearBackward : Node {
   void release_saved() override {
     x2 = Tensor();
     w = Tensor();
+    relu_out = Tensor();
   }
 };
 
-}  // namespace
-
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  check_defined("linear", x, "input");
-  check_defined("linear", w, "weight");
-  check_float_inputs("linear", {&x, &w, &b});
-  LETHE_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.str());
-  LETHE_CHECK(x.dim() >= 1 && x.size(-1) == w.shape()[1], "linear: input ", x.str(),
+// linear and linear_relu (op names the op in errors).
+Tensor linear_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, bool relu) {
+  check_defined(op, x, "input");
+  check_defined(op, w, "weight");
+  check_float_inputs(op, {&x, &w, &b});
+  LETHE_CHECK(w.dim() == 2, op, ": weight must be [out, in], got ", w.str());
+  LETHE_CHECK(x.dim() >= 1 && x.size(-1) == w.shape()[1], op, ": input ", x.str(),
               " does not end in in_features = ", w.shape()[1], " of weight ", w.str());
   int64_t in_f = w.shape()[1], out_f = w.shape()[0];
   if (b.defined())
-    LETHE_CHECK(b.dim() == 1 && b.shape()[0] == out_f, "linear: bias ", b.str(),
+    LETHE_CHECK(b.dim() == 1 && b.shape()[0] == out_f, op, ": bias ", b.str(),
                 " does not match out_features = ", out_f);
   int64_t rows = x.numel() / std::max<int64_t>(in_f, 1);
   Tensor x2, wc, bc;
@@ -249,9 +267,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     g.c = y.data_ptr();
     g.ldc = out_f;
     g.bias = bc.defined() ? bc.data_ptr() : nullptr;
+    g.relu = relu;
     if (in_f == 0) {
       y.detach().zero_();
       if (bc.defined()) y = add(y.detach(), bc);
+      if (relu) y = lethe::relu(y.detach());
     } else {
       backend(x.device()).gemm(g);
     }
@@ -264,6 +284,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     node->need_x = x.requires_grad();
     node->need_w = w.requires_grad();
     node->need_b = b.defined() && b.requires_grad();
+    if (relu) node->relu_out = y.detach();
     if (b.defined()) {
       attach_node(y, node, {&x, &w, &b});
     } else {
@@ -271,6 +292,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     }
   }
   return y;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return linear_impl("linear", x, w, b, /*relu=*/false);
+}
+
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return linear_impl("linear_relu", x, w, b, /*relu=*/true);
 }
 
 namespace {

@@ -174,6 +174,7 @@ void attention_forward_impl(CpuBackend& be, const AttentionArgs& a) {
   const T* k = static_cast<const T*>(a.k);
   const T* v = static_cast<const T*>(a.v);
   T* out = static_cast<T*>(a.out);
+  const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;  // (b, h) matrices of k and v
   const bool parallel = a.batch * a.heads * Tq * Tk * D > kParallelMin;
 
   parallel_tasks<std::vector<T>>(
@@ -182,8 +183,8 @@ void attention_forward_impl(CpuBackend& be, const AttentionArgs& a) {
         const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
         const int64_t b = bh / a.heads;
         const T* qb = q + (bh * Tq + i0) * D;
-        const T* kb = k + bh * Tk * D;
-        const T* vb = v + bh * Tk * D;
+        const T* kb = k + bh * kvs;
+        const T* vb = v + bh * kvs;
         T* ob = out + (bh * Tq + i0) * D;
         float* lse = a.lse + bh * Tq + i0;
         const T* keep_b = keep.empty() ? nullptr : keep.data() + b * Tk;
@@ -290,6 +291,9 @@ void CpuBackend::attention_forward(const AttentionArgs& args) {
 
 void CpuBackend::attention_backward(const AttentionBackwardArgs& args) {
   check_args(args.fwd, "attention_backward");
+  LETHE_CHECK(args.fwd.kv_stride == 0 || args.fwd.kv_stride == args.fwd.kv_len * args.fwd.head_dim,
+              "attention_backward: k and v must be contiguous (kv_stride ", args.fwd.kv_stride,
+              ")");
   dispatch_float(args.fwd.dtype, "attention_backward",
                  [&](auto tag) { attention_backward_impl<decltype(tag)>(*this, args); });
 }

@@ -93,6 +93,10 @@ HostBlockCache& host_cache() {
 
 }  // namespace
 
+void cpu_release_cached_blocks() {
+  host_cache().release_all();
+}
+
 void* CpuBackend::allocate(size_t bytes) {
   return host_cache().take(bytes);
 }

@@ -32,8 +32,9 @@ __global__ void attention_forward_kernel(AttentionArgs a) {
   const int64_t row = blockIdx.x;  // (b * H + h) * Tq + i
   const int64_t i = row % Tq, bh = row / Tq, b = bh / a.heads;
   const T* q = static_cast<const T*>(a.q) + row * D;
-  const T* k = static_cast<const T*>(a.k) + bh * Tk * D;
-  const T* v = static_cast<const T*>(a.v) + bh * Tk * D;
+  const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;  // (b, h) matrices of k and v
+  const T* k = static_cast<const T*>(a.k) + bh * kvs;
+  const T* v = static_cast<const T*>(a.v) + bh * kvs;
   T* out = static_cast<T*>(a.out) + row * D;
   const T scale = static_cast<T>(a.scale);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -194,6 +195,8 @@ void CudaBackend::attention_backward(const AttentionBackwardArgs& args) {
   const AttentionArgs& f = args.fwd;
   check_attention(f, "attention_backward");
   LETHE_CHECK(f.lse != nullptr, "attention_backward: the forward's lse is required");
+  LETHE_CHECK(f.kv_stride == 0 || f.kv_stride == f.kv_len * f.head_dim,
+              "attention_backward: k and v must be contiguous (kv_stride ", f.kv_stride, ")");
   cuda_dispatch_float(f.dtype, "attention_backward", [&](auto tag) {
     using T = decltype(tag);
     int64_t q_rows = f.batch * f.heads * f.q_len, k_rows = f.batch * f.heads * f.kv_len;

@@ -21,13 +21,17 @@ __global__ void scale_c_kernel(T* c, int64_t batch, int64_t m, int64_t n, int64_
   }
 }
 
+// The epilogue: C += bias (when given), then C = max(C, 0) (when relu).
 template <typename T>
-__global__ void add_bias_kernel(T* c, const T* bias, int64_t batch, int64_t m, int64_t n,
+__global__ void epilogue_kernel(T* c, const T* bias, bool relu, int64_t batch, int64_t m, int64_t n,
                                 int64_t ldc, int64_t stride_c) {
   int64_t total = batch * m * n;
   for (int64_t t = global_index(); t < total; t += global_stride()) {
     int64_t j = t % n, i = (t / n) % m, b = t / (m * n);
-    c[b * stride_c + i * ldc + j] += bias[j];
+    T v = c[b * stride_c + i * ldc + j];
+    if (bias) v += bias[j];
+    if (relu) v = v > T(0) ? v : T(0);
+    c[b * stride_c + i * ldc + j] = v;
   }
 }
 
@@ -127,17 +131,17 @@ void CudaBackend::gemm(const GemmArgs& g) {
         to_int(g.batch, "batch", g), compute, CUBLAS_GEMM_DEFAULT));
   }
 
-  if (g.bias) {
+  if (g.bias || g.relu) {
     if (f64) {
-      add_bias_kernel<double><<<grid_for(total), kThreads>>>(static_cast<double*>(g.c),
-                                                             static_cast<const double*>(g.bias),
-                                                             g.batch, g.m, g.n, g.ldc, g.stride_c);
+      epilogue_kernel<double><<<grid_for(total), kThreads>>>(
+          static_cast<double*>(g.c), static_cast<const double*>(g.bias), g.relu, g.batch, g.m, g.n,
+          g.ldc, g.stride_c);
     } else {
-      add_bias_kernel<float><<<grid_for(total), kThreads>>>(static_cast<float*>(g.c),
-                                                            static_cast<const float*>(g.bias),
-                                                            g.batch, g.m, g.n, g.ldc, g.stride_c);
+      epilogue_kernel<float><<<grid_for(total), kThreads>>>(
+          static_cast<float*>(g.c), static_cast<const float*>(g.bias), g.relu, g.batch, g.m, g.n,
+          g.ldc, g.stride_c);
     }
-    check_launch("gemm: bias");
+    check_launch("gemm: bias/relu");
   }
 }
 

@@ -136,6 +136,7 @@ __global__ void cross_entropy_backward_kernel(CrossEntropyBackwardArgs args) {
       UnlikelihoodStats<T> s = unlikelihood_stats(row, a.vocab, t, a.c, scratch);
       const T k = g * static_cast<T>(a.c) * dev_exp(row[t] - s.lse);
       const bool zero = s.log_u == dev_neg_inf<T>();
+      __syncthreads();  // every thread has read row[t]: dlogits may be the logits (in place)
       for (int64_t c = threadIdx.x; c < a.vocab; c += blockDim.x) {
         T d;
         if (zero) {

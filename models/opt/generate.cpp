@@ -112,6 +112,7 @@ GenerateResult generate(const OptModel& model, const Tensor& prompt_ids, const T
   res.tokens.assign(static_cast<size_t>(B), {});
   std::vector<bool> done(static_cast<size_t>(B), false);
   OptKvCache cache;
+  cache.reserve = T + std::max<int64_t>(o.max_new_tokens, 0);  // no regrowth while generating
   OptForwardOptions fo;
   fo.cache = &cache;
   int64_t len = T;

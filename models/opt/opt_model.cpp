@@ -112,9 +112,11 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
   OptKvCache* cache = options.cache;
   const int64_t past = cache ? cache->length() : 0;
   if (cache)
-    LETHE_CHECK(static_cast<int64_t>(cache->k.size()) == (past ? c.num_hidden_layers : 0),
-                "OptModel: KV cache holds ", cache->k.size(), " layers, the model has ",
-                c.num_hidden_layers);
+    LETHE_CHECK(past == 0 || (static_cast<int64_t>(cache->k.size()) == c.num_hidden_layers &&
+                              cache->k[0].size(0) == ids_in.size(0)),
+                "OptModel: KV cache holds ", cache->k.size(), " layers of batch ",
+                cache->k.empty() ? 0 : cache->k[0].size(0), ", the model has ", c.num_hidden_layers,
+                " layers and the ids batch ", ids_in.size(0));
   const int64_t Tk = past + T;
   LETHE_CHECK(mask_in.size(0) == B && mask_in.size(1) == Tk, "OptModel: attention_mask ",
               mask_in.str(), " must have shape [", B, ", ", Tk, "] (ids ", ids_in.str(),
@@ -142,10 +144,12 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
     }
   }
 
+  // Ids and positions go to the embeddings as host tensors, checked above: the embedding op copies
+  // them to the device without reading them back.
   const Device dev = device();
-  const Tensor ids = ids_in.to(dev).contiguous();
+  const Tensor ids = Tensor::from_vector(ids_h, {B, T}, DType::i64);
   const Tensor key_mask = mask_in.to(dev).contiguous();
-  const Tensor pos_ids = Tensor::from_vector(pos, {B, T}, DType::i64, dev);
+  const Tensor pos_ids = Tensor::from_vector(pos, {B, T}, DType::i64);
   auto P = [&](const std::string& n) { return params_.get(n); };
   auto opt = [&](const std::string& n) { return params_.contains(n) ? P(n) : Tensor(); };
   auto ln = [&](const Tensor& x, const std::string& n) {
@@ -171,9 +175,20 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
   const uint64_t site_stride = static_cast<uint64_t>(B * T * H);
   auto heads = [&](const Tensor& x) { return x.view({B, T, nh, hd}).permute({0, 2, 1, 3}); };
 
-  if (cache && past == 0) {
-    cache->k.assign(static_cast<size_t>(c.num_hidden_layers), Tensor());
-    cache->v.assign(static_cast<size_t>(c.num_hidden_layers), Tensor());
+  if (cache && (past == 0 || cache->capacity() < Tk)) {
+    // First use: buffers for `reserve` positions (at least these); outgrown: double, keep the past.
+    const int64_t cap =
+        past == 0 ? std::max(cache->reserve, Tk) : std::max(Tk, 2 * cache->capacity());
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      for (std::vector<Tensor>* buf : {&cache->k, &cache->v}) {
+        Tensor fresh = Tensor::empty({B, nh, cap, hd}, DType::f32, device());
+        if (past > 0)
+          fresh.slice(2, 0, past).copy_((*buf)[static_cast<size_t>(i)].slice(2, 0, past));
+        if (buf->size() < static_cast<size_t>(c.num_hidden_layers))
+          buf->resize(static_cast<size_t>(c.num_hidden_layers));
+        (*buf)[static_cast<size_t>(i)] = fresh;
+      }
+    }
   }
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
@@ -183,16 +198,24 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
     Tensor k = heads(lin(h, p + "self_attn.k_proj"));
     Tensor v = heads(lin(h, p + "self_attn.v_proj"));
     if (cache) {
+      // The new positions go into the buffers; attention reads positions [0, past + T) in place.
       const size_t li = static_cast<size_t>(i);
-      if (past > 0) {
-        k = concat({cache->k[li], k}, 2);
-        v = concat({cache->v[li], v}, 2);
-      } else {
-        k = k.contiguous();
-        v = v.contiguous();
+      const Tensor k_past = cache->k[li].slice(2, 0, past), v_past = cache->v[li].slice(2, 0, past);
+      {
+        NoGradGuard ng;
+        cache->k[li].slice(2, past, Tk).copy_(k);
+        cache->v[li].slice(2, past, Tk).copy_(v);
       }
-      cache->k[li] = k.detach();
-      cache->v[li] = v.detach();
+      if (grad_mode_enabled() && (k.requires_grad() || v.requires_grad())) {
+        // Gradients must reach the new keys and values: the past (constant) joined to them.
+        if (past > 0) {
+          k = concat({k_past, k}, 2);
+          v = concat({v_past, v}, 2);
+        }
+      } else {
+        k = cache->k[li].slice(2, 0, Tk);
+        v = cache->v[li].slice(2, 0, Tk);
+      }
     }
     Tensor a = attention(q, k, v, key_mask, /*causal=*/true, /*scale=*/1.0);
     a = a.permute({0, 2, 1, 3}).reshape({B, T, H});
@@ -204,12 +227,13 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
 
     r = h;
     if (pre) h = ln(h, p + "final_layer_norm");
-    h = lin(relu(lin(h, p + "fc1")), p + "fc2");
+    h = lin(apply_linear_relu(p + "fc1", h, P(p + "fc1.weight"), opt(p + "fc1.bias")), p + "fc2");
     h = dropout(h, p_drop, options.training, options.dropout_seed,
                 static_cast<uint64_t>(2 * i + 1) * site_stride);
     h = add(r, h);
     if (!pre) h = ln(h, p + "final_layer_norm");
   }
+  if (cache) cache->filled = Tk;
   if (pre && !c.remove_final_layer_norm) h = ln(h, "final_layer_norm");
   if (proj) h = linear(h, P("project_out.weight"));
   return h;
@@ -242,11 +266,16 @@ Tensor OptModel::loss(const Tensor& ids, const Tensor& attention_mask, const Ten
               " must have the shape of ids ", ids.str());
   LETHE_CHECK(ids.size(1) >= 2, "OptModel::loss: sequences need at least 2 tokens, got ",
               ids.str());
-  Tensor logits = forward(ids, attention_mask, options);
-  CrossEntropyOptions ce;
+  // The fused head (linear_cross_entropy): the [B, T, V] logits are never held. Mean over the
+  // valid targets, counted on the host where the labels are; 0 when there is none.
+  const Tensor targets = shift_labels(labels);
+  int64_t valid = 0;
+  for (int64_t t : targets.to_int_vector()) valid += t != -100;
+  LinearCrossEntropyOptions ce;
   ce.ignore_index = -100;
-  ce.reduction = Reduction::token_mean;
-  return cross_entropy(logits, shift_labels(labels).to(device()), ce);
+  const Tensor total = linear_cross_entropy(hidden_states(ids, attention_mask, options),
+                                            lm_head_weight(), targets, ce);
+  return scale(total, valid ? 1.0 / static_cast<double>(valid) : 0.0);
 }
 
 Tensor OptModel::token_logprobs(const Tensor& ids, const Tensor& attention_mask) const {
@@ -257,7 +286,7 @@ Tensor OptModel::token_logprobs(const Tensor& ids, const Tensor& attention_mask)
               attention_mask.str(), " must have the shape of ids ", ids.str());
   if (T < 2) return Tensor::zeros({B, 0});
   NoGradGuard no_grad;
-  Tensor logits = forward(ids, attention_mask);
+  const Tensor hidden = hidden_states(ids, attention_mask, OptForwardOptions{});
   std::vector<int64_t> tg = ids.to_int_vector();
   const std::vector<int64_t> m = attention_mask.to_int_vector();
   std::vector<int64_t> targets(static_cast<size_t>(B * (T - 1)));
@@ -266,8 +295,9 @@ Tensor OptModel::token_logprobs(const Tensor& ids, const Tensor& attention_mask)
       const bool ok = m[b * T + t] && m[b * T + t + 1];
       targets[b * (T - 1) + t] = ok ? tg[b * T + t + 1] : -100;
     }
-  Tensor tgt = Tensor::from_vector(targets, {B, T - 1}, DType::i64, device());
-  return lethe::token_logprobs(logits.slice(1, 0, T - 1), tgt, -100).to(Device::cpu());
+  Tensor tgt = Tensor::from_vector(targets, {B, T - 1}, DType::i64);  // host: no device sync
+  return linear_token_logprobs(hidden.slice(1, 0, T - 1), lm_head_weight(), tgt, -100)
+      .to(Device::cpu());
 }
 
 }  // namespace lethe::models

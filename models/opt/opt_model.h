@@ -14,14 +14,22 @@
 
 namespace lethe::models {
 
-// Keys and values of every layer for incremental decoding: k[i], v[i] are [B, H, T_past, D].
+// Keys and values of every layer for incremental decoding, preallocated: k[i], v[i] are
+// [B, H, capacity, D] buffers whose first length() positions are filled. A forward writes its new
+// keys and values into the next positions and attention reads the filled part in place (no copy
+// of the cache per token). Set `reserve` before the first forward to the total length expected
+// (generation: prompt + max new tokens); past it the buffers grow by doubling (one copy).
 // The attention mask passed to forward() covers past + new tokens.
 struct OptKvCache {
   std::vector<Tensor> k, v;
-  int64_t length() const { return k.empty() ? 0 : k[0].size(2); }
+  int64_t filled = 0;
+  int64_t reserve = 0;
+  int64_t length() const { return filled; }
+  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
   void clear() {
     k.clear();
     v.clear();
+    filled = 0;
   }
 };
 

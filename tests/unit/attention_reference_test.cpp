@@ -466,5 +466,31 @@ TEST(Softmax, GradientsMatchComposite) {
   }
 }
 
+// k and v read in place from a preallocated cache (slices of [B, H, capacity, D] buffers, as the
+// OPT KV cache passes them) give the same output as contiguous copies, bit for bit; with a
+// gradient needed the op copies them and still agrees.
+TEST(AttentionCacheSlices, ReadInPlaceEqualsContiguous) {
+  const int64_t B = 2, H = 3, D = 5, cap = 17, Tk = 11, Tq = 4;
+  const Tensor kbuf = Tensor::randn({B, H, cap, D}, 71);
+  const Tensor vbuf = Tensor::randn({B, H, cap, D}, 72);
+  const Tensor q = Tensor::randn({B, H, Tq, D}, 73);
+  std::vector<int64_t> m(static_cast<size_t>(B * Tk), 1);
+  m[0] = m[1] = 0;  // left padding in row 0
+  const Tensor mask = Tensor::from_vector(m, {B, Tk}, DType::i64);
+  const Tensor k = kbuf.slice(2, 0, Tk), v = vbuf.slice(2, 0, Tk);
+  ASSERT_FALSE(k.is_contiguous());
+  Tensor in_place, copied;
+  {
+    NoGradGuard ng;
+    in_place = attention(q, k, v, mask, true, 0.4);
+    copied = attention(q, k.contiguous(), v.contiguous(), mask, true, 0.4);
+  }
+  EXPECT_EQ(in_place.to_double_vector(), copied.to_double_vector());
+  Tensor qg = q.clone();
+  qg.set_requires_grad(true);
+  const Tensor with_grad = attention(qg, k, v, mask, true, 0.4);
+  EXPECT_LT(max_abs_diff(with_grad.detach().to_double_vector(), copied.to_double_vector()), 1e-6);
+}
+
 }  // namespace
 }  // namespace lethe

@@ -101,6 +101,12 @@ const bool registered = register_cases({
      {{2, 3, 7}, {5, 7}, {5}},
      [](const V& x) { return linear(x[0], x[1], x[2]); }},
     {"linear no bias [4,9]x[1,9]", {{4, 9}, {1, 9}}, [](const V& x) { return linear(x[0], x[1]); }},
+    {"linear_relu [2,3,7]x[5,7]+[5]",
+     {{2, 3, 7}, {5, 7}, {5}},
+     [](const V& x) { return linear_relu(x[0], x[1], x[2]); }},
+    {"linear_relu no bias [4,9]x[6,9]",
+     {{4, 9}, {6, 9}},
+     [](const V& x) { return linear_relu(x[0], x[1]); }},
     // LoRA: x shared by both paths (one gradient, accumulated in one buffer), and a separate
     // x_lora (the dropout case); odd sizes, rank 3, scale 1.7.
     {"lora_linear shared x [2,3,7] w[5,7]+b a[3,7] b[5,3]",

@@ -57,20 +57,22 @@ CrossEntropyOptions on(CrossEntropyOptions o, const Tensor& like) {
   return o;
 }
 
+// The loss modes every cross-entropy row family covers.
+struct Mode {
+  LossMode mode;
+  double c;
+  const char* name;
+};
+const Mode kModes[] = {{LossMode::nll, 1.0, "nll"},
+                       {LossMode::unlikelihood, 0.5, "ul c=0.5"},
+                       {LossMode::unlikelihood, 1.0, "ul c=1"}};
+
 std::vector<OpCase> cross_entropy_cases() {
   std::vector<OpCase> cases;
-  struct Mode {
-    LossMode mode;
-    double c;
-    const char* name;
-  };
-  const Mode modes[] = {{LossMode::nll, 1.0, "nll"},
-                        {LossMode::unlikelihood, 0.5, "ul c=0.5"},
-                        {LossMode::unlikelihood, 1.0, "ul c=1"}};
   const Reduction reds[] = {Reduction::none, Reduction::token_mean, Reduction::sample_mean,
                             Reduction::sequence_sum};
   int i = 0;
-  for (const Mode& m : modes) {
+  for (const Mode& m : kModes) {
     for (Reduction red : reds) {
       for (int w = 0; w < 3; ++w) {  // 0: no weights, 1: positive, 2: with negatives
         Shape shape = i % 2 ? Shape{3, 4, 13} : Shape{2, 5, 7};
@@ -200,7 +202,64 @@ std::vector<OpCase> other_cases() {
   return cases;
 }
 
-const bool registered = register_cases(cross_entropy_cases()) && register_cases(other_cases());
+// The fused head: every mode × scalar/per-token × weights, chunks of 1, 3 and all rows, an
+// ignore_index that is a class id. Inputs: hidden states x and the head weight w (both checked).
+std::vector<OpCase> fused_head_cases() {
+  std::vector<OpCase> cases;
+  int i = 0;
+  for (const Mode& m : kModes) {
+    for (bool per_token : {false, true}) {
+      for (int w = 0; w < 3; ++w) {
+        const Shape lead = i % 2 ? Shape{3, 4} : Shape{2, 5};
+        const int64_t E = i % 2 ? 6 : 5, vocab = i % 2 ? 13 : 7;
+        LinearCrossEntropyOptions o;
+        o.mode = m.mode;
+        o.unlikelihood_c = m.c;
+        o.per_token = per_token;
+        o.chunk_rows = i % 3 == 0 ? 1 : (i % 3 == 1 ? 3 : 0);
+        if (w) o.weights = make_weights(lead, w == 2);
+        Tensor targets = make_targets(lead, vocab);
+        std::string name = std::string("linear_cross_entropy ") + m.name +
+                           (per_token ? " per-token" : " sum") +
+                           (w == 0   ? ""
+                            : w == 1 ? " weighted"
+                                     : " weighted-negative") +
+                           " chunk " + std::to_string(o.chunk_rows) + " x" + shape_str(lead) +
+                           " w[" + std::to_string(vocab) + "," + std::to_string(E) + "]";
+        Shape xs = lead;
+        xs.push_back(E);
+        cases.push_back({name, {xs, {vocab, E}}, [targets, o](const V& x) {
+                           LinearCrossEntropyOptions oo = o;
+                           if (oo.weights.defined()) oo.weights = on(oo.weights, x[0]);
+                           return linear_cross_entropy(x[0], x[1], on(targets, x[0]), oo);
+                         }});
+        ++i;
+      }
+    }
+  }
+  {
+    LinearCrossEntropyOptions o;
+    o.ignore_index = 0;
+    o.chunk_rows = 2;
+    Tensor targets = make_targets({4, 3}, 5, 0);
+    cases.push_back({"linear_cross_entropy ignore_index=0 x[4,3,4] w[5,4]",
+                     {{4, 3, 4}, {5, 4}},
+                     [targets, o](const V& x) {
+                       return linear_cross_entropy(x[0], x[1], on(targets, x[0]), o);
+                     }});
+  }
+  {
+    Tensor targets = make_targets({2, 6}, 9);
+    cases.push_back(
+        {"linear_token_logprobs x[2,6,5] w[9,5]", {{2, 6, 5}, {9, 5}}, [targets](const V& x) {
+           return linear_token_logprobs(x[0], x[1], on(targets, x[0]));
+         }});
+  }
+  return cases;
+}
+
+const bool registered = register_cases(cross_entropy_cases()) && register_cases(other_cases()) &&
+                        register_cases(fused_head_cases());
 
 }  // namespace
 }  // namespace lethe::testing

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The step of `lethe bench step` in PyTorch + transformers: one NGDiff unlearning step on an
-opt-125m-shaped OPTForCausalLM with random weights, forget and retain micro-batches of 4 x 128
-tokens, AdamW.
+"""The step of `lethe bench step` in PyTorch + transformers: one NGDiff unlearning step (forget
+and retain micro-batches of 4 x 128 tokens) or one SFT step (--method sft: one batch of 4 x 128,
+its NLL) on an opt-125m-shaped OPTForCausalLM with random weights, AdamW.
 
-Run:  /opt/lethe-venv/bin/python tools/bench/torch_step.py --threads 2 [--dtype bf16] [--steps 5]
+Run:  /opt/lethe-venv/bin/python tools/bench/torch_step.py --threads 2 [--method sft] [--dtype bf16]
 Prints a table on stderr and one JSON line on stdout with the fields of `lethe bench step`
 ("impl": "torch"). Each step is what docs/methods.md says NGDiff computes, written as a PyTorch
 user would at PyTorch's best CPU settings:
@@ -83,6 +83,11 @@ def run(args):
     def global_norm(tensors):
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors))).item()
 
+    def sft_step(forget, retain):
+        optimizer.zero_grad(set_to_none=True)
+        nll(forget).backward()
+        optimizer.step()
+
     def step(forget, retain):
         optimizer.zero_grad(set_to_none=True)
         g_forget = torch.autograd.grad(nll(forget), params)
@@ -97,19 +102,21 @@ def run(args):
     n = 1 + args.steps
     forget, retain = batches(torch, 0, n), batches(torch, 1, n)
     ms = []
+    run_step = sft_step if args.method == "sft" else step
     for s in range(n):
         t0 = time.perf_counter()
-        step(forget[s], retain[s])
+        run_step(forget[s], retain[s])
         ms.append((time.perf_counter() - t0) * 1e3)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
     timed = ms[1:]
-    tokens = 2 * BATCH * SEQ_LEN
+    tokens = (1 if args.method == "sft" else 2) * BATCH * SEQ_LEN
     median = statistics.median(timed)
     if not args.json:
         nparams = sum(p.numel() for p in params)
-        print(f"torch_step: ngdiff, OPT {args.layers} layers ({nparams / 1e6:.1f}M parameters), "
-              f"2 x {BATCH} x {SEQ_LEN} tokens, {args.dtype}, {args.threads} thread(s), "
+        print(f"torch_step: {args.method}, OPT {args.layers} layers "
+              f"({nparams / 1e6:.1f}M parameters), "
+              f"{1 if args.method == 'sft' else 2} x {BATCH} x {SEQ_LEN} tokens, {args.dtype}, {args.threads} thread(s), "
               f"attention {args.attn}; torch {torch.__version__}", file=sys.stderr)
         for i, v in enumerate(ms):
             print(f"  step {i + 1:2d} {'(warm-up)' if i == 0 else ' ' * 9} {v:10.1f} ms",
@@ -118,7 +125,7 @@ def run(args):
               f"{tokens / (median / 1e3):.1f} tokens/s; peak RSS {peak_rss_mb:.0f} MB",
               file=sys.stderr)
     print(json.dumps({
-        "bench": "step", "impl": "torch", "method": "ngdiff", "dtype": args.dtype,
+        "bench": "step", "impl": "torch", "method": args.method, "dtype": args.dtype,
         "threads": args.threads, "layers": args.layers, "attn": args.attn, "lora": args.lora,
         "tokens_per_step": tokens, "steps": args.steps, "step_ms_median": median,
         "step_ms_min": min(timed), "step_ms_mean": statistics.mean(timed),
@@ -136,18 +143,19 @@ def compare(lethe_path, torch_path):
                 r = json.loads(line)
                 if r.get("bench") != "step" or r.get("auto_lr"):
                     continue
-                key = (r["impl"], r["dtype"], r.get("lora", 0))
+                key = (r["impl"], r.get("method", "ngdiff"), r["dtype"], r.get("lora", 0))
                 if key not in best or r["step_ms_median"] < best[key]["step_ms_median"]:
                     best[key] = r
-    print("| dtype | training | lethe ms/step | torch ms/step | lethe tokens/s | torch tokens/s "
+    print("| step | dtype | training | lethe ms/step | torch ms/step | lethe tokens/s | torch tokens/s "
           "| lethe / torch tokens/s | lethe peak RSS MB | torch peak RSS MB | lethe / torch RSS |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for dtype, lora in sorted({(k[1], k[2]) for k in best}):
-        a, b = best.get(("lethe", dtype, lora)), best.get(("torch", dtype, lora))
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for method, dtype, lora in sorted({(k[1], k[2], k[3]) for k in best}):
+        a = best.get(("lethe", method, dtype, lora))
+        b = best.get(("torch", method, dtype, lora))
         if not a or not b:
             continue
         what = f"LoRA r {lora}" if lora else "full"
-        print(f"| {dtype} | {what} | {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
+        print(f"| {method} | {dtype} | {what} | {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
               f"| {a['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} "
               f"| {a['tokens_per_s'] / b['tokens_per_s']:.2f} "
               f"| {a['peak_rss_mb']:.0f} | {b['peak_rss_mb']:.0f} "
@@ -157,6 +165,7 @@ def compare(lethe_path, torch_path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--method", choices=["ngdiff", "sft"], default="ngdiff")
     p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     p.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
     p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",

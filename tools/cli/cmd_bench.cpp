@@ -26,6 +26,7 @@
 
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "kernels/backend.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -267,6 +268,7 @@ void run_bench_ops(const BenchOptions& o) {
 // step in PyTorch + transformers.
 
 struct StepBenchOptions {
+  std::string method = "ngdiff";  // or sft (lethe finetune's step: one batch, its NLL)
   std::string dtype = "f32";
   int threads = 2;
   int steps = 5;
@@ -313,9 +315,10 @@ void write_random_opt(const io::OptConfig& config, const std::string& dir) {
 }
 
 // Runs `work` in a child process and waits for it, so that what it allocates never counts
-// toward this process's peak RSS (ru_maxrss), which then is the training run's alone. Call it
-// before this process enters any OpenMP region (GNU OpenMP's thread pool does not survive fork).
-void run_in_child(const std::function<void()>& work, const std::string& what) {
+// toward this process's peak RSS (ru_maxrss), which then is the training run's alone. Returns
+// the child's own peak RSS in MiB. Call it before this process enters any OpenMP region (GNU
+// OpenMP's thread pool does not survive fork).
+double run_in_child(const std::function<void()>& work, const std::string& what) {
   std::fflush(nullptr);
   const pid_t pid = fork();
   LETHE_CHECK(pid >= 0, what, ": fork failed");
@@ -327,11 +330,15 @@ void run_in_child(const std::function<void()>& work, const std::string& what) {
       std::fprintf(stderr, "lethe: error: %s: %s\n", what.c_str(), e.what());
       rc = 1;
     }
+    std::fflush(nullptr);
     std::_Exit(rc);  // none of the parent's exit handlers or static destructors
   }
   int status = 0;
-  LETHE_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              what, " failed");
+  rusage usage{};
+  LETHE_CHECK(
+      wait4(pid, &status, 0, &usage) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, what,
+      " failed");
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB
 }
 
 // A fresh directory under the system's temp dir, removed with everything in it on scope exit.
@@ -387,13 +394,11 @@ void run_bench_step(const StepBenchOptions& o) {
   write_step_bench_set(dir / "forget.jsonl", 0, samples, config.vocab_size);
   write_step_bench_set(dir / "retain.jsonl", 1, samples, config.vocab_size);
 
-  // What `lethe unlearn` gets from a recipe; every other key keeps its default.
+  // What `lethe unlearn` (ngdiff) or `lethe finetune` (sft) gets from a recipe; every other key
+  // keeps its default.
+  const bool sft = o.method == "sft";
   std::map<std::string, std::string> keys = {{"model.path", dir / "model"},
                                              {"model.dtype", o.dtype},
-                                             {"method.name", "ngdiff"},
-                                             {"method.auto_lr", o.auto_lr ? "true" : "false"},
-                                             {"data.forget", dir / "forget.jsonl"},
-                                             {"data.retain", dir / "retain.jsonl"},
                                              {"data.format", "tokenized"},
                                              {"data.shuffle", "false"},
                                              {"data.pairing", "sequential"},
@@ -407,13 +412,22 @@ void run_bench_step(const StepBenchOptions& o) {
                                              {"trainer.threads", std::to_string(o.threads)},
                                              {"eval.every_steps", "0"},
                                              {"output.dir", dir / "out"}};
+  if (sft) {
+    keys["data.train"] = dir / "forget.jsonl";
+  } else {
+    keys["method.name"] = "ngdiff";
+    keys["method.auto_lr"] = o.auto_lr ? "true" : "false";
+    keys["data.forget"] = dir / "forget.jsonl";
+    keys["data.retain"] = dir / "retain.jsonl";
+  }
   if (o.lora > 0) {
     keys["lora.enabled"] = "true";
     keys["lora.r"] = std::to_string(o.lora);
     keys["lora.alpha"] = std::to_string(2 * o.lora);
     keys["lora.targets"] = "q_proj,k_proj,v_proj,out_proj,fc1,fc2";
   }
-  trainers::Config cfg = trainers::make_config(keys, trainers::RunKind::unlearn);
+  trainers::Config cfg =
+      trainers::make_config(keys, sft ? trainers::RunKind::finetune : trainers::RunKind::unlearn);
   std::ostream no_log(nullptr);  // the table below replaces the progress lines
   trainers::TrainerOptions to;
   to.log = &no_log;
@@ -433,19 +447,20 @@ void run_bench_step(const StepBenchOptions& o) {
   const double peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss: KiB
 
   const std::vector<double> timed(ms.begin() + 1, ms.end());
-  const int64_t tokens = 2 * kStepBatch * kStepSeqLen;  // forget + retain, per step
+  const int64_t tokens = (sft ? 1 : 2) * kStepBatch * kStepSeqLen;  // (forget + retain) per step
   const double median = median_of(timed);
   const double mean = std::accumulate(timed.begin(), timed.end(), 0.0) / timed.size();
   if (!o.json_only) {
     std::fprintf(
         stderr,
-        "lethe bench step: ngdiff (GeN %s), OPT %lld layers (%.1fM parameters%s), 2 x "
-        "%lld x %lld tokens, %s, %d thread(s)\n",
-        o.auto_lr ? "every 4 steps" : "off", static_cast<long long>(o.layers),
-        static_cast<double>(params) / 1e6,
+        "lethe bench step: %s, OPT %lld layers (%.1fM parameters%s), %d x "
+        "%lld x %lld tokens, %s, %d thread(s)\n  GEMMs: %s\n",
+        sft ? "sft" : (o.auto_lr ? "ngdiff (GeN every 4 steps)" : "ngdiff (GeN off)"),
+        static_cast<long long>(o.layers), static_cast<double>(params) / 1e6,
         o.lora > 0 ? (", LoRA r " + std::to_string(o.lora) + " on every linear").c_str() : "",
-        static_cast<long long>(kStepBatch), static_cast<long long>(kStepSeqLen),
-        o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads);
+        sft ? 1 : 2, static_cast<long long>(kStepBatch), static_cast<long long>(kStepSeqLen),
+        o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads,
+        kernels::cpu_gemm_description().c_str());
     for (size_t i = 0; i < ms.size(); ++i)
       std::fprintf(stderr, "  step %2zu %s %10.1f ms\n", i + 1, i == 0 ? "(warm-up)" : "         ",
                    ms[i]);
@@ -458,8 +473,9 @@ void run_bench_step(const StepBenchOptions& o) {
   nlohmann::ordered_json line;
   line["bench"] = "step";
   line["impl"] = "lethe";
-  line["method"] = "ngdiff";
+  line["method"] = o.method;
   line["auto_lr"] = o.auto_lr;
+  line["gemm"] = kernels::cpu_gemm_description();
   line["dtype"] = o.dtype;
   line["threads"] = o.threads;
   line["layers"] = o.layers;
@@ -473,6 +489,92 @@ void run_bench_step(const StepBenchOptions& o) {
   line["peak_rss_mb"] = peak_rss_mb;
   line["setup_rss_mb"] = setup_rss_mb;
   emit(line);
+}
+
+// ---- bench head ------------------------------------------------------------------------------
+// The LM head's loss and gradients for many tokens, fused (linear_cross_entropy) or unfused
+// (linear, then cross_entropy), each in its own child process so that its peak RSS is its own.
+
+struct HeadBenchOptions {
+  int64_t tokens = 16384;
+  int64_t vocab = 50272, embed = 768;  // opt-125m's head
+  int threads = 2;
+  bool json_only = false;
+};
+
+void run_bench_head(const HeadBenchOptions& o) {
+  struct Result {
+    std::string impl;
+    double peak_mb = 0, base_mb = 0, ms = 0;
+  };
+  std::vector<Result> results;
+  for (const char* impl : {"baseline", "fused", "unfused"}) {
+    const std::string name = impl;
+    // The child writes its time to a pipe; the parent reads the peak RSS from wait4.
+    int fds[2];
+    LETHE_CHECK(pipe(fds) == 0, "bench head: pipe failed");
+    const double peak = run_in_child(
+        [&] {
+          close(fds[0]);
+          omp_set_num_threads(o.threads);
+          Tensor x = random_tensor({o.tokens, o.embed}, Device::cpu(), 1.0);
+          Tensor w = random_tensor({o.vocab, o.embed}, Device::cpu(), 0.05);
+          std::vector<int64_t> t(static_cast<size_t>(o.tokens));
+          for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int64_t>(i * 7919) % o.vocab;
+          Tensor targets = Tensor::from_vector(t, {o.tokens}, DType::i64);
+          x.set_requires_grad(true);
+          w.set_requires_grad(true);
+          // Gradients land in existing buffers, as in training (bound gradient sets).
+          x.set_grad(Tensor::zeros(x.shape()));
+          w.set_grad(Tensor::zeros(w.shape()));
+          const auto t0 = std::chrono::steady_clock::now();
+          if (name == "fused") {
+            linear_cross_entropy(x, w, targets).backward();
+          } else if (name == "unfused") {
+            CrossEntropyOptions ce;
+            ce.reduction = Reduction::none;
+            sum(cross_entropy(linear(x, w), targets, ce)).backward();
+          }
+          const double ms =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3;
+          LETHE_CHECK(write(fds[1], &ms, sizeof ms) == sizeof ms, "bench head: pipe write");
+          close(fds[1]);
+        },
+        "bench head: " + name);
+    close(fds[1]);
+    double ms = 0;
+    LETHE_CHECK(read(fds[0], &ms, sizeof ms) == sizeof ms, "bench head: pipe read");
+    close(fds[0]);
+    results.push_back({name, peak, 0, ms});
+  }
+  const double base = results[0].peak_mb;
+  if (!o.json_only)
+    std::fprintf(stderr,
+                 "lethe bench head: loss + backward of the LM head, %lld tokens x embed %lld -> "
+                 "vocab %lld, f32, %d thread(s); peak RSS of each child, and above the baseline "
+                 "(inputs, weights and their gradients only: %.0f MB)\n",
+                 static_cast<long long>(o.tokens), static_cast<long long>(o.embed),
+                 static_cast<long long>(o.vocab), o.threads, base);
+  for (size_t i = 1; i < results.size(); ++i) {
+    const Result& r = results[i];
+    if (!o.json_only)
+      std::fprintf(stderr, "  %-8s %10.1f ms   peak RSS %7.0f MB   above baseline %7.0f MB\n",
+                   r.impl.c_str(), r.ms, r.peak_mb, r.peak_mb - base);
+    nlohmann::ordered_json line;
+    line["bench"] = "head";
+    line["impl"] = r.impl;
+    line["tokens"] = o.tokens;
+    line["vocab"] = o.vocab;
+    line["embed"] = o.embed;
+    line["threads"] = o.threads;
+    line["ms"] = r.ms;
+    line["peak_rss_mb"] = r.peak_mb;
+    line["above_baseline_mb"] = r.peak_mb - base;
+    emit(line);
+  }
+  if (!o.json_only)
+    std::fprintf(stderr, "  fused / unfused memory above baseline: %.3f\n",
+                 (results[1].peak_mb - base) / std::max(1.0, results[2].peak_mb - base));
 }
 
 }  // namespace
@@ -511,8 +613,13 @@ void add_bench_command(CLI::App& app) {
   auto so = std::make_shared<StepBenchOptions>();
   CLI::App* step = bench->add_subcommand(
       "step",
-      "Time NGDiff unlearning steps of the training loop on a random opt-125m-shaped model, 2 x 4 "
-      "x 128 tokens per step (table on stderr, JSON Lines on stdout)");
+      "Time NGDiff unlearning steps (2 x 4 x 128 tokens) or SFT steps (4 x 128 tokens) of the "
+      "training loop on a random opt-125m-shaped model (table on stderr, JSON Lines on stdout)");
+  step->add_option("--method", so->method,
+                   "ngdiff (lethe unlearn: forget + retain batches) or sft (lethe finetune: one "
+                   "batch)")
+      ->check(CLI::IsMember({"ngdiff", "sft"}))
+      ->capture_default_str();
   step->add_option("--dtype", so->dtype, "f32, or bf16 (model.dtype: bf16 GEMM operands)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
@@ -532,6 +639,26 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{4096}));
   step->add_flag("--json", so->json_only, "JSON Lines only: no table on stderr");
   step->callback([so] { run_bench_step(*so); });
+
+  auto ho = std::make_shared<HeadBenchOptions>();
+  CLI::App* head = bench->add_subcommand(
+      "head",
+      "Peak memory and time of the LM head's loss + backward, fused (linear_cross_entropy) vs "
+      "unfused (linear + cross_entropy), each in a child process");
+  head->add_option("--tokens", ho->tokens, "Token rows")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  head->add_option("--vocab", ho->vocab, "Vocabulary (opt: 50272)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  head->add_option("--embed", ho->embed, "Hidden size (opt-125m: 768)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))
+      ->capture_default_str();
+  head->add_option("--threads", ho->threads, "CPU threads")
+      ->check(integer_in(1, 1024))
+      ->capture_default_str();
+  head->add_flag("--json", ho->json_only, "JSON Lines only: no table on stderr");
+  head->callback([ho] { run_bench_head(*ho); });
 }
 
 }  // namespace lethe::cli

@@ -230,7 +230,7 @@ enum class CpuGemmPath : uint8_t { matmul, sgemm };
 void set_cpu_gemm_path(CpuGemmPath path);
 CpuGemmPath cpu_gemm_path();
 // One line for benchmark output: the GEMM path, oneDNN's ISA, and whether bf16 GEMMs are native
-// (AVX512-BF16/AMX) or f32 GEMMs on bf16-rounded operands.
+// (AMX) or f32 GEMMs on bf16-rounded operands (everywhere else, AVX512-BF16 included).
 std::string cpu_gemm_description();
 // The implementation the CPU backend picks for `args` (oneDNN's name, or "sgemm ...").
 std::string cpu_gemm_implementation(const GemmArgs& args);

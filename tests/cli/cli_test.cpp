@@ -217,7 +217,27 @@ TEST(CliBench, OpFilter) {
                    5.0 * 16 * 32 * 4 / (lines[0].at("ms").get<double>() * 1e6));
 }
 
+TEST(CliBench, HeadSmall) {
+  Result r = run({"bench", "head", "--tokens", "40", "--vocab", "97", "--embed", "8", "--threads",
+                  "1", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  EXPECT_EQ(lines[0].at("impl"), "fused");
+  EXPECT_EQ(lines[1].at("impl"), "unfused");
+  for (const json& l : lines) {
+    EXPECT_EQ(l.at("bench"), "head");
+    EXPECT_EQ(l.at("tokens"), 40);
+    EXPECT_GT(l.at("ms").get<double>(), 0.0);
+    EXPECT_GT(l.at("peak_rss_mb").get<double>(), 0.0);
+  }
+  EXPECT_EQ(r.err, "");
+}
+
 TEST(CliBench, BadFlags) {
+  expect_error(run({"bench", "step", "--method", "dpo"}), 2, "--method");
+  expect_error(run({"bench", "head", "--tokens", "0"}), 2, "--tokens");
+  expect_error(run({"bench", "head", "--vocab", "-3"}), 2, "--vocab");
   expect_error(run({"bench", "ops", "--dtype", "f16"}), 2, "--dtype");
   expect_error(run({"bench", "ops", "--repeat", "0"}), 2, "--repeat");
   expect_error(run({"bench", "ops", "--sizes", "huge"}), 2, "--sizes");

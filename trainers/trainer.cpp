@@ -424,8 +424,9 @@ struct Trainer::Impl {
 
   // ---- one step ---------------------------------------------------------------------------------
   // Reference outputs for the objectives on one micro-batch kind.
-  // The reference model's logits: model.reference, or the starting model — with LoRA the same
-  // base weights with the starting adapter (or none), so no second copy of the base is held.
+  // The reference model's output (hidden states + head): model.reference, or the starting model —
+  // with LoRA the same base weights with the starting adapter (or none), so no second copy of the
+  // base is held.
   HeadOutput reference_output(const Tensor& ids, const Tensor& mask) {
     if (reference)
       return HeadOutput(reference->hidden_states(ids, mask), reference->lm_head_weight());

@@ -238,6 +238,8 @@ TEST(CliBench, BadFlags) {
   expect_error(run({"bench", "step", "--method", "dpo"}), 2, "--method");
   expect_error(run({"bench", "head", "--tokens", "0"}), 2, "--tokens");
   expect_error(run({"bench", "head", "--vocab", "-3"}), 2, "--vocab");
+  expect_error(run({"bench", "head", "--embed", "0"}), 2, "--embed");
+  expect_error(run({"bench", "head", "--threads", "0"}), 2, "--threads");
   expect_error(run({"bench", "ops", "--dtype", "f16"}), 2, "--dtype");
   expect_error(run({"bench", "ops", "--repeat", "0"}), 2, "--repeat");
   expect_error(run({"bench", "ops", "--sizes", "huge"}), 2, "--sizes");

@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= safetensors opt_config json tokenizer_json vocab_merges tokenizer_encode sentencepiece dataset recipe
+FUZZ_TARGETS ?= safetensors opt_config json tokenizer_json vocab_merges tokenizer_encode sentencepiece dataset recipe checkpoint_state
 CMAKE_ARGS ?=
 
 .PHONY: all deps configure configure-asan check-deps build asan demo test test-fast bench fuzz format clean

@@ -4,7 +4,9 @@
 #include "engine/error.h"
 #include "engine/io/json.h"
 #include "engine/ops.h"
+#include "engine/io/opt_config.h"
 #include "models/opt/opt_model.h"
+#include "models/opt/opt_weights.h"
 
 namespace lethe::models {
 
@@ -33,6 +35,13 @@ Tensor shift_labels(const Tensor& labels) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t + 1 < T; ++t) out[b * T + t] = l[b * T + t + 1];
   return Tensor::from_vector(out, {B, T}, DType::i64);
+}
+
+std::vector<std::pair<std::string, Shape>> declared_parameters(const std::string& dir) {
+  std::vector<std::pair<std::string, Shape>> out;
+  for (const OptParamSpec& p : opt_parameter_specs(io::load_opt_config(dir)))
+    out.emplace_back(p.name, p.shape);
+  return out;
 }
 
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, Device device,

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/parameters.h"
@@ -100,6 +101,10 @@ class CausalLM {
 // -100 at t = T-1, so logits [B, T, V] pair with targets [B, T] position by position.
 // labels: i64 [B, T] on any device; the result is on the CPU.
 Tensor shift_labels(const Tensor& labels);
+
+// The parameters (name, shape) the model in `dir` declares, read from its config.json alone (no
+// weights): what a checkpoint that claims to be this model must hold.
+std::vector<std::pair<std::string, Shape>> declared_parameters(const std::string& dir);
 
 // Loads the model in `dir` (config.json's model_type picks the family; only "opt" today).
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, Device device = Device::cpu(),

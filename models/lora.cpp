@@ -73,6 +73,11 @@ void LoraAdapter::declare(const CausalLM& model, bool trainable) {
         config_.targets.end())
       continue;
     const Shape w = model.parameters().get(layer + ".weight").shape();
+    // Bounded before anything is allocated: a rank above min(out, in) adds nothing a full
+    // update would not, and a huge one would only reach the allocator.
+    LETHE_CHECK(config_.r <= std::min(w[0], w[1]), "LoRA: r = ", config_.r, " exceeds ", layer,
+                "'s smaller dimension ", std::min(w[0], w[1]), " (a ", w[0], " x ", w[1],
+                " weight); r must be at most that");
     index_[layer] = layers_.size();
     layers_.push_back(layer);
     base_shapes_[layer] = w;
@@ -124,8 +129,21 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const CausalLM& model, const std:
               cpath, ": peft_type ", field("peft_type").dump(), " is not \"LORA\"");
   std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
   try {
-    ad->config_.r = field("r").get<int64_t>();
-    ad->config_.alpha = field("lora_alpha").get<double>();
+    // A rank is a whole number (4.5 is not rank 4); the sizes against the layers in declare().
+    const nlohmann::json& r = field("r");
+    LETHE_CHECK(r.is_number_integer(), cpath, ": field \"r\" must be a whole number, got ",
+                r.dump());
+    LETHE_CHECK(r.is_number_unsigned() && r.get<uint64_t>() >= 1 &&
+                    r.get<uint64_t>() <= (uint64_t{1} << 30),
+                cpath, ": field \"r\" = ", r.dump(), " is outside [1, 2^30]");
+    ad->config_.r = r.get<int64_t>();
+    const nlohmann::json& alpha = field("lora_alpha");
+    LETHE_CHECK(alpha.is_number(), cpath, ": field \"lora_alpha\" must be a number, got ",
+                alpha.dump());
+    ad->config_.alpha = alpha.get<double>();
+    if (c.contains("lora_dropout") && !c["lora_dropout"].is_null())
+      LETHE_CHECK(c["lora_dropout"].is_number(), cpath,
+                  ": field \"lora_dropout\" must be a number, got ", c["lora_dropout"].dump());
     ad->config_.dropout = c.value("lora_dropout", 0.0);
     const nlohmann::json& t = field("target_modules");
     LETHE_CHECK(t.is_array(), cpath, ": target_modules must be a list of layer names (a regex, ",

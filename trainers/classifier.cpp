@@ -13,6 +13,7 @@
 #include "engine/autograd.h"
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
+#include "engine/threads.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/lr_schedule.h"
@@ -168,8 +169,7 @@ std::vector<std::vector<double>> classify(const models::SequenceClassifier& mode
 ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool terminal) {
   LETHE_CHECK(dist::world().size() == 1, cfg.source(),
               ": model.head classifier trains on one process (not under mpirun)");
-  if (cfg.integer("trainer.threads") > 0)
-    omp_set_num_threads(static_cast<int>(cfg.integer("trainer.threads")));
+  set_cpu_threads(cfg.integer("trainer.threads"), "trainer.threads");
   set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
                                                         : MatmulPrecision::f32);
   io::require_directory(cfg.str("model.path"), "model.path");

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "engine/io/file_util.h"
+#include "engine/threads.h"
 
 namespace lethe::trainers {
 
@@ -254,19 +257,87 @@ bool is_key_prefix(const std::string& prefix) {
   return false;
 }
 
+// A character a recipe value may not hold: C0 controls other than tab and newline, and DEL. (A NUL
+// cut messages short; others hide in paths and templates.)
+bool is_control(unsigned char c) {
+  return (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f;
+}
+
+std::string control_name(unsigned char c) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(c));
+  return buf;
+}
+
+// The recipe's text, for checks yaml-cpp does not make: each scalar's quotes closed, every key
+// once, no control characters.
+struct RecipeText {
+  const std::string& text;
+  const std::string& where;
+  std::map<std::string, int> seen;  // dotted key or section -> line (1-based)
+
+  std::string at(const YAML::Mark& m) const { return where + ":" + std::to_string(m.line + 1); }
+
+  // yaml-cpp accepts a quoted scalar that runs to the end of the file; its value then carries
+  // whatever followed (a trailing newline became a space in a path).
+  void check_quotes(const YAML::Node& n, const std::string& key) const {
+    const YAML::Mark m = n.Mark();
+    if (m.pos < 0 || static_cast<size_t>(m.pos) >= text.size()) return;
+    const char q = text[static_cast<size_t>(m.pos)];
+    if (q != '"' && q != '\'') return;
+    for (size_t i = static_cast<size_t>(m.pos) + 1; i < text.size(); ++i) {
+      if (q == '"' && text[i] == '\\') {
+        ++i;
+        continue;
+      }
+      if (text[i] != q) continue;
+      if (q == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is a quote inside a single-quoted scalar
+        continue;
+      }
+      return;
+    }
+    throw UsageError(at(m) + ": " + key + ": the quoted value is never closed (a " +
+                     (q == '"' ? "\"" : "'") + " is missing)");
+  }
+
+  void check_chars(const std::string& value, const YAML::Mark& m, const std::string& key) const {
+    for (unsigned char c : value)
+      if (is_control(c))
+        throw UsageError(at(m) + ": " + key + ": the value holds the control character " +
+                         control_name(c));
+  }
+
+  void once(const std::string& key, const YAML::Mark& m, const char* what) {
+    auto [it, fresh] = seen.emplace(key, m.line + 1);
+    if (!fresh)
+      throw UsageError(at(m) + ": " + what + " '" + key + "' is given twice (first at line " +
+                       std::to_string(it->second) + "); give each once");
+  }
+};
+
 // Walks a YAML mapping, emitting dotted keys for leaves (scalars and sequences).
-void flatten(const YAML::Node& node, const std::string& prefix, const std::string& where,
+void flatten(const YAML::Node& node, const std::string& prefix, RecipeText& rt,
              std::map<std::string, std::string>& out) {
+  const std::string& where = rt.where;
   for (const auto& kv : node) {
     LETHE_CHECK(kv.first.IsScalar(), where, ": a key under '", prefix.empty() ? "(top)" : prefix,
                 "' is not a plain name");
     const std::string key = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
+    rt.check_chars(kv.first.Scalar(), kv.first.Mark(), key);
     if (kv.second.IsMap()) {
       LETHE_CHECK(is_key_prefix(key), unknown_key_message(where, key));  // bounds the recursion
-      flatten(kv.second, key, where, out);
+      rt.once(key, kv.first.Mark(), "section");
+      flatten(kv.second, key, rt, out);
     } else {
       LETHE_CHECK(find_key(key) != nullptr, unknown_key_message(where, key));
+      rt.once(key, kv.first.Mark(), "key");
+      if (kv.second.IsScalar()) rt.check_quotes(kv.second, key);
+      if (kv.second.IsSequence())
+        for (const auto& item : kv.second)
+          if (item.IsScalar()) rt.check_quotes(item, key);
       out[key] = scalar_text(kv.second, where, key);
+      rt.check_chars(out[key], kv.second.Mark(), key);
     }
   }
 }
@@ -425,6 +496,24 @@ constexpr const char* kEvalSets[] = {"eval.forget",
                                      "eval.muse.privleak_forget",
                                      "eval.harmful.prompts"};
 
+// Nothing a user gives lethe is written by the run: output.dir must lie apart from every input
+// path (the model, reference, adapter, tokenizer, data files, eval sets and references), compared
+// resolved, and must be a directory lethe can write — found before any work (docs/cli.md).
+void check_output_apart(const std::map<std::string, std::string>& values, const std::string& where) {
+  const std::string out = values.at("output.dir");
+  for (const Key& k : schema()) {
+    auto it = values.find(k.name);
+    if (k.type != Type::path || it == values.end() || it->second.empty()) continue;
+    const io::PathRelation r = io::path_relation(out, it->second);
+    if (r == io::PathRelation::apart) continue;
+    const char* how = io::path_relation_words(r);
+    throw UsageError(where + ": output.dir (" + out + ") " + how + " " + k.name + " (" +
+                     it->second +
+                     "): a run never writes where its inputs are; choose another output.dir");
+  }
+  io::require_writable_directory(out, where + ": output.dir");
+}
+
 void finish(std::map<std::string, std::string>& values, const std::string& where, RunKind kind) {
   for (const Key& k : schema()) {
     auto it = values.find(k.name);
@@ -488,6 +577,12 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
                 ": method.epsilons needs 3 numbers [forget, random, normal], got ",
                 values["method.epsilons"]);
   }
+  int64_t threads = 0;
+  parse_int(values["trainer.threads"], threads);
+  LETHE_USAGE_CHECK(threads <= max_cpu_threads(), where, ": trainer.threads = ", threads,
+                    " is more than ", max_cpu_threads(),
+                    " (at most 4 threads per hardware thread of this machine)");
+  check_output_apart(values, where);
 }
 
 }  // namespace
@@ -514,15 +609,45 @@ Config load_config(const std::string& recipe_path, const std::vector<std::string
   std::map<std::string, std::string> values;
   if (!recipe_path.empty()) {
     const std::string text = io::read_text_file(recipe_path, 16 << 20);
+    RecipeText rt{text, recipe_path, {}};
+    // A control character outside the values checked below (a comment, a key, or where yaml-cpp
+    // stopped reading): named by its line.
+    auto check_raw = [&] {
+      int line = 1;
+      for (unsigned char c : text) {
+        if (c == '\n') ++line;
+        if (is_control(c) && c != '\r')
+          throw UsageError(recipe_path + ":" + std::to_string(line) +
+                           ": the recipe holds the control character " + control_name(c));
+      }
+    };
     try {
-      const YAML::Node root = YAML::Load(text);
+      const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+      if (docs.size() > 1) {
+        // Named by its '---' line: the last one at or before the second document's content.
+        std::vector<size_t> starts = {0};
+        for (size_t i = 0; i < text.size(); ++i)
+          if (text[i] == '\n') starts.push_back(i + 1);
+        const int content = docs[1].Mark().line;
+        int line = content >= 0 ? content : static_cast<int>(starts.size()) - 1;
+        for (int l = std::min(line, static_cast<int>(starts.size()) - 1); l >= 0; --l)
+          if (text.compare(starts[static_cast<size_t>(l)], 3, "---") == 0) {
+            line = l;
+            break;
+          }
+        throw UsageError(recipe_path + ":" + std::to_string(line + 1) +
+                         ": a second YAML document (after '---'); a recipe is one document");
+      }
+      const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
       LETHE_CHECK(root.IsMap() || root.IsNull(), recipe_path,
                   ": a recipe is a mapping of sections (model:, method:, data:, trainer:, eval:, "
                   "output:)");
-      if (root.IsMap()) flatten(root, "", recipe_path, values);
+      if (root.IsMap()) flatten(root, "", rt, values);
     } catch (const YAML::Exception& e) {
+      check_raw();
       throw Error(recipe_path + ": invalid YAML: " + e.what());
     }
+    check_raw();
   }
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
@@ -532,12 +657,29 @@ Config load_config(const std::string& recipe_path, const std::vector<std::string
     // The text after '=' is the value as written (a template may hold ": " or "{"); only a
     // list is parsed, as YAML flow: --set method.epsilons=[0.5,1,1].
     const std::string text = o.substr(eq + 1);
+    for (unsigned char c : text)
+      LETHE_USAGE_CHECK(!is_control(c), "--set ", key, ": the value holds the control character ",
+                        control_name(c));
     values[key] =
         !text.empty() && text[0] == '[' ? scalar_text(parse_value(text), "--set", key) : text;
   }
   finish(values, c.source_, kind);
   c.values_ = std::move(values);
   return c;
+}
+
+void check_same_recipe_on_every_rank(const Config& cfg) {
+  dist::Communicator& comm = dist::world();
+  if (comm.size() < 2) return;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the resolved keys
+  for (const auto& [k, v] : cfg.values())
+    for (const std::string& part : {k, std::string("="), v, std::string("\n")})
+      for (unsigned char c : part) h = (h ^ c) * 1099511628211ull;
+  const std::vector<uint64_t> all = comm.all_gather_host(h);
+  for (size_t r = 1; r < all.size(); ++r)
+    LETHE_USAGE_CHECK(all[r] == all[0], cfg.source(), ": rank ", r,
+                      "'s resolved recipe differs from rank 0's (the same recipe and --set keys "
+                      "on every rank; run.json lists the resolved keys)");
 }
 
 std::string describe_schema() {

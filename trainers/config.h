@@ -55,6 +55,10 @@ Config load_config(const std::string& recipe_path, const std::vector<std::string
 // The same from a map of key -> value (embedding programs, tests).
 Config make_config(const std::map<std::string, std::string>& values, RunKind kind);
 
+// Under mpirun: every rank must run the same resolved recipe (a hash gathered and compared);
+// a difference is a lethe::UsageError naming the rank. A collective: every rank calls it.
+void check_same_recipe_on_every_rank(const Config& cfg);
+
 // One line per schema key: "key  (type, default d)  description" — `lethe unlearn --keys`.
 std::string describe_schema();
 

@@ -16,6 +16,7 @@
 #include "engine/autograd.h"
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
+#include "engine/threads.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
@@ -25,6 +26,7 @@
 #include "models/lora.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/batch.h"
+#include "trainers/checkpoint_state.h"
 #include "trainers/eval/runner.h"
 #include "trainers/progress.h"
 
@@ -50,7 +52,7 @@ std::vector<std::string> lora_targets(const Config& cfg) {
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  LETHE_CHECK(!out.empty(), cfg.source(), ": lora.targets names no layer");
+  LETHE_USAGE_CHECK(!out.empty(), cfg.source(), ": lora.targets names no layer");
   return out;
 }
 
@@ -184,7 +186,8 @@ struct Trainer::Impl {
         s.labels.assign(prompt.size(), -100);
         s.input_ids.insert(s.input_ids.end(), answer.begin(), answer.end());
         s.labels.insert(s.labels.end(), answer.begin(), answer.end());
-        const size_t max_len = static_cast<size_t>(cfg.integer("data.max_length"));
+        const size_t max_len = static_cast<size_t>(
+            std::min(cfg.integer("data.max_length"), model->max_positions()));
         if (s.input_ids.size() > max_len) {
           s.input_ids.resize(max_len);
           s.labels.resize(max_len);
@@ -216,30 +219,22 @@ struct Trainer::Impl {
   }
 
   // ---- set-up -----------------------------------------------------------------------------------
-  // Every rank must run the same recipe: a hash of the resolved keys, gathered and compared.
-  void check_same_config() {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a
-    for (const auto& [k, v] : cfg.values())
-      for (const std::string& part : {k, std::string("="), v, std::string("\n")})
-        for (unsigned char c : part) h = (h ^ c) * 1099511628211ull;
-    const std::vector<uint64_t> all = comm->all_gather_host(h);
-    for (size_t r = 1; r < all.size(); ++r)
-      LETHE_CHECK(all[r] == all[0], cfg.source(), ": rank ", r,
-                  "'s resolved recipe differs from rank 0's (the same recipe and --set keys on "
-                  "every rank; run.json lists the resolved keys)");
-  }
-
   void setup() {
     if (opts.log) log = opts.log;
     comm = &dist::world();
     rank = comm->rank();
     ranks = comm->size();
     if (rank != 0) log = &null_log;  // one progress display: rank 0's
-    if (ranks > 1) check_same_config();
-    method = make_method(cfg);
+    check_same_recipe_on_every_rank(cfg);
+    try {  // a method's keys are the recipe's: a mistake there is a usage error (exit 2)
+      method = make_method(cfg);
+    } catch (const UsageError&) {
+      throw;
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
     seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
-    if (cfg.integer("trainer.threads") > 0)
-      omp_set_num_threads(static_cast<int>(cfg.integer("trainer.threads")));
+    set_cpu_threads(cfg.integer("trainer.threads"), "trainer.threads");
     set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
                                                           : MatmulPrecision::f32);
     // Every input path before any loading.
@@ -274,6 +269,7 @@ struct Trainer::Impl {
     if (cfg.flag("trainer.resume")) {
       LETHE_CHECK(fs::is_directory(ckpt), cfg.source(), ": trainer.resume is set but ",
                   ckpt.string(), " does not exist (nothing to resume)");
+      check_checkpoint_matches(ckpt);
       weights_dir = ckpt.string();
     }
     const bool lora = cfg.flag("lora.enabled");
@@ -294,7 +290,11 @@ struct Trainer::Impl {
         lc.targets = lora_targets(cfg);
         lc.init = cfg.str("lora.init");
         lc.base_model = cfg.str("model.path");
-        adapter = std::make_unique<models::LoraAdapter>(*model, lc, seed ^ 0x4c6f5241ull);
+        try {  // lora.* against the model (unknown targets, r above a layer's size): exit 2
+          adapter = std::make_unique<models::LoraAdapter>(*model, lc, seed ^ 0x4c6f5241ull);
+        } catch (const Error& e) {
+          throw UsageError(cfg.source() + ": lora.*: " + e.what());
+        }
       }
       model->set_linear_fn(adapter->hook());
     } else {
@@ -316,6 +316,7 @@ struct Trainer::Impl {
     data::SampleOptions so;
     so.prompt_template = cfg.str("data.template");
     so.max_length = cfg.integer("data.max_length");
+    so.max_positions = model->max_positions();
     so.add_eos = cfg.flag("data.add_eos");
     so.tokenization = cfg.str("data.tokenization") == "joint" ? data::Tokenization::joint
                                                               : data::Tokenization::separate;
@@ -930,59 +931,103 @@ struct Trainer::Impl {
     comm->barrier();
   }
 
-  void restore(const fs::path& dir) {
-    const nlohmann::json st = io::read_json_file((dir / "trainer_state.json").string());
-    try {
-      const nlohmann::json& s = st.at("state");
-      start_step = s.at("steps_done").get<int64_t>();
-      optimizer->set_step_count(s.at("optimizer_steps").get<int64_t>());
-      base_lr = s.at("base_lr").get<double>();
-      if (!s.at("best_score").is_null()) best_score = s.at("best_score").get<double>();
-      best_step = s.at("best_step").get<int64_t>();
-      for (const nlohmann::json& r : st.at("steps")) {
-        StepRecord rec;
-        rec.step = r.at("step").get<int64_t>();
-        rec.lr = r.at("lr").get<double>();
-        for (const Objective& o : method.objectives) {
-          rec.losses.push_back(r.at("loss").at(o.name).get<double>());
-          rec.grad_norms.push_back(r.at("grad_norm").at(o.name).get<double>());
-          rec.weights.push_back(r.at("weight").at(o.name).get<double>());
-          rec.excluded.push_back(r.contains("excluded") && r["excluded"].at(o.name).get<bool>());
-        }
-        rec.direction_norm = r.at("direction_norm").get<double>();
-        rec.tokens = r.at("tokens").get<double>();
-        rec.seconds = r.at("seconds").get<double>();
-        history.push_back(rec);
-      }
-      for (const nlohmann::json& e : st.at("eval")) {
-        EvalRecord er;
-        er.step = e.at("step").get<int64_t>();
-        er.forget_nll = e.at("forget_nll").is_null() ? NAN : e.at("forget_nll").get<double>();
-        er.retain_nll = e.at("retain_nll").is_null() ? NAN : e.at("retain_nll").get<double>();
-        evals.push_back(er);
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw Error((dir / "trainer_state.json").string() + ": not a lethe checkpoint state (" +
-                  e.what() + ")");
+  // ---- resume ------------------------------------------------------------------------------
+  // A checkpoint is a file like any other a user gives lethe: before the first step every field
+  // is checked for type and range against this run, its recipe against this recipe, its shapes
+  // against model.path, and its optimizer state for size and finiteness (docs/cli.md). The
+  // file at fault is named.
+
+  // The recipe keys that fix a run's trajectory: a checkpoint made under other values would
+  // continue another run. Device, threads, logging, saving, evaluation and output may change.
+  static bool trajectory_key(const std::string& k) {
+    for (const char* prefix : {"method.", "lora.", "data."})
+      if (k.rfind(prefix, 0) == 0) return true;
+    for (const char* key :
+         {"model.path", "model.reference", "model.adapter", "model.dtype", "trainer.optimizer",
+          "trainer.lr", "trainer.weight_decay", "trainer.beta1", "trainer.beta2", "trainer.eps",
+          "trainer.momentum", "trainer.batch_size", "trainer.grad_accum", "trainer.epochs",
+          "trainer.max_steps", "trainer.warmup_steps", "trainer.warmup_epochs",
+          "trainer.scheduler", "trainer.max_grad_norm", "trainer.seed"})
+      if (k == key) return true;
+    return false;
+  }
+
+  // Checks that the checkpoint in `ckpt` belongs to this run before any weights are read from
+  // it: its recipe and its model's shapes (from config.json alone).
+  void check_checkpoint_matches(const fs::path& ckpt) {
+    const std::string state_path = (ckpt / "trainer_state.json").string();
+    io::require_regular_file(state_path, "checkpoint state");
+    const nlohmann::json st = io::read_json_file(state_path);
+    LETHE_CHECK(st.is_object() && st.contains("config") && st["config"].is_object(), state_path,
+                ": no \"config\" object (not a lethe checkpoint state)");
+    const nlohmann::json& saved = st["config"];
+    for (const auto& [k, v] : cfg.values()) {
+      if (!trajectory_key(k)) continue;
+      const bool has = saved.contains(k);
+      LETHE_CHECK(has && saved[k].is_string() && saved[k].get<std::string>() == v, state_path,
+                  ": the checkpoint was made with ", k, " = ", has ? saved[k].dump() : "(unset)",
+                  ", this run has ", v,
+                  "; resume with the checkpoint's recipe, or start over in another output.dir");
     }
-    const io::SafetensorsFile f =
-        io::SafetensorsFile::open((dir / "optimizer.safetensors").string());
-    // Saved at full size; under ZeRO-1 this rank takes its range.
+    for (const auto& [k, v] : saved.items())
+      LETHE_CHECK(!trajectory_key(k) || cfg.has(k), state_path, ": the checkpoint was made with ",
+                  k, " = ", v.dump(), ", this run leaves it unset");
+    if (cfg.flag("lora.enabled")) return;  // the adapter's shapes are checked as it loads
+    const auto want = models::declared_parameters(cfg.str("model.path"));
+    const auto have = models::declared_parameters(ckpt.string());
+    const std::string ckpt_config = (ckpt / "config.json").string();
+    LETHE_CHECK(want.size() == have.size(), ckpt_config, ": the checkpoint's model has ",
+                have.size(), " parameters, model.path's (", cfg.str("model.path"), ") has ",
+                want.size(), " (a checkpoint of another model?)");
+    for (size_t i = 0; i < want.size(); ++i)
+      LETHE_CHECK(want[i] == have[i], ckpt_config, ": parameter '", have[i].first, "' has shape ",
+                  shape_str(have[i].second), ", model.path (", cfg.str("model.path"),
+                  ") needs '", want[i].first, "' ", shape_str(want[i].second),
+                  " (a checkpoint of another model?)");
+  }
+
+  void restore(const fs::path& dir) {
+    const std::string state_path = (dir / "trainer_state.json").string();
+    std::vector<std::string> names;
+    for (const Objective& o : method.objectives) names.push_back(o.name);
+    CheckpointState cs =
+        parse_checkpoint_state(io::read_json_file(state_path), state_path, total, names);
+
+    // The optimizer state: saved at full size; under ZeRO-1 this rank takes its range.
+    const std::string opt_path = (dir / "optimizer.safetensors").string();
+    io::require_regular_file(opt_path, "checkpoint optimizer state");
+    const io::SafetensorsFile f = io::SafetensorsFile::open(opt_path);
     const int64_t full = train_store().flat_grad_size();
+    std::vector<std::vector<float>> values;
     for (const auto& [name, buf] : optimizer->state_buffers()) {
-      const io::TensorInfo& t = f.at(name);
-      LETHE_CHECK(t.dtype == DType::f32 && t.numel() == full,
-                  (dir / "optimizer.safetensors").string(), ": state '", name, "' has ", t.numel(),
-                  " elements, the optimizer needs ", full);
-      std::vector<float> v(static_cast<size_t>(buf.numel()));
-      std::memcpy(v.data(), static_cast<const float*>(t.data) + optimizer->shard_begin(),
-                  v.size() * sizeof(float));
+      const io::TensorInfo* t = f.find(name);
+      LETHE_CHECK(t != nullptr, opt_path, ": state '", name, "' is missing (a checkpoint of ",
+                  "another optimizer?)");
+      LETHE_CHECK(t->dtype == DType::f32 && t->numel() == full, opt_path, ": state '", name,
+                  "' has ", t->numel(), " elements, the optimizer needs ", full);
+      const float* data = static_cast<const float*>(t->data);
+      for (int64_t i = 0; i < full; ++i)
+        LETHE_CHECK(std::isfinite(data[i]), opt_path, ": state '", name,
+                    "' holds a non-finite value at element ", i);
+      values.emplace_back(data + optimizer->shard_begin(), data + optimizer->shard_begin() +
+                                                               buf.numel());
+    }
+    // Everything checked: only now does the run take it.
+    start_step = cs.steps_done;
+    optimizer->set_step_count(cs.optimizer_steps);
+    base_lr = cs.base_lr;
+    best_score = std::isnan(cs.best_score) ? -std::numeric_limits<double>::infinity()
+                                           : cs.best_score;
+    best_step = cs.best_step;
+    history = std::move(cs.steps);
+    evals = std::move(cs.evals);
+    size_t i = 0;
+    for (const auto& [name, buf] : optimizer->state_buffers()) {
       Tensor live = buf;
       NoGradGuard ng;
-      live.copy_(Tensor::from_vector(v, {buf.numel()}));
+      live.copy_(Tensor::from_vector(values[i], {buf.numel()}));
+      ++i;
     }
-    LETHE_CHECK(start_step < total, (dir / "trainer_state.json").string(), ": the run already did ",
-                start_step, " of ", total, " steps");
   }
 
   int64_t run() {

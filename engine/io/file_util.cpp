@@ -5,10 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -72,6 +76,101 @@ void require_directory(const std::string& path, const std::string& what) {
     case FileKind::regular: LETHE_FAIL(path, ": ", what, " is a file, not a directory");
     case FileKind::other:
       LETHE_FAIL(path, ": ", what, " is ", file_kind_name(path), ", not a directory");
+  }
+}
+
+namespace {
+// The components of `path` made absolute, with the symlinks of its existing prefix resolved.
+std::vector<std::string> resolved_parts(const std::string& path) {
+  namespace fs = std::filesystem;
+  LETHE_CHECK(!path.empty(), "empty path");
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(fs::path(path), ec), ec);
+  if (ec) p = fs::absolute(fs::path(path)).lexically_normal();
+  std::vector<std::string> parts;
+  for (const fs::path& c : p.lexically_normal()) {
+    const std::string s = c.string();
+    if (s.empty() || s == ".") continue;  // a trailing slash leaves an empty last component
+    if (s == ".." && !parts.empty() && parts.back() != "/") {
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(s);
+  }
+  return parts;
+}
+}  // namespace
+
+std::string resolved_path(const std::string& path) {
+  std::string out;
+  for (const std::string& c : resolved_parts(path))
+    out += c == "/" ? c : (out.empty() || out.back() == '/' ? c : "/" + c);
+  return out;
+}
+
+PathRelation path_relation(const std::string& output, const std::string& input) {
+  const std::vector<std::string> o = resolved_parts(output), i = resolved_parts(input);
+  const size_t n = std::min(o.size(), i.size());
+  for (size_t k = 0; k < n; ++k)
+    if (o[k] != i[k]) {
+      // Two names for one existing place that the components cannot show (a bind mount):
+      std::error_code ec;
+      if (std::filesystem::equivalent(output, input, ec) && !ec) return PathRelation::same;
+      return PathRelation::apart;
+    }
+  if (o.size() == i.size()) return PathRelation::same;
+  return o.size() > i.size() ? PathRelation::inside : PathRelation::contains;
+}
+
+const char* path_relation_words(PathRelation r) {
+  switch (r) {
+    case PathRelation::same: return "is";
+    case PathRelation::inside: return "lies inside";
+    case PathRelation::contains: return "contains";
+    case PathRelation::apart: break;
+  }
+  return "is apart from";
+}
+
+void require_writable_directory(const std::string& path, const std::string& what) {
+  if (path.empty()) throw UsageError(what + " is empty");
+  std::string p = resolved_path(path);
+  struct stat st {};
+  bool exists = false;
+  try {
+    exists = stat_path(p, st);
+  } catch (const Error& e) {
+    throw UsageError(what + ": " + e.what());
+  }
+  if (exists) {
+    if (!S_ISDIR(st.st_mode))
+      throw UsageError(what + ": " + path + " is " + mode_name(st.st_mode) +
+                       ", not a directory lethe can write into");
+    if (::access(p.c_str(), W_OK | X_OK) != 0)
+      throw UsageError(what + ": " + path + " cannot be written (" + errno_text() + ")");
+    return;
+  }
+  // The nearest existing ancestor must be a writable directory (then lethe can create the rest).
+  std::filesystem::path a = std::filesystem::path(p).parent_path();
+  while (true) {
+    struct stat ast {};
+    bool there = false;
+    try {
+      there = stat_path(a.string(), ast);
+    } catch (const Error& e) {
+      throw UsageError(what + ": " + e.what());
+    }
+    if (there) {
+      if (!S_ISDIR(ast.st_mode))
+        throw UsageError(what + ": " + path + " cannot be created: " + a.string() + " is " +
+                         mode_name(ast.st_mode) + ", not a directory");
+      if (::access(a.c_str(), W_OK | X_OK) != 0)
+        throw UsageError(what + ": " + path + " cannot be created in " + a.string() + " (" +
+                         errno_text() + ")");
+      return;
+    }
+    if (a == a.parent_path()) return;
+    a = a.parent_path();
   }
 }
 

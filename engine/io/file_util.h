@@ -24,6 +24,21 @@ void require_regular_file(const std::string& path, const std::string& what = "fi
 // Throws unless `path` is a directory.
 void require_directory(const std::string& path, const std::string& what = "directory");
 
+// Where an output lies relative to an input, both resolved (symlinks of the existing part
+// followed, "." and ".." folded, trailing slashes ignored): the same place, inside it, containing
+// it, or apart. lethe refuses an output that is not `apart` from every input (docs/cli.md).
+enum class PathRelation { apart, same, inside, contains };
+PathRelation path_relation(const std::string& output, const std::string& input);
+// "is", "lies inside", "contains" (and "is apart from"), for "output X <words> input Y".
+const char* path_relation_words(PathRelation r);
+// The path as path_relation compares it (absolute, symlinks of the existing part resolved).
+std::string resolved_path(const std::string& path);
+
+// Checks, without creating anything, that `path` can become an output directory: it is a
+// directory lethe may write, or it does not exist and its nearest existing ancestor is one.
+// Throws lethe::UsageError naming `what` (a recipe key or flag) and the path otherwise.
+void require_writable_directory(const std::string& path, const std::string& what);
+
 // Opens `path` read-only and returns the descriptor (the caller closes it) and the file's size.
 // The file must be a regular file: it is opened non-blocking so a FIFO cannot hang the process,
 // and its type is checked on the open descriptor. Errors name `path`.

@@ -840,7 +840,8 @@ TEST(CliDemo, QuickRunPrintsTheTableAndWritesTheReport) {
   EXPECT_NE(r.out.find("forget quality"), std::string::npos);
   for (const char* f :
        {"report.md", "forget_quality_vs_utility.svg", "forget_loss.svg", "retain_loss.svg",
-        "target/model.safetensors", "target/eval.json", "ngdiff/run.json", "ngdiff/eval.json"})
+        "target/model.safetensors", "eval/target/eval.json", "ngdiff/run.json",
+        "eval/ngdiff/eval.json"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   const std::string svg = read_file(out / "forget_quality_vs_utility.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
@@ -848,7 +849,7 @@ TEST(CliDemo, QuickRunPrintsTheTableAndWritesTheReport) {
   EXPECT_NE(read_file(out / "report.md").find("![forget quality vs model utility]"),
             std::string::npos);
   // The retain-only model against its own truth ratios: forget quality 1.
-  const json rj = json::parse(read_file(out / "retain" / "eval.json"));
+  const json rj = json::parse(read_file(out / "eval" / "retain-only" / "eval.json"));
   EXPECT_DOUBLE_EQ(rj.at("summary").at("forget_quality").get<double>(), 1.0);
 }
 
@@ -933,3 +934,174 @@ TEST(CliMerge, MergesAPeftAdapterAndRefusesAWrongOne) {
 }
 
 }  // namespace
+
+// ---- what lethe refuses before it starts (hardening round 2, docs/cli.md) ----------------------
+
+namespace {
+
+// A private copy of the tiny model, so a run that wrongly wrote over it could not hurt a fixture.
+fs::path model_copy(const std::string& name) {
+  const fs::path dir = temp_path(name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(kMethods + "/model"))
+    fs::copy_file(e.path(), dir / e.path().filename());
+  return dir;
+}
+
+std::vector<std::string> unlearn_keys(const fs::path& model, const std::string& out) {
+  return {"model.path=" + model.string(), "method.name=ga",
+          "data.forget=" + kMethods + "/forget.jsonl", "output.dir=" + out};
+}
+
+std::vector<std::string> with_sets(std::vector<std::string> args,
+                                   const std::vector<std::string>& kv) {
+  for (const std::string& s : kv) {
+    args.push_back("--set");
+    args.push_back(s);
+  }
+  return args;
+}
+
+std::vector<std::string> small_run(const std::string& cmd) {
+  return {cmd,           "--set", "data.format=tokenized", "--set", "trainer.batch_size=2",
+          "--set",       "trainer.grad_accum=1", "--set", "trainer.max_steps=2", "--set",
+          "trainer.lr=0.01"};
+}
+
+}  // namespace
+
+// output.dir is, lies inside, or contains an input (also through a symlink, "..", a trailing
+// slash): exit 2 naming both keys, before anything is written; the model's bytes are unchanged.
+TEST(CliRefuses, AnOutputOverAnInput) {
+  const fs::path model = model_copy("own_model");
+  const std::string weights = read_file(model / "model.safetensors");
+  const fs::path link = temp_path("link_to_model");
+  fs::remove(link);
+  fs::create_directory_symlink(model, link);
+  struct Case {
+    std::string out, needle;
+  };
+  const std::vector<Case> cases = {
+      {model.string(), "output.dir (" + model.string() + ") is model.path"},
+      {model.string() + "/", "is model.path"},
+      {model.string() + "/../" + model.filename().string(), "is model.path"},
+      {link.string(), "is model.path"},
+      {(model / "sub").string(), "lies inside model.path"},
+      {model.parent_path().string(), "contains model.path"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.out);
+    expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, c.out))), 2, c.needle);
+    expect_error(run(with_sets(small_run("finetune"),
+                               {"model.path=" + model.string(),
+                                "data.train=" + kMethods + "/forget.jsonl", "output.dir=" + c.out})),
+                 2, c.needle);
+  }
+  // The reference, the data files and an eval reference are inputs too.
+  const fs::path ref = model_copy("own_reference");
+  auto keys = unlearn_keys(model, ref.string());
+  keys.push_back("model.reference=" + ref.string());
+  keys[1] = "method.name=npo";
+  keys.push_back("data.retain=" + kMethods + "/retain.jsonl");
+  expect_error(run(with_sets(small_run("unlearn"), keys)), 2, "is model.reference");
+  expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, kMethods))), 2,
+               "contains data.forget");
+  expect_error(run(with_sets({"eval"}, {"model.path=" + model.string(),
+                                        "eval.perplexity=" + kMethods + "/forget.jsonl",
+                                        "eval.format=jsonl", "output.dir=" + model.string()})),
+               2, "output.dir");
+  EXPECT_TRUE(read_file(model / "model.safetensors") == weights) << "the model was rewritten";
+  EXPECT_FALSE(fs::exists(model / "run.json"));
+  EXPECT_FALSE(fs::exists(model / "sub"));
+}
+
+TEST(CliRefuses, MergeOverItsBaseOrAdapter) {
+  const fs::path model = model_copy("merge_base");
+  const std::string weights = read_file(model / "model.safetensors");
+  const std::string adapter = "tests/trainers/fixtures/lora/adapter";
+  expect_error(run({"merge", "--model", model.string(), "--adapter", adapter, "--output",
+                    model.string()}),
+               2, "--output (" + model.string() + ") is --model");
+  expect_error(run({"merge", "--model", model.string(), "--adapter", adapter, "--output",
+                    adapter + "/merged"}),
+               2, "lies inside --adapter");
+  EXPECT_TRUE(read_file(model / "model.safetensors") == weights) << "the base was rewritten";
+}
+
+// An output.dir that is a file, or lies under one, is named as the key before any step.
+TEST(CliRefuses, AnOutputThatCannotBeADirectory) {
+  const fs::path file = temp_path("a_file");
+  std::ofstream(file) << "x";
+  const fs::path model = model_copy("out_file_model");
+  expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, file.string()))), 2,
+               "output.dir: " + file.string() + " is a regular file");
+  expect_error(
+      run(with_sets(small_run("unlearn"), unlearn_keys(model, (file / "sub").string()))), 2,
+      "output.dir");
+  EXPECT_EQ(read_file(file), "x");
+}
+
+// A recipe mistake is exit 2 wherever it is found: a parameter the method does not read, no
+// LoRA target, a rank above the layers' size, more threads than the machine can start.
+TEST(CliRefuses, RecipeMistakesFoundLateAreStillUsageErrors) {
+  const fs::path model = model_copy("late_model");
+  const std::string out = temp_path("late_out").string();
+  auto keys = unlearn_keys(model, out);
+  keys[1] = "method.name=graddiff";
+  keys.push_back("data.retain=" + kMethods + "/retain.jsonl");
+  auto beta = keys;
+  beta.push_back("method.beta=0.5");
+  expect_error(run(with_sets(small_run("unlearn"), beta)), 2, "method.beta");
+  auto targets = keys;
+  targets.push_back("lora.enabled=true");
+  targets.push_back("lora.targets=");
+  expect_error(run(with_sets(small_run("unlearn"), targets)), 2, "lora.targets");
+  auto rank = keys;
+  rank.push_back("lora.enabled=true");
+  rank.push_back("lora.r=64");
+  expect_error(run(with_sets(small_run("unlearn"), rank)), 2, "r = 64 exceeds");
+  auto threads = keys;
+  threads.push_back("trainer.threads=4096");
+  expect_error(run(with_sets(small_run("unlearn"), threads)), 2, "trainer.threads");
+  expect_error(run({"demo", "--quick", "--threads", "4096", "--out", temp_path("d").string()}), 2,
+               "--threads = 4096");
+  expect_error(run({"bench", "ops", "--threads", "1000"}), 2, "--threads = 1000");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// YAML that yaml-cpp accepts but a recipe must not: a key or section twice, a quote never
+// closed, a second document, control characters. Each names the key (where there is one) and
+// the line.
+TEST(CliRefuses, RecipesYamlShouldNotAccept) {
+  const fs::path model = model_copy("yaml_model");
+  const std::string head = "model:\n  path: " + model.string() + "\nmethod:\n  name: ga\n" +
+                           "data:\n  forget: " + kMethods + "/forget.jsonl\n  format: tokenized\n";
+  const std::string out = "output:\n  dir: " + temp_path("yaml_out").string() + "\n";
+  struct Case {
+    std::string name, text, needle;
+  };
+  const std::vector<Case> cases = {
+      {"dup_key", head + out + "trainer:\n  lr: 0.1\n  lr: 0.2\n",
+       ":12: key 'trainer.lr' is given twice (first at line 11)"},
+      {"dup_section", head + out + "trainer:\n  lr: 0.1\ntrainer:\n  seed: 3\n",
+       ":12: section 'trainer' is given twice (first at line 10)"},
+      {"unclosed", head + "output:\n  dir: \"" + temp_path("yaml_out").string() + "\n",
+       ":9: output.dir: the quoted value is never closed"},
+      {"two_docs", head + out + "---\ntrainer:\n  lr: 0.1\n", ":10: a second YAML document"},
+      {"nul", head + out + std::string("trainer:\n  scheduler: con\0stant\n", 31),
+       ":11: "},
+      // a control character that only a YAML escape makes, in a value (line 2)
+      {"escape",
+       "model:\n  labels: \"safe\\x01,harmful\"\n" + head.substr(head.find('\n') + 1) + out,
+       ":2: model.labels: the value holds the control character U+0001"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path recipe = temp_path(c.name + ".yaml");
+    std::ofstream(recipe, std::ios::binary) << c.text;
+    const Result r = run({"unlearn", "--config", recipe.string()});
+    expect_error(r, 2, recipe.string() + c.needle);
+    if (c.name == "nul") expect_error(r, 2, "control character U+0000");
+  }
+  expect_error(run({"unlearn", "--set", std::string("trainer.scheduler=con\x02stant")}), 2,
+               "control character U+0002");
+}

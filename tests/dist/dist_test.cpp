@@ -274,6 +274,38 @@ TEST(Dist, DifferentRecipesOnTheRanksAreRefusedAtStart) {
   EXPECT_NE(r.output.find("differs from rank 0"), std::string::npos) << r.output;
 }
 
+// The same failure on every rank (a recipe mistake) is printed once, as one whole line.
+TEST(Dist, AFailureOnEveryRankIsPrintedOnce) {
+  const std::string out = lethe::testing::scratch_dir("dist_once", "out");
+  std::vector<std::string> k = base_keys("ga", out);
+  k.push_back("method.beta=0.5");  // not a parameter of ga: every rank refuses it
+  const Shell r = shell(mpirun_prefix() + " -np 3 " + lethe::testing::cli_binary() + " unlearn" +
+                            sets(k),
+                        60);
+  EXPECT_EQ(r.status, 2) << r.output;
+  size_t lines = 0;
+  for (size_t at = r.output.find("lethe: error:"); at != std::string::npos;
+       at = r.output.find("lethe: error:", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 1u) << r.output;
+  EXPECT_NE(r.output.find("method.beta is not a parameter of ga"), std::string::npos) << r.output;
+}
+
+// lethe eval checks the recipe across ranks at start, as unlearn does.
+TEST(Dist, EvalWithDifferentRecipesOnTheRanksIsRefused) {
+  const std::string f = "tests/trainers/fixtures/tofu_eval/";
+  const std::string out = lethe::testing::scratch_dir("dist_eval_cfg", "out");
+  const std::string app = lethe::testing::cli_binary() + " eval" +
+                          sets({"model.path=" + f + "model", "eval.forget=" + f + "forget.json",
+                                "eval.max_new_tokens=4", "output.dir=" + out});
+  const Shell r = shell(
+      mpirun_prefix() + " -np 1 " + app + " : -np 1 " + app + " --set eval.batch_size=3", 60);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 1's resolved recipe differs from rank 0's"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(out + "/eval.json"));
+}
+
 TEST(Dist, EvalOnTwoRanksEqualsOneProcess) {
   // TOFU (probabilities, truth ratios, greedy answers), membership inference and perplexity:
   // each rank takes a block of every set, the per-sample results are gathered in order.

@@ -26,6 +26,7 @@
 
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "engine/threads.h"
 #include "kernels/backend.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
@@ -189,7 +190,7 @@ bool is_not_implemented(const std::string& what) {
 }
 
 void run_bench_ops(const BenchOptions& o) {
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  set_cpu_threads(o.threads, "--threads");
   int threads = omp_get_max_threads();
   Device dev = Device::parse(o.device);
   kernels::Backend& be = backend(dev);  // fails clearly when the device is unavailable
@@ -381,6 +382,7 @@ double current_rss_mb() {
 }
 
 void run_bench_step(const StepBenchOptions& o) {
+  set_cpu_threads(o.threads, "--threads");  // checked here: the step runs in a child process
   io::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
   config.num_hidden_layers = o.layers;
   const int64_t samples = kStepBatch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
@@ -503,6 +505,7 @@ struct HeadBenchOptions {
 };
 
 void run_bench_head(const HeadBenchOptions& o) {
+  set_cpu_threads(o.threads, "--threads");  // checked here: the heads run in child processes
   struct Result {
     std::string impl;
     double peak_mb = 0, base_mb = 0, ms = 0;

@@ -18,6 +18,7 @@
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/io/opt_config.h"
+#include "engine/threads.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -147,6 +148,7 @@ std::string table(const std::vector<Row>& rows) {
 
 void run_tofu_demo(const TofuDemoOptions& o) {
   const auto start = std::chrono::steady_clock::now();
+  set_cpu_threads(o.threads, "--threads");
   const Plan p = plan_for(o.quick);
   const fs::path out(o.out), dd = out / "data", tofu = fs::path(o.data) / "tofu",
                              demo_files = fs::path(o.data) / "demo";
@@ -221,10 +223,12 @@ void run_tofu_demo(const TofuDemoOptions& o) {
     t.run();
     if (curve) *curve = t.evals();
   };
-  auto evaluate = [&](const fs::path& model, const std::string& reference) {
+  // Each evaluation writes its eval.json to eval/<name>: never into a model it reads.
+  auto evaluate = [&](const fs::path& model, const std::string& name,
+                      const std::string& reference) {
     std::vector<std::string> sets = {
         "model.path=" + model.string(),
-        "output.dir=" + model.string(),
+        "output.dir=" + (out / "eval" / name).string(),
         "eval.forget=" + (dd / "eval_forget.json").string(),
         "eval.retain=" + (dd / "eval_retain.json").string(),
         "eval.real_authors=" + (dd / "eval_real_authors.json").string(),
@@ -257,11 +261,12 @@ void run_tofu_demo(const TofuDemoOptions& o) {
         "training the retain-only model (never sees the forget authors)", nullptr);
   const double retain_secs = seconds_since(t0);
   note("demo: evaluating the retain-only model and the target");
-  rows.push_back({"retain-only", evaluate(out / "retain", ""), {}, retain_secs});
-  const std::string reference = (out / "retain" / "eval.json").string();
+  rows.push_back({"retain-only", evaluate(out / "retain", "retain", ""), {}, retain_secs});
+  const std::string reference = (out / "eval" / "retain" / "eval.json").string();
   // Forget quality of the retain model itself: its KS test against its own truth ratios is 1.
-  rows.back().report = evaluate(out / "retain", reference);
-  rows.insert(rows.begin(), Row{"target", evaluate(out / "target", reference), {}, target_secs});
+  rows.back().report = evaluate(out / "retain", "retain-only", reference);
+  rows.insert(rows.begin(),
+              Row{"target", evaluate(out / "target", "target", reference), {}, target_secs});
 
   for (const Method& m : methods()) {
     t0 = std::chrono::steady_clock::now();
@@ -280,7 +285,7 @@ void run_tofu_demo(const TofuDemoOptions& o) {
     for (const std::string& e : m.extra) sets.push_back(e);
     Row row{m.name, {}, {}, 0};
     train(RunKind::unlearn, sets, std::string("unlearning with ") + m.name, &row.curve);
-    row.report = evaluate(out / m.name, reference);
+    row.report = evaluate(out / m.name, m.name, reference);
     row.seconds = seconds_since(t0);
     rows.push_back(std::move(row));
   }
@@ -333,7 +338,7 @@ void run_tofu_demo(const TofuDemoOptions& o) {
      << ".\n\n"
      << "![forget quality vs model utility](forget_quality_vs_utility.svg)\n\n"
      << "![forget loss](forget_loss.svg)\n\n![retain loss](retain_loss.svg)\n\n"
-     << "Per-sample values and every generated answer: `<model>/eval.json`; training logs: "
+     << "Per-sample values and every generated answer: `eval/<model>/eval.json`; training logs: "
         "`<model>/run.json`.\n";
   io::write_file_atomic((out / "report.md").string(), md.str());
   note("demo: report in " + (out / "report.md").string() + "; total " +

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "models/causal_lm.h"
 #include "models/lora.h"
@@ -24,6 +25,15 @@ struct MergeOptions {
 void run_merge(const MergeOptions& o) {
   io::require_directory(o.model, "--model");
   io::require_directory(o.adapter, "--adapter");
+  // The merged model never goes where the base or the adapter is (docs/cli.md).
+  for (const auto& [flag, input] : {std::pair<const char*, std::string>{"--model", o.model},
+                                    {"--adapter", o.adapter}}) {
+    const io::PathRelation r = io::path_relation(o.output, input);
+    if (r == io::PathRelation::apart) continue;
+    throw UsageError(std::string("--output (") + o.output + ") " + io::path_relation_words(r) +
+                     " " + flag + " (" + input + "): lethe never writes where its inputs are");
+  }
+  io::require_writable_directory(o.output, "--output");
   const DType dtype = o.dtype == "bf16" ? DType::bf16 : o.dtype == "f16" ? DType::f16 : DType::f32;
   auto model = models::load_causal_lm(o.model, Device::cpu(), {models::none_trainable});
   const auto adapter = models::LoraAdapter::load(*model, o.adapter, false);
@@ -33,7 +43,7 @@ void run_merge(const MergeOptions& o) {
   for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
                         "special_tokens_map.json", "tokenizer.model", "generation_config.json"}) {
     const fs::path p = fs::path(o.model) / f;
-    if (fs::is_regular_file(p) && !fs::equivalent(o.model, o.output))
+    if (fs::is_regular_file(p))
       io::write_file_atomic((fs::path(o.output) / f).string(), io::read_text_file(p.string()));
   }
   nlohmann::ordered_json out;

@@ -1,7 +1,15 @@
 // `lethe`: the command-line front end, git-style subcommands (see docs/cli.md).
 // Must not hold subcommand logic: it parses, dispatches, and turns errors into exit codes.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -20,15 +28,45 @@ namespace {
 constexpr int kRuntimeError = 1;
 constexpr int kUsageError = 2;
 
+// Under mpirun the same failure usually reaches every rank (a recipe mistake, a missing file):
+// it is printed once, by the first rank to claim it, as one write() so lines never interleave.
+// The claim is a file named by the job and the message in the temp directory (O_EXCL).
+bool first_to_report(const std::string& message) {
+  const char* job = std::getenv("PMIX_NAMESPACE");
+  if (!job) job = std::getenv("OMPI_MCA_ess_base_jobid");
+  if (!job) return true;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of job and message
+  for (const std::string& part : {std::string(job), std::string("\n"), message})
+    for (unsigned char c : part) h = (h ^ c) * 1099511628211ull;
+  char name[96];
+  std::snprintf(name, sizeof name, "lethe-error-%d-%016llx", static_cast<int>(::getuid()),
+                static_cast<unsigned long long>(h));
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) return true;
+  const int fd = ::open((dir / name).c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return errno != EEXIST;
+  ::close(fd);
+  return true;
+}
+
 int fail(const std::string& message, int status) {
   std::string one_line = message;
   for (char& c : one_line)
     if (c == '\n' || c == '\r') c = ' ';
-  // Under mpirun every rank's message says which rank it is.
+  // Under mpirun the line says which rank printed it.
   const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
   if (!rank) rank = std::getenv("PMI_RANK");
-  std::cerr << "lethe: error: " << (rank ? std::string("rank ") + rank + ": " : std::string())
-            << one_line << std::endl;
+  if (rank && !first_to_report(one_line)) return status;
+  const std::string line = "lethe: error: " +
+                           (rank ? std::string("rank ") + rank + ": " : std::string()) + one_line +
+                           "\n";
+  std::cerr.flush();
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(2, line.data() + done, line.size() - done);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
   return status;
 }
 
@@ -40,8 +78,7 @@ int finish(int status) {
     if (status != 0) lethe::dist::world().abort(status);
     lethe::dist::finalize();
   } catch (const std::exception& e) {
-    std::cerr << "lethe: error: " << e.what() << std::endl;
-    return status != 0 ? status : kRuntimeError;
+    return fail(e.what(), status != 0 ? status : kRuntimeError);
   }
   return status;
 }
@@ -87,6 +124,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return finish(app.exit(e));  // --help, --version
+    return finish(fail(e.what(), kUsageError));
+  } catch (const lethe::UsageError& e) {
     return finish(fail(e.what(), kUsageError));
   } catch (const lethe::Error& e) {
     return finish(fail(e.what(), kRuntimeError));

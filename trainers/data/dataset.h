@@ -50,6 +50,9 @@ struct SampleOptions {
   int64_t max_length = 512;  // truncation (tokens, BOS included); must be >= 2
   bool add_eos = true;       // append the tokenizer's EOS to the answer (labelled)
   Tokenization tokenization = Tokenization::separate;
+  // The model's max_position_embeddings (0 = no check): a row longer than this after truncation
+  // is an error naming its file and line (lower max_length), not a failure inside the forward.
+  int64_t max_positions = 0;
 };
 
 // The template a format uses when SampleOptions::prompt_template is "": tofu
@@ -92,9 +95,11 @@ std::vector<Sample> make_samples(const std::vector<Record>& records, const Sampl
                                  const tokenizer::Tokenizer& tokenizer);
 
 // Pre-tokenised JSONL: {"input_ids": [...], "labels": [...]} per line (labels optional: the
-// input ids; -100 = ignored); truncated to max_length. `vocab_size` bounds the ids (0 = no check).
+// input ids; -100 = ignored); truncated to max_length. `vocab_size` bounds the ids (0 = no check),
+// `max_positions` the rows' lengths (0 = no check). A row with no labelled token after its first
+// has nothing to predict after the shift and is refused, naming its line (docs/data.md).
 std::vector<Sample> load_tokenized(const std::string& path, int64_t max_length,
-                                   int64_t vocab_size = 0);
+                                   int64_t vocab_size = 0, int64_t max_positions = 0);
 
 // Any format: load_tokenized for Format::tokenized, else load_records + make_samples.
 // `vocab_size` > 0 also checks the ids a tokenizer produced (a tokenizer of another model).

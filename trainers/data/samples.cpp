@@ -110,9 +110,10 @@ void check_options(const SampleOptions& options) {
               options.max_length);
 }
 
+// A token to predict: a label after the first (HF's shift makes position 0's label no target).
 bool has_label(const Sample& s) {
-  for (int64_t l : s.labels)
-    if (l != kIgnore) return true;
+  for (size_t i = 1; i < s.labels.size(); ++i)
+    if (s.labels[i] != kIgnore) return true;
   return false;
 }
 
@@ -192,6 +193,12 @@ std::vector<Sample> make_samples(const std::vector<Record>& records, const Sampl
       throw Error(record.source + ": " + e.what());
     }
     if (!has_label(samples.back())) unlabelled.push_back(record.source);
+    LETHE_CHECK(options.max_positions <= 0 ||
+                    static_cast<int64_t>(samples.back().input_ids.size()) <= options.max_positions,
+                record.source, ": ", samples.back().input_ids.size(),
+                " tokens, more than the model's ", options.max_positions,
+                " positions (max_position_embeddings); lower data.max_length to ",
+                options.max_positions);
   }
   if (!unlabelled.empty()) {
     std::string names;
@@ -209,7 +216,7 @@ std::vector<Sample> make_samples(const std::vector<Record>& records, const Sampl
 std::vector<Sample> load_samples(const std::string& path, const SampleOptions& options,
                                  const tokenizer::Tokenizer* tokenizer, int64_t vocab_size) {
   if (options.format == Format::tokenized)
-    return load_tokenized(path, options.max_length, vocab_size);
+    return load_tokenized(path, options.max_length, vocab_size, options.max_positions);
   LETHE_CHECK(tokenizer != nullptr, path, ": format ", format_name(options.format),
               " needs a tokenizer");
   LETHE_CHECK(vocab_size >= 0, "vocab_size must be >= 0 (0: no check), got ", vocab_size);

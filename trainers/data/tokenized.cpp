@@ -40,7 +40,7 @@ std::string range_text(int64_t vocab_size) {
 }  // namespace
 
 std::vector<Sample> load_tokenized(const std::string& path, int64_t max_length,
-                                   int64_t vocab_size) {
+                                   int64_t vocab_size, int64_t max_positions) {
   LETHE_CHECK(max_length >= 2, "max_length must be at least 2 (BOS and one token), got ",
               max_length);
   LETHE_CHECK(vocab_size >= 0, "vocab_size must be >= 0 (0: no check), got ", vocab_size);
@@ -73,11 +73,19 @@ std::vector<Sample> load_tokenized(const std::string& path, int64_t max_length,
       s.input_ids.resize(static_cast<size_t>(max_length));
       s.labels.resize(static_cast<size_t>(max_length));
     }
+    // The label at position 0 is never a target: HF's shift pairs position t with label t + 1.
     bool labelled = false;
-    for (int64_t l : s.labels) labelled = labelled || l != kIgnore;
-    LETHE_CHECK(labelled, source, ": no labelled token (every label is -100",
+    for (size_t i = 1; i < s.labels.size(); ++i) labelled = labelled || s.labels[i] != kIgnore;
+    LETHE_CHECK(labelled, source, ": no token to predict (",
+                s.input_ids.size() == 1 ? std::string("a row of one token has no target after the "
+                                                      "shift")
+                                        : "every label after the first is -100",
                 truncated ? " after truncation to max_length " + std::to_string(max_length) : "",
                 ")");
+    LETHE_CHECK(max_positions <= 0 || static_cast<int64_t>(s.input_ids.size()) <= max_positions,
+                source, ": ", s.input_ids.size(), " tokens, more than the model's ",
+                max_positions, " positions (max_position_embeddings); lower data.max_length to ",
+                max_positions);
     samples.push_back(std::move(s));
   });
   return samples;

@@ -506,6 +506,7 @@ std::string report_csv(const EvalReport& r) {
 }
 
 EvalReport run_eval(const Config& c) {
+  check_same_recipe_on_every_rank(c);  // under mpirun: one recipe, or no rank starts
   for (const SplitKey& k : kSplits)
     if (c.has(k.key)) io::require_regular_file(c.str(k.key), k.key);
   for (const char* k :

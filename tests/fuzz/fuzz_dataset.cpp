@@ -46,9 +46,9 @@ void check_samples(const std::vector<data::Sample>& samples, int64_t max_length,
       check(s.input_ids[i] >= 0 && s.input_ids[i] < vocab_size, "id outside the vocabulary");
       check(s.labels[i] == -100 || (s.labels[i] >= 0 && s.labels[i] < vocab_size),
             "label neither -100 nor an id");
-      labelled = labelled || s.labels[i] != -100;
+      labelled = labelled || (i > 0 && s.labels[i] != -100);  // position 0 is never a target
     }
-    check(labelled, "no labelled token");
+    check(labelled, "no token to predict");
   }
 }
 

@@ -654,7 +654,7 @@ TEST(DataTokenized, ReadsIdsAndLabels) {
   o.max_length = 4;
   EXPECT_EQ(load_samples(path, o, nullptr, 1500).size(), 3u);
   expect_error([&] { load_tokenized(path, 3); },
-               {path + ":3: no labelled token", "after truncation to max_length 3"});
+               {path + ":3: no token to predict", "after truncation to max_length 3"});
   expect_error([&] { load_tokenized(path, 512, 100); },
                {path + ":1: field \"input_ids\": id 100 at index 1 is outside [0, 100)"});
   expect_error([&] { load_records(path, Format::tokenized); }, {"load_tokenized"});
@@ -683,7 +683,7 @@ TEST(DataTokenized, MalformedLinesNameTheLineAndField) {
        "field \"labels\": label -1 at index 1 is neither -100 nor in [0, 50)"},
       {R"({"input_ids": [1, 2], "labels": [-100, 50]})", "label 50 at index 1"},
       {R"({"input_ids": [1, 2], "labels": [-100, -100]})",
-       "bad.jsonl:3: no labelled token (every label is -100)"},
+       "bad.jsonl:3: no token to predict (every label after the first is -100)"},
       {R"({"input_ids": [1, 2], "labels": {"a": 1}})",
        "field \"labels\": expected a list of integers, got object"},
       {R"({"input_ids": [1, 2]} x)", "bad.jsonl:3: invalid JSON at column"},

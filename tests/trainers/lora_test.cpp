@@ -374,7 +374,7 @@ TEST(Lora, EvalWithAnAdapterEqualsTheMergedModel) {
     return r.perplexity->result.perplexity;
   };
   const double attached = eval_ppl(tofu, dir + "/adapter", "attached");
-  const double merged = eval_ppl(dir + "/merged", "", "merged");
+  const double merged = eval_ppl(dir + "/merged", "", "eval_merged");
   const double plain = eval_ppl(tofu, "", "plain");
   EXPECT_NEAR(attached, merged, 1e-5 * merged);
   EXPECT_GT(std::fabs(attached - plain), 1e-3 * plain) << "the adapter changed nothing";

@@ -3,8 +3,8 @@
 
 #include "engine/error.h"
 #include "engine/io/json.h"
-#include "engine/ops.h"
 #include "engine/io/opt_config.h"
+#include "engine/ops.h"
 #include "models/opt/opt_model.h"
 #include "models/opt/opt_weights.h"
 

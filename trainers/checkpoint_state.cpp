@@ -23,8 +23,8 @@ CheckpointState parse_checkpoint_state(const nlohmann::json& state, const std::s
   };
   auto whole = [&](const nlohmann::json& j, const std::string& name, int64_t lo, int64_t hi) {
     if (!j.is_number_integer()) throw bad(name + " must be a whole number, got " + j.dump());
-    const bool too_big = j.is_number_unsigned() &&
-                         j.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
+    const bool too_big =
+        j.is_number_unsigned() && j.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
     const int64_t v = too_big ? INT64_MAX : j.get<int64_t>();
     if (too_big || v < lo || v > hi)
       throw bad(name + " = " + j.dump() + " is outside [" + std::to_string(lo) + ", " +
@@ -34,8 +34,7 @@ CheckpointState parse_checkpoint_state(const nlohmann::json& state, const std::s
   auto real = [&](const nlohmann::json& j, const std::string& name, double lo, bool nullable) {
     if (nullable && j.is_null()) return std::numeric_limits<double>::quiet_NaN();
     if (!j.is_number() || !std::isfinite(j.get<double>()) || j.get<double>() < lo)
-      throw bad(name + " must be a finite number" + (lo == 0 ? " >= 0" : "") + ", got " +
-                j.dump());
+      throw bad(name + " must be a finite number" + (lo == 0 ? " >= 0" : "") + ", got " + j.dump());
     return j.get<double>();
   };
   const nlohmann::json& s = at(state, "state", "");

@@ -499,7 +499,8 @@ constexpr const char* kEvalSets[] = {"eval.forget",
 // Nothing a user gives lethe is written by the run: output.dir must lie apart from every input
 // path (the model, reference, adapter, tokenizer, data files, eval sets and references), compared
 // resolved, and must be a directory lethe can write — found before any work (docs/cli.md).
-void check_output_apart(const std::map<std::string, std::string>& values, const std::string& where) {
+void check_output_apart(const std::map<std::string, std::string>& values,
+                        const std::string& where) {
   const std::string out = values.at("output.dir");
   for (const Key& k : schema()) {
     auto it = values.find(k.name);

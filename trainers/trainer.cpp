@@ -16,13 +16,13 @@
 #include "engine/autograd.h"
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
-#include "engine/threads.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
 #include "engine/lr_schedule.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/threads.h"
 #include "models/lora.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/batch.h"
@@ -186,8 +186,8 @@ struct Trainer::Impl {
         s.labels.assign(prompt.size(), -100);
         s.input_ids.insert(s.input_ids.end(), answer.begin(), answer.end());
         s.labels.insert(s.labels.end(), answer.begin(), answer.end());
-        const size_t max_len = static_cast<size_t>(
-            std::min(cfg.integer("data.max_length"), model->max_positions()));
+        const size_t max_len =
+            static_cast<size_t>(std::min(cfg.integer("data.max_length"), model->max_positions()));
         if (s.input_ids.size() > max_len) {
           s.input_ids.resize(max_len);
           s.labels.resize(max_len);
@@ -942,12 +942,26 @@ struct Trainer::Impl {
   static bool trajectory_key(const std::string& k) {
     for (const char* prefix : {"method.", "lora.", "data."})
       if (k.rfind(prefix, 0) == 0) return true;
-    for (const char* key :
-         {"model.path", "model.reference", "model.adapter", "model.dtype", "trainer.optimizer",
-          "trainer.lr", "trainer.weight_decay", "trainer.beta1", "trainer.beta2", "trainer.eps",
-          "trainer.momentum", "trainer.batch_size", "trainer.grad_accum", "trainer.epochs",
-          "trainer.max_steps", "trainer.warmup_steps", "trainer.warmup_epochs",
-          "trainer.scheduler", "trainer.max_grad_norm", "trainer.seed"})
+    for (const char* key : {"model.path",
+                            "model.reference",
+                            "model.adapter",
+                            "model.dtype",
+                            "trainer.optimizer",
+                            "trainer.lr",
+                            "trainer.weight_decay",
+                            "trainer.beta1",
+                            "trainer.beta2",
+                            "trainer.eps",
+                            "trainer.momentum",
+                            "trainer.batch_size",
+                            "trainer.grad_accum",
+                            "trainer.epochs",
+                            "trainer.max_steps",
+                            "trainer.warmup_steps",
+                            "trainer.warmup_epochs",
+                            "trainer.scheduler",
+                            "trainer.max_grad_norm",
+                            "trainer.seed"})
       if (k == key) return true;
     return false;
   }
@@ -981,8 +995,8 @@ struct Trainer::Impl {
                 want.size(), " (a checkpoint of another model?)");
     for (size_t i = 0; i < want.size(); ++i)
       LETHE_CHECK(want[i] == have[i], ckpt_config, ": parameter '", have[i].first, "' has shape ",
-                  shape_str(have[i].second), ", model.path (", cfg.str("model.path"),
-                  ") needs '", want[i].first, "' ", shape_str(want[i].second),
+                  shape_str(have[i].second), ", model.path (", cfg.str("model.path"), ") needs '",
+                  want[i].first, "' ", shape_str(want[i].second),
                   " (a checkpoint of another model?)");
   }
 
@@ -1009,15 +1023,15 @@ struct Trainer::Impl {
       for (int64_t i = 0; i < full; ++i)
         LETHE_CHECK(std::isfinite(data[i]), opt_path, ": state '", name,
                     "' holds a non-finite value at element ", i);
-      values.emplace_back(data + optimizer->shard_begin(), data + optimizer->shard_begin() +
-                                                               buf.numel());
+      values.emplace_back(data + optimizer->shard_begin(),
+                          data + optimizer->shard_begin() + buf.numel());
     }
     // Everything checked: only now does the run take it.
     start_step = cs.steps_done;
     optimizer->set_step_count(cs.optimizer_steps);
     base_lr = cs.base_lr;
-    best_score = std::isnan(cs.best_score) ? -std::numeric_limits<double>::infinity()
-                                           : cs.best_score;
+    best_score =
+        std::isnan(cs.best_score) ? -std::numeric_limits<double>::infinity() : cs.best_score;
     best_step = cs.best_step;
     history = std::move(cs.steps);
     evals = std::move(cs.evals);

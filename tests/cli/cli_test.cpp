@@ -838,10 +838,9 @@ TEST(CliDemo, QuickRunPrintsTheTableAndWritesTheReport) {
                           "| simnpo |", "| mollm |", "| ngdiff |"})
     EXPECT_NE(r.out.find(row), std::string::npos) << row << " missing from:\n" << r.out;
   EXPECT_NE(r.out.find("forget quality"), std::string::npos);
-  for (const char* f :
-       {"report.md", "forget_quality_vs_utility.svg", "forget_loss.svg", "retain_loss.svg",
-        "target/model.safetensors", "eval/target/eval.json", "ngdiff/run.json",
-        "eval/ngdiff/eval.json"})
+  for (const char* f : {"report.md", "forget_quality_vs_utility.svg", "forget_loss.svg",
+                        "retain_loss.svg", "target/model.safetensors", "eval/target/eval.json",
+                        "ngdiff/run.json", "eval/ngdiff/eval.json"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   const std::string svg = read_file(out / "forget_quality_vs_utility.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
@@ -964,8 +963,16 @@ std::vector<std::string> with_sets(std::vector<std::string> args,
 }
 
 std::vector<std::string> small_run(const std::string& cmd) {
-  return {cmd,           "--set", "data.format=tokenized", "--set", "trainer.batch_size=2",
-          "--set",       "trainer.grad_accum=1", "--set", "trainer.max_steps=2", "--set",
+  return {cmd,
+          "--set",
+          "data.format=tokenized",
+          "--set",
+          "trainer.batch_size=2",
+          "--set",
+          "trainer.grad_accum=1",
+          "--set",
+          "trainer.max_steps=2",
+          "--set",
           "trainer.lr=0.01"};
 }
 
@@ -992,9 +999,9 @@ TEST(CliRefuses, AnOutputOverAnInput) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.out);
     expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, c.out))), 2, c.needle);
-    expect_error(run(with_sets(small_run("finetune"),
-                               {"model.path=" + model.string(),
-                                "data.train=" + kMethods + "/forget.jsonl", "output.dir=" + c.out})),
+    expect_error(run(with_sets(small_run("finetune"), {"model.path=" + model.string(),
+                                                       "data.train=" + kMethods + "/forget.jsonl",
+                                                       "output.dir=" + c.out})),
                  2, c.needle);
   }
   // The reference, the data files and an eval reference are inputs too.
@@ -1019,9 +1026,9 @@ TEST(CliRefuses, MergeOverItsBaseOrAdapter) {
   const fs::path model = model_copy("merge_base");
   const std::string weights = read_file(model / "model.safetensors");
   const std::string adapter = "tests/trainers/fixtures/lora/adapter";
-  expect_error(run({"merge", "--model", model.string(), "--adapter", adapter, "--output",
-                    model.string()}),
-               2, "--output (" + model.string() + ") is --model");
+  expect_error(
+      run({"merge", "--model", model.string(), "--adapter", adapter, "--output", model.string()}),
+      2, "--output (" + model.string() + ") is --model");
   expect_error(run({"merge", "--model", model.string(), "--adapter", adapter, "--output",
                     adapter + "/merged"}),
                2, "lies inside --adapter");
@@ -1035,9 +1042,8 @@ TEST(CliRefuses, AnOutputThatCannotBeADirectory) {
   const fs::path model = model_copy("out_file_model");
   expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, file.string()))), 2,
                "output.dir: " + file.string() + " is a regular file");
-  expect_error(
-      run(with_sets(small_run("unlearn"), unlearn_keys(model, (file / "sub").string()))), 2,
-      "output.dir");
+  expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, (file / "sub").string()))),
+               2, "output.dir");
   EXPECT_EQ(read_file(file), "x");
 }
 
@@ -1088,8 +1094,7 @@ TEST(CliRefuses, RecipesYamlShouldNotAccept) {
       {"unclosed", head + "output:\n  dir: \"" + temp_path("yaml_out").string() + "\n",
        ":9: output.dir: the quoted value is never closed"},
       {"two_docs", head + out + "---\ntrainer:\n  lr: 0.1\n", ":10: a second YAML document"},
-      {"nul", head + out + std::string("trainer:\n  scheduler: con\0stant\n", 31),
-       ":11: "},
+      {"nul", head + out + std::string("trainer:\n  scheduler: con\0stant\n", 31), ":11: "},
       // a control character that only a YAML escape makes, in a value (line 2)
       {"escape",
        "model:\n  labels: \"safe\\x01,harmful\"\n" + head.substr(head.find('\n') + 1) + out,

@@ -279,9 +279,8 @@ TEST(Dist, AFailureOnEveryRankIsPrintedOnce) {
   const std::string out = lethe::testing::scratch_dir("dist_once", "out");
   std::vector<std::string> k = base_keys("ga", out);
   k.push_back("method.beta=0.5");  // not a parameter of ga: every rank refuses it
-  const Shell r = shell(mpirun_prefix() + " -np 3 " + lethe::testing::cli_binary() + " unlearn" +
-                            sets(k),
-                        60);
+  const Shell r =
+      shell(mpirun_prefix() + " -np 3 " + lethe::testing::cli_binary() + " unlearn" + sets(k), 60);
   EXPECT_EQ(r.status, 2) << r.output;
   size_t lines = 0;
   for (size_t at = r.output.find("lethe: error:"); at != std::string::npos;
@@ -298,8 +297,8 @@ TEST(Dist, EvalWithDifferentRecipesOnTheRanksIsRefused) {
   const std::string app = lethe::testing::cli_binary() + " eval" +
                           sets({"model.path=" + f + "model", "eval.forget=" + f + "forget.json",
                                 "eval.max_new_tokens=4", "output.dir=" + out});
-  const Shell r = shell(
-      mpirun_prefix() + " -np 1 " + app + " : -np 1 " + app + " --set eval.batch_size=3", 60);
+  const Shell r =
+      shell(mpirun_prefix() + " -np 1 " + app + " : -np 1 " + app + " --set eval.batch_size=3", 60);
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("rank 1's resolved recipe differs from rank 0's"), std::string::npos)
       << r.output;

@@ -98,27 +98,40 @@ TEST(ResumeChecks, EveryStateFieldIsTypedAndInRange) {
     std::vector<std::string> fragments;
   };
   const std::vector<Case> cases = {
-      {"negative", [](nlohmann::json& s) { s["state"]["steps_done"] = -2; },
+      {"negative",
+       [](nlohmann::json& s) { s["state"]["steps_done"] = -2; },
        {"trainer_state.json", "state.steps_done = -2 is outside [1, 2]"}},
-      {"fraction", [](nlohmann::json& s) { s["state"]["steps_done"] = 1.5; },
+      {"fraction",
+       [](nlohmann::json& s) { s["state"]["steps_done"] = 1.5; },
        {"state.steps_done must be a whole number, got 1.5"}},
-      {"huge", [](nlohmann::json& s) { s["state"]["steps_done"] = 18446744073709551615ull; },
+      {"huge",
+       [](nlohmann::json& s) { s["state"]["steps_done"] = 18446744073709551615ull; },
        {"the run already did"}},
-      {"short_history", [](nlohmann::json& s) { s["steps"].erase(1); },
+      {"short_history",
+       [](nlohmann::json& s) { s["steps"].erase(1); },
        {"steps must list the 2 steps done, it has 1"}},
-      {"negative_lr", [](nlohmann::json& s) { s["state"]["base_lr"] = -0.1; },
+      {"negative_lr",
+       [](nlohmann::json& s) { s["state"]["base_lr"] = -0.1; },
        {"state.base_lr must be a finite number >= 0, got -0.1"}},
-      {"string_lr", [](nlohmann::json& s) { s["state"]["base_lr"] = "0.1"; },
+      {"string_lr",
+       [](nlohmann::json& s) { s["state"]["base_lr"] = "0.1"; },
        {"state.base_lr must be a finite number"}},
-      {"optimizer_steps", [](nlohmann::json& s) { s["state"]["optimizer_steps"] = -1; },
+      {"optimizer_steps",
+       [](nlohmann::json& s) { s["state"]["optimizer_steps"] = -1; },
        {"state.optimizer_steps = -1"}},
-      {"best_step", [](nlohmann::json& s) { s["state"]["best_step"] = 7; },
+      {"best_step",
+       [](nlohmann::json& s) { s["state"]["best_step"] = 7; },
        {"state.best_step = 7 is outside [-1, 2]"}},
-      {"step_index", [](nlohmann::json& s) { s["steps"][1]["step"] = 5; },
+      {"step_index",
+       [](nlohmann::json& s) { s["steps"][1]["step"] = 5; },
        {"steps[1].step = 5 is outside [2, 2]"}},
-      {"loss_missing", [](nlohmann::json& s) { s["steps"][0]["loss"].erase("retain_nll"); },
+      {"loss_missing",
+       [](nlohmann::json& s) { s["steps"][0]["loss"].erase("retain_nll"); },
        {"steps[0].loss.retain_nll is missing"}},
-      {"eval_step", [](nlohmann::json& s) { s["eval"] = {{{"step", -1}}}; },
+      {"eval_step",
+       [](nlohmann::json& s) {
+         s["eval"] = {{{"step", -1}}};
+       },
        {"eval[0].step = -1"}},
       {"no_state", [](nlohmann::json& s) { s.erase("state"); }, {"state is missing"}},
   };
@@ -186,8 +199,7 @@ TEST(DataChecks, RowsWithNothingToPredictOrTooManyTokensNameTheirLine) {
 
 TEST(AdapterChecks, RankIsAWholeNumberWithinTheLayers) {
   const auto model = models::load_causal_lm(kDir + "/model");
-  for (const auto& [r, fragment] :
-       std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [r, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"4.5", "field \"r\" must be a whole number, got 4.5"},
            {"4.0", "field \"r\" must be a whole number"},
            {"0", "field \"r\" = 0 is outside [1, 2^30]"},

@@ -26,8 +26,8 @@ void run_merge(const MergeOptions& o) {
   io::require_directory(o.model, "--model");
   io::require_directory(o.adapter, "--adapter");
   // The merged model never goes where the base or the adapter is (docs/cli.md).
-  for (const auto& [flag, input] : {std::pair<const char*, std::string>{"--model", o.model},
-                                    {"--adapter", o.adapter}}) {
+  for (const auto& [flag, input] :
+       {std::pair<const char*, std::string>{"--model", o.model}, {"--adapter", o.adapter}}) {
     const io::PathRelation r = io::path_relation(o.output, input);
     if (r == io::PathRelation::apart) continue;
     throw UsageError(std::string("--output (") + o.output + ") " + io::path_relation_words(r) +

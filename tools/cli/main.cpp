@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <system_error>
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <string>
+#include <system_error>
 
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
@@ -58,9 +58,9 @@ int fail(const std::string& message, int status) {
   const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
   if (!rank) rank = std::getenv("PMI_RANK");
   if (rank && !first_to_report(one_line)) return status;
-  const std::string line = "lethe: error: " +
-                           (rank ? std::string("rank ") + rank + ": " : std::string()) + one_line +
-                           "\n";
+  const std::string line =
+      "lethe: error: " + (rank ? std::string("rank ") + rank + ": " : std::string()) + one_line +
+      "\n";
   std::cerr.flush();
   for (size_t done = 0; done < line.size();) {
     const ssize_t n = ::write(2, line.data() + done, line.size() - done);

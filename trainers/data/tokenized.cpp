@@ -39,8 +39,8 @@ std::string range_text(int64_t vocab_size) {
 
 }  // namespace
 
-std::vector<Sample> load_tokenized(const std::string& path, int64_t max_length,
-                                   int64_t vocab_size, int64_t max_positions) {
+std::vector<Sample> load_tokenized(const std::string& path, int64_t max_length, int64_t vocab_size,
+                                   int64_t max_positions) {
   LETHE_CHECK(max_length >= 2, "max_length must be at least 2 (BOS and one token), got ",
               max_length);
   LETHE_CHECK(vocab_size >= 0, "vocab_size must be >= 0 (0: no check), got ", vocab_size);
@@ -83,9 +83,8 @@ std::vector<Sample> load_tokenized(const std::string& path, int64_t max_length,
                 truncated ? " after truncation to max_length " + std::to_string(max_length) : "",
                 ")");
     LETHE_CHECK(max_positions <= 0 || static_cast<int64_t>(s.input_ids.size()) <= max_positions,
-                source, ": ", s.input_ids.size(), " tokens, more than the model's ",
-                max_positions, " positions (max_position_embeddings); lower data.max_length to ",
-                max_positions);
+                source, ": ", s.input_ids.size(), " tokens, more than the model's ", max_positions,
+                " positions (max_position_embeddings); lower data.max_length to ", max_positions);
     samples.push_back(std::move(s));
   });
   return samples;

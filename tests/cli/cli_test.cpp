@@ -962,20 +962,6 @@ std::vector<std::string> with_sets(std::vector<std::string> args,
   return args;
 }
 
-std::vector<std::string> small_run(const std::string& cmd) {
-  return {cmd,
-          "--set",
-          "data.format=tokenized",
-          "--set",
-          "trainer.batch_size=2",
-          "--set",
-          "trainer.grad_accum=1",
-          "--set",
-          "trainer.max_steps=2",
-          "--set",
-          "trainer.lr=0.01"};
-}
-
 }  // namespace
 
 // output.dir is, lies inside, or contains an input (also through a symlink, "..", a trailing
@@ -998,11 +984,12 @@ TEST(CliRefuses, AnOutputOverAnInput) {
       {model.parent_path().string(), "contains model.path"}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.out);
-    expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, c.out))), 2, c.needle);
-    expect_error(run(with_sets(small_run("finetune"), {"model.path=" + model.string(),
-                                                       "data.train=" + kMethods + "/forget.jsonl",
-                                                       "output.dir=" + c.out})),
-                 2, c.needle);
+    expect_error(run(train_args("unlearn", "", unlearn_keys(model, c.out))), 2, c.needle);
+    expect_error(
+        run(train_args("finetune", "",
+                       {"model.path=" + model.string(), "data.train=" + kMethods + "/forget.jsonl",
+                        "output.dir=" + c.out})),
+        2, c.needle);
   }
   // The reference, the data files and an eval reference are inputs too.
   const fs::path ref = model_copy("own_reference");
@@ -1010,8 +997,8 @@ TEST(CliRefuses, AnOutputOverAnInput) {
   keys.push_back("model.reference=" + ref.string());
   keys[1] = "method.name=npo";
   keys.push_back("data.retain=" + kMethods + "/retain.jsonl");
-  expect_error(run(with_sets(small_run("unlearn"), keys)), 2, "is model.reference");
-  expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, kMethods))), 2,
+  expect_error(run(train_args("unlearn", "", keys)), 2, "is model.reference");
+  expect_error(run(train_args("unlearn", "", unlearn_keys(model, kMethods))), 2,
                "contains data.forget");
   expect_error(run(with_sets({"eval"}, {"model.path=" + model.string(),
                                         "eval.perplexity=" + kMethods + "/forget.jsonl",
@@ -1040,10 +1027,10 @@ TEST(CliRefuses, AnOutputThatCannotBeADirectory) {
   const fs::path file = temp_path("a_file");
   std::ofstream(file) << "x";
   const fs::path model = model_copy("out_file_model");
-  expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, file.string()))), 2,
+  expect_error(run(train_args("unlearn", "", unlearn_keys(model, file.string()))), 2,
                "output.dir: " + file.string() + " is a regular file");
-  expect_error(run(with_sets(small_run("unlearn"), unlearn_keys(model, (file / "sub").string()))),
-               2, "output.dir");
+  expect_error(run(train_args("unlearn", "", unlearn_keys(model, (file / "sub").string()))), 2,
+               "output.dir");
   EXPECT_EQ(read_file(file), "x");
 }
 
@@ -1057,18 +1044,18 @@ TEST(CliRefuses, RecipeMistakesFoundLateAreStillUsageErrors) {
   keys.push_back("data.retain=" + kMethods + "/retain.jsonl");
   auto beta = keys;
   beta.push_back("method.beta=0.5");
-  expect_error(run(with_sets(small_run("unlearn"), beta)), 2, "method.beta");
+  expect_error(run(train_args("unlearn", "", beta)), 2, "method.beta");
   auto targets = keys;
   targets.push_back("lora.enabled=true");
   targets.push_back("lora.targets=");
-  expect_error(run(with_sets(small_run("unlearn"), targets)), 2, "lora.targets");
+  expect_error(run(train_args("unlearn", "", targets)), 2, "lora.targets");
   auto rank = keys;
   rank.push_back("lora.enabled=true");
   rank.push_back("lora.r=64");
-  expect_error(run(with_sets(small_run("unlearn"), rank)), 2, "r = 64 exceeds");
+  expect_error(run(train_args("unlearn", "", rank)), 2, "r = 64 exceeds");
   auto threads = keys;
   threads.push_back("trainer.threads=4096");
-  expect_error(run(with_sets(small_run("unlearn"), threads)), 2, "trainer.threads");
+  expect_error(run(train_args("unlearn", "", threads)), 2, "trainer.threads");
   expect_error(run({"demo", "--quick", "--threads", "4096", "--out", temp_path("d").string()}), 2,
                "--threads = 4096");
   expect_error(run({"bench", "ops", "--threads", "1000"}), 2, "--threads = 1000");

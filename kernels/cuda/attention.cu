@@ -25,7 +25,7 @@ __device__ __forceinline__ T warp_dot(const T* x, const T* y, int64_t n) {
 // Block per (b, h, i): scores s_j in shared memory, lse, out_i = sum_j p_j v_j.
 template <typename T>
 __global__ void attention_forward_kernel(AttentionArgs a) {
-  extern __shared__ unsigned char smem_raw[];
+  LETHE_DYNAMIC_SHARED(smem_raw);
   T* scores = reinterpret_cast<T*>(smem_raw);  // [Tk]
   __shared__ T scratch[32];
   const int64_t Tq = a.q_len, Tk = a.kv_len, D = a.head_dim;
@@ -72,7 +72,7 @@ __global__ void attention_forward_kernel(AttentionArgs a) {
 // dq_i = scale * sum_j dS_ij k_j. delta is saved for the key-side kernel.
 template <typename T>
 __global__ void attention_backward_dq_kernel(AttentionBackwardArgs args, T* delta_out) {
-  extern __shared__ unsigned char smem_raw[];
+  LETHE_DYNAMIC_SHARED(smem_raw);
   T* ds = reinterpret_cast<T*>(smem_raw);  // [Tk]
   __shared__ T scratch[32];
   const AttentionArgs& a = args.fwd;
@@ -116,7 +116,7 @@ __global__ void attention_backward_dq_kernel(AttentionBackwardArgs args, T* delt
 // Block per key row j: dv_j = sum_i P_ij dO_i, dk_j = scale * sum_i dS_ij q_i.
 template <typename T>
 __global__ void attention_backward_dkv_kernel(AttentionBackwardArgs args, const T* delta) {
-  extern __shared__ unsigned char smem_raw[];
+  LETHE_DYNAMIC_SHARED(smem_raw);
   T* p_col = reinterpret_cast<T*>(smem_raw);  // [Tq]
   T* ds_col = p_col + args.fwd.q_len;         // [Tq]
   const AttentionArgs& a = args.fwd;
@@ -186,8 +186,8 @@ void CudaBackend::attention_forward(const AttentionArgs& args) {
     }
     size_t shmem = static_cast<size_t>(args.kv_len > 0 ? args.kv_len : 1) * sizeof(T);
     reserve_shared(attention_forward_kernel<T>, shmem, props_, "attention_forward");
-    attention_forward_kernel<T><<<static_cast<unsigned>(rows), kAttnThreads, shmem>>>(args);
-    check_launch("attention_forward");
+    launch("attention_forward", attention_forward_kernel<T>, static_cast<unsigned>(rows),
+           kAttnThreads, shmem, args);
   });
 }
 
@@ -205,16 +205,14 @@ void CudaBackend::attention_backward(const AttentionBackwardArgs& args) {
     if (q_rows > 0) {
       size_t shmem = static_cast<size_t>(f.kv_len > 0 ? f.kv_len : 1) * sizeof(T);
       reserve_shared(attention_backward_dq_kernel<T>, shmem, props_, "attention_backward");
-      attention_backward_dq_kernel<T>
-          <<<static_cast<unsigned>(q_rows), kAttnThreads, shmem>>>(args, delta.as<T>());
-      check_launch("attention_backward (dq)");
+      launch("attention_backward (dq)", attention_backward_dq_kernel<T>,
+             static_cast<unsigned>(q_rows), kAttnThreads, shmem, args, delta.as<T>());
     }
     if (k_rows > 0 && (args.dk || args.dv)) {
       size_t shmem = 2 * static_cast<size_t>(f.q_len > 0 ? f.q_len : 1) * sizeof(T);
       reserve_shared(attention_backward_dkv_kernel<T>, shmem, props_, "attention_backward");
-      attention_backward_dkv_kernel<T>
-          <<<static_cast<unsigned>(k_rows), kAttnThreads, shmem>>>(args, delta.as<T>());
-      check_launch("attention_backward (dk, dv)");
+      launch("attention_backward (dk, dv)", attention_backward_dkv_kernel<T>,
+             static_cast<unsigned>(k_rows), kAttnThreads, shmem, args, delta.as<T>());
     }
   });
 }

@@ -9,7 +9,12 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
+
+#ifdef LETHE_CUDA_EMULATED
+#include "kernels/cuda/emu/cuda_emu.h"
+#endif
 
 #include "kernels/backend.h"
 #include "kernels/error.h"
@@ -35,6 +40,27 @@ namespace lethe::kernels {
 
 // Checks the launch of the kernel named `what` (bad configuration, missing sm_90 image, ...).
 void check_launch(const char* what);
+
+// The one way a kernel starts: kernel<<<grid, block, shared>>>(args...) under nvcc, the
+// emulator's launch (kernels/cuda/emu) when the .cu files are compiled as C++; then the launch is
+// checked, and a failure names `what`.
+template <typename... P, typename... A>
+void launch(const char* what, void (*kernel)(P...), dim3 grid, dim3 block, size_t shared,
+            A&&... args) {
+#ifdef LETHE_CUDA_EMULATED
+  emu::launch_kernel(what, kernel, grid, block, shared, std::forward<A>(args)...);
+#else
+  kernel<<<grid, block, shared>>>(std::forward<A>(args)...);
+#endif
+  check_launch(what);
+}
+
+// `extern __shared__` dynamic shared memory as `unsigned char* name`, 16-byte aligned.
+#ifdef LETHE_CUDA_EMULATED
+#define LETHE_DYNAMIC_SHARED(name) unsigned char* name = ::lethe::emu::dynamic_shared_memory()
+#else
+#define LETHE_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 // Calls fn(T{}) with T = float or double for a float dtype; throws for anything else.
 template <typename Fn>

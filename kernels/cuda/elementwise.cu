@@ -161,9 +161,8 @@ template <typename T>
 std::vector<double> gram_pairs(CudaBackend& be, int64_t n, const GramPairs& pairs, int count) {
   unsigned blocks = grid_for(n) < 512 ? grid_for(n) : 512;
   DeviceScratch partial(be, static_cast<size_t>(count) * blocks * sizeof(double));
-  gram_partial_kernel<T>
-      <<<dim3(blocks, static_cast<unsigned>(count)), kThreads>>>(n, pairs, partial.as<double>());
-  check_launch("gram/dot");
+  launch("gram/dot", gram_partial_kernel<T>, dim3(blocks, static_cast<unsigned>(count)), kThreads,
+         0, n, pairs, partial.as<double>());
   std::vector<double> host(static_cast<size_t>(count) * blocks);
   be.copy_to_host(host.data(), partial.as<double>(), host.size() * sizeof(double));
   std::vector<double> sums(static_cast<size_t>(count), 0.0);
@@ -178,8 +177,8 @@ void CudaBackend::unary(UnaryOp op, DType dtype, int64_t n, const void* x, void*
   cuda_dispatch_float(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
     if (n <= 0) return;
-    unary_kernel<T><<<grid_for(n), kThreads>>>(op, n, static_cast<const T*>(x), static_cast<T*>(y));
-    check_launch("unary");
+    launch("unary", unary_kernel<T>, grid_for(n), kThreads, 0, op, n, static_cast<const T*>(x),
+           static_cast<T*>(y));
   });
 }
 
@@ -188,10 +187,9 @@ void CudaBackend::unary_backward(UnaryOp op, DType dtype, int64_t n, const void*
   cuda_dispatch_float(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
     if (n <= 0) return;
-    unary_backward_kernel<T>
-        <<<grid_for(n), kThreads>>>(op, n, static_cast<const T*>(x), static_cast<const T*>(y),
-                                    static_cast<const T*>(dy), static_cast<T*>(dx));
-    check_launch("unary_backward");
+    launch("unary_backward", unary_backward_kernel<T>, grid_for(n), kThreads, 0, op, n,
+           static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(dy),
+           static_cast<T*>(dx));
   });
 }
 
@@ -217,11 +215,11 @@ void CudaBackend::binary(BinaryOp op, DType dtype, void* out, const Layout& ol, 
     const T* pa = static_cast<const T*>(a);
     const T* pb = static_cast<const T*>(b);
     if (is_dense(ol) && is_dense(al) && is_dense(bl)) {
-      binary_contiguous_kernel<T><<<grid_for(n), kThreads>>>(op, n, o, pa, pb);
+      launch("binary", binary_contiguous_kernel<T>, grid_for(n), kThreads, 0, op, n, o, pa, pb);
     } else {
-      binary_strided_kernel<T><<<grid_for(n), kThreads>>>(op, n, o, ol, pa, al, pb, bl);
+      launch("binary", binary_strided_kernel<T>, grid_for(n), kThreads, 0, op, n, o, ol, pa, al, pb,
+             bl);
     }
-    check_launch("binary");
   });
 }
 
@@ -229,10 +227,8 @@ void CudaBackend::axpby(DType dtype, int64_t n, double alpha, const void* x, dou
   cuda_dispatch_float(dtype, "axpby", [&](auto tag) {
     using T = decltype(tag);
     if (n <= 0) return;
-    axpby_kernel<T><<<grid_for(n), kThreads>>>(n, static_cast<T>(alpha), static_cast<const T*>(x),
-                                               static_cast<T>(beta), static_cast<T*>(y),
-                                               beta == 0.0);
-    check_launch("axpby");
+    launch("axpby", axpby_kernel<T>, grid_for(n), kThreads, 0, n, static_cast<T>(alpha),
+           static_cast<const T*>(x), static_cast<T>(beta), static_cast<T*>(y), beta == 0.0);
   });
 }
 
@@ -245,15 +241,14 @@ void CudaBackend::reduce_sum(DType dtype, const void* in, int64_t outer, int64_t
     T* y = static_cast<T*>(out);
     if (inner == 1) {
       unsigned blocks = static_cast<unsigned>(outer < 65536 ? outer : 65536);
-      row_sum_kernel<T><<<blocks, kThreads>>>(x, outer, reduce, y);
+      launch("reduce_sum", row_sum_kernel<T>, blocks, kThreads, 0, x, outer, reduce, y);
     } else {
       int64_t col_tiles = (inner + 31) / 32;
       LETHE_CHECK(col_tiles < (int64_t{1} << 31), "reduce_sum: inner size ", inner, " too large");
       dim3 grid(static_cast<unsigned>(col_tiles),
                 static_cast<unsigned>(outer < 65535 ? outer : 65535));
-      middle_sum_kernel<T><<<grid, dim3(32, 8)>>>(x, outer, reduce, inner, y);
+      launch("reduce_sum", middle_sum_kernel<T>, grid, dim3(32, 8), 0, x, outer, reduce, inner, y);
     }
-    check_launch("reduce_sum");
   });
 }
 

@@ -70,14 +70,13 @@ void CudaBackend::gemm(const GemmArgs& g) {
 
   if (g.k == 0) {
     if (f64) {
-      scale_c_kernel<double><<<grid_for(total), kThreads>>>(static_cast<double*>(g.c), g.batch, g.m,
-                                                            g.n, g.ldc, g.stride_c, g.beta);
+      launch("gemm (k = 0)", scale_c_kernel<double>, grid_for(total), kThreads, 0,
+             static_cast<double*>(g.c), g.batch, g.m, g.n, g.ldc, g.stride_c, g.beta);
     } else {
-      scale_c_kernel<float><<<grid_for(total), kThreads>>>(static_cast<float*>(g.c), g.batch, g.m,
-                                                           g.n, g.ldc, g.stride_c,
-                                                           static_cast<float>(g.beta));
+      launch("gemm (k = 0)", scale_c_kernel<float>, grid_for(total), kThreads, 0,
+             static_cast<float*>(g.c), g.batch, g.m, g.n, g.ldc, g.stride_c,
+             static_cast<float>(g.beta));
     }
-    check_launch("gemm (k = 0)");
   } else {
     // Stored shapes of A and B in row-major (before the transposes).
     int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
@@ -100,14 +99,12 @@ void CudaBackend::gemm(const GemmArgs& g) {
     size_t b_bytes = bf16 ? static_cast<size_t>(b_batches * b_rows * b_cols) * 2 : 0;
     DeviceScratch a16(*this, a_bytes), b16(*this, b_bytes);
     if (bf16) {
-      to_bf16_kernel<<<grid_for(a_batches * a_rows * a_cols), kThreads>>>(
-          static_cast<const float*>(g.a), a_batches, a_rows, a_cols, g.lda, g.stride_a,
-          a16.as<uint16_t>());
-      check_launch("gemm: A to bf16");
-      to_bf16_kernel<<<grid_for(b_batches * b_rows * b_cols), kThreads>>>(
-          static_cast<const float*>(g.b), b_batches, b_rows, b_cols, g.ldb, g.stride_b,
-          b16.as<uint16_t>());
-      check_launch("gemm: B to bf16");
+      launch("gemm: A to bf16", to_bf16_kernel, grid_for(a_batches * a_rows * a_cols), kThreads, 0,
+             static_cast<const float*>(g.a), a_batches, a_rows, a_cols, g.lda, g.stride_a,
+             a16.as<uint16_t>());
+      launch("gemm: B to bf16", to_bf16_kernel, grid_for(b_batches * b_rows * b_cols), kThreads, 0,
+             static_cast<const float*>(g.b), b_batches, b_rows, b_cols, g.ldb, g.stride_b,
+             b16.as<uint16_t>());
       a = a16.as<uint16_t>();
       b = b16.as<uint16_t>();
       lda = std::max<int64_t>(a_cols, 1);
@@ -133,15 +130,14 @@ void CudaBackend::gemm(const GemmArgs& g) {
 
   if (g.bias || g.relu) {
     if (f64) {
-      epilogue_kernel<double><<<grid_for(total), kThreads>>>(
-          static_cast<double*>(g.c), static_cast<const double*>(g.bias), g.relu, g.batch, g.m, g.n,
-          g.ldc, g.stride_c);
+      launch("gemm: bias/relu", epilogue_kernel<double>, grid_for(total), kThreads, 0,
+             static_cast<double*>(g.c), static_cast<const double*>(g.bias), g.relu, g.batch, g.m,
+             g.n, g.ldc, g.stride_c);
     } else {
-      epilogue_kernel<float><<<grid_for(total), kThreads>>>(
-          static_cast<float*>(g.c), static_cast<const float*>(g.bias), g.relu, g.batch, g.m, g.n,
-          g.ldc, g.stride_c);
+      launch("gemm: bias/relu", epilogue_kernel<float>, grid_for(total), kThreads, 0,
+             static_cast<float*>(g.c), static_cast<const float*>(g.bias), g.relu, g.batch, g.m, g.n,
+             g.ldc, g.stride_c);
     }
-    check_launch("gemm: bias/relu");
   }
 }
 

@@ -94,7 +94,11 @@ __global__ void cross_entropy_forward_kernel(CrossEntropyArgs a) {
     if (valid && in_range && a.mode == CrossEntropyMode::unlikelihood) {
       UnlikelihoodStats<T> s = unlikelihood_stats(row, a.vocab, t, a.c, scratch);
       lse = s.lse;
-      base = -fmax(s.log_u - s.lse, static_cast<T>(kUnlikelihoodLogFloor));
+      // -log(1 - c p_t): log_u - lse cancels to a few ulps of lse when c p_t is small (in f32 a
+      // 1e-2 relative error at p_t ~ 1/V, found under the emulator), so that case takes log1p.
+      const T cpt = static_cast<T>(a.c) * dev_exp(row[t] - lse);
+      base = cpt <= T(0.5) ? -dev_log1p(-cpt)
+                           : -fmax(s.log_u - s.lse, static_cast<T>(kUnlikelihoodLogFloor));
     } else {
       lse = row_lse(row, a.vocab, int64_t{-1}, scratch);
       if (valid) base = in_range ? lse - row[t] : static_cast<T>(NAN);
@@ -212,22 +216,21 @@ void CudaBackend::embedding_forward(DType dtype, int64_t n, int64_t dim, const i
   unsigned g = grid_for(n * dim);
   switch (dtype_size(dtype)) {
     case 8:
-      embedding_forward_kernel<<<g, kThreads>>>(n, dim, ids, static_cast<const uint64_t*>(table),
-                                                static_cast<uint64_t*>(out));
+      launch("embedding_forward", embedding_forward_kernel<uint64_t>, g, kThreads, 0, n, dim, ids,
+             static_cast<const uint64_t*>(table), static_cast<uint64_t*>(out));
       break;
     case 4:
-      embedding_forward_kernel<<<g, kThreads>>>(n, dim, ids, static_cast<const uint32_t*>(table),
-                                                static_cast<uint32_t*>(out));
+      launch("embedding_forward", embedding_forward_kernel<uint32_t>, g, kThreads, 0, n, dim, ids,
+             static_cast<const uint32_t*>(table), static_cast<uint32_t*>(out));
       break;
     case 2:
-      embedding_forward_kernel<<<g, kThreads>>>(n, dim, ids, static_cast<const uint16_t*>(table),
-                                                static_cast<uint16_t*>(out));
+      launch("embedding_forward", embedding_forward_kernel<uint16_t>, g, kThreads, 0, n, dim, ids,
+             static_cast<const uint16_t*>(table), static_cast<uint16_t*>(out));
       break;
     default:
-      embedding_forward_kernel<<<g, kThreads>>>(n, dim, ids, static_cast<const uint8_t*>(table),
-                                                static_cast<uint8_t*>(out));
+      launch("embedding_forward", embedding_forward_kernel<uint8_t>, g, kThreads, 0, n, dim, ids,
+             static_cast<const uint8_t*>(table), static_cast<uint8_t*>(out));
   }
-  check_launch("embedding_forward");
 }
 
 void CudaBackend::embedding_backward(DType dtype, int64_t n, int64_t dim, const int64_t* ids,
@@ -235,9 +238,8 @@ void CudaBackend::embedding_backward(DType dtype, int64_t n, int64_t dim, const 
   cuda_dispatch_float(dtype, "embedding_backward", [&](auto tag) {
     using T = decltype(tag);
     if (n <= 0 || dim <= 0) return;
-    embedding_backward_kernel<T><<<grid_for(n * dim), kThreads>>>(
-        n, dim, ids, static_cast<const T*>(dout), static_cast<T*>(dtable), padding_idx);
-    check_launch("embedding_backward");
+    launch("embedding_backward", embedding_backward_kernel<T>, grid_for(n * dim), kThreads, 0, n,
+           dim, ids, static_cast<const T*>(dout), static_cast<T*>(dtable), padding_idx);
   });
 }
 
@@ -247,8 +249,8 @@ void CudaBackend::cross_entropy_forward(const CrossEntropyArgs& args) {
   cuda_dispatch_float(args.dtype, "cross_entropy_forward", [&](auto tag) {
     using T = decltype(tag);
     if (args.rows == 0) return;
-    cross_entropy_forward_kernel<T><<<row_blocks(args.rows), loss_threads(args.vocab)>>>(args);
-    check_launch("cross_entropy_forward");
+    launch("cross_entropy_forward", cross_entropy_forward_kernel<T>, row_blocks(args.rows),
+           loss_threads(args.vocab), 0, args);
   });
 }
 
@@ -258,8 +260,8 @@ void CudaBackend::cross_entropy_backward(const CrossEntropyBackwardArgs& args) {
   cuda_dispatch_float(f.dtype, "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     if (f.rows == 0 || f.vocab == 0) return;
-    cross_entropy_backward_kernel<T><<<row_blocks(f.rows), loss_threads(f.vocab)>>>(args);
-    check_launch("cross_entropy_backward");
+    launch("cross_entropy_backward", cross_entropy_backward_kernel<T>, row_blocks(f.rows),
+           loss_threads(f.vocab), 0, args);
   });
 }
 
@@ -268,10 +270,9 @@ void CudaBackend::kl_div_forward(DType dtype, int64_t rows, int64_t vocab, const
   cuda_dispatch_float(dtype, "kl_div_forward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0) return;
-    kl_forward_kernel<T><<<row_blocks(rows), loss_threads(vocab)>>>(
-        rows, vocab, static_cast<const T*>(ref_logits), static_cast<const T*>(logits),
-        static_cast<T*>(out));
-    check_launch("kl_div_forward");
+    launch("kl_div_forward", kl_forward_kernel<T>, row_blocks(rows), loss_threads(vocab), 0, rows,
+           vocab, static_cast<const T*>(ref_logits), static_cast<const T*>(logits),
+           static_cast<T*>(out));
   });
 }
 
@@ -280,10 +281,9 @@ void CudaBackend::kl_div_backward(DType dtype, int64_t rows, int64_t vocab, cons
   cuda_dispatch_float(dtype, "kl_div_backward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || vocab <= 0 || (!dlogits && !dref)) return;
-    kl_backward_kernel<T><<<row_blocks(rows), loss_threads(vocab)>>>(
-        rows, vocab, static_cast<const T*>(ref_logits), static_cast<const T*>(logits),
-        static_cast<const T*>(dout), static_cast<T*>(dlogits), static_cast<T*>(dref));
-    check_launch("kl_div_backward");
+    launch("kl_div_backward", kl_backward_kernel<T>, row_blocks(rows), loss_threads(vocab), 0, rows,
+           vocab, static_cast<const T*>(ref_logits), static_cast<const T*>(logits),
+           static_cast<const T*>(dout), static_cast<T*>(dlogits), static_cast<T*>(dref));
   });
 }
 

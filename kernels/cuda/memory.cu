@@ -261,24 +261,23 @@ void CudaBackend::copy_strided(DType dtype, void* dst, const Layout& dl, const v
   unsigned g = grid_for(n);
   switch (dtype_size(dtype)) {
     case 8:
-      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint64_t*>(dst), dl,
-                                           static_cast<const uint64_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint64_t>, g, kThreads, 0, static_cast<uint64_t*>(dst), dl,
+             static_cast<const uint64_t*>(src), sl, n);
       break;
     case 4:
-      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint32_t*>(dst), dl,
-                                           static_cast<const uint32_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint32_t>, g, kThreads, 0, static_cast<uint32_t*>(dst), dl,
+             static_cast<const uint32_t*>(src), sl, n);
       break;
     case 2:
-      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint16_t*>(dst), dl,
-                                           static_cast<const uint16_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint16_t>, g, kThreads, 0, static_cast<uint16_t*>(dst), dl,
+             static_cast<const uint16_t*>(src), sl, n);
       break;
     case 1:
-      copy_strided_kernel<<<g, kThreads>>>(static_cast<uint8_t*>(dst), dl,
-                                           static_cast<const uint8_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint8_t>, g, kThreads, 0, static_cast<uint8_t*>(dst), dl,
+             static_cast<const uint8_t*>(src), sl, n);
       break;
     default: LETHE_FAIL("copy_strided: bad dtype");
   }
-  check_launch("copy_strided");
 }
 
 void CudaBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
@@ -289,48 +288,46 @@ void CudaBackend::cast(DType from, const void* src, DType to, void* dst, int64_t
   }
   unsigned g = grid_for(n);
   if (from == DType::f32 && to == DType::bf16) {
-    cast_f32_bf16_kernel<<<g, kThreads>>>(static_cast<const float*>(src),
-                                          static_cast<uint16_t*>(dst), n);
+    launch("cast", cast_f32_bf16_kernel, g, kThreads, 0, static_cast<const float*>(src),
+           static_cast<uint16_t*>(dst), n);
   } else if (from == DType::bf16 && to == DType::f32) {
-    cast_bf16_f32_kernel<<<g, kThreads>>>(static_cast<const uint16_t*>(src),
-                                          static_cast<float*>(dst), n);
+    launch("cast", cast_bf16_f32_kernel, g, kThreads, 0, static_cast<const uint16_t*>(src),
+           static_cast<float*>(dst), n);
   } else {
-    cast_kernel<<<g, kThreads>>>(from, src, to, dst, n);
+    launch("cast", cast_kernel, g, kThreads, 0, from, src, to, dst, n);
   }
-  check_launch("cast");
 }
 
 void CudaBackend::fill(DType dtype, void* dst, int64_t n, double value) {
   if (n <= 0) return;
   if (dtype == DType::f32) {
-    fill_f32_kernel<<<grid_for(n), kThreads>>>(static_cast<float*>(dst), n,
-                                               static_cast<float>(value));
+    launch("fill", fill_f32_kernel, grid_for(n), kThreads, 0, static_cast<float*>(dst), n,
+           static_cast<float>(value));
   } else {
-    fill_kernel<<<grid_for(n), kThreads>>>(dtype, dst, n, value);
+    launch("fill", fill_kernel, grid_for(n), kThreads, 0, dtype, dst, n, value);
   }
-  check_launch("fill");
 }
 
 void CudaBackend::fill_uniform(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
                                double low, double high) {
   if (n <= 0) return;
-  fill_uniform_kernel<<<grid_for(n), kThreads>>>(dtype, dst, n, seed, offset, low, high - low);
-  check_launch("fill_uniform");
+  launch("fill_uniform", fill_uniform_kernel, grid_for(n), kThreads, 0, dtype, dst, n, seed, offset,
+         low, high - low);
 }
 
 void CudaBackend::fill_normal(DType dtype, void* dst, int64_t n, uint64_t seed, uint64_t offset,
                               double mean, double stddev) {
   if (n <= 0) return;
-  fill_normal_kernel<<<grid_for(n), kThreads>>>(dtype, dst, n, seed, offset, mean, stddev);
-  check_launch("fill_normal");
+  launch("fill_normal", fill_normal_kernel, grid_for(n), kThreads, 0, dtype, dst, n, seed, offset,
+         mean, stddev);
 }
 
 void CudaBackend::dropout_mask(DType dtype, void* mask, int64_t n, uint64_t seed, uint64_t offset,
                                double p) {
   if (n <= 0) return;
   double keep_scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
-  dropout_mask_kernel<<<grid_for(n), kThreads>>>(dtype, mask, n, seed, offset, p, keep_scale);
-  check_launch("dropout_mask");
+  launch("dropout_mask", dropout_mask_kernel, grid_for(n), kThreads, 0, dtype, mask, n, seed,
+         offset, p, keep_scale);
 }
 
 }  // namespace lethe::kernels

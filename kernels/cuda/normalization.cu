@@ -153,10 +153,9 @@ void CudaBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, con
   cuda_dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || cols <= 0) return;
-    layernorm_forward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
-        rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
-        static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd);
-    check_launch("layernorm_forward");
+    launch("layernorm_forward", layernorm_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
+           rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
+           static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd);
   });
 }
 
@@ -169,15 +168,15 @@ void CudaBackend::layernorm_backward(DType dtype, int64_t rows, int64_t cols, co
     const T* xs = static_cast<const T*>(x);
     const T* dys = static_cast<const T*>(dy);
     if (dx) {
-      layernorm_backward_dx_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
-          rows, cols, xs, static_cast<const T*>(gamma), mean, rstd, dys, static_cast<T*>(dx));
-      check_launch("layernorm_backward (dx)");
+      launch("layernorm_backward (dx)", layernorm_backward_dx_kernel<T>, row_blocks(rows),
+             row_threads(cols), 0, rows, cols, xs, static_cast<const T*>(gamma), mean, rstd, dys,
+             static_cast<T*>(dx));
     }
     if (dgamma || dbeta) {
       unsigned tiles = static_cast<unsigned>((cols + 31) / 32);
-      layernorm_backward_params_kernel<T><<<tiles, dim3(32, 8)>>>(
-          rows, cols, xs, mean, rstd, dys, static_cast<T*>(dgamma), static_cast<T*>(dbeta));
-      check_launch("layernorm_backward (dgamma, dbeta)");
+      launch("layernorm_backward (dgamma, dbeta)", layernorm_backward_params_kernel<T>, tiles,
+             dim3(32, 8), 0, rows, cols, xs, mean, rstd, dys, static_cast<T*>(dgamma),
+             static_cast<T*>(dbeta));
     }
   });
 }
@@ -187,9 +186,8 @@ void CudaBackend::softmax_forward(DType dtype, int64_t rows, int64_t cols, const
   cuda_dispatch_float(dtype, "softmax_forward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || cols <= 0) return;
-    softmax_forward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
-        rows, cols, static_cast<const T*>(x), static_cast<T*>(y), log);
-    check_launch("softmax_forward");
+    launch("softmax_forward", softmax_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
+           rows, cols, static_cast<const T*>(x), static_cast<T*>(y), log);
   });
 }
 
@@ -198,9 +196,9 @@ void CudaBackend::softmax_backward(DType dtype, int64_t rows, int64_t cols, cons
   cuda_dispatch_float(dtype, "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || cols <= 0) return;
-    softmax_backward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
-        rows, cols, static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), log);
-    check_launch("softmax_backward");
+    launch("softmax_backward", softmax_backward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
+           rows, cols, static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx),
+           log);
   });
 }
 

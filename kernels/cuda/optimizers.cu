@@ -71,8 +71,7 @@ void CudaBackend::adamw_step(int64_t n, float* param, const float* grad, float* 
   s.neg_step_size = static_cast<float>(-(lr / bias_correction1));
   s.decay = weight_decay != 0.0;
   s.small_weight = std::abs(w1) < 0.5;
-  adamw_kernel<<<grid_for(n), kThreads>>>(n, param, grad, m, v, s);
-  check_launch("adamw_step");
+  launch("adamw_step", adamw_kernel, grid_for(n), kThreads, 0, n, param, grad, m, v, s);
 }
 
 void CudaBackend::sgd_step(int64_t n, float* param, const float* grad, float* momentum_buf,
@@ -83,11 +82,10 @@ void CudaBackend::sgd_step(int64_t n, float* param, const float* grad, float* mo
   LETHE_CHECK(!use_momentum || momentum_buf != nullptr, "sgd_step: momentum ", momentum,
               " needs a momentum buffer");
   if (n == 0) return;
-  sgd_kernel<<<grid_for(n), kThreads>>>(
-      n, param, grad, momentum_buf, static_cast<float>(weight_decay), static_cast<float>(momentum),
-      static_cast<float>(1.0 - dampening), static_cast<float>(-lr), weight_decay != 0.0,
-      use_momentum, nesterov, first_step);
-  check_launch("sgd_step");
+  launch("sgd_step", sgd_kernel, grid_for(n), kThreads, 0, n, param, grad, momentum_buf,
+         static_cast<float>(weight_decay), static_cast<float>(momentum),
+         static_cast<float>(1.0 - dampening), static_cast<float>(-lr), weight_decay != 0.0,
+         use_momentum, nesterov, first_step);
 }
 
 }  // namespace lethe::kernels

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "models/opt/generate.h"
+#include "tests/common/device.h"
 #include "tests/opt/opt_test_util.h"
 #include "tests/common/paths.h"
 
@@ -15,7 +16,7 @@ namespace {
 class OptGreedy : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(OptGreedy, TokensMatchTransformersGenerate) {
-  OptModel model = OptModel::load(fixture_dir(GetParam()));
+  OptModel model = OptModel::load(fixture_dir(GetParam()), lethe::testing::test_device());
   const auto& g = reference(GetParam())["greedy"];
   Tensor ids = int_tensor(g["prompt_ids"], g["prompt_shape"]);
   Tensor mask = int_tensor(g["prompt_mask"], g["prompt_shape"]);
@@ -49,7 +50,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, OptGreedy, ::testing::ValuesIn(fixture_names(
                          [](const auto& info) { return info.param; });
 
 TEST(OptSampling, SeededAndReproducible) {
-  OptModel model = OptModel::load(fixture_dir("pre_ln"));
+  OptModel model = OptModel::load(fixture_dir("pre_ln"), lethe::testing::test_device());
   const auto& g = reference("pre_ln")["greedy"];
   Tensor ids = int_tensor(g["prompt_ids"], g["prompt_shape"]);
   Tensor mask = int_tensor(g["prompt_mask"], g["prompt_shape"]);

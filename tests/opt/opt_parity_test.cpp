@@ -11,6 +11,7 @@
 #include "engine/ops.h"
 #include "models/opt/opt_model.h"
 #include "tests/common/compare.h"
+#include "tests/common/device.h"
 #include "tests/opt/opt_test_util.h"
 
 namespace lethe::models::test {
@@ -26,7 +27,7 @@ class OptParity : public ::testing::TestWithParam<std::string> {
     o.warn = [warnings](const std::string& w) {
       if (warnings) warnings->push_back(w);
     };
-    return OptModel::load(fixture_dir(GetParam()), Device::cpu(), o);
+    return OptModel::load(fixture_dir(GetParam()), lethe::testing::test_device(), o);
   }
 };
 
@@ -173,7 +174,8 @@ namespace {
 
 // Feeding a batch in three chunks through the KV cache gives transformers' full-sequence logits.
 TEST_P(OptParity, KvCacheChunksMatchTransformers) {
-  OptModel model = OptModel::load(fixture_dir(GetParam()), Device::cpu(), {[](auto&) {}});
+  OptModel model =
+      OptModel::load(fixture_dir(GetParam()), lethe::testing::test_device(), {[](auto&) {}});
   const auto& ref = reference(GetParam());
   NoGradGuard ng;
   for (const char* side : {"right", "left"}) {

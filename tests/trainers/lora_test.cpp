@@ -19,6 +19,7 @@
 #include "engine/io/safetensors.h"
 #include "models/causal_lm.h"
 #include "models/lora.h"
+#include "tests/common/device.h"
 #include "tests/common/compare.h"
 #include "tests/common/expect_error.h"
 #include "tests/common/temp_dir.h"
@@ -80,7 +81,8 @@ double max_diff(const std::vector<double>& got, const std::vector<double>& want)
 
 TEST(Lora, PeftAdapterGivesPeftLogitsAndOffGivesTheBase) {
   const auto logits = read_tensors(kDir + "/logits.safetensors");
-  auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
+  auto model =
+      models::load_causal_lm(kBase, lethe::testing::test_device(), {models::none_trainable});
   const auto adapter = models::LoraAdapter::load(*model, kDir + "/adapter", false);
   EXPECT_EQ(adapter->layers().size(), 6u);
   EXPECT_DOUBLE_EQ(adapter->config().scaling(), ref()["lora"]["scaling"].get<double>());
@@ -161,6 +163,7 @@ TEST_P(LoraStep, OneSgdStepEqualsPeft) {
   std::vector<std::string> sets = c["set"].get<std::vector<std::string>>();
   const std::string out = lethe::testing::scratch_dir("lora", GetParam());
   sets.push_back("output.dir=" + out);
+  for (const std::string& e : lethe::testing::test_device_sets()) sets.push_back(e);
   std::ostringstream log;
   TrainerOptions o;
   o.log = &log;
@@ -285,6 +288,7 @@ TEST_P(LoraMethod, TrainsTheAdapterAloneAndResumesExactly) {
                                   "trainer.max_steps=3",   "trainer.batch_size=2",
                                   "trainer.grad_accum=1",  "trainer.warmup_steps=0",
                                   "output.dir=" + out};
+    for (const std::string& e : lethe::testing::test_device_sets()) v.push_back(e);
     if (finetune) {
       v.push_back("data.train=tests/trainers/fixtures/methods/forget.jsonl");
     } else {
@@ -369,6 +373,7 @@ TEST(Lora, EvalWithAnAdapterEqualsTheMergedModel) {
     std::vector<std::string> sets = {"model.path=" + model,
                                      "eval.perplexity=" + x + "mia_forget.json",
                                      "output.dir=" + dir + "/" + tag};
+    for (const std::string& e : lethe::testing::test_device_sets()) sets.push_back(e);
     if (!adapter_dir.empty()) sets.push_back("model.adapter=" + adapter_dir);
     const eval::EvalReport r = eval::run_eval(load_config("", sets, RunKind::eval));
     return r.perplexity->result.perplexity;

@@ -13,6 +13,7 @@
 
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
+#include "tests/common/device.h"
 #include "tests/common/compare.h"
 #include "tests/common/paths.h"
 #include "tests/common/temp_dir.h"
@@ -59,6 +60,7 @@ RunResult run_case(const nlohmann::json& c, const std::vector<std::string>& extr
   const std::string out = lethe::testing::scratch_dir("method", c.at("name").get<std::string>());
   sets.push_back("output.dir=" + out);
   sets.push_back("trainer.threads=2");
+  for (const std::string& e : lethe::testing::test_device_sets()) sets.push_back(e);
   for (const std::string& e : extra) sets.push_back(e);
   const RunKind kind = c.at("command") == "finetune" ? RunKind::finetune : RunKind::unlearn;
   std::ostringstream log;

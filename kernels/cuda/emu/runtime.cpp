@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -72,6 +73,21 @@ cudaError_t fault(cudaError_t e, const std::string& detail) {
   std::fprintf(stderr, "lethe CUDA emulator: %s\n", detail.c_str());
   return fail(e, detail);
 }
+
+// ---- counters: LETHE_EMU_STATS=1 prints them at exit -------------------------------------------
+struct Stats {
+  std::atomic<uint64_t> launches{0}, blocks{0}, threads{0}, failed{0};
+  ~Stats() {
+    const char* env = std::getenv("LETHE_EMU_STATS");
+    if (env && *env && std::string(env) != "0")
+      std::fprintf(stderr,
+                   "lethe CUDA emulator: %llu kernel launches, %llu blocks, %llu threads, %llu "
+                   "failed\n",
+                   static_cast<unsigned long long>(launches), static_cast<unsigned long long>(blocks),
+                   static_cast<unsigned long long>(threads), static_cast<unsigned long long>(failed));
+  }
+};
+Stats g_stats;
 
 // ---- device memory ------------------------------------------------------------------------------
 struct Memory {
@@ -466,7 +482,11 @@ cudaError_t launch(const char* name, const void* kernel, dim3 grid, dim3 block, 
         ok = r.run_block();
       }
   tls_block = saved_block;
+  g_stats.launches++;
+  g_stats.blocks += uint64_t{grid.x} * grid.y * grid.z;
+  g_stats.threads += uint64_t{grid.x} * grid.y * grid.z * threads;
   if (!ok) {
+    g_stats.failed++;
     r.abandon_fibers();
     return fault(cudaErrorLaunchFailure, r.failure);
   }

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +21,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "tests/common/compare.h"
 
 namespace lethe::testing {
 const std::string& cli_binary();  // generated: tests/cli/CMakeLists.txt
@@ -475,12 +480,12 @@ fs::path write_id_lines(const std::vector<std::vector<int64_t>>& rows, const std
 // transformers' per-token logprobs (right-padded batch of the fixture) for each unpadded row.
 // Each log-prob must be within atol + rtol·|reference|.
 void check_score_fixture(const std::string& name, const std::string& dtype, double atol,
-                         double rtol = 0) {
+                         double rtol = 0, const std::string& device = "cpu") {
   json ref = opt_reference(name).at("right");
   auto rows = unpadded_rows(ref.at("ids"), ref.at("mask"), ref.at("shape"));
   int64_t T = ref.at("shape")[1];
-  Result r = run({"score", "--model", kOptFixtures + name, "--dtype", dtype, "--input-ids",
-                  write_id_lines(rows, "score_ids.jsonl").string()});
+  Result r = run({"score", "--model", kOptFixtures + name, "--dtype", dtype, "--device", device,
+                  "--input-ids", write_id_lines(rows, "score_ids.jsonl").string()});
   ASSERT_EQ(r.status, 0) << r.err;
   std::vector<json> lines = json_lines(r.out);
   ASSERT_EQ(lines.size(), rows.size());
@@ -512,13 +517,13 @@ TEST(CliScore, Bf16MatmulsStayWithinBf16Rounding) {
     check_score_fixture(name, "bf16", 4 * u, 4 * u);
 }
 
-TEST(CliGenerate, GreedyMatchesTransformers) {
+void check_greedy_fixtures(const std::string& device) {
   for (const char* name : {"pre_ln", "post_ln_proj", "head_dim5"}) {
     json g = opt_reference(name).at("greedy");
     auto prompts = unpadded_rows(g.at("prompt_ids"), g.at("prompt_mask"), g.at("prompt_shape"));
-    Result r = run({"generate", "--model", kOptFixtures + name, "--max-new-tokens",
-                    std::to_string(g.at("max_new_tokens").get<int>()), "--input-ids",
-                    write_id_lines(prompts, "prompts.jsonl").string()});
+    Result r = run({"generate", "--model", kOptFixtures + name, "--device", device,
+                    "--max-new-tokens", std::to_string(g.at("max_new_tokens").get<int>()),
+                    "--input-ids", write_id_lines(prompts, "prompts.jsonl").string()});
     ASSERT_EQ(r.status, 0) << r.err;
     std::vector<json> lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), prompts.size());
@@ -533,6 +538,10 @@ TEST(CliGenerate, GreedyMatchesTransformers) {
       EXPECT_TRUE(lines[b].at("text").is_null());  // no tokenizer in the fixture
     }
   }
+}
+
+TEST(CliGenerate, GreedyMatchesTransformers) {
+  check_greedy_fixtures("cpu");
 }
 
 // A model directory with a tokenizer: the pre_ln fixture (vocab 64) plus the BPE fixture files.
@@ -1097,3 +1106,151 @@ TEST(CliRefuses, RecipesYamlShouldNotAccept) {
   expect_error(run({"unlearn", "--set", std::string("trainer.scheduler=con\x02stant")}), 2,
                "control character U+0002");
 }
+
+// ---- the CUDA path end to end -------------------------------------------------------------------
+// Suites named *OnCuda run only in the `cuda` label (tests/CMakeLists.txt): in the emulator's tree
+// of `make test`, and on a GPU through tools/gpu_check.sh. Each command runs with --device cuda /
+// model.device=cuda and is held to transformers' numbers or to the same run on the CPU.
+
+namespace {
+
+using lethe::testing::nan_max;
+using lethe::testing::within;
+
+bool test_on_cuda() {
+  const char* d = std::getenv("LETHE_TEST_DEVICE");
+  return d != nullptr && std::string(d) == "cuda";
+}
+
+void require_cuda_label() {
+  ASSERT_TRUE(test_on_cuda()) << "an *OnCuda test runs with LETHE_TEST_DEVICE=cuda only";
+}
+
+// Every tensor of two safetensors files, as doubles by name.
+std::map<std::string, std::vector<double>> weights_of(const fs::path& file);
+
+TEST(CliOnCuda, ScoreAndGenerateMatchTransformers) {
+  require_cuda_label();
+  for (const char* name : {"pre_ln", "post_ln_proj", "f16", "sharded", "head_dim5"})
+    check_score_fixture(name, "f32", 1e-4, 0, "cuda");
+  const double u = 1.0 / 512;  // bf16 GEMM operands (CliScore.Bf16MatmulsStayWithinBf16Rounding)
+  for (const char* name : {"pre_ln", "head_dim5"}) check_score_fixture(name, "bf16", 4 * u, 4 * u, "cuda");
+  check_greedy_fixtures("cuda");
+}
+
+// unlearn and finetune with model.device=cuda write the CPU run's losses and weights.
+TEST(CliOnCuda, UnlearnAndFinetuneMatchTheCpuRun) {
+  require_cuda_label();
+  struct Case {
+    std::string cmd;
+    std::vector<std::string> sets;
+  };
+  const std::vector<Case> cases = {
+      {"unlearn", {"method.name=npo", "data.forget=" + kMethods + "/forget.jsonl",
+                   "data.retain=" + kMethods + "/retain.jsonl"}},
+      {"unlearn", {"method.name=ngdiff", "data.forget=" + kMethods + "/forget.jsonl",
+                   "data.retain=" + kMethods + "/retain.jsonl"}},
+      {"finetune", {"data.train=" + kMethods + "/retain.jsonl"}}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.cmd + " " + c.sets[0]);
+    std::vector<std::string> on_cuda = c.sets;
+    on_cuda.push_back("model.device=cuda");
+    const fs::path cpu_out = temp_path(c.cmd + "_cpu"), cuda_out = temp_path(c.cmd + "_cuda");
+    Result a = run(train_args(c.cmd, cpu_out.string(), c.sets));
+    Result b = run(train_args(c.cmd, cuda_out.string(), on_cuda));
+    ASSERT_EQ(a.status, 0) << a.err;
+    ASSERT_EQ(b.status, 0) << b.err;
+    const json ra = json::parse(read_file(cpu_out / "run.json"));
+    const json rb = json::parse(read_file(cuda_out / "run.json"));
+    EXPECT_EQ(rb.at("config").at("model.device"), "cuda");
+    ASSERT_EQ(ra.at("steps").size(), rb.at("steps").size());
+    for (size_t s = 0; s < ra.at("steps").size(); ++s)
+      for (const char* field : {"loss", "grad_norm"})
+        for (const auto& [k, v] : ra.at("steps")[s].at(field).items())
+          EXPECT_TRUE(within(rb.at("steps")[s].at(field).at(k).get<double>(), v.get<double>(),
+                             1e-6, 1e-4))
+              << "step " << s + 1 << " " << field << " " << k;
+    const auto wa = weights_of(cpu_out / "model.safetensors");
+    const auto wb = weights_of(cuda_out / "model.safetensors");
+    ASSERT_EQ(wa.size(), wb.size());
+    // AdamW moves every weight by about lr per step whatever its gradient's size. k_proj's bias
+    // has an exact gradient of zero (softmax cancels it), so both runs step on rounding noise of
+    // either sign there: those may differ by up to lr per step (as in the method fixtures).
+    const auto w0 = weights_of(kMethods + "/model/model.safetensors");
+    const double lr = 0.01, steps = 2;
+    double worst = 0, moved = 0;
+    for (const auto& [name, v] : wa) {
+      ASSERT_TRUE(wb.count(name)) << name;
+      ASSERT_EQ(wb.at(name).size(), v.size()) << name;
+      const bool noise = name.find("k_proj.bias") != std::string::npos;
+      for (size_t i = 0; i < v.size(); ++i) {
+        const double d = std::fabs(wb.at(name)[i] - v[i]);
+        moved = nan_max(moved, std::fabs(v[i] - w0.at(name)[i]));
+        if (noise)
+          EXPECT_LE(d, lr * steps) << name << "[" << i << "]";
+        else
+          worst = nan_max(worst, d);
+      }
+    }
+    EXPECT_GT(moved, 0.5 * lr) << "the CPU run did not move the weights";
+    EXPECT_LE(worst, 1e-4 * moved) << "largest weight difference between the CUDA and the CPU run";
+  }
+}
+
+// lethe eval on model.device=cuda prints the CPU's table (TOFU probabilities, ROUGE, truth ratio).
+TEST(CliOnCuda, EvalMatchesTheCpu) {
+  require_cuda_label();
+  const std::string f = "tests/trainers/fixtures/tofu_eval/";
+  auto eval_on = [&](const std::string& device) {
+    const fs::path out = temp_path("eval_" + device);
+    Result r = run({"eval", "--set", "model.path=" + f + "model", "--set",
+                    "eval.forget=" + f + "forget.json", "--set", "eval.retain=" + f + "retain.json",
+                    "--set", "eval.max_new_tokens=8", "--set", "model.device=" + device, "--set",
+                    "output.dir=" + out.string()});
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(read_file(out / "eval.json"));
+  };
+  const json cpu = eval_on("cpu"), gpu = eval_on("cuda");
+  int compared = 0;
+  std::function<void(const json&, const json&, const std::string&)> walk =
+      [&](const json& a, const json& b, const std::string& at) {
+        ASSERT_EQ(a.type(), b.type()) << at;
+        if (a.is_object()) {
+          for (const auto& [k, v] : a.items()) {
+            if (k == "config" || k == "seconds" || k == "device") continue;
+            ASSERT_TRUE(b.contains(k)) << at << "." << k;
+            walk(v, b.at(k), at + "." + k);
+          }
+        } else if (a.is_array()) {
+          ASSERT_EQ(a.size(), b.size()) << at;
+          for (size_t i = 0; i < a.size(); ++i) walk(a[i], b[i], at + "[" + std::to_string(i) + "]");
+        } else if (a.is_number_float()) {
+          EXPECT_TRUE(within(b.get<double>(), a.get<double>(), 1e-5, 1e-4)) << at;
+          ++compared;
+        } else {
+          EXPECT_EQ(a, b) << at;  // generated texts, counts: identical
+        }
+      };
+  walk(cpu, gpu, "eval.json");
+  EXPECT_GT(compared, 10) << "eval.json holds fewer numbers than expected";
+}
+
+std::map<std::string, std::vector<double>> weights_of(const fs::path& file) {
+  // safetensors: 8-byte header length, JSON header, f32 data (the fixtures' dtype).
+  const std::string bytes = read_file(file);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const json header = json::parse(bytes.substr(8, n));
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__") continue;
+    EXPECT_EQ(info.at("dtype"), "F32") << name;
+    const size_t begin = info.at("data_offsets")[0], end = info.at("data_offsets")[1];
+    std::vector<float> v((end - begin) / 4);
+    std::memcpy(v.data(), bytes.data() + 8 + n + begin, end - begin);
+    out[name] = std::vector<double>(v.begin(), v.end());
+  }
+  return out;
+}
+
+}  // namespace

@@ -579,6 +579,12 @@ const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
 
 cudaError_t CUDARTAPI cudaGetDeviceCount(int* count) {
   if (!count) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount: null count");
+  // CUDA_VISIBLE_DEVICES hides the device as it hides a GPU: set and empty, or -1.
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (visible && (*visible == '\0' || *visible == '-')) {
+    *count = 0;
+    return fail(cudaErrorNoDevice, "CUDA_VISIBLE_DEVICES hides the emulated device");
+  }
   *count = 1;
   return cudaSuccess;
 }

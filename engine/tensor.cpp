@@ -67,11 +67,9 @@ Device Device::parse(const std::string& s) {
 
 kernels::Backend& backend(Device d) {
   if (d.is_cpu()) return kernels::cpu_backend();
-  kernels::Backend* b = kernels::cuda_backend();
+  kernels::Backend* b = kernels::cuda_backend(d.index);
   LETHE_CHECK(b != nullptr, "device ", d.str(),
-              " is not available: ", kernels::cuda_unavailable_reason());
-  LETHE_CHECK(d.index == 0, "device ", d.str(), ": only cuda:0 is supported per process ",
-              "(use one process per GPU)");
+              " is not available: ", kernels::cuda_unavailable_reason(d.index));
   return *b;
 }
 

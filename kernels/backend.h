@@ -234,9 +234,11 @@ CpuGemmPath cpu_gemm_path();
 std::string cpu_gemm_description();
 // The implementation the CPU backend picks for `args` (oneDNN's name, or "sgemm ...").
 std::string cpu_gemm_implementation(const GemmArgs& args);
-// The CUDA backend, or nullptr when lethe was built without CUDA or no GPU is visible.
-Backend* cuda_backend();
-// Why cuda_backend() is null (for error messages).
-std::string cuda_unavailable_reason();
+// The CUDA backend on GPU `device`, or nullptr when lethe was built without CUDA or that GPU is
+// not visible. A process drives one GPU (under mpirun, one rank per GPU: rank r of a machine takes
+// cuda:r): the first call binds it, and another index afterwards gives nullptr.
+Backend* cuda_backend(int device = 0);
+// Why cuda_backend(device) is null (for error messages).
+std::string cuda_unavailable_reason(int device = 0);
 
 }  // namespace lethe::kernels

@@ -3,11 +3,11 @@
 
 namespace lethe::kernels {
 
-Backend* cuda_backend() {
+Backend* cuda_backend(int) {
   return nullptr;
 }
 
-std::string cuda_unavailable_reason() {
+std::string cuda_unavailable_reason(int) {
   return "lethe was built without CUDA (nvcc was not found at configure time; "
          "reconfigure with -DLETHE_CUDA=ON on a machine with the CUDA toolkit)";
 }

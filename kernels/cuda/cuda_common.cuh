@@ -200,7 +200,7 @@ class CachingAllocator {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend();
+  explicit CudaBackend(int device);
   const char* name() const override { return "cuda"; }
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;

@@ -21,53 +21,76 @@ void check_launch(const char* what) {
 namespace {
 
 struct CudaState {
-  CudaBackend* backend = nullptr;  // leaked on purpose: tensors may be freed during static exit
+  std::mutex mu;
+  bool probed = false;
+  int count = 0;  // visible GPUs
   std::string reason;
+  CudaBackend* backend = nullptr;  // leaked on purpose: tensors may be freed during static exit
+  int device = -1;                 // the GPU this process drives
 };
 
-const CudaState& cuda_state() {
-  static const CudaState state = [] {
-    CudaState s;
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess) {
-      cudaGetLastError();  // clear it so later runtime calls are not confused by it
-      s.reason = std::string("no usable CUDA driver/device (cudaGetDeviceCount: ") +
-                 cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + ")";
-      return s;
-    }
-    if (count == 0) {
-      s.reason = "no CUDA device is visible (cudaGetDeviceCount returned 0)";
-      return s;
-    }
-    try {
-      s.backend = new CudaBackend();
-    } catch (const std::exception& e) {
-      s.reason = std::string("the CUDA backend failed to start: ") + e.what();
-    }
-    return s;
-  }();
-  return state;
+CudaState& cuda_state() {
+  static CudaState* state = new CudaState();
+  return *state;
+}
+
+// Counts the GPUs once (under the lock).
+void probe(CudaState& s) {
+  if (s.probed) return;
+  s.probed = true;
+  cudaError_t err = cudaGetDeviceCount(&s.count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear it so later runtime calls are not confused by it
+    s.count = 0;
+    s.reason = std::string("no usable CUDA driver/device (cudaGetDeviceCount: ") +
+               cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + ")";
+  } else if (s.count == 0) {
+    s.reason = "no CUDA device is visible (cudaGetDeviceCount returned 0)";
+  }
 }
 
 }  // namespace
 
-Backend* cuda_backend() {
-  return cuda_state().backend;
+Backend* cuda_backend(int device) {
+  CudaState& s = cuda_state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.backend) return s.device == device ? s.backend : nullptr;
+  probe(s);
+  if (device < 0 || device >= s.count || !s.reason.empty()) return nullptr;
+  try {
+    s.backend = new CudaBackend(device);
+    s.device = device;
+  } catch (const std::exception& e) {
+    s.reason = std::string("the CUDA backend failed to start on cuda:") + std::to_string(device) +
+               ": " + e.what();
+  }
+  return s.backend;
 }
 
-std::string cuda_unavailable_reason() {
-  const CudaState& s = cuda_state();
-  return s.backend ? std::string("the CUDA backend is available") : s.reason;
+std::string cuda_unavailable_reason(int device) {
+  CudaState& s = cuda_state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.backend && s.device == device) return "the CUDA backend is available";
+  if (s.backend)
+    return "this process drives cuda:" + std::to_string(s.device) +
+           " already (one GPU per process; under mpirun each rank takes its local rank's GPU)";
+  probe(s);
+  if (!s.reason.empty()) return s.reason;
+  if (device < 0 || device >= s.count)
+    return "cuda:" + std::to_string(device) + " does not exist (" + std::to_string(s.count) +
+           " CUDA device(s) visible)";
+  return "the CUDA backend has not started on cuda:" + std::to_string(device);
 }
 
 void cuda_set_poison_allocations(bool on) {
-  if (CudaBackend* b = cuda_state().backend) b->allocator().set_poison(on);
+  CudaState& s = cuda_state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.backend) s.backend->allocator().set_poison(on);
 }
 
-CudaBackend::CudaBackend() {
-  LETHE_CUDA_CHECK(cudaSetDevice(0));
-  LETHE_CUDA_CHECK(cudaGetDeviceProperties(&props_, 0));
+CudaBackend::CudaBackend(int device) {
+  LETHE_CUDA_CHECK(cudaSetDevice(device));
+  LETHE_CUDA_CHECK(cudaGetDeviceProperties(&props_, device));
   LETHE_CUBLAS_CHECK(cublasCreate(&cublas_));
   // Ops run in order on the legacy default stream; cuBLAS joins it.
   LETHE_CUBLAS_CHECK(cublasSetStream(cublas_, 0));
@@ -142,8 +165,9 @@ void CachingAllocator::release_cached() {
 }
 
 size_t cuda_cached_bytes() {
-  CudaBackend* b = cuda_state().backend;
-  return b ? b->allocator().cached_bytes() : 0;
+  CudaState& s = cuda_state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.backend ? s.backend->allocator().cached_bytes() : 0;
 }
 
 size_t CachingAllocator::cached_bytes() {

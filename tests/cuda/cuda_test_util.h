@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -16,10 +18,25 @@
 
 namespace lethe::testing {
 
-// Skips the current test (with the reason) when the CUDA backend is unavailable.
-#define LETHE_REQUIRE_CUDA(gpu_var)                                      \
-  ::lethe::kernels::Backend* gpu_var = ::lethe::kernels::cuda_backend(); \
-  if (gpu_var == nullptr) GTEST_SKIP() << ::lethe::kernels::cuda_unavailable_reason()
+// Whether a missing CUDA backend must fail the test instead of skipping it: LETHE_REQUIRE_CUDA=1
+// (ctest sets it for the `cuda` label: the emulator's tree; tools/gpu_check.sh on a GPU), or
+// LETHE_TEST_DEVICE=cuda.
+inline bool cuda_required() {
+  const char* v = std::getenv("LETHE_REQUIRE_CUDA");
+  const char* d = std::getenv("LETHE_TEST_DEVICE");
+  return (v != nullptr && std::string(v) == "1") || (d != nullptr && std::string(d) == "cuda");
+}
+
+// Skips the current test (with the reason) when the CUDA backend is unavailable, or fails it when
+// CUDA is required.
+#define LETHE_REQUIRE_CUDA(gpu_var)                                                     \
+  ::lethe::kernels::Backend* gpu_var = ::lethe::kernels::cuda_backend();                \
+  if (gpu_var == nullptr) {                                                             \
+    if (::lethe::testing::cuda_required())                                              \
+      FAIL() << "LETHE_REQUIRE_CUDA=1: " << ::lethe::kernels::cuda_unavailable_reason(); \
+    GTEST_SKIP() << ::lethe::kernels::cuda_unavailable_reason();                        \
+  }                                                                                     \
+  static_assert(true, "")
 
 inline void set_poison(bool on) {
 #ifdef LETHE_WITH_CUDA

@@ -24,22 +24,47 @@ void expect(bool ok, const std::string& what, int rank) {
 
 }  // namespace
 
-// --cuda: the NCCL communicator for device 0 (one rank is enough: tools/gpu_check.sh runs it on a
-// GPU machine) — all-reduce, broadcast and all-gather of CUDA tensors against the CPU values.
+// --cuda: the NCCL communicator of each rank's GPU (cuda:<local rank>) — all-reduce (sum,
+// average; f32, f64), broadcast, reduce-scatter and all-gather of CUDA tensors against the values
+// each rank computes alone. Under the CUDA emulator (mpirun -np 2 and 3 in `make test`) NCCL runs
+// over MPI; on a GPU machine tools/gpu_check.sh runs it.
 int nccl_check() {
-  const lethe::Device gpu = lethe::Device::cuda(0);
-  auto c = dist::make_nccl(0);
+  const lethe::Device gpu = lethe::Device::cuda(dist::local_rank());
+  auto c = dist::make_nccl(gpu.index);
   const int r = c->rank(), n = c->size();
-  Tensor t = Tensor::from_vector(std::vector<double>{1, 2, 3}, {3}).to(gpu);
-  c->all_reduce(t);
-  expect(t.to_double_vector() == std::vector<double>{1.0 * n, 2.0 * n, 3.0 * n}, "nccl all_reduce",
-         r);
-  Tensor b = Tensor::full({4}, r == 0 ? 5.0 : 0.0).to(gpu);
-  c->broadcast(b, 0);
-  expect(b.to_double_vector() == std::vector<double>(4, 5.0), "nccl broadcast", r);
+  expect(std::string(c->backend_name()) == "nccl", "backend is nccl", r);
+  for (lethe::DType dt : {lethe::DType::f32, lethe::DType::f64}) {
+    std::vector<double> v(37);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = (r + 1) * 0.5 + static_cast<double>(i);
+    Tensor t = Tensor::from_vector(v, {37}, dt).to(gpu);
+    c->all_reduce(t, dist::Reduce::sum);
+    Tensor a = Tensor::from_vector(v, {37}, dt).to(gpu);
+    c->all_reduce(a, dist::Reduce::average);
+    const std::vector<double> got = t.to_double_vector(), avg = a.to_double_vector();
+    bool ok = got.size() == v.size() && avg.size() == v.size();
+    for (size_t i = 0; ok && i < got.size(); ++i) {
+      const double want = 0.5 * n * (n + 1) / 2.0 + n * static_cast<double>(i);
+      ok = std::fabs(got[i] - want) <= 1e-5 * std::fabs(want) &&
+           std::fabs(avg[i] - want / n) <= 1e-5 * std::fabs(want / n);
+    }
+    expect(ok, std::string("nccl all_reduce sum/average ") + lethe::dtype_name(dt), r);
+  }
+  Tensor b = Tensor::full({5}, r == n - 1 ? 7.0 : -1.0).to(gpu);
+  c->broadcast(b, n - 1);
+  expect(b.to_double_vector() == std::vector<double>(5, 7.0), "nccl broadcast", r);
+  std::vector<double> in(static_cast<size_t>(3 * n));
+  for (int k = 0; k < n; ++k)
+    for (int j = 0; j < 3; ++j) in[static_cast<size_t>(k * 3 + j)] = r + k;
+  Tensor out = Tensor::zeros({3}).to(gpu);
+  c->reduce_scatter(Tensor::from_vector(in, {3 * n}).to(gpu), out, dist::Reduce::sum);
+  expect(out.to_double_vector() == std::vector<double>(3, n * (n - 1) / 2.0 + n * r),
+         "nccl reduce_scatter", r);
   Tensor g = Tensor::zeros({2 * n}).to(gpu);
-  c->all_gather(Tensor::full({2}, 1.0 * r).to(gpu), g);
-  expect(g.to_double_vector()[2 * (n - 1)] == n - 1, "nccl all_gather", r);
+  c->all_gather(Tensor::from_vector(std::vector<double>{1.0 * r, 10.0 * r}, {2}).to(gpu), g);
+  bool ok = true;
+  const std::vector<double> gv = g.to_double_vector();
+  for (int k = 0; k < n; ++k) ok = ok && gv[2 * k] == k && gv[2 * k + 1] == 10 * k;
+  expect(ok, "nccl all_gather", r);
   c->barrier();
   std::printf("nccl rank %d of %d: %s\n", r, n, failures ? "FAILED" : "ok");
   return failures ? 1 : 0;

@@ -362,3 +362,66 @@ TEST(Dist, EvalOnTwoRanksEqualsOneProcess) {
 }
 
 }  // namespace
+
+// ---- NCCL and the trainer's CUDA path ------------------------------------------------------------
+// *OnCuda: the `cuda` label only (under the CUDA emulator in `make test`, NCCL runs over MPI; on a
+// GPU machine, one GPU per rank). Each rank drives cuda:<local rank>.
+namespace {
+
+bool on_cuda() {
+  const char* d = std::getenv("LETHE_TEST_DEVICE");
+  return d != nullptr && std::string(d) == "cuda";
+}
+
+TEST(DistOnCuda, NcclCollectivesOnTwoAndThreeRanks) {
+  ASSERT_TRUE(on_cuda()) << "runs with LETHE_TEST_DEVICE=cuda only";
+  for (int n : {2, 3}) {
+    const Shell r = shell(mpirun_prefix() + " -np " + std::to_string(n) + " " +
+                          lethe::testing::collectives_binary() + " --cuda");
+    EXPECT_EQ(r.status, 0) << r.output;
+    for (int k = 0; k < n; ++k)
+      EXPECT_NE(r.output.find("nccl rank " + std::to_string(k) + " of " + std::to_string(n) +
+                              ": ok"),
+                std::string::npos)
+          << r.output;
+  }
+}
+
+// N ranks on CUDA with B samples each = one CUDA process with N·B (2 ranks × 3, 3 ranks × 2).
+class DataParallelOnCuda : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DataParallelOnCuda, RanksEqualOneProcessWithTheWholeBatch) {
+  ASSERT_TRUE(on_cuda()) << "runs with LETHE_TEST_DEVICE=cuda only";
+  const std::string m = GetParam();
+  const std::string one = lethe::testing::scratch_dir("dist_cuda_one", m);
+  std::vector<std::string> k1 = base_keys(m, one);
+  k1.push_back("model.device=cuda");
+  k1.push_back("trainer.batch_size=6");
+  k1.push_back("trainer.grad_accum=1");
+  const Shell a = shell(lethe::testing::cli_binary() + " unlearn" + sets(k1));
+  ASSERT_EQ(a.status, 0) << a.output;
+  for (int n : {2, 3}) {
+    SCOPED_TRACE(std::to_string(n) + " ranks");
+    const std::string many = lethe::testing::scratch_dir("dist_cuda_" + std::to_string(n), m);
+    std::vector<std::string> kn = base_keys(m, many);
+    kn.push_back("model.device=cuda");
+    kn.push_back("trainer.batch_size=" + std::to_string(6 / n));
+    kn.push_back("trainer.grad_accum=1");
+    const Shell b = shell(mpirun_prefix() + " -np " + std::to_string(n) + " " +
+                          lethe::testing::cli_binary() + " unlearn" + sets(kn));
+    ASSERT_EQ(b.status, 0) << b.output;
+    double biggest = 0;
+    const double err = relative_update_error(many, one, &biggest);
+    EXPECT_GT(biggest, 1e-4) << "the runs barely moved";
+    EXPECT_LE(err, 1e-5) << m << ": " << n << " ranks vs 1 process, max update " << biggest;
+    std::ifstream run(many + "/run.json");
+    const std::string text((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("\"ranks\": " + std::to_string(n)), std::string::npos);
+    EXPECT_NE(text.find("\"communicator\": \"nccl\""), std::string::npos)
+        << "the gradients did not go through NCCL";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, DataParallelOnCuda, ::testing::Values("ga", "npo", "ngdiff"));
+
+}  // namespace

@@ -28,6 +28,7 @@ namespace {
 constexpr size_t kSharedDefault = 48 * 1024;      // dynamic shared memory without opting in
 constexpr size_t kSharedOptin = 227 * 1024;       // sharedMemPerBlockOptin
 constexpr size_t kGlobalMemory = size_t{80} << 30;
+constexpr int kDevices = 8;  // as on an 8-GPU machine: one per rank under mpirun; they share the host's memory
 constexpr size_t kStackBytes = 256 * 1024;        // per emulated thread (virtual; touched lazily)
 constexpr unsigned char kGarbage = 0xFF;          // fresh memory: NaN in every float dtype
 
@@ -227,22 +228,34 @@ struct Runner {
     }
   }
 
+  // Why no thread can go on: for each warp collective still waiting, which lanes of its mask
+  // never came (exited, or waiting elsewhere).
   std::string describe_deadlock() {
     std::string s = "kernel " + std::string(name) + ": deadlock in block (" +
                     std::to_string(block.block_idx.x) + "," + std::to_string(block.block_idx.y) +
                     "," + std::to_string(block.block_idx.z) + "):";
-    int shown = 0;
+    for (size_t w = 0; w < warps.size(); ++w) {
+      const WarpSlot& slot = warps[w];
+      if (slot.arrived == 0) continue;
+      s += " warp " + std::to_string(w) + " waits in " + op_name(slot.op) + " for";
+      int shown = 0;
+      for (unsigned l = 0; l < 32 && shown < 4; ++l) {
+        const size_t t = w * 32 + l;
+        if (!(slot.mask & (1u << l)) || (slot.present & (1u << l)) || t >= fibers.size()) continue;
+        const Fiber& f = fibers[t];
+        s += " lane " + std::to_string(l) +
+             (f.state == State::done ? " (which has exited)" : std::string(" (in ") + f.waiting_in + ")");
+        ++shown;
+      }
+      s += ";";
+    }
     unsigned at_barrier = 0, exited = 0;
     for (Fiber& f : fibers) {
       if (f.state == State::at_barrier) ++at_barrier;
       if (f.state == State::done) ++exited;
-      if (f.state == State::at_warp && shown < 4) {
-        s += " thread " + std::to_string(f.ts.linear) + " waits in " + f.waiting_in + ";";
-        ++shown;
-      }
     }
     s += " " + std::to_string(at_barrier) + " threads wait in __syncthreads, " +
-         std::to_string(exited) + " have exited (a warp collective whose lanes never all arrive)";
+         std::to_string(exited) + " have exited";
     return s;
   }
 
@@ -368,7 +381,10 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
     long src = l;
     switch (op) {
       case WarpOp::sync: break;
-      case WarpOp::ballot: res = w.present & need; break;
+      case WarpOp::ballot:
+        for (unsigned k = 0; k < 32; ++k)
+          if ((need & (1u << k)) && w.value[k] != 0) res |= uint64_t{1} << k;
+        break;
       case WarpOp::all:
       case WarpOp::any: {
         bool all = true, any = false;
@@ -585,23 +601,29 @@ cudaError_t CUDARTAPI cudaGetDeviceCount(int* count) {
     *count = 0;
     return fail(cudaErrorNoDevice, "CUDA_VISIBLE_DEVICES hides the emulated device");
   }
-  *count = 1;
+  *count = lethe::emu::kDevices;
   return cudaSuccess;
 }
+namespace {
+thread_local int t_device = 0;
+}
 cudaError_t CUDARTAPI cudaSetDevice(int device) {
-  if (device != 0)
-    return fail(cudaErrorInvalidDevice,
-                "cudaSetDevice(" + std::to_string(device) + "): the emulator has device 0 only");
+  if (device < 0 || device >= lethe::emu::kDevices)
+    return fail(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) +
+                                            "): the emulator has devices 0 to " +
+                                            std::to_string(lethe::emu::kDevices - 1));
+  t_device = device;
   return ok_or_sticky();
 }
 cudaError_t CUDARTAPI cudaGetDevice(int* device) {
   if (!device) return fail(cudaErrorInvalidValue, "cudaGetDevice: null device");
-  *device = 0;
+  *device = t_device;
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (!prop) return fail(cudaErrorInvalidValue, "cudaGetDeviceProperties: null prop");
-  if (device != 0) return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties: device != 0");
+  if (device < 0 || device >= lethe::emu::kDevices)
+    return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties: no device " + std::to_string(device));
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof(prop->name), "lethe CUDA emulator (sm_90 limits)");
   prop->major = 9;

@@ -285,20 +285,20 @@ void CudaBackend::copy_strided(DType dtype, void* dst, const Layout& dl, const v
   unsigned g = grid_for(n);
   switch (dtype_size(dtype)) {
     case 8:
-      launch("copy_strided", copy_strided_kernel<uint64_t>, g, kThreads, 0, static_cast<uint64_t*>(dst), dl,
-             static_cast<const uint64_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint64_t>, g, kThreads, 0,
+             static_cast<uint64_t*>(dst), dl, static_cast<const uint64_t*>(src), sl, n);
       break;
     case 4:
-      launch("copy_strided", copy_strided_kernel<uint32_t>, g, kThreads, 0, static_cast<uint32_t*>(dst), dl,
-             static_cast<const uint32_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint32_t>, g, kThreads, 0,
+             static_cast<uint32_t*>(dst), dl, static_cast<const uint32_t*>(src), sl, n);
       break;
     case 2:
-      launch("copy_strided", copy_strided_kernel<uint16_t>, g, kThreads, 0, static_cast<uint16_t*>(dst), dl,
-             static_cast<const uint16_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint16_t>, g, kThreads, 0,
+             static_cast<uint16_t*>(dst), dl, static_cast<const uint16_t*>(src), sl, n);
       break;
     case 1:
-      launch("copy_strided", copy_strided_kernel<uint8_t>, g, kThreads, 0, static_cast<uint8_t*>(dst), dl,
-             static_cast<const uint8_t*>(src), sl, n);
+      launch("copy_strided", copy_strided_kernel<uint8_t>, g, kThreads, 0,
+             static_cast<uint8_t*>(dst), dl, static_cast<const uint8_t*>(src), sl, n);
       break;
     default: LETHE_FAIL("copy_strided: bad dtype");
   }

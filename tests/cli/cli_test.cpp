@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -1134,7 +1134,8 @@ TEST(CliOnCuda, ScoreAndGenerateMatchTransformers) {
   for (const char* name : {"pre_ln", "post_ln_proj", "f16", "sharded", "head_dim5"})
     check_score_fixture(name, "f32", 1e-4, 0, "cuda");
   const double u = 1.0 / 512;  // bf16 GEMM operands (CliScore.Bf16MatmulsStayWithinBf16Rounding)
-  for (const char* name : {"pre_ln", "head_dim5"}) check_score_fixture(name, "bf16", 4 * u, 4 * u, "cuda");
+  for (const char* name : {"pre_ln", "head_dim5"})
+    check_score_fixture(name, "bf16", 4 * u, 4 * u, "cuda");
   check_greedy_fixtures("cuda");
 }
 
@@ -1146,10 +1147,12 @@ TEST(CliOnCuda, UnlearnAndFinetuneMatchTheCpuRun) {
     std::vector<std::string> sets;
   };
   const std::vector<Case> cases = {
-      {"unlearn", {"method.name=npo", "data.forget=" + kMethods + "/forget.jsonl",
-                   "data.retain=" + kMethods + "/retain.jsonl"}},
-      {"unlearn", {"method.name=ngdiff", "data.forget=" + kMethods + "/forget.jsonl",
-                   "data.retain=" + kMethods + "/retain.jsonl"}},
+      {"unlearn",
+       {"method.name=npo", "data.forget=" + kMethods + "/forget.jsonl",
+        "data.retain=" + kMethods + "/retain.jsonl"}},
+      {"unlearn",
+       {"method.name=ngdiff", "data.forget=" + kMethods + "/forget.jsonl",
+        "data.retain=" + kMethods + "/retain.jsonl"}},
       {"finetune", {"data.train=" + kMethods + "/retain.jsonl"}}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.cmd + " " + c.sets[0]);
@@ -1167,8 +1170,8 @@ TEST(CliOnCuda, UnlearnAndFinetuneMatchTheCpuRun) {
     for (size_t s = 0; s < ra.at("steps").size(); ++s)
       for (const char* field : {"loss", "grad_norm"})
         for (const auto& [k, v] : ra.at("steps")[s].at(field).items())
-          EXPECT_TRUE(within(rb.at("steps")[s].at(field).at(k).get<double>(), v.get<double>(),
-                             1e-6, 1e-4))
+          EXPECT_TRUE(
+              within(rb.at("steps")[s].at(field).at(k).get<double>(), v.get<double>(), 1e-6, 1e-4))
               << "step " << s + 1 << " " << field << " " << k;
     const auto wa = weights_of(cpu_out / "model.safetensors");
     const auto wb = weights_of(cuda_out / "model.safetensors");
@@ -1223,7 +1226,8 @@ TEST(CliOnCuda, EvalMatchesTheCpu) {
           }
         } else if (a.is_array()) {
           ASSERT_EQ(a.size(), b.size()) << at;
-          for (size_t i = 0; i < a.size(); ++i) walk(a[i], b[i], at + "[" + std::to_string(i) + "]");
+          for (size_t i = 0; i < a.size(); ++i)
+            walk(a[i], b[i], at + "[" + std::to_string(i) + "]");
         } else if (a.is_number_float()) {
           EXPECT_TRUE(within(b.get<double>(), a.get<double>(), 1e-5, 1e-4)) << at;
           ++compared;

@@ -6,8 +6,8 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <string>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -29,13 +29,13 @@ inline bool cuda_required() {
 
 // Skips the current test (with the reason) when the CUDA backend is unavailable, or fails it when
 // CUDA is required.
-#define LETHE_REQUIRE_CUDA(gpu_var)                                                     \
-  ::lethe::kernels::Backend* gpu_var = ::lethe::kernels::cuda_backend();                \
-  if (gpu_var == nullptr) {                                                             \
-    if (::lethe::testing::cuda_required())                                              \
+#define LETHE_REQUIRE_CUDA(gpu_var)                                                      \
+  ::lethe::kernels::Backend* gpu_var = ::lethe::kernels::cuda_backend();                 \
+  if (gpu_var == nullptr) {                                                              \
+    if (::lethe::testing::cuda_required())                                               \
       FAIL() << "LETHE_REQUIRE_CUDA=1: " << ::lethe::kernels::cuda_unavailable_reason(); \
-    GTEST_SKIP() << ::lethe::kernels::cuda_unavailable_reason();                        \
-  }                                                                                     \
+    GTEST_SKIP() << ::lethe::kernels::cuda_unavailable_reason();                         \
+  }                                                                                      \
   static_assert(true, "")
 
 inline void set_poison(bool on) {

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/cuda_common.cuh"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include "kernels/cuda/cuda_common.cuh"
 
 namespace lethe::kernels {
 namespace {
@@ -84,7 +84,8 @@ __global__ void shuffle_kernel(int* out, int width) {
   out[5 * 64 + t] = __all_sync(0xffffffffu, t < 64);
   out[6 * 64 + t] = __any_sync(0xffffffffu, t == 40);
   __syncwarp();
-  out[7 * 64 + t] = __shfl_sync(0xffffffffu, 1.5 * t, 31 - (t & 31)) == 1.5 * ((t & ~31) + 31 - (t & 31));
+  out[7 * 64 + t] =
+      __shfl_sync(0xffffffffu, 1.5 * t, 31 - (t & 31)) == 1.5 * ((t & ~31) + 31 - (t & 31));
 }
 
 __global__ void bad_mask_kernel(int* out) {
@@ -281,7 +282,8 @@ TEST(CudaEmulator, HalfAndBf16ArithmeticIsNvidias) {
   for (int i = 0; i < n; ++i) {
     // The same conversions on the host: the toolkit's headers, independent of the kernel.
     const float hh = __half2float(__float2half(__half2float(__float2half(x[i])) + 1.0f));
-    const float bb = __bfloat162float(__float2bfloat16(__bfloat162float(__float2bfloat16(x[i])) * 2.0f));
+    const float bb =
+        __bfloat162float(__float2bfloat16(__bfloat162float(__float2bfloat16(x[i])) * 2.0f));
     EXPECT_EQ(got[i], hh + bb) << x[i];
   }
   // bf16 keeps 8 significant bits: 3.14159 -> 3.140625 (round to nearest even).
@@ -302,13 +304,13 @@ TEST(CudaEmulator, BadLaunchConfigurationsGiveTheGpusErrors) {
   EXPECT_EQ(raw_launch(noop_kernel, 1, dim3(1, 1, 65), 0, 0), cudaErrorInvalidConfiguration);
   EXPECT_EQ(raw_launch(noop_kernel, dim3(1, 65536), 32, 0, 0), cudaErrorInvalidConfiguration);
   EXPECT_EQ(raw_launch(noop_kernel, 1, 32, 48 * 1024 + 1, 0), cudaErrorInvalidValue);
-  ASSERT_EQ(cudaFuncSetAttribute(noop_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 100 * 1024),
-            cudaSuccess);
+  ASSERT_EQ(
+      cudaFuncSetAttribute(noop_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024),
+      cudaSuccess);
   EXPECT_EQ(raw_launch(noop_kernel, 1, 32, 100 * 1024, 0), cudaSuccess);
-  EXPECT_EQ(cudaFuncSetAttribute(noop_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 300 * 1024),
-            cudaErrorInvalidValue);
+  EXPECT_EQ(
+      cudaFuncSetAttribute(noop_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
+      cudaErrorInvalidValue);
   // Through lethe's launch helper the error is a lethe::Error naming the kernel.
   try {
     launch("my_kernel", noop_kernel, 1, 2048, 0, 0);
@@ -341,9 +343,10 @@ TEST(CudaEmulator, DeviceMemoryIsExactGarbageFilledAndChecked) {
 // ---- cuBLAS -------------------------------------------------------------------------------------
 
 // Column-major C = alpha op(A) op(B) + beta C in double, per batch.
-void reference_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const std::vector<double>& A,
-                    int lda, long long sa, const std::vector<double>& B, int ldb, long long sb,
-                    double beta, std::vector<double>& C, int ldc, long long sc, int batch) {
+void reference_gemm(bool ta, bool tb, int m, int n, int k, double alpha,
+                    const std::vector<double>& A, int lda, long long sa,
+                    const std::vector<double>& B, int ldb, long long sb, double beta,
+                    std::vector<double>& C, int ldc, long long sc, int batch) {
   for (int p = 0; p < batch; ++p)
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
@@ -452,10 +455,11 @@ TEST(CudaEmulator, CublasGemmStridedBatchedFollowsCublasSemantics) {
   }
   float* small = device_alloc<float>(4);
   const float one = 1, zero = 0;
-  EXPECT_EQ(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, small, CUDA_R_32F,
-                                       2, 4, small, CUDA_R_32F, 2, 0, &zero, small, CUDA_R_32F, 2, 0,
-                                       2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-            CUBLAS_STATUS_EXECUTION_FAILED)
+  EXPECT_EQ(
+      cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, small, CUDA_R_32F, 2,
+                                 4, small, CUDA_R_32F, 2, 0, &zero, small, CUDA_R_32F, 2, 0, 2,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      CUBLAS_STATUS_EXECUTION_FAILED)
       << "a batch stride past the block's end";
   cudaFree(small);
   EXPECT_EQ(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);

@@ -363,9 +363,10 @@ TEST(Dist, EvalOnTwoRanksEqualsOneProcess) {
 
 }  // namespace
 
-// ---- NCCL and the trainer's CUDA path ------------------------------------------------------------
-// *OnCuda: the `cuda` label only (under the CUDA emulator in `make test`, NCCL runs over MPI; on a
-// GPU machine, one GPU per rank). Each rank drives cuda:<local rank>.
+// ---- NCCL and the trainer's CUDA path
+// ------------------------------------------------------------ *OnCuda: the `cuda` label only
+// (under the CUDA emulator in `make test`, NCCL runs over MPI; on a GPU machine, one GPU per rank).
+// Each rank drives cuda:<local rank>.
 namespace {
 
 bool on_cuda() {
@@ -380,9 +381,9 @@ TEST(DistOnCuda, NcclCollectivesOnTwoAndThreeRanks) {
                           lethe::testing::collectives_binary() + " --cuda");
     EXPECT_EQ(r.status, 0) << r.output;
     for (int k = 0; k < n; ++k)
-      EXPECT_NE(r.output.find("nccl rank " + std::to_string(k) + " of " + std::to_string(n) +
-                              ": ok"),
-                std::string::npos)
+      EXPECT_NE(
+          r.output.find("nccl rank " + std::to_string(k) + " of " + std::to_string(n) + ": ok"),
+          std::string::npos)
           << r.output;
   }
 }

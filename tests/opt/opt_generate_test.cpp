@@ -7,8 +7,8 @@
 
 #include "models/opt/generate.h"
 #include "tests/common/device.h"
-#include "tests/opt/opt_test_util.h"
 #include "tests/common/paths.h"
+#include "tests/opt/opt_test_util.h"
 
 namespace lethe::models::test {
 namespace {

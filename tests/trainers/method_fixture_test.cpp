@@ -13,8 +13,8 @@
 
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
-#include "tests/common/device.h"
 #include "tests/common/compare.h"
+#include "tests/common/device.h"
 #include "tests/common/paths.h"
 #include "tests/common/temp_dir.h"
 #include "trainers/config.h"

@@ -74,7 +74,10 @@ bool extent_ok(const void* p, cudaDataType t, int rows, int cols, int ld, long l
   long long lo = 0, hi = last;
   if (batch > 1) {
     long long span = static_cast<long long>(batch - 1) * stride;
-    if (span < 0) lo = span; else hi += span;
+    if (span < 0)
+      lo = span;
+    else
+      hi += span;
   }
   const char* base = static_cast<const char*>(p) + lo * static_cast<long long>(type_bytes(t));
   return lethe::emu::inside_allocation(base, static_cast<size_t>(hi - lo) * type_bytes(t));
@@ -143,8 +146,8 @@ const char* CUBLASWINAPI cublasGetStatusString(cublasStatus_t status) {
 }
 
 cublasStatus_t CUBLASWINAPI cublasGemmStridedBatchedEx(
-    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-    int k, const void* alpha, const void* A, cudaDataType Atype, int lda, long long int strideA,
+    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+    const void* alpha, const void* A, cudaDataType Atype, int lda, long long int strideA,
     const void* B, cudaDataType Btype, int ldb, long long int strideB, const void* beta, void* C,
     cudaDataType Ctype, int ldc, long long int strideC, int batchCount,
     cublasComputeType_t computeType, cublasGemmAlgo_t) {
@@ -157,9 +160,9 @@ cublasStatus_t CUBLASWINAPI cublasGemmStridedBatchedEx(
   if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m))
     return report(CUBLAS_STATUS_INVALID_VALUE,
                   "a leading dimension below its matrix's rows (lda " + std::to_string(lda) +
-                      " for " + std::to_string(a_rows) + ", ldb " + std::to_string(ldb) +
-                      " for " + std::to_string(b_rows) + ", ldc " + std::to_string(ldc) +
-                      " for " + std::to_string(m) + ")");
+                      " for " + std::to_string(a_rows) + ", ldb " + std::to_string(ldb) + " for " +
+                      std::to_string(b_rows) + ", ldc " + std::to_string(ldc) + " for " +
+                      std::to_string(m) + ")");
   if (!alpha || !beta) return report(CUBLAS_STATUS_INVALID_VALUE, "null alpha or beta");
   if (!supported(Atype, Btype, Ctype, computeType))
     return report(CUBLAS_STATUS_NOT_SUPPORTED, "this combination of operand and compute types");
@@ -175,8 +178,9 @@ cublasStatus_t CUBLASWINAPI cublasGemmStridedBatchedEx(
   if (!extent_ok(C, Ctype, m, n, ldc, strideC, batchCount))
     return report(CUBLAS_STATUS_EXECUTION_FAILED,
                   "C (with ldc and its batch stride) reaches outside its cudaMalloc block");
-  const bool tf32 = computeType == CUBLAS_COMPUTE_32F_FAST_TF32 ||
-                    (computeType == CUBLAS_COMPUTE_32F && handle->math == CUBLAS_TF32_TENSOR_OP_MATH);
+  const bool tf32 =
+      computeType == CUBLAS_COMPUTE_32F_FAST_TF32 ||
+      (computeType == CUBLAS_COMPUTE_32F && handle->math == CUBLAS_TF32_TENSOR_OP_MATH);
   const size_t ab = type_bytes(Atype), cb = type_bytes(Ctype);
   for (int p = 0; p < batchCount; ++p) {
     const char* a = static_cast<const char*>(A) + static_cast<long long>(p) * strideA * ab;

@@ -100,9 +100,9 @@ lethe_emu_swap:
 void context_start(Context& c, const FiberStack& stack, void (*entry)()) {
   auto top = reinterpret_cast<uintptr_t>(stack.base + stack.size) & ~uintptr_t{15};
   auto* slot = reinterpret_cast<uint64_t*>(top);
-  *--slot = 0;                                   // entry's "return address": it never returns
-  *--slot = reinterpret_cast<uint64_t>(entry);   // where lethe_emu_swap's ret goes
-  for (int r = 0; r < 6; ++r) *--slot = 0;       // rbp rbx r12 r13 r14 r15
+  *--slot = 0;                                  // entry's "return address": it never returns
+  *--slot = reinterpret_cast<uint64_t>(entry);  // where lethe_emu_swap's ret goes
+  for (int r = 0; r < 6; ++r) *--slot = 0;      // rbp rbx r12 r13 r14 r15
   uint32_t mxcsr = 0;
   uint16_t fpucw = 0;
   asm volatile("stmxcsr %0" : "=m"(mxcsr));

@@ -34,8 +34,8 @@ class StackPool {
 // A suspended execution context. `start` prepares one that will call entry() on `stack`;
 // `switch_to` saves the running context into `from` and resumes `to`.
 struct Context {
-  void* sp = nullptr;       // x86-64: the saved stack pointer
-  void* ucontext = nullptr; // elsewhere: a ucontext_t
+  void* sp = nullptr;        // x86-64: the saved stack pointer
+  void* ucontext = nullptr;  // elsewhere: a ucontext_t
   // AddressSanitizer bookkeeping (unused without it)
   void* fake_stack = nullptr;
   const void* stack_bottom = nullptr;

@@ -140,10 +140,10 @@ ncclResult_t reduce_into(const void* send, void* recv, size_t count, ncclDataTyp
     narrow(v, recv, t);
     return r;
   }
-  ncclResult_t r = mpi_ok(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv,
-                                        static_cast<int>(count), mpi_type(t), mpi_op(op),
-                                        comm->mpi),
-                          "ncclAllReduce");
+  ncclResult_t r =
+      mpi_ok(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, static_cast<int>(count),
+                           mpi_type(t), mpi_op(op), comm->mpi),
+             "ncclAllReduce");
   if (op == ncclAvg) divide(recv, count, t, comm->size);
   return r;
 #else
@@ -242,8 +242,7 @@ ncclResult_t ncclCommUserRank(const ncclComm_t comm, int* rank) {
 }
 
 ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
-                           ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm,
-                           cudaStream_t) {
+                           ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
   if (!comm) return usage("ncclAllReduce on a null communicator");
   if (type_bytes(datatype) == 0) return usage("ncclAllReduce: unsupported data type");
   if (ncclResult_t r = check_buffer(sendbuff, count, datatype, "ncclAllReduce: the send");
@@ -286,7 +285,8 @@ ncclResult_t ncclReduceScatter(const void* sendbuff, void* recvbuff, size_t recv
   if (ncclResult_t r = check_buffer(sendbuff, total, datatype, "ncclReduceScatter: the send");
       r != ncclSuccess)
     return r;
-  if (ncclResult_t r = check_buffer(recvbuff, recvcount, datatype, "ncclReduceScatter: the receive");
+  if (ncclResult_t r =
+          check_buffer(recvbuff, recvcount, datatype, "ncclReduceScatter: the receive");
       r != ncclSuccess)
     return r;
   const size_t bytes = type_bytes(datatype);
@@ -309,8 +309,8 @@ ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcoun
   if (ncclResult_t r = check_buffer(sendbuff, sendcount, datatype, "ncclAllGather: the send");
       r != ncclSuccess)
     return r;
-  if (ncclResult_t r = check_buffer(recvbuff, sendcount * static_cast<size_t>(comm->size),
-                                    datatype, "ncclAllGather: the receive");
+  if (ncclResult_t r = check_buffer(recvbuff, sendcount * static_cast<size_t>(comm->size), datatype,
+                                    "ncclAllGather: the receive");
       r != ncclSuccess)
     return r;
   if (comm->size == 1) {

@@ -25,12 +25,13 @@ thread_local BlockState* tls_block = nullptr;
 namespace {
 
 // ---- the device's limits: an H100 SXM's (sm_90) -------------------------------------------------
-constexpr size_t kSharedDefault = 48 * 1024;      // dynamic shared memory without opting in
-constexpr size_t kSharedOptin = 227 * 1024;       // sharedMemPerBlockOptin
+constexpr size_t kSharedDefault = 48 * 1024;  // dynamic shared memory without opting in
+constexpr size_t kSharedOptin = 227 * 1024;   // sharedMemPerBlockOptin
 constexpr size_t kGlobalMemory = size_t{80} << 30;
-constexpr int kDevices = 8;  // as on an 8-GPU machine: one per rank under mpirun; they share the host's memory
-constexpr size_t kStackBytes = 256 * 1024;        // per emulated thread (virtual; touched lazily)
-constexpr unsigned char kGarbage = 0xFF;          // fresh memory: NaN in every float dtype
+constexpr int kDevices =
+    8;  // as on an 8-GPU machine: one per rank under mpirun; they share the host's memory
+constexpr size_t kStackBytes = 256 * 1024;  // per emulated thread (virtual; touched lazily)
+constexpr unsigned char kGarbage = 0xFF;    // fresh memory: NaN in every float dtype
 
 // ---- errors -------------------------------------------------------------------------------------
 struct ErrorState {
@@ -81,11 +82,12 @@ struct Stats {
   ~Stats() {
     const char* env = std::getenv("LETHE_EMU_STATS");
     if (env && *env && std::string(env) != "0")
-      std::fprintf(stderr,
-                   "lethe CUDA emulator: %llu kernel launches, %llu blocks, %llu threads, %llu "
-                   "failed\n",
-                   static_cast<unsigned long long>(launches), static_cast<unsigned long long>(blocks),
-                   static_cast<unsigned long long>(threads), static_cast<unsigned long long>(failed));
+      std::fprintf(
+          stderr,
+          "lethe CUDA emulator: %llu kernel launches, %llu blocks, %llu threads, %llu "
+          "failed\n",
+          static_cast<unsigned long long>(launches), static_cast<unsigned long long>(blocks),
+          static_cast<unsigned long long>(threads), static_cast<unsigned long long>(failed));
   }
 };
 Stats g_stats;
@@ -244,7 +246,8 @@ struct Runner {
         if (!(slot.mask & (1u << l)) || (slot.present & (1u << l)) || t >= fibers.size()) continue;
         const Fiber& f = fibers[t];
         s += " lane " + std::to_string(l) +
-             (f.state == State::done ? " (which has exited)" : std::string(" (in ") + f.waiting_in + ")");
+             (f.state == State::done ? " (which has exited)"
+                                     : std::string(" (in ") + f.waiting_in + ")");
         ++shown;
       }
       s += ";";
@@ -340,8 +343,8 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
   const unsigned exists = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1);
   auto where = [&] { return "kernel " + std::string(r.name) + ", " + r.where(*f) + ": "; };
   if (!(mask & (1u << lane)))
-    r.abort_kernel(where() + op_name(op) + " with mask " + hex(reinterpret_cast<void*>(
-                                                              static_cast<uintptr_t>(mask))) +
+    r.abort_kernel(where() + op_name(op) + " with mask " +
+                   hex(reinterpret_cast<void*>(static_cast<uintptr_t>(mask))) +
                    " that does not name the calling lane " + std::to_string(lane));
   if (width < 1 || width > 32 || (width & (width - 1)) != 0)
     r.abort_kernel(where() + op_name(op) + " with width " + std::to_string(width) +
@@ -354,10 +357,9 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
     w.width = width;
     w.first_lane = static_cast<int>(lane);
   } else if (w.op != op || w.mask != mask || w.width != width) {
-    r.abort_kernel(where() + "lane " + std::to_string(lane) + " calls " + op_name(op) +
-                   " (mask " + hex(reinterpret_cast<void*>(static_cast<uintptr_t>(mask))) +
-                   ") while lane " + std::to_string(w.first_lane) + " waits in " +
-                   op_name(w.op) + " (mask " +
+    r.abort_kernel(where() + "lane " + std::to_string(lane) + " calls " + op_name(op) + " (mask " +
+                   hex(reinterpret_cast<void*>(static_cast<uintptr_t>(mask))) + ") while lane " +
+                   std::to_string(w.first_lane) + " waits in " + op_name(w.op) + " (mask " +
                    hex(reinterpret_cast<void*>(static_cast<uintptr_t>(w.mask))) +
                    "): the lanes of a mask must make the same call");
   }
@@ -396,9 +398,7 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int 
         res = op == WarpOp::all ? all : any;
         break;
       }
-      case WarpOp::shfl:
-        src = base + (((w.arg[l] % width) + width) % width);
-        break;
+      case WarpOp::shfl: src = base + (((w.arg[l] % width) + width) % width); break;
       case WarpOp::shfl_up:
         src = static_cast<long>(l) - w.arg[l];
         if (src < static_cast<long>(base)) src = l;
@@ -458,10 +458,9 @@ cudaError_t launch(const char* name, const void* kernel, dim3 grid, dim3 block, 
                 "kernel " + std::string(name) + ": " + std::to_string(shared) +
                     " bytes of dynamic shared memory, over the kernel's limit of " +
                     std::to_string(limit) +
-                    (limit == kSharedDefault
-                         ? " (raise it with cudaFuncSetAttribute(..., "
-                           "cudaFuncAttributeMaxDynamicSharedMemorySize, ...))"
-                         : ""));
+                    (limit == kSharedDefault ? " (raise it with cudaFuncSetAttribute(..., "
+                                               "cudaFuncAttributeMaxDynamicSharedMemorySize, ...))"
+                                             : ""));
 
   Runner& r = runner();
   if (r.current) {
@@ -623,7 +622,8 @@ cudaError_t CUDARTAPI cudaGetDevice(int* device) {
 cudaError_t CUDARTAPI cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (!prop) return fail(cudaErrorInvalidValue, "cudaGetDeviceProperties: null prop");
   if (device < 0 || device >= lethe::emu::kDevices)
-    return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties: no device " + std::to_string(device));
+    return fail(cudaErrorInvalidDevice,
+                "cudaGetDeviceProperties: no device " + std::to_string(device));
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof(prop->name), "lethe CUDA emulator (sm_90 limits)");
   prop->major = 9;
@@ -731,8 +731,8 @@ cudaError_t CUDARTAPI cudaMemcpy(void* dst, const void* src, size_t count, cudaM
   std::memmove(dst, src, count);
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
-                                      cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
+                                      cudaStream_t) {
   return cudaMemcpy(dst, src, count, kind);
 }
 cudaError_t CUDARTAPI cudaMemset(void* ptr, int value, size_t count) {
@@ -803,10 +803,9 @@ cudaError_t CUDARTAPI cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) 
 cudaError_t CUDARTAPI cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
   if (value < 0 || static_cast<size_t>(value) > lethe::emu::kSharedOptin)
-    return fail(cudaErrorInvalidValue,
-                "cudaFuncSetAttribute: " + std::to_string(value) +
-                    " bytes of dynamic shared memory (the device allows " +
-                    std::to_string(lethe::emu::kSharedOptin) + ")");
+    return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: " + std::to_string(value) +
+                                           " bytes of dynamic shared memory (the device allows " +
+                                           std::to_string(lethe::emu::kSharedOptin) + ")");
   lethe::emu::FuncAttributes& fa = lethe::emu::func_attributes();
   std::lock_guard<std::mutex> lock(fa.mu);
   fa.max_dynamic_shared[func] = static_cast<size_t>(value);

@@ -150,6 +150,11 @@ __global__ void half_kernel(const float* x, __half* h, __nv_bfloat16* b, float* 
 
 __global__ void noop_kernel(int) {}
 
+__global__ void out_of_bounds_kernel(float* out, int n) {
+  const int i = static_cast<int>(global_index());
+  if (i <= n) out[i] = 1.0f;  // one element too far: i == n
+}
+
 // ---- barriers and shared memory -----------------------------------------------------------------
 
 TEST(CudaEmulator, BarrierOrdersSharedMemoryAndARaceShows) {
@@ -338,6 +343,23 @@ TEST(CudaEmulator, DeviceMemoryIsExactGarbageFilledAndChecked) {
   void* none = reinterpret_cast<void*>(1);
   EXPECT_EQ(cudaMalloc(&none, 0), cudaSuccess);
   EXPECT_EQ(none, nullptr);
+}
+
+// A kernel that writes one element past its cudaMalloc block: under AddressSanitizer (the
+// emulated tree of `make test` builds kernels and this test with it) the report names the kernel
+// and its source line.
+TEST(CudaEmulator, AnOutOfBoundsKernelWriteIsReportedWithItsLine) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        float* out = device_alloc<float>(37);
+        raw_launch(out_of_bounds_kernel, 2, 32, 0, out, 37);
+      },
+      "heap-buffer-overflow.*out_of_bounds_kernel.*emu_test\\.cpp:[0-9]+");
+#else
+  GTEST_SKIP() << "needs the AddressSanitizer build (LETHE_SANITIZE_CUDA)";
+#endif
 }
 
 // ---- cuBLAS -------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#if !defined(__x86_64__)
+#if !defined(__x86_64__) || defined(LETHE_EMU_UCONTEXT)
+#define LETHE_EMU_USE_UCONTEXT 1
 #include <ucontext.h>
 #endif
 
@@ -60,7 +61,7 @@ FiberStack StackPool::take() {
 
 // ---- switching ----------------------------------------------------------------------------------
 
-#if defined(__x86_64__)
+#if !defined(LETHE_EMU_USE_UCONTEXT)
 // lethe_emu_swap(void** save_sp, void* next_sp): pushes the callee-saved registers and the SSE /
 // x87 control words on the running stack, stores its stack pointer in *save_sp, loads next_sp
 // and pops the same frame from there. A new context's frame is made by context_start.

@@ -1,7 +1,7 @@
 // Fibers for the CUDA emulator: one per emulated thread of a block, switched cooperatively on
 // the host thread that launched the kernel. x86-64 switches with a few instructions of its own
-// (fiber.cpp); other machines fall back to <ucontext.h>. AddressSanitizer is told about every
-// stack switch, so it checks kernel code on fiber stacks as on any other.
+// (fiber.cpp); other machines (or -DLETHE_EMU_UCONTEXT) fall back to <ucontext.h>. AddressSanitizer
+// is told about every stack switch, so it checks kernel code on fiber stacks as on any other.
 #pragma once
 
 #include <cstddef>

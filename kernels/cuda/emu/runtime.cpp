@@ -473,6 +473,7 @@ cudaError_t launch(const char* name, const void* kernel, dim3 grid, dim3 block, 
   r.threads = static_cast<unsigned>(threads);
   r.failed = false;
   r.failure.clear();
+  for (Fiber& f : r.fibers) context_free(f.ctx);  // ucontext builds: the previous launch's
   r.fibers.assign(r.threads, Fiber{});
   for (unsigned t = 0; t < r.threads; ++t) {
     ThreadState& ts = r.fibers[t].ts;

@@ -85,7 +85,7 @@ bench: build
 # tests/fuzz/crashes/<t>/ with the fix, and `make test` replays it from then on.
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DLETHE_FUZZ=ON -DLETHE_CUDA=OFF -DLETHE_BENCH=OFF -DLETHE_CCACHE=ON > $(FUZZ_BUILD).configure.log 2>&1 \
+	  -DLETHE_FUZZ=ON -DLETHE_CUDA=OFF -DLETHE_MPI=OFF -DLETHE_BENCH=OFF -DLETHE_CCACHE=ON > $(FUZZ_BUILD).configure.log 2>&1 \
 	  || (cat $(FUZZ_BUILD).configure.log; exit 1)
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
 	@for t in $(FUZZ_TARGETS); do \

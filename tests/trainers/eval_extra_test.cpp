@@ -86,6 +86,8 @@ TEST(Memorization, PerplexityIsTokenWeighted) {
   const Perplexity p = perplexity({stats_of({-1, -1, -1}, {0, 0, 0}), stats_of({-3}, {0})});
   EXPECT_DOUBLE_EQ(p.perplexity, std::exp(6.0 / 4));
   EXPECT_EQ(p.tokens, 4);
+  ASSERT_EQ(p.per_text.size(), 2u);
+  EXPECT_DOUBLE_EQ(p.per_text[0], std::exp(1.0));
   EXPECT_DOUBLE_EQ(p.per_text[1], std::exp(3.0));
 }
 
@@ -274,6 +276,10 @@ TEST(EvalRunner, HarmfulRateBeforeAndAfterWithATrainedClassifier) {
   EXPECT_EQ(rep.harmful->after.prompts.size(), 2u);  // the repeated prompt counted once
   ASSERT_TRUE(rep.harmful->before.has_value());
   for (const HarmfulResult* h : {&rep.harmful->after, &*rep.harmful->before}) {
+    // Sizes first: a loop bounded by lethe's own output passes on an empty result.
+    ASSERT_EQ(h->prompts.size(), 2u);
+    ASSERT_EQ(h->p_harmful.size(), 2u);
+    ASSERT_EQ(h->harmful.size(), 2u);
     double n = 0;
     for (size_t i = 0; i < h->p_harmful.size(); ++i) {
       EXPECT_EQ(h->harmful[i] != 0, h->p_harmful[i] > 0.5);

@@ -42,5 +42,34 @@ TEST(TestHygiene, NoTestWritesToAFixedPathUnderTheTempDirectory) {
                                  << ::testing::PrintToString(offenders);
 }
 
+// A running maximum of errors must keep a NaN (tests/common/compare.h): `worst = std::max(worst,
+// err)` drops a NaN err, and `if (!(err <= worst)) worst = err` forgets an earlier NaN at the next
+// finite err. Errors are recognised by the variable's name (worst, err…, diff…, biggest, max_ref…).
+TEST(TestHygiene, RunningMaximaOfErrorsAreNanSafe) {
+  const std::regex std_max(
+      R"(\b((?:worst|err|error|diff|max_err|max_diff|max_error|biggest|max_ref)\w*)\s*=\s*)"
+      R"(std::(?:max|min)\s*\(\s*\1\s*,)");
+  const std::regex forgetful(R"(if\s*\(\s*!\s*\(\s*\w+\s*<=\s*(\w+)\s*\)\s*\)\s*\1\s*=[^=])");
+  std::vector<std::string> offenders;
+  size_t scanned = 0;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(source_dir()) / "tests")) {
+    const std::string name = e.path().filename().string();
+    const std::string ext = e.path().extension().string();
+    if (!e.is_regular_file() || (ext != ".cpp" && ext != ".h")) continue;
+    if (name.ends_with("_bench.cpp") || name.ends_with("_throughput.cpp")) continue;
+    if (name == "test_hygiene_test.cpp") continue;  // the patterns are written here
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ++scanned;
+    const std::string text = ss.str();
+    if (std::regex_search(text, std_max) || std::regex_search(text, forgetful))
+      offenders.push_back(fs::relative(e.path(), source_dir()).string());
+  }
+  EXPECT_GE(scanned, 30u) << "the scan found too few test sources";
+  EXPECT_TRUE(offenders.empty()) << "NaN-blind running maxima of errors (use nan_max): "
+                                 << ::testing::PrintToString(offenders);
+}
+
 }  // namespace
 }  // namespace lethe::testing

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <sstream>
@@ -250,6 +251,40 @@ TEST(TrainerOutput, KeepBestWritesTheBestEvaluatedWeights) {
   EXPECT_GE(run.at("best_step").get<int64_t>(), 1);
   EXPECT_NO_THROW(models::load_causal_lm(out));
   EXPECT_FALSE(fs::exists(out + "/best"));
+}
+
+// The weights keep-best writes are best_step's: the same run stopped at best_step writes the same
+// bytes, and they are not the last step's. NPO at lr 0.5 peaks at step 3 of 4 on this fixture
+// (checked: best_step must be below the last step, or the case proves nothing).
+TEST(TrainerOutput, KeepBestWritesExactlyTheBestStepsWeights) {
+  auto sets_for = [](const std::string& out, int steps, bool best) {
+    std::vector<std::string> v = base_sets(out);
+    for (std::string& s : v)
+      if (s == "trainer.lr=0.01") s = "trainer.lr=0.5";
+    v.insert(v.end(), {"method.name=npo", "trainer.warmup_steps=0",
+                       "trainer.max_steps=" + std::to_string(steps), "eval.every_steps=1"});
+    if (best) v.push_back("output.keep=best");
+    return v;
+  };
+  const std::string best = lethe::testing::scratch_dir("out", "keep_best");
+  train(sets_for(best, 4, true));
+  const nlohmann::json run = io::read_json_file(best + "/run.json");
+  ASSERT_TRUE(run.contains("best_step"));
+  const int64_t b = run.at("best_step").get<int64_t>();
+  ASSERT_GE(b, 1);
+  ASSERT_LT(b, 4) << "the fixture no longer peaks before the last step";
+  const std::string at_b = lethe::testing::scratch_dir("out", "stopped_at_best");
+  const std::string last = lethe::testing::scratch_dir("out", "keep_last");
+  train(sets_for(at_b, static_cast<int>(b), false));
+  train(sets_for(last, 4, false));
+  auto bytes = [](const std::string& dir) {
+    std::ifstream in(dir + "/model.safetensors", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string kept = bytes(best);
+  ASSERT_FALSE(kept.empty());
+  EXPECT_TRUE(kept == bytes(at_b)) << "keep-best's weights are not step " << b << "'s";
+  EXPECT_FALSE(kept == bytes(last)) << "keep-best wrote the last step's weights";
 }
 
 TEST(TrainerOutput, FinetuneLowersTheTrainingLoss) {

@@ -119,34 +119,42 @@ TEST(Dist, CollectivesOnTwoRanks) {
   EXPECT_NE(r.output.find("rank 1 of 2: ok"), std::string::npos) << r.output;
 }
 
+// `n` ranks × `per_rank` samples equal one process with n·per_rank: every weight's update within
+// 1e-5 of the largest; rank 0 alone wrote run.json, which names the ranks and the communicator.
+void expect_ranks_equal_one_process(const std::string& m, int n, int per_rank,
+                                    const std::vector<std::string>& extra, const std::string& tag,
+                                    const std::string& communicator) {
+  SCOPED_TRACE(m + " on " + std::to_string(n) + " ranks (" + tag + ")");
+  const std::string one = lethe::testing::scratch_dir("dist_one_" + tag, m + std::to_string(n));
+  const std::string many = lethe::testing::scratch_dir("dist_many_" + tag, m + std::to_string(n));
+  std::vector<std::string> k1 = base_keys(m, one), kn = base_keys(m, many);
+  for (std::vector<std::string>* k : {&k1, &kn}) {
+    k->insert(k->end(), extra.begin(), extra.end());
+    k->push_back("trainer.grad_accum=1");
+  }
+  k1.push_back("trainer.batch_size=" + std::to_string(n * per_rank));
+  kn.push_back("trainer.batch_size=" + std::to_string(per_rank));
+  const Shell a = shell(lethe::testing::cli_binary() + " unlearn" + sets(k1));
+  ASSERT_EQ(a.status, 0) << a.output;
+  const Shell b = shell(mpirun_prefix() + " -np " + std::to_string(n) + " " +
+                        lethe::testing::cli_binary() + " unlearn" + sets(kn));
+  ASSERT_EQ(b.status, 0) << b.output;
+  double biggest = 0;
+  const double err = relative_update_error(many, one, &biggest);
+  EXPECT_GT(biggest, 1e-4) << "the runs barely moved";
+  EXPECT_LE(err, 1e-5) << "max update " << biggest;
+  std::ifstream run(many + "/run.json");
+  const std::string text((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"ranks\": " + std::to_string(n)), std::string::npos);
+  EXPECT_NE(text.find("\"communicator\": \"" + communicator + "\""), std::string::npos)
+      << "the gradients did not go through " << communicator;
+}
+
 class DataParallel : public ::testing::TestWithParam<std::string> {};
 
 // N ranks × 2 samples = 1 rank × 2N samples, for N = 2 and 3.
 TEST_P(DataParallel, RanksEqualOneRankWithTheWholeBatch) {
-  const std::string m = GetParam();
-  for (int n : {2, 3}) {
-    SCOPED_TRACE(std::to_string(n) + " ranks");
-    const std::string one = lethe::testing::scratch_dir("dist_one_" + std::to_string(n), m);
-    const std::string many = lethe::testing::scratch_dir("dist_many_" + std::to_string(n), m);
-    std::vector<std::string> k1 = base_keys(m, one), kn = base_keys(m, many);
-    k1.push_back("trainer.batch_size=" + std::to_string(2 * n));
-    k1.push_back("trainer.grad_accum=1");
-    kn.push_back("trainer.batch_size=2");
-    kn.push_back("trainer.grad_accum=1");
-    const Shell a = shell(lethe::testing::cli_binary() + " unlearn" + sets(k1));
-    ASSERT_EQ(a.status, 0) << a.output;
-    const Shell b = shell(mpirun_prefix() + " -np " + std::to_string(n) + " " +
-                          lethe::testing::cli_binary() + " unlearn" + sets(kn));
-    ASSERT_EQ(b.status, 0) << b.output;
-    double biggest = 0;
-    const double err = relative_update_error(many, one, &biggest);
-    EXPECT_GT(biggest, 1e-4) << "the runs barely moved";
-    EXPECT_LE(err, 1e-5) << m << ": " << n << " ranks vs 1 rank, max update " << biggest;
-    // Only rank 0 wrote run.json, and it knows how many ranks the run had.
-    std::ifstream run(many + "/run.json");
-    const std::string text((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
-    EXPECT_NE(text.find("\"ranks\": " + std::to_string(n)), std::string::npos);
-  }
+  for (int n : {2, 3}) expect_ranks_equal_one_process(GetParam(), n, 2, {}, "cpu", "mpi");
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, DataParallel,
@@ -422,34 +430,8 @@ class DataParallelOnCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DataParallelOnCuda, RanksEqualOneProcessWithTheWholeBatch) {
   ASSERT_TRUE(on_cuda()) << "runs with LETHE_TEST_DEVICE=cuda only";
-  const std::string m = GetParam();
-  const std::string one = lethe::testing::scratch_dir("dist_cuda_one", m);
-  std::vector<std::string> k1 = base_keys(m, one);
-  k1.push_back("model.device=cuda");
-  k1.push_back("trainer.batch_size=6");
-  k1.push_back("trainer.grad_accum=1");
-  const Shell a = shell(lethe::testing::cli_binary() + " unlearn" + sets(k1));
-  ASSERT_EQ(a.status, 0) << a.output;
-  for (int n : {2, 3}) {
-    SCOPED_TRACE(std::to_string(n) + " ranks");
-    const std::string many = lethe::testing::scratch_dir("dist_cuda_" + std::to_string(n), m);
-    std::vector<std::string> kn = base_keys(m, many);
-    kn.push_back("model.device=cuda");
-    kn.push_back("trainer.batch_size=" + std::to_string(6 / n));
-    kn.push_back("trainer.grad_accum=1");
-    const Shell b = shell(mpirun_prefix() + " -np " + std::to_string(n) + " " +
-                          lethe::testing::cli_binary() + " unlearn" + sets(kn));
-    ASSERT_EQ(b.status, 0) << b.output;
-    double biggest = 0;
-    const double err = relative_update_error(many, one, &biggest);
-    EXPECT_GT(biggest, 1e-4) << "the runs barely moved";
-    EXPECT_LE(err, 1e-5) << m << ": " << n << " ranks vs 1 process, max update " << biggest;
-    std::ifstream run(many + "/run.json");
-    const std::string text((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
-    EXPECT_NE(text.find("\"ranks\": " + std::to_string(n)), std::string::npos);
-    EXPECT_NE(text.find("\"communicator\": \"nccl\""), std::string::npos)
-        << "the gradients did not go through NCCL";
-  }
+  for (int n : {2, 3})
+    expect_ranks_equal_one_process(GetParam(), n, 6 / n, {"model.device=cuda"}, "cuda", "nccl");
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, DataParallelOnCuda, ::testing::Values("ga", "npo", "ngdiff"));

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -19,8 +20,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TEST(TestHygiene, NoTestWritesToAFixedPathUnderTheTempDirectory) {
-  const std::regex fixed_temp(R"((temp_directory_path\(\)\s*/\s*")|("/tmp/))");
+// The test sources (.cpp, .h under tests/) that `bad` matches, relative to the source root;
+// benchmark programs and this file (where the patterns are written) are not scanned.
+std::vector<std::string> sources_matching(const std::function<bool(const std::string&)>& bad) {
   std::vector<std::string> offenders;
   size_t scanned = 0;
   for (const auto& e : fs::recursive_directory_iterator(fs::path(source_dir()) / "tests")) {
@@ -28,16 +30,21 @@ TEST(TestHygiene, NoTestWritesToAFixedPathUnderTheTempDirectory) {
     const std::string ext = e.path().extension().string();
     if (!e.is_regular_file() || (ext != ".cpp" && ext != ".h")) continue;
     if (name.ends_with("_bench.cpp") || name.ends_with("_throughput.cpp")) continue;
-    if (name == "test_hygiene_test.cpp") continue;  // the pattern itself is written here
+    if (name == "test_hygiene_test.cpp") continue;
     std::ifstream in(e.path());
     std::stringstream ss;
     ss << in.rdbuf();
     ++scanned;
-    const std::string text = ss.str();
-    if (std::regex_search(text, fixed_temp))
-      offenders.push_back(fs::relative(e.path(), source_dir()).string());
+    if (bad(ss.str())) offenders.push_back(fs::relative(e.path(), source_dir()).string());
   }
   EXPECT_GE(scanned, 30u) << "the scan found too few test sources";
+  return offenders;
+}
+
+TEST(TestHygiene, NoTestWritesToAFixedPathUnderTheTempDirectory) {
+  const std::regex fixed_temp(R"((temp_directory_path\(\)\s*/\s*")|("/tmp/))");
+  const std::vector<std::string> offenders = sources_matching(
+      [&](const std::string& text) { return std::regex_search(text, fixed_temp); });
   EXPECT_TRUE(offenders.empty()) << "fixed temp paths (use lethe::testing::scratch_dir): "
                                  << ::testing::PrintToString(offenders);
 }
@@ -50,23 +57,9 @@ TEST(TestHygiene, RunningMaximaOfErrorsAreNanSafe) {
       R"(\b((?:worst|err|error|diff|max_err|max_diff|max_error|biggest|max_ref)\w*)\s*=\s*)"
       R"(std::(?:max|min)\s*\(\s*\1\s*,)");
   const std::regex forgetful(R"(if\s*\(\s*!\s*\(\s*\w+\s*<=\s*(\w+)\s*\)\s*\)\s*\1\s*=[^=])");
-  std::vector<std::string> offenders;
-  size_t scanned = 0;
-  for (const auto& e : fs::recursive_directory_iterator(fs::path(source_dir()) / "tests")) {
-    const std::string name = e.path().filename().string();
-    const std::string ext = e.path().extension().string();
-    if (!e.is_regular_file() || (ext != ".cpp" && ext != ".h")) continue;
-    if (name.ends_with("_bench.cpp") || name.ends_with("_throughput.cpp")) continue;
-    if (name == "test_hygiene_test.cpp") continue;  // the patterns are written here
-    std::ifstream in(e.path());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    ++scanned;
-    const std::string text = ss.str();
-    if (std::regex_search(text, std_max) || std::regex_search(text, forgetful))
-      offenders.push_back(fs::relative(e.path(), source_dir()).string());
-  }
-  EXPECT_GE(scanned, 30u) << "the scan found too few test sources";
+  const std::vector<std::string> offenders = sources_matching([&](const std::string& text) {
+    return std::regex_search(text, std_max) || std::regex_search(text, forgetful);
+  });
   EXPECT_TRUE(offenders.empty()) << "NaN-blind running maxima of errors (use nan_max): "
                                  << ::testing::PrintToString(offenders);
 }

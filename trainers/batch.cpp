@@ -18,7 +18,8 @@ int64_t MicroBatch::rows_with_answer() const {
       std::count_if(answer_tokens.begin(), answer_tokens.end(), [](int64_t a) { return a > 0; }));
 }
 
-MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id) {
+MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id,
+                   int64_t min_length) {
   LETHE_CHECK(!samples.empty(), "collate: no samples");
   LETHE_CHECK(pad_id >= 0, "collate: the model has no pad token id (config.json pad_token_id)");
   size_t T = 0;
@@ -28,6 +29,7 @@ MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_
                 " labels");
     T = std::max(T, s->input_ids.size());
   }
+  T = std::max(T, static_cast<size_t>(std::max<int64_t>(0, min_length)));
   const size_t B = samples.size();
   std::vector<int64_t> ids(B * T, pad_id), mask(B * T, 0), targets(B * T, -100);
   MicroBatch mb;

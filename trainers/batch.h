@@ -22,8 +22,10 @@ struct MicroBatch {
 };
 
 // Pads `samples` (at least one, each with input_ids.size() == labels.size() >= 1) on the right
-// with pad_id; labels -100 on padding; then shifts the labels (targets[t] = labels[t+1]).
-MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id);
+// with pad_id to the longest sample, or to `min_length` when that is longer; labels -100 on
+// padding; then shifts the labels (targets[t] = labels[t+1]).
+MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id,
+                   int64_t min_length = 0);
 
 // The prompt of a sample (its ids before the first labelled position) and its answer (the ids at
 // labelled positions), for building mismatched (prompt, random answer) pairs.

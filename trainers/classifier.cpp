@@ -298,7 +298,7 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
     opt_body.step();
     opt_head.step();
     run.losses.push_back(loss_sum);
-    progress.update(step + 1, {{"loss", loss_sum}}, lr, 0);
+    progress.update(step + 1, {{"loss", loss_sum}}, lr, 0, 0);
     LETHE_CHECK(std::isfinite(loss_sum), "classifier training: the loss is ", loss_sum, " at step ",
                 step + 1, " (lower trainer.lr?)");
   }

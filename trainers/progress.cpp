@@ -30,13 +30,18 @@ std::string Progress::format_duration(double s) {
 }
 
 void Progress::update(int64_t step, const std::vector<std::pair<std::string, double>>& values,
-                      double lr, double tokens) {
+                      double lr, double tokens, double step_seconds) {
   if (first_step_ < 0) {
+    // The clock of the ETA starts when the first step of this invocation started.
     first_step_ = step - 1;
-    start_ = std::chrono::steady_clock::now();
+    start_ = std::chrono::steady_clock::now() -
+             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(step_seconds > 0 ? step_seconds : 0));
     tokens_ = 0;
+    step_seconds_ = 0;
   }
   tokens_ += tokens;
+  if (step_seconds > 0) step_seconds_ += step_seconds;
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const int64_t done = step - first_step_;
@@ -58,7 +63,7 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, dou
     line << buf;
   }
   std::snprintf(buf, sizeof buf, " | lr %.3g | %.0f tok/s | ETA %s", lr,
-                elapsed > 0 ? tokens_ / elapsed : 0.0, format_duration(eta).c_str());
+                step_seconds_ > 0 ? tokens_ / step_seconds_ : 0.0, format_duration(eta).c_str());
   line << buf;
   if (terminal_) {
     out_ << '\r' << line.str() << "\x1b[K" << std::flush;

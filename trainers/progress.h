@@ -15,9 +15,11 @@ class Progress {
  public:
   // `total` steps; `every`: print a plain line every N steps (a terminal redraws every step).
   Progress(std::ostream& out, int64_t total, int64_t every, bool terminal);
-  // After step `step` (1-based count of steps done): named values, lr, tokens of the step.
+  // After step `step` (1-based count of steps done): named values, lr, the step's tokens and the
+  // seconds its compute took. tokens/s is tokens over those seconds, summed over the steps of this
+  // invocation (evaluations and checkpoints between steps do not count); the ETA uses wall time.
   void update(int64_t step, const std::vector<std::pair<std::string, double>>& values, double lr,
-              double tokens);
+              double tokens, double step_seconds);
   // A message on its own line (the bar is redrawn after it).
   void message(const std::string& text);
   void finish();
@@ -29,7 +31,7 @@ class Progress {
   int64_t total_, every_;
   bool terminal_;
   bool open_line_ = false;
-  double tokens_ = 0;
+  double tokens_ = 0, step_seconds_ = 0;
   std::chrono::steady_clock::time_point start_;
   int64_t first_step_ = -1;
 };

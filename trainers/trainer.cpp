@@ -144,17 +144,25 @@ struct Trainer::Impl {
   fs::path out_dir() const { return fs::path(cfg.str("output.dir")); }
 
   // ---- data order -----------------------------------------------------------------------------
-  std::vector<const data::Sample*> drive_batch(int64_t m) {
-    const int64_t n = static_cast<int64_t>(drive.size());
+  // Rows of global micro-batch m (the epoch's last may be short) and its i-th sample.
+  int64_t global_rows(int64_t m) const {
+    const int64_t n = static_cast<int64_t>(drive.size()), j = m % mb_per_epoch;
+    return std::max<int64_t>(0, std::min(n, (j + 1) * gbatch) - j * gbatch);
+  }
+  const data::Sample* drive_at(int64_t m, int64_t i) {
     const int64_t epoch = m / mb_per_epoch, j = m % mb_per_epoch;
     if (epoch != cached_epoch) {
-      order = permutation(n, seed, epoch, cfg.flag("data.shuffle"));
+      order =
+          permutation(static_cast<int64_t>(drive.size()), seed, epoch, cfg.flag("data.shuffle"));
       cached_epoch = epoch;
     }
+    return &drive[static_cast<size_t>(order[static_cast<size_t>(j * gbatch + i)])];
+  }
+  // This rank's slice [rank·batch, (rank+1)·batch) of global micro-batch m.
+  std::vector<const data::Sample*> drive_batch(int64_t m) {
     std::vector<const data::Sample*> out;
-    const int64_t begin = j * gbatch + rank * batch, end = std::min(n, begin + batch);
-    for (int64_t i = begin; i < end; ++i)
-      out.push_back(&drive[static_cast<size_t>(order[static_cast<size_t>(i)])]);
+    const int64_t begin = rank * batch, end = std::min(global_rows(m), begin + batch);
+    for (int64_t i = begin; i < end; ++i) out.push_back(drive_at(m, i));
     return out;
   }
   int64_t retain_index(int64_t m, int64_t i, Stream stream) const {
@@ -201,14 +209,15 @@ struct Trainer::Impl {
   struct Batches {
     std::map<BatchKind, MicroBatch> mb;
   };
-  Batches make_batches(int64_t m) {
+  Batches make_batches(int64_t m, int64_t forget_length = 0, int64_t retain_length = 0) {
     Batches b;
     const std::vector<const data::Sample*> fb = drive_batch(m);
     if (fb.empty()) return b;  // this rank's share of the epoch's last micro-batch is empty
     const int64_t pad = model->pad_token_id();
-    if (method.reads(BatchKind::forget)) b.mb[BatchKind::forget] = collate(fb, pad);
+    if (method.reads(BatchKind::forget)) b.mb[BatchKind::forget] = collate(fb, pad, forget_length);
     if (method.reads(BatchKind::retain))
-      b.mb[BatchKind::retain] = collate(retain_batch(m, static_cast<int64_t>(fb.size())), pad);
+      b.mb[BatchKind::retain] =
+          collate(retain_batch(m, static_cast<int64_t>(fb.size())), pad, retain_length);
     if (method.reads(BatchKind::random)) {
       std::vector<data::Sample> rs = random_samples(m, fb);
       std::vector<const data::Sample*> ptrs;
@@ -216,6 +225,29 @@ struct Trainer::Impl {
       b.mb[BatchKind::random] = collate(ptrs, pad);
     }
     return b;
+  }
+  // The `kl` loss counts every position, padding included (docs/methods.md), so its value depends
+  // on the padded length. Every micro-batch of step s, on every rank, is padded to the longest
+  // sample of the step's whole batch (all grad_accum micro-batches, all ranks' slices) for the
+  // batch kinds a `kl` objective reads: N ranks × B × accum A compute what one batch of N·B·A
+  // computes. 0 when no `kl` objective reads `kind` (each micro-batch pads to its own longest).
+  int64_t kl_length(int64_t s, BatchKind kind) {
+    bool kl = false;
+    for (const Objective& o : method.objectives)
+      kl = kl || (o.loss == LossKind::kl && o.batch == kind);
+    if (!kl) return 0;
+    LETHE_CHECK(kind != BatchKind::random, "kl over random-answer batches is not supported");
+    int64_t longest = 0;
+    for (int64_t a = 0; a < accum; ++a) {
+      const int64_t m = s * accum + a;
+      for (int64_t i = 0; i < global_rows(m); ++i) {
+        const data::Sample* x = kind == BatchKind::forget
+                                    ? drive_at(m, i)
+                                    : &retain[static_cast<size_t>(retain_index(m, i, kPairing))];
+        longest = std::max<int64_t>(longest, static_cast<int64_t>(x->input_ids.size()));
+      }
+    }
+    return longest;
   }
 
   // ---- set-up -----------------------------------------------------------------------------------
@@ -459,7 +491,10 @@ struct Trainer::Impl {
     rec.losses.assign(K, 0.0);
 
     std::vector<Batches> mbs;
-    for (int64_t a = 0; a < accum; ++a) mbs.push_back(make_batches(s * accum + a));
+    const int64_t forget_length = kl_length(s, BatchKind::forget),
+                  retain_length = kl_length(s, BatchKind::retain);
+    for (int64_t a = 0; a < accum; ++a)
+      mbs.push_back(make_batches(s * accum + a, forget_length, retain_length));
     std::vector<double> counts(K, 0.0);
     for (const Batches& b : mbs)
       for (size_t k = 0; k < K; ++k) {
@@ -1070,7 +1105,7 @@ struct Trainer::Impl {
       std::vector<std::pair<std::string, double>> shown;
       for (size_t k = 0; k < method.objectives.size(); ++k)
         shown.emplace_back(method.objectives[k].name, rec.losses[k]);
-      progress.update(s + 1, shown, rec.lr, rec.tokens);
+      progress.update(s + 1, shown, rec.lr, rec.tokens, rec.seconds);
       if (every_eval > 0 && ((s + 1) % every_eval == 0 || s + 1 == total)) {
         EvalRecord e = evaluate(s + 1);
         evals.push_back(e);

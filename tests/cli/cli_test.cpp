@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/common/compare.h"
+#include "tests/common/paths.h"
 
 namespace lethe::testing {
 const std::string& cli_binary();  // generated: tests/cli/CMakeLists.txt
@@ -837,8 +838,9 @@ TEST(CliTrain, MissingDataIsARuntimeErrorBeforeAnyStep) {
 
 // ---- demo ---------------------------------------------------------------------------------------
 
-// The TOFU demo at its smallest: the whole pipeline (data, two models trained from scratch, six
-// methods, TOFU evaluation, table, report with plots) in well under a minute.
+// The TOFU demo at its smallest: the whole pipeline (data, two models trained from scratch to the
+// training criterion, six methods, TOFU evaluation, table, report with plots) in under a minute;
+// the directions the README claims hold in its summary.json.
 TEST(CliDemo, QuickRunPrintsTheTableAndWritesTheReport) {
   const fs::path out = temp_path("demo_quick");
   Result r = run({"demo", "--quick", "--out", out.string(), "--threads", "2"});
@@ -847,18 +849,124 @@ TEST(CliDemo, QuickRunPrintsTheTableAndWritesTheReport) {
                           "| simnpo |", "| mollm |", "| ngdiff |"})
     EXPECT_NE(r.out.find(row), std::string::npos) << row << " missing from:\n" << r.out;
   EXPECT_NE(r.out.find("forget quality"), std::string::npos);
-  for (const char* f : {"report.md", "forget_quality_vs_utility.svg", "forget_loss.svg",
-                        "retain_loss.svg", "target/model.safetensors", "eval/target/eval.json",
-                        "ngdiff/run.json", "eval/ngdiff/eval.json"})
+  for (const char* f :
+       {"report.md", "summary.json", "forget_quality_vs_utility.svg", "forget_loss.svg",
+        "retain_loss.svg", "seed-0/target/model.safetensors", "seed-0/eval/target/eval.json",
+        "seed-0/ngdiff/run.json", "seed-0/eval/ngdiff/eval.json"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   const std::string svg = read_file(out / "forget_quality_vs_utility.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
   EXPECT_NE(read_file(out / "report.md").find("![forget quality vs model utility]"),
             std::string::npos);
+  // The printed table is the summary's, rendered.
+  Result rendered = run({"demo", "--render", (out / "summary.json").string()});
+  ASSERT_EQ(rendered.status, 0) << rendered.err;
+  EXPECT_NE(r.out.find(rendered.out), std::string::npos) << rendered.out;
+
+  const json sum = json::parse(read_file(out / "summary.json"));
+  ASSERT_EQ(sum.at("seeds").size(), 1u);
+  std::map<std::string, json> m;
+  for (const json& x : sum.at("models")) m[x.at("name")] = x;
+  ASSERT_EQ(m.size(), 8u);
+  auto v = [&](const std::string& model, const char* metric) {
+    return m.at(model).at(metric).at(0).get<double>();
+  };
+  // Both trained models met the criterion (the demo stops otherwise): recorded and ≥ 0.95.
+  const json& tr = sum.at("training").at(0);
+  EXPECT_GE(tr.at("target").at("forget_rouge").get<double>(), 0.95);
+  EXPECT_GE(tr.at("target").at("retain_rouge").get<double>(), 0.95);
+  EXPECT_GE(tr.at("retain_only").at("retain_rouge").get<double>(), 0.95);
+  EXPECT_LE(tr.at("target").at("final_loss").get<double>(), 0.1);
+  // The README's claims: the target memorised what the retain-only model never saw; every method
+  // lowers the forget probability; GA pays with utility.
+  EXPECT_GT(v("target", "forget_rouge"), v("retain-only", "forget_rouge") + 0.5);
+  for (const char* method : {"ga", "graddiff", "npo", "simnpo", "mollm", "ngdiff"})
+    EXPECT_LT(v(method, "forget_prob"), v("target", "forget_prob")) << method;
+  EXPECT_LT(v("ga", "model_utility"), 0.5 * v("target", "model_utility"));
   // The retain-only model against its own truth ratios: forget quality 1.
-  const json rj = json::parse(read_file(out / "eval" / "retain-only" / "eval.json"));
+  const json rj = json::parse(read_file(out / "seed-0" / "eval" / "retain-only" / "eval.json"));
   EXPECT_DOUBLE_EQ(rj.at("summary").at("forget_quality").get<double>(), 1.0);
+  // One colour per model in every plot: the legend swatch before each name.
+  auto legend_color = [](const std::string& svg_text, const std::string& name) {
+    const size_t at = svg_text.find(">" + name + "</text>");
+    if (at == std::string::npos) return std::string("missing");
+    const size_t fill = svg_text.rfind("fill=\"", at);
+    return svg_text.substr(fill + 6, 7);
+  };
+  const std::string fl = read_file(out / "forget_loss.svg"),
+                    rl = read_file(out / "retain_loss.svg");
+  std::set<std::string> colors;
+  for (const char* method : {"ga", "graddiff", "npo", "simnpo", "mollm", "ngdiff"}) {
+    const std::string c = legend_color(svg, method);
+    EXPECT_EQ(legend_color(fl, method), c) << method;
+    EXPECT_EQ(legend_color(rl, method), c) << method;
+    colors.insert(c);
+  }
+  EXPECT_EQ(colors.size(), 6u);
+}
+
+// A model that misses the training criterion stops the demo before any table is printed.
+TEST(CliDemo, AnUndertrainedModelStopsTheDemoWithTheReason) {
+  const fs::path out = temp_path("demo_undertrained");
+  Result r = run({"demo", "--quick", "--epochs", "1", "--out", out.string(), "--threads", "2"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("seed 0: the target did not reach the training criterion"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("ROUGE-L"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--epochs"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("| target |"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out / "summary.json"));
+  EXPECT_FALSE(fs::exists(out / "report.md"));
+}
+
+// Over seeds a cell is mean ± sample sd, forget quality median [min, max] (values by hand).
+TEST(CliDemo, RenderShowsTheSpreadOverSeeds) {
+  const fs::path f = temp_path("demo_summary.json");
+  {
+    std::ofstream o(f);
+    o << R"({"seeds": [0, 1, 2], "models": [{"name": "npo",
+          "forget_quality": [1e-4, 0.5, 0.02], "model_utility": [0.5, 0.6, 0.7],
+          "forget_rouge": [0.1, 0.1, 0.1], "retain_rouge": [0.9, 1.0, 0.95],
+          "forget_prob": [0.25, 0.5, 0.75]}]})";
+  }
+  Result r = run({"demo", "--render", f.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| npo | 0.020 [1.0e-04, 0.500] | 0.600 ± 0.100 | 0.100 ± 0.000 | "
+                       "0.950 ± 0.050 | 0.500 ± 0.250 |"),
+            std::string::npos)
+      << r.out;
+  // A model with fewer values than seeds is named.
+  {
+    std::ofstream o(f);
+    o << R"({"seeds": [0, 1], "models": [{"name": "ga", "forget_quality": [0.1],
+          "model_utility": [0.5, 0.6], "forget_rouge": [0, 0], "retain_rouge": [1, 1],
+          "forget_prob": [0, 0]}]})";
+  }
+  Result bad = run({"demo", "--render", f.string()});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("model ga has 1 values of forget_quality for 2 seeds"), std::string::npos)
+      << bad.err;
+}
+
+// The README's demo table is the demo's own: `lethe demo --render` of the committed summary.json
+// (written by a full `lethe demo` run; tools/demo/update_readme.sh copies it and the plots into
+// docs/demo/ and splices this table into the README).
+TEST(CliDemo, ReadmeTableIsWhatTheDemoPrints) {
+  const std::string root = lethe::testing::source_dir();
+  const std::string summary = root + "/docs/demo/summary.json";
+  const json sum = json::parse(read_file(summary));
+  EXPECT_FALSE(sum.at("quick").get<bool>());
+  EXPECT_GE(sum.at("seeds").size(), 3u) << "the README's claims are stated over >= 3 seeds";
+  Result r = run({"demo", "--render", summary});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string readme = read_file(root + "/README.md");
+  const std::string begin = "<!-- demo-table: begin -->\n", end = "<!-- demo-table: end -->";
+  const size_t a = readme.find(begin), b = readme.find(end);
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  EXPECT_EQ(readme.substr(a + begin.size(), b - a - begin.size()), r.out);
 }
 
 TEST(CliDemo, EngineDemoStillRuns) {

@@ -1,10 +1,12 @@
-// Every recipe under recipes/ runs end to end: loaded as written, with only the model, the data
-// files (small ones in the recipe's formats), the step count and output.dir overridden, on a tiny
-// random OPT with a real byte-level BPE tokenizer.
+// Every recipe under recipes/ runs end to end: loaded as written, then run on a tiny random OPT
+// with a real byte-level BPE tokenizer, with the model, the data files (small ones in the recipe's
+// formats), the step count, batch, rate and output.dir overridden, and its method's objective
+// must fall over two steps on one batch (seen failing, all 29, with the update direction reversed).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -63,6 +65,28 @@ std::string data_file(const std::string& format, bool forget) {
   return f + "tokenized.jsonl";
 }
 
+// A copy of the file's first record (a CSV keeps its header) in a scratch directory: a retain set
+// of one sample pairs the same retain row with every forget row at every step.
+std::string first_record(const std::string& path) {
+  std::ifstream in(lethe::testing::source_dir() + "/" + path);
+  std::string line, text;
+  const bool csv = fs::path(path).extension() == ".csv";
+  for (int i = 0; i < (csv ? 2 : 1) && std::getline(in, line); ++i) text += line + "\n";
+  const fs::path out =
+      fs::path(lethe::testing::scratch_dir("recipe", "retain1")) / fs::path(path).filename();
+  std::ofstream(out) << text;
+  return out.string();
+}
+
+std::string own_muse_text() {
+  const fs::path out =
+      fs::path(lethe::testing::scratch_dir("recipe", "muse_retain")) / "retain.jsonl";
+  std::ofstream(out) << R"({"text": "The museum's winter exhibition shows maps of the river )"
+                     << R"(delta drawn by surveyors in the last century."})"
+                     << "\n";
+  return out.string();
+}
+
 std::vector<std::string> recipes() {
   std::vector<std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(lethe::testing::source_dir() + "/recipes"))
@@ -75,7 +99,7 @@ std::vector<std::string> recipes() {
 
 class Recipe : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(Recipe, RunsOneStepOnATinyModel) {
+TEST_P(Recipe, RunsOnATinyModelAndItsObjectiveFalls) {
   const std::string path = GetParam();
   const bool finetune = fs::path(path).filename().string().rfind("finetune", 0) == 0;
   const RunKind kind = finetune ? RunKind::finetune : RunKind::unlearn;
@@ -85,10 +109,20 @@ TEST_P(Recipe, RunsOneStepOnATinyModel) {
   const std::string ff = as_written.str_or("data.forget_format", fmt);
   const std::string rf = as_written.str_or("data.retain_format", fmt);
   const std::string out = lethe::testing::scratch_dir("recipe", "run");
+  // The recipes' rates (1e-5 after warm-up) barely move a tiny random model: the rate is raised
+  // and the warm-up dropped, and two steps see the same batch — the whole forget (or training)
+  // file in one batch, paired with a one-sample retain file — so the second step's losses are the
+  // first step's batch at the updated weights. The method's combined objective Σ wₖ·Lₖ (its own
+  // weights at step 1: recipe weights, MGDA λ, NGDiff's 1/‖g‖) must have fallen.
   std::vector<std::string> sets = {"model.path=" + tiny_model_dir(),
-                                   "trainer.max_steps=1",
-                                   "trainer.batch_size=2",
+                                   "trainer.max_steps=2",
+                                   "trainer.batch_size=64",
                                    "trainer.grad_accum=1",
+                                   "trainer.lr=1e-3",
+                                   "trainer.warmup_steps=0",
+                                   "trainer.scheduler=constant",
+                                   "data.shuffle=false",
+                                   "data.pairing=sequential",
                                    "data.max_length=384",
                                    "trainer.threads=2",
                                    "output.dir=" + out};
@@ -96,16 +130,29 @@ TEST_P(Recipe, RunsOneStepOnATinyModel) {
     sets.push_back("data.train=" + data_file(fmt, true));
   } else {
     sets.push_back("data.forget=" + data_file(ff, true));
-    sets.push_back("data.retain=" + data_file(rf, false));
+    // MUSE's forget and retain fixtures are one file: a retain row inside the forget batch makes
+    // GradDiff's −nll(F) + nll(R) cancel to second order. Its retain row is a text of its own.
+    sets.push_back("data.retain=" +
+                   (rf == "muse" ? own_muse_text() : first_record(data_file(rf, false))));
   }
   std::ostringstream log;
   TrainerOptions o;
   o.log = &log;
   Trainer t(load_config(path, sets, kind), o);
-  EXPECT_EQ(t.run(), 1);
-  ASSERT_EQ(t.steps().size(), 1u);
-  for (double l : t.steps()[0].losses) EXPECT_TRUE(std::isfinite(l)) << path;
+  EXPECT_EQ(t.run(), 2);
+  ASSERT_EQ(t.steps().size(), 2u);
+  for (const StepRecord& r : t.steps())
+    for (double l : r.losses) EXPECT_TRUE(std::isfinite(l)) << path;
   EXPECT_GT(t.steps()[0].direction_norm, 0) << path;
+  const StepRecord &s1 = t.steps()[0], &s2 = t.steps()[1];
+  ASSERT_EQ(s1.losses.size(), s2.losses.size());
+  double before = 0, after = 0;
+  for (size_t k = 0; k < s1.losses.size(); ++k) {
+    before += s1.weights[k] * s1.losses[k];
+    after += s1.weights[k] * s2.losses[k];
+  }
+  EXPECT_LT(after, before - 1e-6 * std::fabs(before))
+      << path << ": the method's objective did not fall (" << before << " -> " << after << ")";
   EXPECT_TRUE(fs::exists(out + "/model.safetensors"));
   EXPECT_TRUE(fs::exists(out + "/vocab.json")) << "tokenizer files were not copied";
   const nlohmann::json run = io::read_json_file(out + "/run.json");

@@ -23,6 +23,7 @@
 #include "tests/common/temp_dir.h"
 #include "trainers/combine.h"
 #include "trainers/config.h"
+#include "trainers/progress.h"
 #include "trainers/trainer.h"
 
 namespace lethe::trainers {
@@ -514,6 +515,43 @@ TEST(Mgda, DegenerateStartLeavesTheZeroGradientOut) {
   EXPECT_NEAR(c.direction_norm, std::sqrt(0.64 + 0.04 * 4), 1e-12);
 }
 
+// MOLLM after step 1 (docs/methods.md): plain MGDA follows the smallest gradient — here the forget
+// UCE's (‖g‖ ≈ 0.03–0.04 against the retain NLL's 3.2–4.6) and, from step 2, the KL's — so every
+// step's direction is 0.5–1.3 % of the largest gradient and the retain NLL gets λ ≈ 0. The default
+// (method.normalize_grads: true, as in the MOLLM authors' MGDA code) equalises the norms first:
+// every active objective keeps a real share and the direction stays a fifth of the largest.
+TEST(Mollm, EqualisedNormsKeepTheDirectionAfterStepOne) {
+  auto run = [](const std::string& normalize) {
+    std::vector<std::string> sets = base_sets(lethe::testing::scratch_dir("mollm", normalize));
+    sets.insert(sets.end(), {"method.name=mollm", "trainer.optimizer=sgd", "trainer.lr=0.5",
+                             "trainer.max_grad_norm=0", "trainer.weight_decay=0",
+                             "trainer.max_steps=4", "data.shuffle=false"});
+    if (!normalize.empty()) sets.push_back("method.normalize_grads=" + normalize);
+    return train(sets).steps;
+  };
+  auto largest = [](const StepRecord& r) {
+    double m = 0;
+    for (double g : r.grad_norms) m = lethe::testing::nan_max(m, g);
+    return m;
+  };
+  const std::vector<StepRecord> plain = run("false"), normalized = run("");
+  ASSERT_EQ(plain.size(), 4u);
+  ASSERT_EQ(normalized.size(), 4u);
+  EXPECT_TRUE(plain[0].excluded[1] && normalized[0].excluded[1]) << "step 1: the KL is 0";
+  for (size_t s = 0; s < 4; ++s) {
+    SCOPED_TRACE("step " + std::to_string(s + 1));
+    EXPECT_LT(plain[s].direction_norm, 0.02 * largest(plain[s]));
+    EXPECT_LT(plain[s].weights[2], 0.01) << "plain MGDA: the retain NLL is ignored";
+    EXPECT_GT(normalized[s].direction_norm, 0.1 * largest(normalized[s]));
+    for (size_t k = 0; k < 3; ++k) {
+      if (!normalized[s].excluded[k]) {
+        EXPECT_GT(normalized[s].weights[k], 0.15) << k;
+      }
+    }
+  }
+  EXPECT_FALSE(normalized[1].excluded[1]) << "step 2: the KL has woken up";
+}
+
 TEST(NgDiff, CoefficientsAreInverseNorms) {
   const std::vector<double> gram = {4, 1, 1, 9};  // ‖g_F‖ = 2, ‖g_R‖ = 3
   const Combination c = combine_ngdiff(gram, 0);
@@ -551,6 +589,27 @@ TEST(ParameterStoreCombine, WritesTheLinearCombinationAndHandlesAliasing) {
   EXPECT_THROW(store.combine(wrong, {1}, {0}), Error);
   EXPECT_THROW(store.combine(d, {1, 2}, {0}), Error);
   EXPECT_THROW(store.combine(d, {NAN}, {0}), Error);
+}
+
+// tokens/s is the steps' tokens over the steps' own compute seconds: a first step that returns
+// in microseconds of wall time no longer prints billions (a 2-step run once printed
+// 2,548,387,097 tok/s for step 1).
+TEST(Progress, TokensPerSecondIsTokensOverTheStepsSeconds) {
+  std::ostringstream out;
+  Progress p(out, 3, 1, /*terminal=*/false);
+  p.update(1, {{"loss", 1.5}}, 1e-3, 1000, 0.5);
+  p.update(2, {{"loss", 1.25}}, 1e-3, 3000, 1.5);
+  std::istringstream lines(out.str());
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  EXPECT_NE(first.find("step 1/3 loss 1.5 | lr 0.001 | 2000 tok/s"), std::string::npos) << first;
+  EXPECT_NE(second.find("step 2/3 loss 1.25 | lr 0.001 | 2000 tok/s"), std::string::npos) << second;
+  // A step without a measured time shows 0, never a division by a wall-clock instant.
+  std::ostringstream out2;
+  Progress q(out2, 1, 1, false);
+  q.update(1, {}, 1e-3, 500, 0);
+  EXPECT_NE(out2.str().find("| 0 tok/s"), std::string::npos) << out2.str();
 }
 
 }  // namespace

@@ -87,6 +87,8 @@ std::string svg_plot(const std::vector<PlotSeries>& series, const PlotOptions& o
   for (const PlotSeries& s : series) {
     xs.insert(xs.end(), s.x.begin(), s.x.end());
     ys.insert(ys.end(), s.y.begin(), s.y.end());
+    ys.insert(ys.end(), s.band_lo.begin(), s.band_lo.end());
+    ys.insert(ys.end(), s.band_hi.begin(), s.band_hi.end());
   }
   const Axis ax = make_axis(xs, o.log_x), ay = make_axis(ys, o.log_y);
   const double left = 70, right = o.width - 150.0, top = 40, bottom = o.height - 50.0;
@@ -116,19 +118,40 @@ std::string svg_plot(const std::vector<PlotSeries>& series, const PlotOptions& o
       << "<text transform=\"translate(16," << (top + bottom) / 2
       << ") rotate(-90)\" text-anchor=\"middle\">" << esc(o.y_label) << "</text>\n";
   // Series and legend.
+  auto visible = [&](double x, double y) {
+    return std::isfinite(x) && std::isfinite(y) && !(o.log_x && x <= 0) && !(o.log_y && y <= 0);
+  };
   for (size_t i = 0; i < series.size(); ++i) {
     const PlotSeries& s = series[i];
-    const char* color = kColors[i % (sizeof kColors / sizeof *kColors)];
+    const std::string color =
+        s.color.empty() ? kColors[i % (sizeof kColors / sizeof *kColors)] : s.color;
+    const bool marked = visible(s.mark_x, s.mark_y);
+    const size_t n = std::min(s.x.size(), s.y.size());
+    if (!s.points && s.band_lo.size() == n && s.band_hi.size() == n && n > 0) {
+      std::ostringstream band;
+      for (size_t k = 0; k < n; ++k)
+        if (visible(s.x[k], s.band_hi[k]))
+          band << ax.map(s.x[k], left, right) << ',' << ay.map(s.band_hi[k], bottom, top) << ' ';
+      for (size_t k = n; k-- > 0;)
+        if (visible(s.x[k], s.band_lo[k]))
+          band << ax.map(s.x[k], left, right) << ',' << ay.map(s.band_lo[k], bottom, top) << ' ';
+      svg << "<polygon fill=\"" << color << "\" fill-opacity=\"0.15\" stroke=\"none\" points=\""
+          << band.str() << "\"/>\n";
+    }
     std::ostringstream pts;
-    for (size_t k = 0; k < std::min(s.x.size(), s.y.size()); ++k) {
-      if (!std::isfinite(s.x[k]) || !std::isfinite(s.y[k])) continue;
-      if ((o.log_x && s.x[k] <= 0) || (o.log_y && s.y[k] <= 0)) continue;
+    for (size_t k = 0; k < n; ++k) {
+      if (!visible(s.x[k], s.y[k])) continue;
       const double x = ax.map(s.x[k], left, right), y = ay.map(s.y[k], bottom, top);
       if (s.points)
-        svg << "<circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"5\" fill=\"" << color << "\"/>\n";
+        svg << "<circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"" << (marked ? 3 : 5)
+            << "\" fill=\"" << color << "\"" << (marked ? " fill-opacity=\"0.5\"" : "") << "/>\n";
       else
         pts << x << ',' << y << ' ';
     }
+    if (marked)
+      svg << "<circle cx=\"" << ax.map(s.mark_x, left, right) << "\" cy=\""
+          << ay.map(s.mark_y, bottom, top) << "\" r=\"7\" fill=\"" << color
+          << "\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
     if (!s.points)
       svg << "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"" << color << "\" points=\""
           << pts.str() << "\"/>\n";

@@ -2,6 +2,7 @@
 // axes with ticks, polylines or points, a legend. No data logic here: it draws what it is given.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,12 @@ struct PlotSeries {
   std::string name;
   std::vector<double> x, y;
   bool points = false;  // markers instead of a line
+  std::string color;    // "#rrggbb"; empty: the palette's colour for the series' index
+  // Lines: a shaded band between band_lo and band_hi at the same x (empty: none).
+  std::vector<double> band_lo, band_hi;
+  // Points: a larger outlined marker at (mark_x, mark_y) (NaN: none); the points are drawn small.
+  double mark_x = std::numeric_limits<double>::quiet_NaN();
+  double mark_y = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct PlotOptions {

@@ -40,8 +40,10 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, dou
     tokens_ = 0;
     step_seconds_ = 0;
   }
-  tokens_ += tokens;
-  if (step_seconds > 0) step_seconds_ += step_seconds;
+  if (step_seconds > 0) {  // a step without a measured time adds to neither sum
+    tokens_ += tokens;
+    step_seconds_ += step_seconds;
+  }
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const int64_t done = step - first_step_;

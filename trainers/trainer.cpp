@@ -236,7 +236,6 @@ struct Trainer::Impl {
     for (const Objective& o : method.objectives)
       kl = kl || (o.loss == LossKind::kl && o.batch == kind);
     if (!kl) return 0;
-    LETHE_CHECK(kind != BatchKind::random, "kl over random-answer batches is not supported");
     int64_t longest = 0;
     for (int64_t a = 0; a < accum; ++a) {
       const int64_t m = s * accum + a;
@@ -265,6 +264,10 @@ struct Trainer::Impl {
     } catch (const Error& e) {
       throw UsageError(e.what());
     }
+    // kl_length pads forget and retain batches only: random-answer batches are built per rank.
+    for (const Objective& o : method.objectives)
+      LETHE_CHECK(!(o.loss == LossKind::kl && o.batch == BatchKind::random), "method ", method.name,
+                  ": a kl objective over random-answer batches is not supported");
     seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
     set_cpu_threads(cfg.integer("trainer.threads"), "trainer.threads");
     set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16

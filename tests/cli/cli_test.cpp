@@ -948,6 +948,23 @@ TEST(CliDemo, RenderShowsTheSpreadOverSeeds) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("model ga has 1 values of forget_quality for 2 seeds"), std::string::npos)
       << bad.err;
+  // A value a run did not produce (null) is left out and counted; no value at all is "–".
+  {
+    std::ofstream o(f);
+    o << R"({"seeds": [0, 1, 2], "models": [{"name": "ga", "forget_quality": [null, null, null],
+          "model_utility": [0.5, null, 0.7], "forget_rouge": [0, 0, 0], "retain_rouge": [1, 1, 1],
+          "forget_prob": [0, 0, 0]}]})";
+  }
+  Result gaps = run({"demo", "--render", f.string()});
+  ASSERT_EQ(gaps.status, 0) << gaps.err;
+  EXPECT_NE(gaps.out.find("| ga | – | 0.600 ± 0.141 (2 of 3) |"), std::string::npos) << gaps.out;
+  // Not a summary, or no seeds: an error naming the file, never a crash.
+  for (const char* text : {R"({"models": []})", R"({"seeds": [], "models": []})"}) {
+    std::ofstream(f) << text;
+    Result r2 = run({"demo", "--render", f.string()});
+    EXPECT_EQ(r2.status, 1) << text;
+    EXPECT_NE(r2.err.find("demo"), std::string::npos) << r2.err;
+  }
 }
 
 // The README's demo table is the demo's own: `lethe demo --render` of the committed summary.json
@@ -959,6 +976,9 @@ TEST(CliDemo, ReadmeTableIsWhatTheDemoPrints) {
   const json sum = json::parse(read_file(summary));
   EXPECT_FALSE(sum.at("quick").get<bool>());
   EXPECT_GE(sum.at("seeds").size(), 3u) << "the README's claims are stated over >= 3 seeds";
+  EXPECT_EQ(sum.at("models").size(), 8u) << "target, retain-only and the six methods";
+  EXPECT_EQ(sum.at("generated_by").get<std::string>().find("--methods"), std::string::npos);
+  EXPECT_EQ(sum.at("generated_by").get<std::string>().find("--epochs"), std::string::npos);
   Result r = run({"demo", "--render", summary});
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string readme = read_file(root + "/README.md");

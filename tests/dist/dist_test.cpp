@@ -197,6 +197,7 @@ TEST(Dist, KlTermsWithAccumulationEqualOneBigBatch) {
     EXPECT_LE(relative_update_error(acc, one, &biggest), 5e-5);
     EXPECT_GT(biggest, 1e-3);
     EXPECT_LE(relative_update_error(two, one, &biggest), 5e-5);
+    EXPECT_GT(biggest, 1e-3);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -202,9 +203,10 @@ nlohmann::json check_trained(const std::string& what, uint64_t seed,
     misses.push_back(b);
   }
   if (!(before - last < kMaxLateDrop)) {
+    const int span = static_cast<int>(std::min<size_t>(kPlateauEpochs, epochs.size() - 1));
     std::snprintf(b, sizeof b,
                   "the loss still fell by %.3f over the last %d epochs (plateau: < %.2f)",
-                  before - last, kPlateauEpochs, kMaxLateDrop);
+                  before - last, span, kMaxLateDrop);
     misses.push_back(b);
   }
   nlohmann::json j = {
@@ -494,9 +496,27 @@ void run_sweep(Demo& d, const std::vector<uint64_t>& seeds,
   std::cout << md.str();
 }
 
+// The command that reproduces a summary (recorded in it).
+std::string generated_by(const TofuDemoOptions& o, int nseeds) {
+  std::string c = "lethe demo";
+  if (o.quick) c += " --quick";
+  c += " --seed " + std::to_string(o.seed) + " --seeds " + std::to_string(nseeds);
+  if (o.epochs > 0) c += " --epochs " + std::to_string(o.epochs);
+  if (!o.methods.empty()) {
+    c += " --methods ";
+    for (size_t i = 0; i < o.methods.size(); ++i) c += (i ? "," : "") + o.methods[i];
+  }
+  return c;
+}
+
 void run_tofu_demo(const TofuDemoOptions& opts) {
   if (!opts.render.empty()) {
-    std::cout << demo_table(io::read_json_file(opts.render));
+    const nlohmann::json summary = io::read_json_file(opts.render);
+    try {
+      std::cout << demo_table(summary);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(opts.render + ": not a demo summary.json (" + e.what() + ")");
+    }
     return;
   }
   const auto start = std::chrono::steady_clock::now();
@@ -507,6 +527,9 @@ void run_tofu_demo(const TofuDemoOptions& opts) {
   d.out = fs::path(opts.out);
   d.prepare_data();
   const int nseeds = opts.seeds > 0 ? opts.seeds : opts.quick ? 1 : 3;
+  if (opts.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(nseeds))
+    throw UsageError("--seed " + std::to_string(opts.seed) + " with --seeds " +
+                     std::to_string(nseeds) + ": the seeds would wrap around");
   note("demo: tiny OPT (" + std::to_string(d.config.num_hidden_layers) + " layers, hidden " +
        std::to_string(d.config.hidden_size) + ", vocabulary " +
        std::to_string(d.config.vocab_size) + "), " + std::to_string(nseeds) + " seed" +
@@ -540,18 +563,16 @@ void run_tofu_demo(const TofuDemoOptions& opts) {
                                m.name, references[i]));
     models.push_back(model);
   }
-  nlohmann::json summary = {
-      {"generated_by", "lethe demo" + std::string(opts.quick ? " --quick" : "") + " --seed " +
-                           std::to_string(opts.seed) + " --seeds " + std::to_string(nseeds)},
-      {"quick", opts.quick},
-      {"seeds", seeds},
-      {"criterion",
-       {{"min_rouge", kMinRouge},
-        {"max_final_loss", kMaxFinalLoss},
-        {"max_late_drop", kMaxLateDrop},
-        {"plateau_epochs", kPlateauEpochs}}},
-      {"training", training},
-      {"models", models}};
+  nlohmann::json summary = {{"generated_by", generated_by(opts, nseeds)},
+                            {"quick", opts.quick},
+                            {"seeds", seeds},
+                            {"criterion",
+                             {{"min_rouge", kMinRouge},
+                              {"max_final_loss", kMaxFinalLoss},
+                              {"max_late_drop", kMaxLateDrop},
+                              {"plateau_epochs", kPlateauEpochs}}},
+                            {"training", training},
+                            {"models", models}};
   io::write_json_file((d.out / "summary.json").string(), summary);
 
   // ---- the table, the plots, the report

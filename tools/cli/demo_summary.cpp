@@ -58,18 +58,31 @@ std::string pvalue(double v) {
   return b;
 }
 
-std::string cell(const std::vector<double>& v, bool is_pvalue) {
-  if (v.size() == 1) return is_pvalue ? pvalue(v[0]) : fixed3(v[0]);
-  if (is_pvalue)
-    return pvalue(median(v)) + " [" + pvalue(*std::min_element(v.begin(), v.end())) + ", " +
-           pvalue(*std::max_element(v.begin(), v.end())) + "]";
-  return fixed3(mean(v)) + " ± " + fixed3(sample_sd(v));
+// One cell over the seeds' values; a value a run did not produce (null, NaN) is left out and
+// counted: "0.600 ± 0.100 (2 of 3)"; none at all is "–".
+std::string cell(const std::vector<double>& all, bool is_pvalue) {
+  std::vector<double> v;
+  for (double x : all)
+    if (std::isfinite(x)) v.push_back(x);
+  if (v.empty()) return "–";
+  std::string out;
+  if (all.size() == 1)
+    out = is_pvalue ? pvalue(v[0]) : fixed3(v[0]);
+  else if (is_pvalue)
+    out = pvalue(median(v)) + " [" + pvalue(*std::min_element(v.begin(), v.end())) + ", " +
+          pvalue(*std::max_element(v.begin(), v.end())) + "]";
+  else
+    out = fixed3(mean(v)) + " ± " + fixed3(sample_sd(v));
+  if (v.size() < all.size())
+    out += " (" + std::to_string(v.size()) + " of " + std::to_string(all.size()) + ")";
+  return out;
 }
 
 }  // namespace
 
 std::string demo_table(const nlohmann::json& summary) {
   const size_t seeds = summary.at("seeds").size();
+  if (seeds == 0) throw Error("demo summary: no seeds");
   std::ostringstream t;
   t << "| model | forget quality ↑ | model utility ↑ | forget ROUGE-L ↓ | retain ROUGE-L ↑ | "
        "forget prob ↓ |\n|---|---|---|---|---|---|\n";
@@ -119,11 +132,13 @@ void write_demo_plots(const nlohmann::json& summary, const std::string& dir) {
       s.name = name;
       s.color = demo_color(name);
       const nlohmann::json& curves = m["curves"];
-      const size_t n = curves[0].at("step").size();
+      size_t n = curves[0].at("step").size();
+      for (const nlohmann::json& c : curves) n = std::min(n, c.at(which).size());
       for (size_t k = 0; k < n; ++k) {
         std::vector<double> at;
         for (const nlohmann::json& c : curves)
-          if (k < c.at(which).size()) at.push_back(c.at(which)[k].get<double>());
+          if (c.at(which)[k].is_number()) at.push_back(c.at(which)[k].get<double>());
+        if (at.empty()) continue;
         s.x.push_back(curves[0]["step"][k].get<double>());
         s.y.push_back(mean(at));
         if (curves.size() > 1) {

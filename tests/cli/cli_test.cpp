@@ -673,6 +673,17 @@ TEST(CliFlags, NonsenseValuesAreUsageErrorsNamingFlagAndRange) {
   expect_error(run({"demo", "engine", "--seed", "-1"}), 2, "--seed");
   expect_error(run({"demo", "--seed", "-1"}), 2, "--seed");
   expect_error(run({"demo", "--threads", "-2"}), 2, "--threads");
+  expect_error(run({"demo", "--seeds", "0"}), 2, "--seeds");
+  expect_error(run({"demo", "--seeds", "101"}), 2, "--seeds");
+  expect_error(run({"demo", "--epochs", "0"}), 2, "--epochs");
+  expect_error(run({"demo", "--methods", "ga,dpo"}), 2, "--methods");
+  {  // seeds that would wrap around: refused before anything is written
+    const fs::path out = temp_path("demo_wrap");
+    expect_error(
+        run({"demo", "--seed", "18446744073709551615", "--seeds", "3", "--out", out.string()}), 2,
+        "--seeds 3: the seeds would wrap around");
+    EXPECT_FALSE(fs::exists(out));
+  }
   // In range: accepted.
   Result ok = run({"generate", "--model", kOptFixtures + "pre_ln", "--input-ids", ids,
                    "--max-new-tokens", "2", "--temperature", "0.7", "--seed",

@@ -520,16 +520,16 @@ void run_tofu_demo(const TofuDemoOptions& opts) {
     return;
   }
   const auto start = std::chrono::steady_clock::now();
+  const int nseeds = opts.seeds > 0 ? opts.seeds : opts.quick ? 1 : 3;
+  if (opts.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(nseeds - 1))
+    throw UsageError("--seed " + std::to_string(opts.seed) + " with --seeds " +
+                     std::to_string(nseeds) + ": the seeds would wrap around");
   set_cpu_threads(opts.threads, "--threads");
   Demo d;
   d.o = opts;
   d.p = plan_for(opts.quick);
   d.out = fs::path(opts.out);
   d.prepare_data();
-  const int nseeds = opts.seeds > 0 ? opts.seeds : opts.quick ? 1 : 3;
-  if (opts.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(nseeds))
-    throw UsageError("--seed " + std::to_string(opts.seed) + " with --seeds " +
-                     std::to_string(nseeds) + ": the seeds would wrap around");
   note("demo: tiny OPT (" + std::to_string(d.config.num_hidden_layers) + " layers, hidden " +
        std::to_string(d.config.hidden_size) + ", vocabulary " +
        std::to_string(d.config.vocab_size) + "), " + std::to_string(nseeds) + " seed" +

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -26,6 +27,13 @@ struct MicroBatch {
 // padding; then shifts the labels (targets[t] = labels[t+1]).
 MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id,
                    int64_t min_length = 0);
+
+// The batching loop of every pass over a set of samples (evaluation, scoring): batches of
+// `batch_size` consecutive samples, collated with pad_id; with `stride` > 1 only batches first,
+// first + stride, … (a rank's share). fn gets the batch and the index of its first sample.
+void for_each_batch(const std::vector<data::Sample>& samples, int64_t batch_size, int64_t pad_id,
+                    const std::function<void(const MicroBatch&, size_t first)>& fn,
+                    size_t first = 0, size_t stride = 1);
 
 // The prompt of a sample (its ids before the first labelled position) and its answer (the ids at
 // labelled positions), for building mismatched (prompt, random answer) pairs.

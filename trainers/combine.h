@@ -8,8 +8,6 @@
 
 namespace lethe::trainers {
 
-enum class Rule { weighted, ngdiff, mgda };
-
 struct MgdaOptions {
   double exclude_below = 1e-6;     // gradients with norm < this × the largest are left out
   bool normalize_grads = false;    // scale each gradient to the mean norm before the solve

@@ -13,27 +13,21 @@
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/threads.h"
+#include "trainers/methods/method.h"
 
 namespace lethe::trainers {
 
 namespace {
 
-enum class Type { str, num, integer, flag, choice, nums, path };
-
-struct Key {
-  const char* name;
-  Type type;
-  const char* def;  // nullptr = no default (optional, or required where `required` says)
-  const char* help;
-  const char* choices = "";  // Type::choice: '|'-separated
-  double lo = -INFINITY, hi = INFINITY;
-};
+using Type = KeyType;
+using Key = KeySpec;
 
 constexpr double kInf = INFINITY;
 
-// The schema. Method parameters have no schema default: each method applies its own
-// (docs/methods.md), and run.json records the values used.
-const std::vector<Key>& schema() {
+// The keys of the run itself; the method.* keys come from the method files (methods/*.cpp), whose
+// defaults apply per method (docs/methods.md) and are not schema defaults: run.json records the
+// values used.
+const std::vector<Key>& base_schema() {
   static const std::vector<Key> keys = {
       {"model.path", Type::path, nullptr, "directory of the HF checkpoint to train (required)"},
       {"model.device", Type::str, "cpu", "cpu, cuda or cuda:N"},
@@ -42,27 +36,6 @@ const std::vector<Key>& schema() {
       {"model.reference", Type::path, nullptr,
        "frozen reference model for KL/NPO terms (default: a copy of model.path)"},
       {"model.tokenizer", Type::path, nullptr, "tokenizer directory (default: model.path)"},
-      {"method.name", Type::choice, nullptr, "unlearning method (required for unlearn)",
-       "ga|graddiff|ga_mismatch_kl|npo|simnpo|mollm|ngdiff"},
-      {"method.alpha", Type::num, nullptr, "weight of the retain term", "", 0, kInf},
-      {"method.gamma", Type::num, nullptr, "weight of the forget term", "", 0, kInf},
-      {"method.beta", Type::num, nullptr, "NPO/SimNPO inverse temperature", "", 1e-12, kInf},
-      {"method.delta", Type::num, nullptr, "SimNPO margin", "", -kInf, kInf},
-      {"method.c", Type::num, nullptr, "MOLLM unlikelihood coefficient c in (0, 1]", "", 1e-12, 1},
-      {"method.epsilons", Type::nums, nullptr, "ga_mismatch_kl weights [forget, random, normal]"},
-      {"method.retain_loss", Type::choice, nullptr, "retain term of graddiff/npo", "nll|kl"},
-      {"method.reduction", Type::choice, nullptr, "reduction of every nll term",
-       "token_mean|sample_mean"},
-      {"method.num_random_answers", Type::integer, nullptr, "ga_mismatch_kl: K random answers", "",
-       1, 64},
-      {"method.normalize_grads", Type::flag, nullptr, "MGDA: equalise gradient norms first"},
-      {"method.rescale_direction", Type::flag, nullptr,
-       "MGDA: scale d to the norm of the mean gradient"},
-      {"method.auto_lr", Type::flag, nullptr, "NGDiff: GeN automatic learning rate (default on)"},
-      {"method.auto_lr_every", Type::integer, nullptr, "GeN: probe every N steps (default 4)", "",
-       1, 1e9},
-      {"method.auto_lr_objective", Type::choice, nullptr, "GeN objective",
-       "ngdiff|difference|retain"},
       {"data.forget", Type::path, nullptr, "forget set (unlearn)"},
       {"data.retain", Type::path, nullptr, "retain set (unlearn)"},
       {"data.train", Type::path, nullptr, "training set (finetune)"},
@@ -190,6 +163,43 @@ const std::vector<Key>& schema() {
       {"output.keep", Type::choice, "last", "which checkpoint output.dir holds at the end",
        "last|best"},
   };
+  return keys;
+}
+
+// Bumped by config_schema_changed (a method registered at run time): schema() is rebuilt.
+int schema_generation = 0;
+
+// method.name, then every method's keys (a key several methods share once, as its first method
+// declares it; register_method keeps their types and ranges equal), in the place they had in the
+// recipe's order: after the model.* keys.
+const std::vector<Key>& schema() {
+  static std::vector<Key> keys;
+  static int built = -1;
+  if (built == schema_generation) return keys;
+  keys.clear();
+  std::string names;
+  for (const MethodSpec& m : method_specs()) names += (names.empty() ? "" : "|") + m.name;
+  bool placed = false;
+  for (const Key& k : base_schema()) {
+    if (!placed && k.name.rfind("data.", 0) == 0) {
+      placed = true;
+      keys.push_back({"method.name", Type::choice, nullptr,
+                      "unlearning method (required for unlearn)", names});
+      for (const MethodSpec& m : method_specs())
+        for (const Key& mk : m.keys) {
+          const std::string name = "method." + mk.name;
+          bool seen = false;
+          for (const Key& have : keys) seen = seen || have.name == name;
+          if (seen) continue;
+          Key k2 = mk;
+          k2.name = name;
+          k2.def = nullptr;
+          keys.push_back(k2);
+        }
+    }
+    keys.push_back(k);
+  }
+  built = schema_generation;
   return keys;
 }
 
@@ -417,7 +427,12 @@ void check_value(const std::string& where, const Key& k, const std::string& v) {
                   "' is not one of ", choices);
       return;
     }
-    case Type::nums: parse_list(where, key, v); return;
+    case Type::nums: {
+      const size_t n = parse_list(where, key, v).size();
+      LETHE_CHECK(k.count == 0 || n == k.count, where, ": ", key, " needs ", k.count, " numbers (",
+                  k.help, "), got ", v);
+      return;
+    }
   }
 }
 
@@ -552,7 +567,8 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
     LETHE_CHECK(!values.count("data.train"), where,
                 ": data.train is for lethe finetune; lethe unlearn reads data.forget and "
                 "data.retain");
-    if (values["method.name"] != "ga") require("data.retain", "by this method");
+    const MethodSpec* m = find_method(values["method.name"]);
+    if (m && m->needs_retain) require("data.retain", "by this method");
   } else {
     require("data.train", "for lethe finetune");
     if (values["model.head"] == "classifier")
@@ -572,11 +588,6 @@ void finish(std::map<std::string, std::string>& values, const std::string& where
                     " is set but lora.enabled is false (set lora.enabled: true)");
     LETHE_CHECK(values["model.head"] != "classifier" || values["lora.enabled"] != "true", where,
                 ": model.head classifier trains without LoRA");
-  }
-  if (values.count("method.epsilons")) {
-    LETHE_CHECK(parse_list(where, "method.epsilons", values["method.epsilons"]).size() == 3, where,
-                ": method.epsilons needs 3 numbers [forget, random, normal], got ",
-                values["method.epsilons"]);
   }
   int64_t threads = 0;
   parse_int(values["trainer.threads"], threads);
@@ -686,7 +697,7 @@ void check_same_recipe_on_every_rank(const Config& cfg) {
 std::string describe_schema() {
   std::ostringstream out;
   for (const Key& k : schema()) {
-    const char* type = "";
+    std::string type;
     switch (k.type) {
       case Type::str: type = "string"; break;
       case Type::num: type = "number"; break;
@@ -698,9 +709,29 @@ std::string describe_schema() {
     }
     out << k.name << "  (" << type;
     if (k.def) out << ", default " << (*k.def ? k.def : "''");
-    out << ")  " << k.help << '\n';
+    out << ")  " << k.help;
+    // A method's key: which methods read it, with each one's default.
+    if (k.name.rfind("method.", 0) == 0 && k.name != "method.name") {
+      std::string by;
+      for (const MethodSpec& m : method_specs())
+        for (const Key& mk : m.keys)
+          if ("method." + mk.name == k.name)
+            by += (by.empty() ? "" : ", ") + m.name +
+                  (mk.def ? std::string(" ") + (*mk.def ? mk.def : "''") : std::string());
+      out << " [" << by << "]";
+    }
+    out << '\n';
   }
   return out.str();
+}
+
+std::vector<double> parse_number_list(const std::string& where, const std::string& key,
+                                      const std::string& text) {
+  return parse_list(where, key, text);
+}
+
+void config_schema_changed() {
+  ++schema_generation;
 }
 
 }  // namespace lethe::trainers

@@ -59,7 +59,16 @@ Config make_config(const std::map<std::string, std::string>& values, RunKind kin
 // a difference is a lethe::UsageError naming the rank. A collective: every rank calls it.
 void check_same_recipe_on_every_rank(const Config& cfg);
 
-// One line per schema key: "key  (type, default d)  description" — `lethe unlearn --keys`.
+// One line per schema key: "key  (type, default d)  description" — `lethe unlearn --keys`; a
+// method's key ends with the methods that read it and their defaults: "[npo 0.1, simnpo 4.5]".
 std::string describe_schema();
+
+// A list value ("[0.5, 1, 1]") as numbers; a lethe::Error naming `where` and `key` otherwise.
+std::vector<double> parse_number_list(const std::string& where, const std::string& key,
+                                      const std::string& text);
+
+// The method registry changed (methods/method.h, register_method): the schema's method.* keys and
+// method.name's choices are rebuilt on next use.
+void config_schema_changed();
 
 }  // namespace lethe::trainers

@@ -5,6 +5,15 @@
 
 namespace lethe::trainers {
 
+const char* batch_kind_name(BatchKind b) {
+  switch (b) {
+    case BatchKind::forget: return "forget";
+    case BatchKind::retain: return "retain";
+    case BatchKind::random: return "random";
+  }
+  return "?";
+}
+
 bool needs_reference_logits(LossKind k) {
   return k == LossKind::kl;
 }

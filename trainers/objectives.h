@@ -17,6 +17,7 @@ enum class LossKind { nll, kl, uce, npo, simnpo };
 // training set when fine-tuning), the retain one paired with it, or the forget prompts with
 // random retain answers (ga_mismatch_kl).
 enum class BatchKind { forget, retain, random };
+const char* batch_kind_name(BatchKind b);  // "forget", "retain", "random"
 
 struct Objective {
   std::string name;  // e.g. "forget_nll": run.json's and the progress line's label

@@ -1,7 +1,7 @@
-// The training loop every method and fine-tuning share: data order, micro-batches and
-// accumulation, per-objective gradient buffers, the combination rule, clipping, GeN, optimizer and
-// schedule, evaluation, checkpoints, resume, progress and run.json. Sees models only through
-// models::CausalLM.
+// The training loop every method and fine-tuning share (docs/architecture.md): set-up
+// (trainers/setup.cpp), the step and the run (loop.cpp), data order (data_order.cpp), checkpoints,
+// resume and run.json (checkpoint.cpp, run_record.cpp). Sees models only through
+// models::CausalLM and methods only through their Method (objectives, rule, hooks).
 #pragma once
 
 #include <cstdint>
@@ -15,36 +15,18 @@
 #include "models/causal_lm.h"
 #include "trainers/config.h"
 #include "trainers/methods/method.h"
+#include "trainers/run_record.h"
 
 namespace lethe::trainers {
 
-// What one optimizer step did (run.json's "steps" rows).
-struct StepRecord {
-  int64_t step = 0;                // 1-based
-  double lr = 0;                   // the learning rate the step applied
-  std::vector<double> losses;      // each objective's loss (signed as minimised)
-  std::vector<double> grad_norms;  // each objective's gradient norm
-  std::vector<double> weights;     // the rule's weights (MGDA λ, NGDiff 1/‖g‖, recipe weights)
-  std::vector<bool> excluded;      // MGDA: left out of the solve
-  std::string solution;            // MGDA: interior / edge / single
-  double direction_norm = 0;       // ‖d‖ before clipping
-  double tokens = 0;               // real tokens through the trained model
-  double seconds = 0;
-  double comm_seconds = 0;  // data parallel: the gradient all-reduces of this step
-  // GeN, when it probed on this step.
-  bool gen_probed = false, gen_accepted = false;
-  double gen_loss_minus = 0, gen_loss_zero = 0, gen_loss_plus = 0, gen_h = 0, gen_g = 0;
-  double gen_lr_before = 0, gen_lr_after = 0;
-};
-
-struct EvalRecord {
-  int64_t step = 0;
-  double forget_nll = 0, retain_nll = 0;  // token_mean NLL on the held-out sets (NaN if none)
-  // eval.metrics: tofu — the TOFU summary at this step (NaN / −1 when not measured).
+// Metrics measured at each evaluation by a layer above the trainers (eval.metrics: tofu; the
+// eval layer's tofu_step_metrics builds the hook): NaN / −1 where not measured.
+struct StepMetrics {
   double model_utility = std::numeric_limits<double>::quiet_NaN();
   double forget_quality = -1;
   double forget_rouge = std::numeric_limits<double>::quiet_NaN();
 };
+using EvalHook = std::function<StepMetrics(models::CausalLM& model)>;
 
 struct TrainerOptions {
   std::ostream* log = nullptr;  // progress and messages (default std::cerr)
@@ -52,6 +34,8 @@ struct TrainerOptions {
   // Stop after this many steps of this invocation, leaving a checkpoint (0 = run to the end);
   // for tests of resume.
   int64_t stop_after = 0;
+  // eval.metrics: tofu — what each evaluation measures beside the held-out NLL (required then).
+  EvalHook evaluate;
 };
 
 class Trainer {
@@ -73,8 +57,10 @@ class Trainer {
   int64_t total_steps() const;
   models::CausalLM& model();
 
- private:
+  // The run's state (trainers/loop_state.h, internal to the loop's files).
   struct Impl;
+
+ private:
   std::unique_ptr<Impl> impl_;
 };
 

@@ -8,17 +8,11 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "engine/random.h"
 
 namespace lethe::models {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // A uniform draw in [0, 1) that depends only on (seed, row, step).
 double uniform(uint64_t seed, int64_t row, int64_t step) {

@@ -7,14 +7,16 @@
 
 #include "engine/io/json.h"
 #include "tests/fuzz/fuzz_common.h"
-#include "trainers/checkpoint_state.h"
+#include "trainers/run_record.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  lethe::trainers::RecordLayout layout({"forget_nll", "retain_nll"});
+  layout.hook_key = "gen";
   lethe::fuzz::expect_only_lethe_errors([&] {
     const auto j = lethe::io::parse_json(
         std::string_view(reinterpret_cast<const char*>(data), size), "trainer_state.json");
-    const lethe::trainers::CheckpointState s = lethe::trainers::parse_checkpoint_state(
-        j, "trainer_state.json", 10, {"forget_nll", "retain_nll"});
+    const lethe::trainers::CheckpointState s =
+        lethe::trainers::parse_checkpoint_state(j, "trainer_state.json", 10, layout);
     const bool consistent = s.steps_done >= 1 && s.steps_done < 10 &&
                             static_cast<int64_t>(s.steps.size()) == s.steps_done &&
                             s.optimizer_steps >= 0 && s.optimizer_steps <= s.steps_done &&

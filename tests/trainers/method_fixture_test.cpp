@@ -144,14 +144,20 @@ void expect_scalars(const nlohmann::json& s, const StepRecord& r) {
   expect_step_scalars(s, r);
   if (s.contains("gen")) {
     const nlohmann::json& g = s["gen"];
-    ASSERT_TRUE(r.gen_probed);
-    EXPECT_EQ(r.gen_accepted, g.at("accepted").get<bool>());
-    EXPECT_TRUE(within(r.gen_loss_minus, g.at("L_minus").get<double>(), 1e-6, 1e-4));
-    EXPECT_TRUE(within(r.gen_loss_zero, g.at("L_0").get<double>(), 1e-6, 1e-4));
-    EXPECT_TRUE(within(r.gen_loss_plus, g.at("L_plus").get<double>(), 1e-6, 1e-4));
-    EXPECT_TRUE(within(r.gen_h, g.at("H").get<double>(), 1e-5, 1e-3)) << r.gen_h;
-    EXPECT_TRUE(within(r.gen_g, g.at("G").get<double>(), 1e-5, 1e-3)) << r.gen_g;
-    EXPECT_TRUE(within(r.gen_lr_after, g.at("new_lr").get<double>(), 1e-7, 1e-4));
+    ASSERT_TRUE(r.hook.is_object()) << "no GeN probe on this step";
+    EXPECT_EQ(r.hook.at("accepted").get<bool>(), g.at("accepted").get<bool>());
+    EXPECT_TRUE(
+        within(r.hook.at("loss_minus").get<double>(), g.at("L_minus").get<double>(), 1e-6, 1e-4));
+    EXPECT_TRUE(
+        within(r.hook.at("loss_zero").get<double>(), g.at("L_0").get<double>(), 1e-6, 1e-4));
+    EXPECT_TRUE(
+        within(r.hook.at("loss_plus").get<double>(), g.at("L_plus").get<double>(), 1e-6, 1e-4));
+    EXPECT_TRUE(within(r.hook.at("h").get<double>(), g.at("H").get<double>(), 1e-5, 1e-3))
+        << r.hook.at("h").get<double>();
+    EXPECT_TRUE(within(r.hook.at("g").get<double>(), g.at("G").get<double>(), 1e-5, 1e-3))
+        << r.hook.at("g").get<double>();
+    EXPECT_TRUE(
+        within(r.hook.at("lr_after").get<double>(), g.at("new_lr").get<double>(), 1e-7, 1e-4));
     EXPECT_TRUE(within(r.lr, s.at("lr_applied").get<double>(), 1e-7, 1e-4));
   }
 }

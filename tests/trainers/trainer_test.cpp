@@ -21,6 +21,7 @@
 #include "models/opt/opt_model.h"
 #include "tests/common/compare.h"
 #include "tests/common/temp_dir.h"
+#include "tests/trainers/tiny_run.h"
 #include "trainers/combine.h"
 #include "trainers/config.h"
 #include "trainers/progress.h"
@@ -41,16 +42,7 @@ std::string slurp(const std::string& path) {
 
 // A short AdamW run of `method` on the tiny model with evaluation at every step.
 std::vector<std::string> base_sets(const std::string& out) {
-  return {"model.path=" + kDir + "/model",
-          "data.forget=" + kDir + "/forget.jsonl",
-          "data.retain=" + kDir + "/retain.jsonl",
-          "data.format=tokenized",
-          "trainer.batch_size=2",
-          "trainer.grad_accum=1",
-          "trainer.lr=0.01",
-          "trainer.scheduler=constant",
-          "trainer.threads=2",
-          "output.dir=" + out};
+  return tiny_run_sets(out);
 }
 
 struct RunOutcome {

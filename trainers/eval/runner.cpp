@@ -130,6 +130,29 @@ TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& t
   return rep;
 }
 
+EvalHook tofu_step_metrics(const Config& c) {
+  if (c.integer("eval.every_steps") == 0 || c.str("eval.metrics") != "tofu") return nullptr;
+  LETHE_CHECK(c.has("eval.forget") || c.has("eval.retain") || c.has("eval.real_authors") ||
+                  c.has("eval.world_facts"),
+              c.source(),
+              ": eval.metrics: tofu needs TOFU *_perturbed files in eval.forget, eval.retain, "
+              "eval.real_authors or eval.world_facts");
+  std::shared_ptr<tokenizer::Tokenizer> tok =
+      tokenizer::load_tokenizer(c.str_or("model.tokenizer", c.str("model.path")));
+  auto reference = std::make_shared<std::vector<double>>(reference_truth_ratios(c, *tok));
+  return [c, tok, reference](models::CausalLM& model) {
+    // Data-parallel inside (parallel.h): every rank scores and generates its block of each split
+    // and all get the same numbers.
+    const TofuReport rep = run_tofu(model, *tok, c, reference->empty() ? nullptr : reference.get());
+    StepMetrics m;
+    m.model_utility = rep.summary.model_utility;
+    m.forget_quality = rep.summary.forget_quality;
+    for (const TofuSplitResult& r : rep.splits)
+      if (r.split == TofuSplit::forget) m.forget_rouge = r.rouge;
+    return m;
+  };
+}
+
 std::vector<double> reference_truth_ratios(const Config& c, const tokenizer::Tokenizer& tok) {
   if (!c.has("eval.retain_reference")) return {};
   const std::string ref = c.str("eval.retain_reference");

@@ -18,6 +18,7 @@
 #include "trainers/eval/muse.h"
 #include "trainers/eval/scoring.h"
 #include "trainers/eval/tofu.h"
+#include "trainers/trainer.h"
 
 namespace lethe::trainers::eval {
 
@@ -37,6 +38,12 @@ TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& t
 // a model directory → that model evaluated on eval.forget. Empty when the key is not set.
 std::vector<double> reference_truth_ratios(const Config& config,
                                            const tokenizer::Tokenizer& tokenizer);
+
+// The training loop's eval.metrics: tofu hook (TrainerOptions::evaluate): loads the tokenizer
+// (model.tokenizer or model.path) and the retain model's truth ratios once, then each call runs
+// the TOFU splits on the model being trained. Null when the recipe does not ask for it
+// (eval.every_steps 0 or eval.metrics loss).
+EvalHook tofu_step_metrics(const Config& config);
 
 // Membership inference (eval.mia.*): every attack's per-text scores on both sets and its AUC.
 struct MiaReport {

@@ -7,16 +7,28 @@
 
 namespace lethe::trainers {
 
-Method make_mollm(const Config& c) {
-  Method m;
-  m.params.c = param(m, c, "method.c", 0.5);
-  m.objectives = {{"forget_uce", BatchKind::forget, LossKind::uce, 1.0},
-                  {"retain_kl", BatchKind::retain, LossKind::kl, 1.0},
-                  {"retain_nll", BatchKind::retain, LossKind::nll, 1.0, nll_reduction(c)}};
-  m.rule = Rule::mgda;
-  m.mgda.normalize_grads = c.flag_or("method.normalize_grads", true);
-  m.mgda.rescale_direction = c.flag_or("method.rescale_direction", false);
-  return m;
+MethodSpec mollm_method() {
+  MethodSpec s;
+  s.name = "mollm";
+  s.summary = "unlikelihood on F, KL and NLL on R, combined by MGDA";
+  s.keys = {{"c", KeyType::num, "0.5", "MOLLM unlikelihood coefficient c in (0, 1]", "", 1e-12, 1},
+            {"normalize_grads", KeyType::flag, "true", "MGDA: equalise gradient norms first"},
+            {"rescale_direction", KeyType::flag, "false",
+             "MGDA: scale d to the norm of the mean gradient"},
+            reduction_key()};
+  s.build = [](const MethodParams& p) {
+    Method m;
+    m.params.c = report(m, p, "c");
+    m.objectives = {{"forget_uce", BatchKind::forget, LossKind::uce, 1.0},
+                    {"retain_kl", BatchKind::retain, LossKind::kl, 1.0},
+                    {"retain_nll", BatchKind::retain, LossKind::nll, 1.0, nll_reduction(p)}};
+    MgdaOptions o;
+    o.normalize_grads = p.flag("normalize_grads");
+    o.rescale_direction = p.flag("rescale_direction");
+    m.rule = {"mgda", [o](const std::vector<double>& gram) { return combine_mgda(gram, o); }, true};
+    return m;
+  };
+  return s;
 }
 
 }  // namespace lethe::trainers

@@ -4,14 +4,21 @@
 
 namespace lethe::trainers {
 
-Method make_npo(const Config& c) {
-  Method m;
-  m.params.beta = param(m, c, "method.beta", 0.1);
-  m.objectives = {{"forget_npo", BatchKind::forget, LossKind::npo, 1.0},
-                  retain_objective(c, nll_reduction(c))};
-  m.rule = Rule::weighted;
-  m.weights = {param(m, c, "method.gamma", 1.0), param(m, c, "method.alpha", 1.0)};
-  return m;
+MethodSpec npo_method() {
+  MethodSpec s;
+  s.name = "npo";
+  s.summary = "negative preference optimisation against the reference model";
+  s.keys = {beta_key("0.1"), gamma_key("1"), alpha_key("1"), retain_loss_key(), reduction_key()};
+  s.build = [](const MethodParams& p) {
+    Method m;
+    m.params.beta = report(m, p, "beta");
+    m.objectives = {{"forget_npo", BatchKind::forget, LossKind::npo, 1.0},
+                    retain_objective(p, nll_reduction(p))};
+    const double gamma = report(m, p, "gamma");
+    m.rule = weighted_rule({gamma, report(m, p, "alpha")});
+    return m;
+  };
+  return s;
 }
 
 }  // namespace lethe::trainers

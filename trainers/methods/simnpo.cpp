@@ -3,15 +3,26 @@
 
 namespace lethe::trainers {
 
-Method make_simnpo(const Config& c) {
-  Method m;
-  m.params.beta = param(m, c, "method.beta", 4.5);
-  m.params.delta = param(m, c, "method.delta", 0.0);
-  m.objectives = {{"forget_simnpo", BatchKind::forget, LossKind::simnpo, 1.0},
-                  {"retain_nll", BatchKind::retain, LossKind::nll, 1.0, nll_reduction(c)}};
-  m.rule = Rule::weighted;
-  m.weights = {param(m, c, "method.gamma", 0.125), param(m, c, "method.alpha", 1.0)};
-  return m;
+MethodSpec simnpo_method() {
+  MethodSpec s;
+  s.name = "simnpo";
+  s.summary = "reference-free NPO on the length-normalised forget NLL";
+  s.keys = {beta_key("4.5"),
+            {"delta", KeyType::num, "0", "SimNPO margin"},
+            gamma_key("0.125"),
+            alpha_key("1"),
+            reduction_key()};
+  s.build = [](const MethodParams& p) {
+    Method m;
+    m.params.beta = report(m, p, "beta");
+    m.params.delta = report(m, p, "delta");
+    m.objectives = {{"forget_simnpo", BatchKind::forget, LossKind::simnpo, 1.0},
+                    {"retain_nll", BatchKind::retain, LossKind::nll, 1.0, nll_reduction(p)}};
+    const double gamma = report(m, p, "gamma");
+    m.rule = weighted_rule({gamma, report(m, p, "alpha")});
+    return m;
+  };
+  return s;
 }
 
 }  // namespace lethe::trainers

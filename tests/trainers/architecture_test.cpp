@@ -1,0 +1,212 @@
+// The trainers floor's shape (docs/architecture.md): a method is one file — proved by a toy method
+// that exists only in this test file, registers itself and trains through the shared loop — and a
+// run's records have one schema, so a resumed run's run.json equals the uninterrupted one's.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/io/json.h"
+#include "tests/common/temp_dir.h"
+#include "tests/trainers/tiny_run.h"
+#include "trainers/config.h"
+#include "trainers/methods/method.h"
+#include "trainers/trainer.h"
+
+namespace lethe::trainers {
+namespace {
+
+
+std::vector<std::string> base_sets(const std::string& out) {
+  return tiny_run_sets(out);
+}
+
+// ---- a method in one file ----------------------------------------------------------------------
+
+// "toy": descent on the retain NLL and ascent on the forget NLL, its rule the recipe's
+// method.toy_weight on the retain gradient and 1 − that on the forget gradient, and a hook that
+// halves the rate on every step and reports it. Everything a method file holds, here alone.
+MethodSpec toy_method() {
+  MethodSpec s;
+  s.name = "toy";
+  s.summary = "a test method";
+  s.keys = {{"toy_weight", KeyType::num, "0.25", "share of the retain gradient", "", 0, 1},
+            reduction_key()};
+  s.build = [](const MethodParams& p) {
+    Method m;
+    m.objectives = {{"forget_nll", BatchKind::forget, LossKind::nll, -1.0, nll_reduction(p)},
+                    {"retain_nll", BatchKind::retain, LossKind::nll, 1.0, nll_reduction(p)}};
+    const double w = report(m, p, "toy_weight");
+    m.rule = {"toy", [w](const std::vector<double>& gram) {
+                return combine_weighted(gram, {1.0 - w, w});
+              }};
+    m.hooks.report_key = "toy";
+    m.hooks.before_update = [](StepAccess& step, nlohmann::ordered_json& report) {
+      const double before = step.lr();
+      step.set_lr(before / 2);
+      report = {{"lr_before", before},
+                {"forget_probe", step.probe_nll(BatchKind::forget, Reduction::token_mean)}};
+    };
+    return m;
+  };
+  return s;
+}
+
+void register_toy_once() {
+  if (find_method("toy") == nullptr) register_method(toy_method());
+}
+
+TEST(MethodRegistry, AToyMethodInTheTestTreeTrainsThroughTheSharedLoop) {
+  register_toy_once();
+  // The schema and --keys read the method's keys from its spec.
+  const std::string keys = describe_schema();
+  EXPECT_NE(keys.find("method.toy_weight  (number)  share of the retain gradient [toy 0.25]"),
+            std::string::npos)
+      << keys;
+  EXPECT_NE(keys.find("ga|graddiff|ga_mismatch_kl|npo|simnpo|mollm|ngdiff|toy"), std::string::npos)
+      << keys;
+
+  const std::string out = lethe::testing::scratch_dir("arch", "toy");
+  std::vector<std::string> sets = base_sets(out);
+  sets.push_back("method.name=toy");
+  sets.push_back("method.toy_weight=0.75");
+  sets.push_back("trainer.max_steps=3");
+  std::ostringstream log;
+  TrainerOptions o;
+  o.log = &log;
+  Trainer t(load_config("", sets, RunKind::unlearn), o);
+  EXPECT_EQ(t.run(), 3);
+  ASSERT_EQ(t.steps().size(), 3u);
+  for (const StepRecord& r : t.steps()) {
+    EXPECT_EQ(r.weights, (std::vector<double>{0.25, 0.75}));
+    // The hook halved the constant rate 0.01 on every step (the schedule follows it).
+    ASSERT_TRUE(r.hook.is_object());
+    EXPECT_DOUBLE_EQ(r.lr, r.hook.at("lr_before").get<double>() / 2);
+    EXPECT_GT(r.hook.at("forget_probe").get<double>(), 0.0);
+  }
+  EXPECT_DOUBLE_EQ(t.steps()[0].lr, 0.005);
+  EXPECT_DOUBLE_EQ(t.steps()[2].lr, 0.00125);
+  const nlohmann::json run = io::read_json_file(out + "/run.json");
+  EXPECT_EQ(run.at("method").at("name"), "toy");
+  EXPECT_EQ(run.at("method").at("parameters").at("method.toy_weight"), 0.75);
+  EXPECT_TRUE(run.at("steps").at(0).contains("toy")) << run.at("steps").at(0).dump();
+}
+
+TEST(MethodRegistry, AMethodsKeysAreCheckedAgainstItsSpec) {
+  register_toy_once();
+  const std::string out = lethe::testing::scratch_dir("arch", "keys");
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> sets = base_sets(out);
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    return sets;
+  };
+  // Out of the spec's range: refused as the recipe loads, naming the key.
+  try {
+    load_config("", with({"method.name=toy", "method.toy_weight=2"}), RunKind::unlearn);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("method.toy_weight = 2 is out of range [0, 1]"),
+              std::string::npos)
+        << e.what();
+  }
+  // Another method's key: refused naming the method's own keys.
+  try {
+    Trainer t(load_config("", with({"method.name=ga", "method.toy_weight=0.5"}), RunKind::unlearn));
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "method.toy_weight is not a parameter of ga (its parameters: method.reduction)"),
+              std::string::npos)
+        << e.what();
+  }
+  // A second method of the same name, or a shared key of another type, is refused.
+  EXPECT_THROW(register_method(toy_method()), Error);
+  MethodSpec clash = toy_method();
+  clash.name = "toy_clash";
+  clash.keys[0].type = KeyType::integer;
+  EXPECT_THROW(register_method(clash), Error);
+  EXPECT_EQ(find_method("toy_clash"), nullptr);
+}
+
+// ---- one schema for run.json and the checkpoint ------------------------------------------------
+
+// run.json without what may differ between two runs of one recipe: timings, and the keys that
+// name the output folder and the resume flag.
+nlohmann::json comparable(nlohmann::json run) {
+  for (nlohmann::json& s : run.at("steps")) {
+    s.erase("seconds");
+    s.erase("comm_seconds");
+  }
+  run.at("config").erase("output.dir");
+  run.at("config").erase("trainer.resume");
+  return run;
+}
+
+struct ResumeCase {
+  std::string name;
+  std::vector<std::string> sets;
+};
+
+class RunRecord : public ::testing::TestWithParam<ResumeCase> {};
+
+// Stopped after step 2 and resumed, the run's run.json equals the uninterrupted one's: every step
+// row (GeN's probe, MGDA's solution and exclusions), every evaluation row (the TOFU columns the
+// eval hook measured) and the best step — nothing the checkpoint held is lost.
+TEST_P(RunRecord, AResumedRunsRunJsonEqualsTheUninterruptedOne) {
+  const ResumeCase& c = GetParam();
+  int calls = 0;
+  auto run = [&](const std::string& out, int64_t stop_after, bool resume) {
+    std::vector<std::string> sets = base_sets(out);
+    sets.insert(sets.end(), c.sets.begin(), c.sets.end());
+    for (const char* s : {"trainer.max_steps=5", "trainer.seed=3", "eval.every_steps=2",
+                          "eval.metrics=tofu", "output.keep=best", "eval.select=model_utility"})
+      sets.push_back(s);
+    if (resume) sets.push_back("trainer.resume=true");
+    std::ostringstream log;
+    TrainerOptions o;
+    o.log = &log;
+    o.stop_after = stop_after;
+    // A stand-in for the eval layer's TOFU hook: numbers that depend on the weights.
+    o.evaluate = [&calls](models::CausalLM& model) {
+      ++calls;
+      const double w = model.lm_head_weight().to_double_vector().at(3);
+      StepMetrics m;
+      m.model_utility = 0.5 + w;
+      m.forget_quality = 0.01;
+      m.forget_rouge = 0.5 - w;
+      return m;
+    };
+    Trainer t(load_config("", sets, RunKind::unlearn), o);
+    t.run();
+  };
+  const std::string whole = lethe::testing::scratch_dir("record", c.name + "_whole");
+  const std::string split = lethe::testing::scratch_dir("record", c.name + "_split");
+  run(whole, 0, false);
+  run(split, 2, false);
+  run(split, 0, true);
+  EXPECT_GT(calls, 0);
+  const nlohmann::json a = comparable(io::read_json_file(whole + "/run.json"));
+  const nlohmann::json b = comparable(io::read_json_file(split + "/run.json"));
+  EXPECT_EQ(a, b) << "uninterrupted:\n" << a.dump(1) << "\nresumed:\n" << b.dump(1);
+  // What the case is about is in the record.
+  ASSERT_EQ(a.at("steps").size(), 5u);
+  ASSERT_EQ(a.at("eval").size(), 4u);  // steps 0, 2, 4, 5
+  EXPECT_TRUE(a.at("eval").at(1).contains("model_utility"));
+  EXPECT_TRUE(a.contains("best_step"));
+  for (const std::string& key : {std::string("gen"), std::string("solution")})
+    if (c.name == (key == "gen" ? "ngdiff_gen" : "mollm"))
+      EXPECT_TRUE(a.at("steps").at(0).contains(key) || a.at("steps").at(4).contains(key))
+          << a.at("steps").dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Methods, RunRecord,
+    ::testing::Values(ResumeCase{"ngdiff_gen", {"method.name=ngdiff", "method.auto_lr_every=2"}},
+                      ResumeCase{"mollm", {"method.name=mollm"}}),
+    [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace lethe::trainers

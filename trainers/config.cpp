@@ -286,7 +286,8 @@ struct RecipeText {
   const std::string& where;
   std::map<std::string, int> seen;  // dotted key or section -> line (1-based)
 
-  std::string at(const YAML::Mark& m) const { return where + ":" + std::to_string(m.line + 1); }
+  std::string at(const YAML::Mark& m) const { return at_line(m.line + 1); }
+  std::string at_line(int line) const { return where + ":" + std::to_string(line); }
 
   // yaml-cpp accepts a quoted scalar that runs to the end of the file; its value then carries
   // whatever followed (a trailing newline became a space in a path).
@@ -333,6 +334,7 @@ void flatten(const YAML::Node& node, const std::string& prefix, RecipeText& rt,
   for (const auto& kv : node) {
     LETHE_CHECK(kv.first.IsScalar(), where, ": a key under '", prefix.empty() ? "(top)" : prefix,
                 "' is not a plain name");
+    if (prefix.empty() && kv.first.Scalar() == "defaults") continue;  // read by read_recipe
     const std::string key = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
     rt.check_chars(kv.first.Scalar(), kv.first.Mark(), key);
     if (kv.second.IsMap()) {
@@ -349,6 +351,135 @@ void flatten(const YAML::Node& node, const std::string& prefix, RecipeText& rt,
       out[key] = scalar_text(kv.second, where, key);
       rt.check_chars(out[key], kv.second.Mark(), key);
     }
+  }
+}
+
+constexpr size_t kMaxRecipeBytes = 16 << 20;
+constexpr size_t kMaxDefaultsDepth = 16;
+
+// A `defaults:` entry: the path as written (relative to the directory of the recipe naming it)
+// and its line.
+struct DefaultRef {
+  std::string path;
+  int line;
+};
+
+// The top-level `defaults:` of a recipe: one path or a list of paths. An empty value names none.
+std::vector<DefaultRef> defaults_list(const YAML::Node& key, const YAML::Node& value,
+                                      RecipeText& rt) {
+  rt.once("defaults", key.Mark(), "key");
+  if (value.IsNull()) return {};
+  LETHE_USAGE_CHECK(value.IsScalar() || value.IsSequence(), rt.at(key.Mark()),
+                    ": defaults must be a recipe path or a list of them, like "
+                    "defaults: [../base/tofu_unlearn.yaml]");
+  std::vector<YAML::Node> items;
+  if (value.IsScalar())
+    items.push_back(value);
+  else
+    for (const auto& item : value) items.push_back(item);
+  std::vector<DefaultRef> out;
+  for (const YAML::Node& item : items) {
+    const YAML::Mark m = item.Mark().line >= 0 ? item.Mark() : key.Mark();
+    LETHE_USAGE_CHECK(item.IsScalar() && !item.Scalar().empty(), rt.at(m),
+                      ": defaults: each entry is the path of a recipe");
+    rt.check_quotes(item, "defaults");
+    rt.check_chars(item.Scalar(), m, "defaults");
+    out.push_back({item.Scalar(), m.line + 1});
+  }
+  return out;
+}
+
+// What tells two spellings of one file apart from two files: the path with symlinks, '.' and '..'
+// resolved (as far as it exists), else the absolute path as written.
+std::string file_identity(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::weakly_canonical(path, ec);
+  if (!ec) return p.string();
+  return std::filesystem::absolute(path, ec).lexically_normal().string();
+}
+
+// Reads the recipe `path` (its text already read) into `values`: first each of its defaults, in
+// order, each read the same way (with defaults of its own), then the recipe's own keys over
+// theirs. `origin` gets "file:line" of each value kept, for its type check. `chain` holds the
+// identity and name of every file being read, the outermost first; a default already in it is a
+// cycle. Every error names the file it is in and, where it has one, its line.
+void read_recipe(const std::string& path, const std::string& text,
+                 std::vector<std::pair<std::string, std::string>>& chain,
+                 std::map<std::string, std::string>& values,
+                 std::map<std::string, std::string>& origin) {
+  RecipeText rt{text, path, {}};
+  std::map<std::string, std::string> own;
+  std::vector<DefaultRef> defaults;
+  // A control character outside the values checked below (a comment, a key, or where yaml-cpp
+  // stopped reading): named by its line.
+  auto check_raw = [&] {
+    int line = 1;
+    for (unsigned char c : text) {
+      if (c == '\n') ++line;
+      if (is_control(c) && c != '\r')
+        throw UsageError(path + ":" + std::to_string(line) +
+                         ": the recipe holds the control character " + control_name(c));
+    }
+  };
+  try {
+    const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1) {
+      // Named by its '---' line: the last one at or before the second document's content.
+      std::vector<size_t> starts = {0};
+      for (size_t i = 0; i < text.size(); ++i)
+        if (text[i] == '\n') starts.push_back(i + 1);
+      const int content = docs[1].Mark().line;
+      int line = content >= 0 ? content : static_cast<int>(starts.size()) - 1;
+      for (int l = std::min(line, static_cast<int>(starts.size()) - 1); l >= 0; --l)
+        if (text.compare(starts[static_cast<size_t>(l)], 3, "---") == 0) {
+          line = l;
+          break;
+        }
+      throw UsageError(path + ":" + std::to_string(line + 1) +
+                       ": a second YAML document (after '---'); a recipe is one document");
+    }
+    const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
+    LETHE_CHECK(root.IsMap() || root.IsNull(), path,
+                ": a recipe is a mapping of sections (model:, method:, data:, trainer:, eval:, "
+                "output:)");
+    if (root.IsMap()) {
+      flatten(root, "", rt, own);
+      for (const auto& kv : root)
+        if (kv.first.IsScalar() && kv.first.Scalar() == "defaults")
+          defaults = defaults_list(kv.first, kv.second, rt);
+    }
+  } catch (const YAML::Exception& e) {
+    check_raw();
+    throw Error(path + ": invalid YAML: " + e.what());
+  }
+  check_raw();
+  // The defaults are read after this file checks out, each outside this file's YAML handler: an
+  // error in a default names the default.
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  for (const DefaultRef& d : defaults) {
+    const std::string where = path + ":" + std::to_string(d.line) + ": defaults '" + d.path + "'";
+    const std::string base = (dir / d.path).lexically_normal().string();
+    const std::string id = file_identity(base);
+    std::string names;
+    for (const auto& [file_id, name] : chain) names += name + " -> ";
+    for (const auto& [file_id, name] : chain)
+      if (file_id == id) throw UsageError(where + ": an include cycle: " + names + base);
+    if (chain.size() >= kMaxDefaultsDepth)
+      throw UsageError(where + ": defaults nest more than " + std::to_string(kMaxDefaultsDepth) +
+                       " deep: " + names + base);
+    std::string base_text;
+    try {
+      base_text = io::read_text_file(base, kMaxRecipeBytes);
+    } catch (const Error& e) {
+      throw UsageError(where + ": " + e.what());
+    }
+    chain.emplace_back(id, base);
+    read_recipe(base, base_text, chain, values, origin);
+    chain.pop_back();
+  }
+  for (auto& [k, v] : own) {
+    values[k] = std::move(v);
+    origin[k] = rt.at_line(rt.seen.at(k));
   }
 }
 
@@ -619,47 +750,12 @@ Config load_config(const std::string& recipe_path, const std::vector<std::string
   c.kind_ = kind;
   c.source_ = recipe_path.empty() ? std::string("(no recipe)") : recipe_path;
   std::map<std::string, std::string> values;
+  std::map<std::string, std::string> origin;  // key -> "file:line" of a value from a recipe file
   if (!recipe_path.empty()) {
-    const std::string text = io::read_text_file(recipe_path, 16 << 20);
-    RecipeText rt{text, recipe_path, {}};
-    // A control character outside the values checked below (a comment, a key, or where yaml-cpp
-    // stopped reading): named by its line.
-    auto check_raw = [&] {
-      int line = 1;
-      for (unsigned char c : text) {
-        if (c == '\n') ++line;
-        if (is_control(c) && c != '\r')
-          throw UsageError(recipe_path + ":" + std::to_string(line) +
-                           ": the recipe holds the control character " + control_name(c));
-      }
-    };
-    try {
-      const std::vector<YAML::Node> docs = YAML::LoadAll(text);
-      if (docs.size() > 1) {
-        // Named by its '---' line: the last one at or before the second document's content.
-        std::vector<size_t> starts = {0};
-        for (size_t i = 0; i < text.size(); ++i)
-          if (text[i] == '\n') starts.push_back(i + 1);
-        const int content = docs[1].Mark().line;
-        int line = content >= 0 ? content : static_cast<int>(starts.size()) - 1;
-        for (int l = std::min(line, static_cast<int>(starts.size()) - 1); l >= 0; --l)
-          if (text.compare(starts[static_cast<size_t>(l)], 3, "---") == 0) {
-            line = l;
-            break;
-          }
-        throw UsageError(recipe_path + ":" + std::to_string(line + 1) +
-                         ": a second YAML document (after '---'); a recipe is one document");
-      }
-      const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
-      LETHE_CHECK(root.IsMap() || root.IsNull(), recipe_path,
-                  ": a recipe is a mapping of sections (model:, method:, data:, trainer:, eval:, "
-                  "output:)");
-      if (root.IsMap()) flatten(root, "", rt, values);
-    } catch (const YAML::Exception& e) {
-      check_raw();
-      throw Error(recipe_path + ": invalid YAML: " + e.what());
-    }
-    check_raw();
+    std::vector<std::pair<std::string, std::string>> chain = {
+        {file_identity(recipe_path), recipe_path}};
+    read_recipe(recipe_path, io::read_text_file(recipe_path, kMaxRecipeBytes), chain, values,
+                origin);
   }
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
@@ -674,7 +770,11 @@ Config load_config(const std::string& recipe_path, const std::vector<std::string
                         control_name(c));
     values[key] =
         !text.empty() && text[0] == '[' ? scalar_text(parse_value(text), "--set", key) : text;
+    origin.erase(key);
   }
+  // A value from a recipe file is checked against its key's type naming the file and line it is
+  // written on (a base's or the recipe's); --set values and the rest are checked by finish().
+  for (const auto& [key, where] : origin) check_value(where, *find_key(key), values.at(key));
   finish(values, c.source_, kind);
   c.values_ = std::move(values);
   return c;

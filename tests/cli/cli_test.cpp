@@ -825,6 +825,33 @@ TEST(CliTrain, KeysListsTheSchema) {
     EXPECT_NE(r.out.find(k), std::string::npos) << k;
 }
 
+// --print-config prints the resolved recipe (its defaults, its own keys, --set, schema defaults)
+// as one JSON object — what run.json records under "config" — and runs nothing.
+TEST(CliTrain, PrintConfigPrintsTheResolvedRecipeAndRunsNothing) {
+  const fs::path out = temp_path("print_config_out");
+  Result r = run({"unlearn", "--config", "recipes/tofu/forget10_npo.yaml", "--set",
+                  "trainer.lr=2e-5", "--set", "output.dir=" + out.string(), "--print-config"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  const json c = json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(c.is_object()) << r.out;
+  EXPECT_EQ(c.at("method.name"), "npo");                      // the recipe's own
+  EXPECT_EQ(c.at("data.forget"), "data/tofu/forget10.json");  // the recipe's own
+  EXPECT_EQ(c.at("model.path"), "saves/finetune/tofu_full");  // recipes/base/tofu_unlearn.yaml
+  EXPECT_EQ(c.at("trainer.weight_decay"), "0.01");            // recipes/base/open_unlearning.yaml
+  EXPECT_EQ(c.at("trainer.lr"), "2e-5");                      // --set
+  EXPECT_EQ(c.at("trainer.optimizer"), "adamw");              // schema default
+  EXPECT_FALSE(c.contains("defaults"));
+  EXPECT_FALSE(fs::exists(out));
+  // Each key printed is a key `--keys` lists.
+  const std::string keys = "\n" + run({"unlearn", "--keys"}).out;
+  for (const auto& [k, v] : c.items())
+    EXPECT_NE(keys.find("\n" + k + "  ("), std::string::npos) << k;
+  // A recipe that does not check out is the same usage error as without the flag.
+  expect_error(run({"finetune", "--config", "recipes/tofu/forget10_npo.yaml", "--print-config"}), 2,
+               "data.train is required for lethe finetune");
+}
+
 TEST(CliTrain, RecipeMistakesAreUsageErrors) {
   const std::string out = temp_path("bad_out").string();
   expect_error(run(train_args("unlearn", out, {"method.name=ga", "trainer.lrr=1"})), 2,

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -88,10 +89,13 @@ std::string own_muse_text() {
   return out.string();
 }
 
+// Every recipe but the eval ones (run below), the classifier (run below) and the bases in
+// recipes/base/ (partial recipes, read through the recipes naming them).
 std::vector<std::string> recipes() {
   std::vector<std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(lethe::testing::source_dir() + "/recipes"))
     if (e.path().extension() == ".yaml" && e.path().parent_path().filename() != "eval" &&
+        e.path().parent_path().filename() != "base" &&
         e.path().filename().string().find("classifier") == std::string::npos)
       out.push_back(fs::relative(e.path(), lethe::testing::source_dir()).string());
   std::sort(out.begin(), out.end());
@@ -180,6 +184,48 @@ TEST(Recipes, TheSetIsComplete) {
   EXPECT_TRUE(have.count("recipes/pku/ga_mismatch_kl_opt1.3b.yaml"));
   for (const char* m : {"ga", "graddiff", "npo"})
     EXPECT_TRUE(have.count(std::string("recipes/muse/news_") + m + ".yaml")) << m;
+}
+
+// A rewritten recipe resolves, through recipes/base/tofu_unlearn.yaml and open_unlearning.yaml,
+// to the values it held when it was written out in full (open-unlearning's TOFU NPO recipe);
+// NGDiff's recipe overrides the base's clipping.
+TEST(Recipes, TofuRecipesResolveThroughTheirBases) {
+  const Config npo = load_config("recipes/tofu/forget10_npo.yaml", {}, RunKind::unlearn);
+  const std::map<std::string, std::string> expected = {
+      {"model.path", "saves/finetune/tofu_full"},
+      {"model.device", "cpu"},
+      {"model.dtype", "f32"},
+      {"method.name", "npo"},
+      {"method.beta", "0.1"},
+      {"method.gamma", "1.0"},
+      {"method.alpha", "1.0"},
+      {"method.retain_loss", "nll"},
+      {"data.format", "tofu"},
+      {"data.forget", "data/tofu/forget10.json"},
+      {"data.retain", "data/tofu/retain90.json"},
+      {"data.max_length", "512"},
+      {"data.pairing", "random"},
+      {"data.shuffle", "true"},
+      {"trainer.optimizer", "adamw"},
+      {"trainer.lr", "1.0e-5"},
+      {"trainer.weight_decay", "0.01"},
+      {"trainer.batch_size", "4"},
+      {"trainer.grad_accum", "8"},
+      {"trainer.epochs", "10"},
+      {"trainer.warmup_epochs", "1"},
+      {"trainer.scheduler", "linear"},
+      {"trainer.max_grad_norm", "1.0"},
+      {"trainer.seed", "0"},
+      {"output.dir", "saves/unlearn/tofu_forget10_npo"}};
+  for (const auto& [k, v] : expected) EXPECT_EQ(npo.str(k), v) << k;
+  EXPECT_FALSE(npo.has("method.delta"));
+  const Config ngdiff = load_config("recipes/tofu/forget10_ngdiff.yaml", {}, RunKind::unlearn);
+  EXPECT_EQ(ngdiff.str("trainer.max_grad_norm"), "0");
+  EXPECT_EQ(ngdiff.str("trainer.lr"), "1.0e-5");
+  const Config full = load_config("recipes/tofu/finetune_full.yaml", {}, RunKind::finetune);
+  EXPECT_EQ(full.str("model.path"), "facebook/opt-1.3b");
+  EXPECT_EQ(full.str("trainer.epochs"), "5");
+  EXPECT_EQ(full.str("data.train"), "data/tofu/full.json");
 }
 
 // recipes/eval/*.yaml: each loads as written for lethe eval and runs on the tiny fixture models,

@@ -388,6 +388,147 @@ TEST(TrainerConfig, RecipeFileErrorsNameTheFile) {
   }
 }
 
+// ---- recipes: defaults (bases read first, the recipe over them)
+// ---------------------------------------------------------------------------------------------
+
+// Writes `text` to dir/name (creating dir/name's directory) and returns the path.
+std::string write_recipe(const std::string& dir, const std::string& name, const std::string& text) {
+  const fs::path p = fs::path(dir) / name;
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+  return p.string();
+}
+
+// The error load_config throws for `recipe`, or a failure naming the recipe when it loads.
+std::string recipe_error(const std::string& recipe) {
+  try {
+    load_config(recipe, {}, RunKind::unlearn);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << recipe << " loaded";
+  return "";
+}
+
+const std::string kRest = "method: {name: ga}\ndata: {forget: f}\noutput: {dir: o}\n";
+
+TEST(TrainerConfig, DefaultsAreReadFirstThroughAChainAndTheRecipeOverridesThem) {
+  const std::string dir = lethe::testing::scratch_dir("cfg", "defaults");
+  // recipe -> base/tofu.yaml -> base/common.yaml, each path relative to the file naming it.
+  write_recipe(dir, "base/common.yaml",
+               "model: {path: m, dtype: bf16}\ntrainer:\n  lr: 2.0e-5\n  seed: 7\n");
+  write_recipe(dir, "base/tofu.yaml",
+               "defaults: common.yaml\ntrainer:\n  lr: 3.0e-5\n  epochs: 4\n");
+  const std::string recipe =
+      write_recipe(dir, "tofu/r.yaml",
+                   "defaults: [../base/tofu.yaml]\ntrainer:\n  epochs: 2\n  lr: 4.0e-5\n" + kRest);
+  const Config c = load_config(recipe, {"trainer.seed=9"}, RunKind::unlearn);
+  EXPECT_EQ(c.str("model.path"), "m");             // from common, two bases down
+  EXPECT_EQ(c.str("model.dtype"), "bf16");         // from common
+  EXPECT_EQ(c.str("trainer.lr"), "4.0e-5");        // the recipe over tofu over common
+  EXPECT_EQ(c.str("trainer.epochs"), "2");         // the recipe over tofu
+  EXPECT_EQ(c.str("trainer.seed"), "9");           // --set over common
+  EXPECT_EQ(c.str("method.name"), "ga");           // the recipe's own
+  EXPECT_EQ(c.str("trainer.optimizer"), "adamw");  // schema default
+  // Without the recipe's own trainer keys, tofu's win over common's.
+  const std::string plain =
+      write_recipe(dir, "tofu/plain.yaml", "defaults: ../base/tofu.yaml\n" + kRest);
+  const Config p = load_config(plain, {}, RunKind::unlearn);
+  EXPECT_EQ(p.str("trainer.lr"), "3.0e-5");
+  EXPECT_EQ(p.str("trainer.epochs"), "4");
+  EXPECT_EQ(p.str("trainer.seed"), "7");
+  // `defaults` is no key of the schema: neither in the values (run.json's "config") nor anywhere
+  // a recipe's keys are listed.
+  for (const Config* cfg : {&c, &p})
+    for (const auto& [k, v] : cfg->values()) EXPECT_EQ(k.find("defaults"), std::string::npos) << k;
+  EXPECT_EQ(describe_schema().find("defaults"), std::string::npos);
+}
+
+TEST(TrainerConfig, ALaterDefaultWinsOverAnEarlierOne) {
+  const std::string dir = lethe::testing::scratch_dir("cfg", "defaults_list");
+  write_recipe(dir, "a.yaml", "model: {path: m}\ntrainer:\n  lr: 1.0e-4\n  seed: 1\n");
+  write_recipe(dir, "b.yaml", "trainer:\n  lr: 2.0e-4\n  epochs: 3\n");
+  const Config ab = load_config(
+      write_recipe(dir, "ab.yaml", "defaults: [a.yaml, b.yaml]\n" + kRest), {}, RunKind::unlearn);
+  EXPECT_EQ(ab.str("trainer.lr"), "2.0e-4");
+  EXPECT_EQ(ab.str("trainer.seed"), "1");
+  EXPECT_EQ(ab.str("trainer.epochs"), "3");
+  const Config ba = load_config(
+      write_recipe(dir, "ba.yaml", "defaults: [b.yaml, a.yaml]\n" + kRest), {}, RunKind::unlearn);
+  EXPECT_EQ(ba.str("trainer.lr"), "1.0e-4");
+  // A key in a default and again in the recipe is an override; twice in one file is an error.
+  const Config own =
+      load_config(write_recipe(dir, "own.yaml", "defaults: [a.yaml]\ntrainer: {seed: 5}\n" + kRest),
+                  {}, RunKind::unlearn);
+  EXPECT_EQ(own.str("trainer.seed"), "5");
+  const std::string twice = recipe_error(write_recipe(
+      dir, "twice.yaml", "defaults: [a.yaml]\ntrainer:\n  seed: 5\n  seed: 6\n" + kRest));
+  EXPECT_NE(twice.find("twice.yaml:4: key 'trainer.seed' is given twice"), std::string::npos)
+      << twice;
+  const std::string two_lists = recipe_error(
+      write_recipe(dir, "two_lists.yaml", "defaults: [a.yaml]\ndefaults: [b.yaml]\n" + kRest));
+  EXPECT_NE(two_lists.find("two_lists.yaml:2: key 'defaults' is given twice"), std::string::npos)
+      << two_lists;
+}
+
+TEST(TrainerConfig, AMissingOrCyclicDefaultNamesTheRecipeLineAndPath) {
+  const std::string dir = lethe::testing::scratch_dir("cfg", "defaults_bad");
+  const std::string missing = write_recipe(
+      dir, "missing.yaml", "# a base that is not there\ndefaults: [nope.yaml]\n" + kRest);
+  std::string e = recipe_error(missing);
+  EXPECT_NE(e.find(missing + ":2: defaults 'nope.yaml'"), std::string::npos) << e;
+  EXPECT_NE(e.find(dir + "/nope.yaml: file does not exist"), std::string::npos) << e;
+  // A recipe naming itself, or two naming each other, is a cycle named link by link (and no hang).
+  const std::string self = write_recipe(dir, "self.yaml", "defaults: [./self.yaml]\n" + kRest);
+  e = recipe_error(self);
+  EXPECT_NE(e.find(self + ":1: defaults './self.yaml': an include cycle: " + self + " -> " + self),
+            std::string::npos)
+      << e;
+  const std::string x = write_recipe(dir, "x.yaml", "defaults: [y.yaml]\n" + kRest);
+  const std::string y = write_recipe(dir, "y.yaml", "model: {path: m}\ndefaults: [x.yaml]\n");
+  e = recipe_error(x);
+  EXPECT_NE(e.find(y + ":2: defaults 'x.yaml': an include cycle: " + x + " -> " + y + " -> " + x),
+            std::string::npos)
+      << e;
+  // A chain deeper than 16 files is refused, naming it.
+  for (int i = 0; i < 20; ++i)
+    write_recipe(dir, "deep" + std::to_string(i) + ".yaml",
+                 "defaults: [deep" + std::to_string(i + 1) + ".yaml]\n");
+  write_recipe(dir, "deep20.yaml", "model: {path: m}\n");
+  e = recipe_error(dir + "/deep0.yaml");
+  EXPECT_NE(e.find("defaults nest more than 16 deep"), std::string::npos) << e;
+  // Neither a path nor a list of paths.
+  e = recipe_error(write_recipe(dir, "map.yaml", "defaults: {a: b}\n" + kRest));
+  EXPECT_NE(e.find("map.yaml:1: defaults must be a recipe path or a list of them"),
+            std::string::npos)
+      << e;
+}
+
+TEST(TrainerConfig, AnErrorInADefaultNamesTheDefaultAndItsLine) {
+  const std::string dir = lethe::testing::scratch_dir("cfg", "defaults_err");
+  struct Case {
+    std::string name, base, needle;
+  };
+  const std::vector<Case> cases = {
+      {"unknown", "model: {path: m}\ntrainer:\n  warmup: 3\n", ": unknown key 'trainer.warmup'"},
+      {"bad_value", "model: {path: m}\ntrainer:\n  lr: fast\n",
+       ":3: trainer.lr must be a finite number, got 'fast'"},
+      {"dup", "trainer:\n  lr: 0.1\n  lr: 0.2\n",
+       ":3: key 'trainer.lr' is given twice (first at line 2)"},
+      {"two_docs", "trainer:\n  lr: 0.1\n---\ntrainer:\n  seed: 3\n", ":3: a second YAML document"},
+      {"control", "# a comment \x01\ntrainer:\n  lr: 0.1\n",
+       ":1: the recipe holds the control character U+0001"},
+      {"yaml", "model: {path: [unclosed\n", ": invalid YAML"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string base = write_recipe(dir, "base/" + c.name + ".yaml", c.base);
+    const std::string recipe = write_recipe(dir, "r_" + c.name + ".yaml",
+                                            "defaults: [base/" + c.name + ".yaml]\n" + kRest);
+    const std::string e = recipe_error(recipe);
+    EXPECT_EQ(e.rfind(base + c.needle, 0), 0u) << e;
+  }
+}
+
 // ---- model-side API
 // -------------------------------------------------------------------------------
 

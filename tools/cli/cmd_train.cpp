@@ -24,6 +24,7 @@ struct TrainOptions {
   std::string config;
   std::vector<std::string> sets;
   bool keys = false;
+  bool print_config = false;
   int64_t stop_after = 0;
 };
 
@@ -42,6 +43,14 @@ void run_train(const TrainOptions& o, trainers::RunKind kind) {
     cfg = trainers::load_config(o.config, o.sets, kind);
   } catch (const Error& e) {
     throw CLI::ValidationError(e.what());
+  }
+  // The resolved recipe (defaults, the recipe's own keys, --set, schema defaults) is what run.json
+  // records under "config"; printed, nothing runs and nothing is read or written.
+  if (o.print_config) {
+    nlohmann::ordered_json resolved = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : cfg.values()) resolved[k] = v;
+    std::cout << resolved.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    return;
   }
   const std::string output = cfg.str("output.dir");
   if (kind == trainers::RunKind::finetune && cfg.str("model.head") == "classifier") {
@@ -83,6 +92,8 @@ void add(CLI::App& app, const char* name, const char* help, trainers::RunKind ki
   cmd->add_option("--set", o->sets, "override a key: --set trainer.lr=1e-5 (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--keys", o->keys, "list every recipe key with its type and default, and exit");
+  cmd->add_flag("--print-config", o->print_config,
+                "print the resolved recipe as JSON (every key, as run.json's \"config\") and exit");
   cmd->add_option("--stop-after", o->stop_after,
                   "stop after N steps of this run, leaving a checkpoint to resume from "
                   "(trainer.resume)")

@@ -19,11 +19,6 @@ namespace lethe::trainers {
 
 namespace {
 
-DType output_dtype(const Config& cfg) {
-  const std::string d = cfg.str("output.dtype");
-  return d == "bf16" ? DType::bf16 : d == "f16" ? DType::f16 : DType::f32;
-}
-
 // The recipe keys that fix a run's trajectory: a checkpoint made under other values would continue
 // another run. Device, threads, logging, saving, evaluation and output may change.
 bool trajectory_key(const std::string& k) {
@@ -57,7 +52,7 @@ bool trajectory_key(const std::string& k) {
 
 void Trainer::Impl::write_model(const fs::path& dir) const {
   fs::create_directories(dir);
-  if (adapter && cfg.str("output.format") == "adapter") {
+  if (adapter && rs.output.adapter_only) {
     adapter->save(dir.string());
   } else if (adapter) {
     // The merged checkpoint: W + scaling·BA written, then the base weights put back exactly.
@@ -75,17 +70,16 @@ void Trainer::Impl::write_model(const fs::path& dir) const {
     };
     adapter->merge_into(*model);
     try {
-      model->save(dir.string(), output_dtype(cfg));
+      model->save(dir.string(), rs.output.dtype);
     } catch (...) {
       put_back();
       throw;
     }
     put_back();
   } else {
-    model->save(dir.string(), output_dtype(cfg));
+    model->save(dir.string(), rs.output.dtype);
   }
-  tokenizer::copy_tokenizer_files(cfg.str_or("model.tokenizer", cfg.str("model.path")),
-                                  dir.string());
+  tokenizer::copy_tokenizer_files(rs.model.tokenizer, dir.string());
 }
 
 // A checkpoint for resume: weights (f32), optimizer state, trainer state, in a fresh folder renamed
@@ -163,16 +157,16 @@ void Trainer::Impl::check_checkpoint_matches(const fs::path& ckpt) const {
   for (const auto& [k, v] : saved.items())
     LETHE_CHECK(!trajectory_key(k) || cfg.has(k), state_path, ": the checkpoint was made with ", k,
                 " = ", v.dump(), ", this run leaves it unset");
-  if (cfg.flag("lora.enabled")) return;  // the adapter's shapes are checked as it loads
-  const auto want = models::declared_parameters(cfg.str("model.path"));
+  if (rs.lora.enabled) return;  // the adapter's shapes are checked as it loads
+  const auto want = models::declared_parameters(rs.model.path);
   const auto have = models::declared_parameters(ckpt.string());
   const std::string ckpt_config = (ckpt / "config.json").string();
   LETHE_CHECK(want.size() == have.size(), ckpt_config, ": the checkpoint's model has ", have.size(),
-              " parameters, model.path's (", cfg.str("model.path"), ") has ", want.size(),
+              " parameters, model.path's (", rs.model.path, ") has ", want.size(),
               " (a checkpoint of another model?)");
   for (size_t i = 0; i < want.size(); ++i)
     LETHE_CHECK(want[i] == have[i], ckpt_config, ": parameter '", have[i].first, "' has shape ",
-                shape_str(have[i].second), ", model.path (", cfg.str("model.path"), ") needs '",
+                shape_str(have[i].second), ", model.path (", rs.model.path, ") needs '",
                 want[i].first, "' ", shape_str(want[i].second),
                 " (a checkpoint of another model?)");
 }
@@ -221,8 +215,8 @@ void Trainer::Impl::restore(const fs::path& dir) {
 nlohmann::ordered_json Trainer::Impl::run_json(bool finished) const {
   nlohmann::ordered_json j;
   j["lethe_version"] = LETHE_VERSION_STRING;
-  j["command"] = cfg.kind() == RunKind::unlearn ? "unlearn" : "finetune";
-  j["recipe"] = cfg.source();
+  j["command"] = rs.kind == RunKind::unlearn ? "unlearn" : "finetune";
+  j["recipe"] = rs.source;
   j["finished"] = finished;
   j["build"] = {{"compiler", __VERSION__}, {"cplusplus", __cplusplus}};
   j["host"] = {{"device", model->device().str()},

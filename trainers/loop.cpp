@@ -254,7 +254,7 @@ StepRecord Trainer::Impl::step(int64_t s) {
   for (size_t i = 0; i < K; ++i)
     for (size_t j = 0; j < K; ++j) sq += comb.coeffs[i] * comb.coeffs[j] * gram[i * K + j];
   rec.direction_norm = std::isnan(sq) ? sq : std::sqrt(std::max(0.0, sq));
-  clip_direction(rec.direction_norm, cfg.num("trainer.max_grad_norm"));
+  clip_direction(rec.direction_norm, rs.trainer.max_grad_norm);
   LETHE_CHECK(std::isfinite(rec.direction_norm), "step ", s + 1,
               ": the update direction is not finite (norm ", rec.direction_norm,
               "); stopping (the last checkpoint in ", out_dir().string(), " is kept)");
@@ -314,7 +314,7 @@ EvalRecord Trainer::Impl::evaluate(int64_t step) {
   e.step = step;
   e.forget_nll = eval_nll(eval_forget);
   e.retain_nll = eval_nll(eval_retain);
-  if (cfg.str("eval.metrics") == "tofu") {
+  if (rs.eval.tofu) {
     // Data-parallel inside the eval layer: every rank gets the same numbers, so all keep the same
     // best checkpoint.
     const StepMetrics m = opts.evaluate(*model);
@@ -328,10 +328,10 @@ EvalRecord Trainer::Impl::evaluate(int64_t step) {
 // Higher is better: unlearning wants the forget loss up and the retain loss down; fine-tuning
 // wants the held-out loss down (docs/training.md).
 double Trainer::Impl::score(const EvalRecord& e) const {
-  const std::string by = cfg.str("eval.select");
+  const std::string by = rs.eval.select;
   if (by == "model_utility") return e.model_utility;
   if (by == "forget_quality") return e.forget_quality;
-  if (cfg.kind() == RunKind::finetune) return -e.retain_nll;
+  if (rs.kind == RunKind::finetune) return -e.retain_nll;
   const double r = std::isnan(e.retain_nll) ? 0.0 : e.retain_nll;
   return e.forget_nll - r;
 }
@@ -339,16 +339,16 @@ double Trainer::Impl::score(const EvalRecord& e) const {
 // ---- the run ------------------------------------------------------------------------------------
 
 int64_t Trainer::Impl::run() {
-  Progress progress(*log, total, cfg.integer("trainer.log_every"), opts.terminal);
+  Progress progress(*log, total, rs.trainer.log_every, opts.terminal);
   const fs::path out = out_dir();
   const bool writer = rank == 0;  // only rank 0 writes files
   if (writer) fs::create_directories(out);
   if (start_step > 0)
     progress.message("lethe: resuming at step " + std::to_string(start_step + 1) + " of " +
                      std::to_string(total));
-  const int64_t every_eval = cfg.integer("eval.every_steps");
-  const int64_t every_save = cfg.integer("trainer.save_every_steps");
-  const bool keep_best = cfg.str("output.keep") == "best";
+  const int64_t every_eval = rs.eval.every_steps;
+  const int64_t every_save = rs.trainer.save_every_steps;
+  const bool keep_best = rs.output.keep_best;
   int64_t done_here = 0;
   auto eval_message = [&](const EvalRecord& e) {
     char buf[160];
@@ -395,8 +395,7 @@ int64_t Trainer::Impl::run() {
          {"config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"})
       if (fs::exists(out / "best" / f)) fs::rename(out / "best" / f, out / f);
     fs::remove_all(out / "best");
-    tokenizer::copy_tokenizer_files(cfg.str_or("model.tokenizer", cfg.str("model.path")),
-                                    out.string());
+    tokenizer::copy_tokenizer_files(rs.model.tokenizer, out.string());
   } else {
     write_model(out);
   }

@@ -17,6 +17,7 @@
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/batch.h"
 #include "trainers/data_order.h"
+#include "trainers/settings.h"
 #include "trainers/trainer.h"
 
 namespace lethe::trainers {
@@ -27,7 +28,8 @@ struct Batches {
 };
 
 struct Trainer::Impl {
-  Config cfg;
+  Config cfg;      // the resolved recipe: run.json's "config", the checkpoint's recipe check
+  RunSettings rs;  // the same, typed: what the loop reads
   TrainerOptions opts;
   std::ostream* log = nullptr;
   std::ostream null_log{nullptr};
@@ -57,7 +59,7 @@ struct Trainer::Impl {
   double best_score = -std::numeric_limits<double>::infinity();
   int64_t best_step = -1;
 
-  std::filesystem::path out_dir() const { return std::filesystem::path(cfg.str("output.dir")); }
+  std::filesystem::path out_dir() const { return std::filesystem::path(rs.output.dir); }
   // The parameters that train: the adapter's with LoRA, else the model's.
   ParameterStore& train_store() { return adapter ? adapter->parameters() : model->parameters(); }
   RecordLayout layout() const;

@@ -17,46 +17,19 @@ namespace lethe::trainers {
 
 namespace {
 
-// lora.targets as written: "q_proj,v_proj" or a YAML list "[q_proj, v_proj]".
-std::vector<std::string> lora_targets(const Config& cfg) {
-  std::string v = cfg.str("lora.targets");
-  for (char& c : v)
-    if (c == '[' || c == ']' || c == '"' || c == '\'') c = ' ';
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= v.size()) {
-    const size_t comma = v.find(',', start);
-    std::string t = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    t.erase(0, t.find_first_not_of(' '));
-    t.erase(t.find_last_not_of(' ') + 1);
-    if (!t.empty()) out.push_back(t);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  LETHE_USAGE_CHECK(!out.empty(), cfg.source(), ": lora.targets names no layer");
-  return out;
-}
-
-void require_exists(const Config& c, const std::string& key, bool directory) {
-  if (!c.has(key)) return;
-  const std::string path = c.str(key);
+// An optional input path ("" = not set) that must exist; `key` names it in the message.
+void require_exists(const std::string& path, const char* key, bool directory) {
+  if (path.empty()) return;
   if (directory)
-    io::require_directory(path, key.c_str());
+    io::require_directory(path, key);
   else
-    io::require_regular_file(path, key.c_str());
-}
-
-data::Format format_of(const Config& cfg, const std::string& key) {
-  const std::string specific = key == "data.forget"   ? "data.forget_format"
-                               : key == "data.retain" ? "data.retain_format"
-                                                      : "";
-  return data::parse_format(specific.empty() || !cfg.has(specific) ? cfg.str("data.format")
-                                                                   : cfg.str(specific));
+    io::require_regular_file(path, key);
 }
 
 }  // namespace
 
 void Trainer::Impl::setup() {
+  rs = settings_of(cfg);
   log = opts.log ? opts.log : &std::cerr;
   comm = &dist::world();
   rank = comm->rank();
@@ -74,25 +47,33 @@ void Trainer::Impl::setup() {
   for (const Objective& o : method.objectives)
     LETHE_CHECK(!(o.loss == LossKind::kl && o.batch == BatchKind::random), "method ", method.name,
                 ": a kl objective over random-answer batches is not supported");
-  set_cpu_threads(cfg.integer("trainer.threads"), "trainer.threads");
-  set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
-                                                        : MatmulPrecision::f32);
+  set_cpu_threads(rs.trainer.threads, "trainer.threads");
+  set_matmul_precision(rs.model.bf16 ? MatmulPrecision::bf16 : MatmulPrecision::f32);
   // Every input path before any loading.
-  require_exists(cfg, "model.path", true);
-  require_exists(cfg, "model.reference", true);
-  require_exists(cfg, "model.tokenizer", true);
-  for (const char* k : {"data.forget", "data.retain", "data.train", "eval.forget", "eval.retain"})
-    require_exists(cfg, k, false);
-  bool text = cfg.has("model.tokenizer");
-  for (const char* k : {"data.forget", "data.retain", "data.train", "eval.forget", "eval.retain"})
-    text = text || (cfg.has(k) && format_of(cfg, k) != data::Format::tokenized);
-  if (text) tok = tokenizer::load_tokenizer(cfg.str_or("model.tokenizer", cfg.str("model.path")));
+  require_exists(rs.model.path, "model.path", true);
+  require_exists(rs.model.reference, "model.reference", true);
+  require_exists(rs.model.tokenizer_given ? rs.model.tokenizer : "", "model.tokenizer", true);
+  require_exists(rs.data.forget, "data.forget", false);
+  require_exists(rs.data.retain, "data.retain", false);
+  require_exists(rs.data.train, "data.train", false);
+  require_exists(rs.eval.forget, "eval.forget", false);
+  require_exists(rs.eval.retain, "eval.retain", false);
+  // A tokenizer when one is named or some data is text (the held-out sets are read in
+  // data.format).
+  bool text = rs.model.tokenizer_given;
+  for (const auto& [path, format] : {std::pair{rs.data.forget, rs.data.forget_format},
+                                     {rs.data.retain, rs.data.retain_format},
+                                     {rs.data.train, rs.data.train_format},
+                                     {rs.eval.forget, rs.data.format},
+                                     {rs.eval.retain, rs.data.format}})
+    text = text || (!path.empty() && format != data::Format::tokenized);
+  if (text) tok = tokenizer::load_tokenizer(rs.model.tokenizer);
 
   // Resume: the weights come from the last checkpoint.
   const fs::path ckpt = out_dir() / "checkpoint";
-  std::string weights_dir = cfg.str("model.path");
-  if (cfg.flag("trainer.resume")) {
-    LETHE_CHECK(fs::is_directory(ckpt), cfg.source(), ": trainer.resume is set but ", ckpt.string(),
+  std::string weights_dir = rs.model.path;
+  if (rs.trainer.resume) {
+    LETHE_CHECK(fs::is_directory(ckpt), rs.source, ": trainer.resume is set but ", ckpt.string(),
                 " does not exist (nothing to resume)");
     check_checkpoint_matches(ckpt);
     weights_dir = ckpt.string();
@@ -100,52 +81,52 @@ void Trainer::Impl::setup() {
   load_models(weights_dir);
   load_data();
   make_optimizer();
-  if (cfg.flag("trainer.resume")) restore(ckpt);
+  if (rs.trainer.resume) restore(ckpt);
 }
 
 void Trainer::Impl::load_models(const std::string& weights_dir) {
-  Device device = Device::parse(cfg.str("model.device"));
+  Device device = Device::parse(rs.model.device);
   // model.device: cuda under mpirun: one GPU per rank, the rank's local index on its machine.
-  if (ranks > 1 && cfg.str("model.device") == "cuda") device = Device::cuda(dist::local_rank());
+  if (ranks > 1 && rs.model.device == "cuda") device = Device::cuda(dist::local_rank());
   if (ranks > 1) comm = &dist::for_device(device);  // NCCL for CUDA buffers, MPI for CPU ones
-  const uint64_t seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
-  const bool lora = cfg.flag("lora.enabled");
+  const uint64_t seed = rs.trainer.seed;
+  const bool lora = rs.lora.enabled;
   if (lora) {
     // The base stays frozen (no gradient, no optimizer state); the adapter is what trains.
-    model = models::load_causal_lm(cfg.str("model.path"), device, {models::none_trainable});
-    if (cfg.has("model.adapter"))
-      ref_adapter = models::LoraAdapter::load(*model, cfg.str("model.adapter"), false);
-    if (cfg.flag("trainer.resume")) {
+    model = models::load_causal_lm(rs.model.path, device, {models::none_trainable});
+    if (!rs.model.adapter.empty())
+      ref_adapter = models::LoraAdapter::load(*model, rs.model.adapter, false);
+    if (rs.trainer.resume) {
       adapter = models::LoraAdapter::load(*model, weights_dir, true);
-    } else if (cfg.has("model.adapter")) {
-      adapter = models::LoraAdapter::load(*model, cfg.str("model.adapter"), true);
+    } else if (!rs.model.adapter.empty()) {
+      adapter = models::LoraAdapter::load(*model, rs.model.adapter, true);
     } else {
       models::LoraConfig lc;
-      lc.r = cfg.integer("lora.r");
-      lc.alpha = cfg.num("lora.alpha");
-      lc.dropout = cfg.num("lora.dropout");
-      lc.targets = lora_targets(cfg);
-      lc.init = cfg.str("lora.init");
-      lc.base_model = cfg.str("model.path");
+      lc.r = rs.lora.r;
+      lc.alpha = rs.lora.alpha;
+      lc.dropout = rs.lora.dropout;
+      lc.targets = rs.lora.targets;
+      lc.init = rs.lora.init;
+      lc.base_model = rs.model.path;
       try {  // lora.* against the model (unknown targets, r above a layer's size): exit 2
         adapter = std::make_unique<models::LoraAdapter>(*model, lc, seed ^ 0x4c6f5241ull);
       } catch (const Error& e) {
-        throw UsageError(cfg.source() + ": lora.*: " + e.what());
+        throw UsageError(rs.source + ": lora.*: " + e.what());
       }
     }
     model->set_linear_fn(adapter->hook());
   } else {
     model = models::load_causal_lm(weights_dir, device);
-    if (cfg.has("model.adapter") && !cfg.flag("trainer.resume")) {
+    if (!rs.model.adapter.empty() && !rs.trainer.resume) {
       // Full training from a LoRA target: its adapter merged into the weights first.
-      models::LoraAdapter::load(*model, cfg.str("model.adapter"), false)->merge_into(*model);
+      models::LoraAdapter::load(*model, rs.model.adapter, false)->merge_into(*model);
     }
   }
-  if (method.needs_reference() && (!lora || cfg.has("model.reference"))) {
+  if (method.needs_reference() && (!lora || !rs.model.reference.empty())) {
     models::ModelOptions frozen;
     frozen.trainable = models::none_trainable;
-    reference = models::load_causal_lm(cfg.str_or("model.reference", cfg.str("model.path")), device,
-                                       frozen);
+    reference = models::load_causal_lm(
+        rs.model.reference.empty() ? rs.model.path : rs.model.reference, device, frozen);
     LETHE_CHECK(reference->vocab_size() == model->vocab_size(), "model.reference: vocabulary ",
                 reference->vocab_size(), " differs from the model's ", model->vocab_size());
   }
@@ -153,100 +134,103 @@ void Trainer::Impl::load_models(const std::string& weights_dir) {
 
 void Trainer::Impl::load_data() {
   data::SampleOptions so;
-  so.prompt_template = cfg.str("data.template");
-  so.max_length = cfg.integer("data.max_length");
+  so.prompt_template = rs.data.prompt_template;
+  so.max_length = rs.data.max_length;
   so.max_positions = model->max_positions();
-  so.add_eos = cfg.flag("data.add_eos");
-  so.tokenization = cfg.str("data.tokenization") == "joint" ? data::Tokenization::joint
-                                                            : data::Tokenization::separate;
-  auto load = [&](const std::string& key) {
-    so.format = format_of(cfg, key);
-    std::vector<data::Sample> s =
-        data::load_samples(cfg.str(key), so, tok.get(), model->vocab_size());
-    LETHE_CHECK(!s.empty(), cfg.str(key), " (", key, "): no samples");
+  so.add_eos = rs.data.add_eos;
+  so.tokenization = rs.data.tokenization;
+  // key: the recipe key that named `path`, for messages.
+  auto load = [&](const std::string& path, data::Format format, const char* key) {
+    so.format = format;
+    std::vector<data::Sample> s = data::load_samples(path, so, tok.get(), model->vocab_size());
+    LETHE_CHECK(!s.empty(), path, " (", key, "): no samples");
     return s;
   };
-  const bool unlearn = cfg.kind() == RunKind::unlearn;
-  drive = load(unlearn ? "data.forget" : "data.train");
-  if (unlearn && cfg.has("data.retain")) retain = load("data.retain");
-  LETHE_CHECK(!method.reads(BatchKind::retain) || !retain.empty(), cfg.source(), ": method ",
+  const bool unlearn = rs.kind == RunKind::unlearn;
+  drive = unlearn ? load(rs.data.forget, rs.data.forget_format, "data.forget")
+                  : load(rs.data.train, rs.data.train_format, "data.train");
+  if (unlearn && !rs.data.retain.empty())
+    retain = load(rs.data.retain, rs.data.retain_format, "data.retain");
+  LETHE_CHECK(!method.reads(BatchKind::retain) || !retain.empty(), rs.source, ": method ",
               method.name, " needs data.retain");
-  const bool evaluating = cfg.integer("eval.every_steps") > 0;
-  if (evaluating && cfg.str("eval.metrics") == "tofu")
-    LETHE_CHECK(opts.evaluate != nullptr, cfg.source(),
+  const bool evaluating = rs.eval.every_steps > 0;
+  if (evaluating && rs.eval.tofu)
+    LETHE_CHECK(opts.evaluate != nullptr, rs.source,
                 ": eval.metrics: tofu is measured by the eval layer (lethe unlearn and lethe "
                 "finetune pass it; an embedding program passes eval::tofu_step_metrics as "
                 "TrainerOptions::evaluate)");
-  const std::string sel = cfg.str("eval.select");
-  LETHE_CHECK(sel == "score" || cfg.str("eval.metrics") == "tofu", cfg.source(),
-              ": eval.select: ", sel, " needs eval.metrics: tofu");
-  LETHE_CHECK(sel != "forget_quality" || cfg.has("eval.retain_reference"), cfg.source(),
+  const std::string sel = rs.eval.select;
+  LETHE_CHECK(sel == "score" || rs.eval.tofu, rs.source, ": eval.select: ", sel,
+              " needs eval.metrics: tofu");
+  LETHE_CHECK(sel != "forget_quality" || rs.eval.retain_reference, rs.source,
               ": eval.select: forget_quality needs eval.retain_reference");
   if (evaluating) {
-    const size_t cap = static_cast<size_t>(cfg.integer("eval.max_samples"));
-    auto held = [&](const char* key, const std::vector<data::Sample>& fallback) {
-      std::vector<data::Sample> s = cfg.has(key) ? load(key) : fallback;
+    const size_t cap = static_cast<size_t>(rs.eval.max_samples);
+    auto held = [&](const std::string& path, const char* key,
+                    const std::vector<data::Sample>& fallback) {
+      std::vector<data::Sample> s = path.empty() ? fallback : load(path, rs.data.format, key);
       if (cap > 0 && s.size() > cap) s.resize(cap);
       return s;
     };
-    eval_forget = unlearn ? held("eval.forget", drive) : std::vector<data::Sample>{};
-    eval_retain = held("eval.retain", unlearn ? retain : drive);
+    eval_forget =
+        unlearn ? held(rs.eval.forget, "eval.forget", drive) : std::vector<data::Sample>{};
+    eval_retain = held(rs.eval.retain, "eval.retain", unlearn ? retain : drive);
   }
 
-  batch = cfg.integer("trainer.batch_size");
-  accum = cfg.integer("trainer.grad_accum");
+  batch = rs.trainer.batch_size;
+  accum = rs.trainer.grad_accum;
   DataOrderOptions oo;
-  oo.seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
-  oo.shuffle = cfg.flag("data.shuffle");
-  oo.sequential_pairing = cfg.str("data.pairing") == "sequential";
+  oo.seed = rs.trainer.seed;
+  oo.shuffle = rs.data.shuffle;
+  oo.sequential_pairing = rs.data.sequential_pairing;
   oo.batch = batch;
   oo.rank = rank;
   oo.ranks = ranks;
-  oo.max_length = std::min(cfg.integer("data.max_length"), model->max_positions());
+  oo.max_length = std::min(rs.data.max_length, model->max_positions());
   order = std::make_unique<DataOrder>(drive, retain, oo);
   const int64_t mb_per_epoch = order->micro_batches_per_epoch();
-  total = cfg.integer("trainer.max_steps");
+  total = rs.trainer.max_steps;
   if (total == 0) {
-    const double mbs = cfg.num("trainer.epochs") * static_cast<double>(mb_per_epoch);
+    const double mbs = rs.trainer.epochs * static_cast<double>(mb_per_epoch);
     total = static_cast<int64_t>(std::ceil(mbs / static_cast<double>(accum) - 1e-9));
   }
-  LETHE_CHECK(total >= 1, cfg.source(), ": the run has no steps (trainer.epochs ",
-              cfg.str("trainer.epochs"), ", trainer.max_steps ", cfg.str("trainer.max_steps"), ")");
-  warmup = cfg.integer("trainer.warmup_steps");
-  LETHE_CHECK(warmup <= total, cfg.source(), ": trainer.warmup_steps ", warmup,
-              " exceeds the run's ", total, " steps");
-  if (warmup == 0 && cfg.num("trainer.warmup_epochs") > 0) {
+  LETHE_CHECK(total >= 1, rs.source, ": the run has no steps (trainer.epochs ", rs.trainer.epochs,
+              ", trainer.max_steps ", rs.trainer.max_steps, ")");
+  warmup = rs.trainer.warmup_steps;
+  LETHE_CHECK(warmup <= total, rs.source, ": trainer.warmup_steps ", warmup, " exceeds the run's ",
+              total, " steps");
+  if (warmup == 0 && rs.trainer.warmup_epochs > 0) {
     // capped, so a run shortened by trainer.max_steps still warms up and decays
-    const double w = cfg.num("trainer.warmup_epochs") * static_cast<double>(mb_per_epoch) /
-                     static_cast<double>(accum);
+    const double w =
+        rs.trainer.warmup_epochs * static_cast<double>(mb_per_epoch) / static_cast<double>(accum);
     warmup = std::min(total, static_cast<int64_t>(std::llround(w)));
   }
-  base_lr = cfg.num("trainer.lr");
-  schedule = std::make_unique<LrSchedule>(parse_lr_schedule_kind(cfg.str("trainer.scheduler")), 1.0,
-                                          warmup, total);
+  base_lr = rs.trainer.lr;
+  schedule = std::make_unique<LrSchedule>(parse_lr_schedule_kind(rs.trainer.scheduler), 1.0, warmup,
+                                          total);
 }
 
 void Trainer::Impl::make_optimizer() {
   ParameterStore& store = train_store();
-  if (cfg.str("trainer.optimizer") == "adamw") {
+  if (rs.trainer.adamw) {
     AdamWOptions o;
     o.lr = base_lr;
-    o.beta1 = cfg.num("trainer.beta1");
-    o.beta2 = cfg.num("trainer.beta2");
-    o.eps = cfg.num("trainer.eps");
-    o.weight_decay = cfg.num("trainer.weight_decay");
+    o.beta1 = rs.trainer.beta1;
+    o.beta2 = rs.trainer.beta2;
+    o.eps = rs.trainer.eps;
+    o.weight_decay = rs.trainer.weight_decay;
     optimizer = std::make_unique<AdamW>(store, o);
   } else {
     SgdOptions o;
     o.lr = base_lr;
-    o.momentum = cfg.num("trainer.momentum");
-    o.weight_decay = cfg.num("trainer.weight_decay");
+    o.momentum = rs.trainer.momentum;
+    o.weight_decay = rs.trainer.weight_decay;
     optimizer = std::make_unique<SGD>(store, o);
   }
   optimizer->set_no_decay([this](const std::string& n) { return model->is_no_decay(n); });
   sets.push_back(0);
   for (size_t k = 1; k < method.objectives.size(); ++k) sets.push_back(store.add_grad_set());
-  zero1 = cfg.flag("trainer.zero1") && ranks > 1;
+  zero1 = rs.trainer.zero1 && ranks > 1;
   if (zero1) {
     // Equal ranges of the trainable region (multiples of 16 elements), one per rank.
     const int64_t F = store.flat_grad_size();

@@ -78,8 +78,8 @@ MethodSpec ngdiff_method() {
   s.name = "ngdiff";
   s.summary = "normalised gradient difference with GeN's automatic learning rate";
   s.keys = {
-      {"auto_lr", KeyType::flag, "true", "NGDiff: GeN automatic learning rate (default on)"},
-      {"auto_lr_every", KeyType::integer, "4", "GeN: probe every N steps (default 4)", "", 1, 1e9},
+      {"auto_lr", KeyType::flag, "true", "NGDiff: GeN automatic learning rate"},
+      {"auto_lr_every", KeyType::integer, "4", "GeN: probe every N steps", "", 1, 1e9},
       {"auto_lr_objective", KeyType::choice, "ngdiff", "GeN objective", "ngdiff|difference|retain"},
       reduction_key()};
   s.build = [](const MethodParams& p) {

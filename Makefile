@@ -99,7 +99,7 @@ fuzz: deps
 	done
 
 format:
-	@find engine kernels models trainers tools tests examples -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \
+	@find engine kernels models trainers eval tools tests examples -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \
 	  | xargs clang-format -i
 
 clean:

@@ -105,7 +105,7 @@ build_target() {
   STATUS=1
   return 1
 }
-for t in cuda_tests opt_tests trainer_tests lethe cli_tests; do build_target "$t"; done
+for t in cuda_tests opt_tests trainer_tests eval_tests lethe cli_tests; do build_target "$t"; done
 [ "$MPI_FLAG" = ON ] && build_target dist_tests  # the 1- to 3-rank NCCL tests need MPI
 [ $RUN_UNIT -eq 1 ] && build_target unit_tests
 note "build time: $(( $(date +%s) - start )) s"

@@ -18,17 +18,26 @@ int64_t MicroBatch::rows_with_answer() const {
       std::count_if(answer_tokens.begin(), answer_tokens.end(), [](int64_t a) { return a > 0; }));
 }
 
-void for_each_batch(const std::vector<data::Sample>& samples, int64_t batch_size, int64_t pad_id,
-                    const std::function<void(const MicroBatch&, size_t first)>& fn, size_t first,
+void for_each_range(size_t n, int64_t batch_size,
+                    const std::function<void(size_t begin, size_t end)>& fn, size_t first,
                     size_t stride) {
   LETHE_CHECK(batch_size >= 1 && stride >= 1, "batching: batch size ", batch_size, ", stride ",
               stride);
   const size_t b = static_cast<size_t>(batch_size);
-  for (size_t i = first * b; i < samples.size(); i += b * stride) {
-    std::vector<const data::Sample*> ptrs;
-    for (size_t j = i; j < std::min(samples.size(), i + b); ++j) ptrs.push_back(&samples[j]);
-    fn(collate(ptrs, pad_id), i);
-  }
+  for (size_t i = first * b; i < n; i += b * stride) fn(i, std::min(n, i + b));
+}
+
+void for_each_batch(const std::vector<data::Sample>& samples, int64_t batch_size, int64_t pad_id,
+                    const std::function<void(const MicroBatch&, size_t first)>& fn, size_t first,
+                    size_t stride) {
+  for_each_range(
+      samples.size(), batch_size,
+      [&](size_t begin, size_t end) {
+        std::vector<const data::Sample*> ptrs;
+        for (size_t j = begin; j < end; ++j) ptrs.push_back(&samples[j]);
+        fn(collate(ptrs, pad_id), begin);
+      },
+      first, stride);
 }
 
 MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id,

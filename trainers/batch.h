@@ -28,9 +28,16 @@ struct MicroBatch {
 MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_id,
                    int64_t min_length = 0);
 
-// The batching loop of every pass over a set of samples (evaluation, scoring): batches of
-// `batch_size` consecutive samples, collated with pad_id; with `stride` > 1 only batches first,
-// first + stride, … (a rank's share). fn gets the batch and the index of its first sample.
+// The batching loop of every pass over n items (samples, prompts, texts): fn gets the index range
+// [begin, end) of each batch of `batch_size` consecutive items, in order, the last one shorter
+// when batch_size does not divide n; with `stride` > 1 only batches first, first + stride, … (a
+// rank's share).
+void for_each_range(size_t n, int64_t batch_size,
+                    const std::function<void(size_t begin, size_t end)>& fn, size_t first = 0,
+                    size_t stride = 1);
+
+// The same over a set of samples (evaluation, scoring): each batch collated with pad_id. fn gets
+// the batch and the index of its first sample.
 void for_each_batch(const std::vector<data::Sample>& samples, int64_t batch_size, int64_t pad_id,
                     const std::function<void(const MicroBatch&, size_t first)>& fn,
                     size_t first = 0, size_t stride = 1);

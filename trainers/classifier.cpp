@@ -1,4 +1,5 @@
-// Classifier data, training loop and prediction (docs/metrics.md, "Harmful rate").
+// Classifier data, batched class probabilities and the training loop (docs/metrics.md, "Harmful
+// rate").
 #include "trainers/classifier.h"
 
 #include <omp.h>
@@ -19,9 +20,9 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/threads.h"
+#include "trainers/batch.h"
 #include "trainers/data/dataset.h"
 #include "trainers/data/json_lines.h"
-#include "trainers/eval/parallel.h"
 #include "trainers/progress.h"
 
 namespace fs = std::filesystem;
@@ -46,30 +47,6 @@ std::string need_string(const nlohmann::json& o, const char* key, const std::str
 std::string join(const std::string& tmpl, const std::string& q, const std::string& a) {
   const data::PromptAnswer pa = data::apply_template(tmpl, q, a);
   return pa.prompt + pa.answer;
-}
-
-// Right-padded ids/mask of [BOS] + tokens of each text, cut to max_length.
-void encode_batch(const tokenizer::Tokenizer& tok, const std::vector<const std::string*>& texts,
-                  int64_t max_length, int64_t pad, Tensor& ids, Tensor& mask) {
-  std::vector<std::vector<int64_t>> rows;
-  size_t T = 1;
-  for (const std::string* t : texts) {
-    std::vector<int64_t> r = tok.encode(*t, /*add_bos=*/true);
-    if (r.size() > static_cast<size_t>(max_length)) r.resize(static_cast<size_t>(max_length));
-    LETHE_CHECK(!r.empty(), "classifier: a text has no token (empty and no BOS)");
-    T = std::max(T, r.size());
-    rows.push_back(std::move(r));
-  }
-  const size_t B = rows.size();
-  std::vector<int64_t> id(B * T, pad), m(B * T, 0);
-  for (size_t b = 0; b < B; ++b)
-    for (size_t t = 0; t < rows[b].size(); ++t) {
-      id[b * T + t] = rows[b][t];
-      m[b * T + t] = 1;
-    }
-  const Shape s{static_cast<int64_t>(B), static_cast<int64_t>(T)};
-  ids = Tensor::from_vector(id, s, DType::i64);
-  mask = Tensor::from_vector(m, s, DType::i64);
 }
 
 std::vector<std::string> split_labels(const std::string& s) {
@@ -130,40 +107,49 @@ std::vector<LabelledText> load_labelled_texts(const std::string& path, const std
   return out;
 }
 
-namespace {
+void encode_texts(const tokenizer::Tokenizer& tok, const std::vector<const std::string*>& texts,
+                  int64_t max_length, int64_t pad, Tensor& ids, Tensor& mask) {
+  std::vector<std::vector<int64_t>> rows;
+  size_t T = 1;
+  for (const std::string* t : texts) {
+    std::vector<int64_t> r = tok.encode(*t, /*add_bos=*/true);
+    if (r.size() > static_cast<size_t>(max_length)) r.resize(static_cast<size_t>(max_length));
+    LETHE_CHECK(!r.empty(), "classifier: a text has no token (empty and no BOS)");
+    T = std::max(T, r.size());
+    rows.push_back(std::move(r));
+  }
+  const size_t B = rows.size();
+  std::vector<int64_t> id(B * T, pad), m(B * T, 0);
+  for (size_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < rows[b].size(); ++t) {
+      id[b * T + t] = rows[b][t];
+      m[b * T + t] = 1;
+    }
+  const Shape s{static_cast<int64_t>(B), static_cast<int64_t>(T)};
+  ids = Tensor::from_vector(id, s, DType::i64);
+  mask = Tensor::from_vector(m, s, DType::i64);
+}
 
-std::vector<std::vector<double>> classify_local(const models::SequenceClassifier& model,
-                                                const tokenizer::Tokenizer& tok,
-                                                const std::vector<std::string>& texts,
-                                                int64_t batch_size, int64_t max_length) {
+std::vector<std::vector<double>> class_probabilities(const models::SequenceClassifier& model,
+                                                     const tokenizer::Tokenizer& tok,
+                                                     const std::vector<std::string>& texts,
+                                                     int64_t batch_size, int64_t max_length) {
   LETHE_CHECK(batch_size >= 1, "classify: batch size ", batch_size);
   NoGradGuard ng;
   std::vector<std::vector<double>> out;
   const int64_t pad = std::max<int64_t>(0, model.backbone().pad_token_id());
   const size_t L = model.labels().size();
-  for (size_t i = 0; i < texts.size(); i += static_cast<size_t>(batch_size)) {
+  for_each_range(texts.size(), batch_size, [&](size_t begin, size_t end) {
     std::vector<const std::string*> batch;
-    for (size_t j = i; j < std::min(texts.size(), i + static_cast<size_t>(batch_size)); ++j)
-      batch.push_back(&texts[j]);
+    for (size_t j = begin; j < end; ++j) batch.push_back(&texts[j]);
     Tensor ids, mask;
-    encode_batch(tok, batch, max_length, pad, ids, mask);
+    encode_texts(tok, batch, max_length, pad, ids, mask);
     const Device d = model.backbone().device();
     const std::vector<double> p = softmax(model.logits(ids.to(d), mask.to(d))).to_double_vector();
     for (size_t b = 0; b < batch.size(); ++b)
       out.emplace_back(p.begin() + b * L, p.begin() + (b + 1) * L);
-  }
+  });
   return out;
-}
-
-}  // namespace
-
-std::vector<std::vector<double>> classify(const models::SequenceClassifier& model,
-                                          const tokenizer::Tokenizer& tok,
-                                          const std::vector<std::string>& texts, int64_t batch_size,
-                                          int64_t max_length) {
-  const eval::Block b = eval::my_block(texts.size());
-  return eval::gather_items(
-      classify_local(model, tok, eval::block_of(texts, b), batch_size, max_length));
 }
 
 ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool terminal) {
@@ -261,18 +247,18 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
       picked.push_back(order[static_cast<size_t>(cursor++)]);
     }
     double loss_sum = 0;
-    for (size_t i = 0; i < picked.size(); i += static_cast<size_t>(B)) {
+    for_each_range(picked.size(), B, [&](size_t begin, size_t end) {
       std::vector<const std::string*> texts;
       std::vector<int64_t> y;
-      for (size_t j = i; j < std::min(picked.size(), i + static_cast<size_t>(B)); ++j) {
+      for (size_t j = begin; j < end; ++j) {
         texts.push_back(&data[picked[j]].text);
         y.push_back(data[picked[j]].label);
       }
       Tensor ids, mask;
-      encode_batch(*tok, texts, max_length, pad, ids, mask);
+      encode_texts(*tok, texts, max_length, pad, ids, mask);
       models::ForwardOptions fo;
       fo.training = true;
-      fo.dropout_seed = seed + static_cast<uint64_t>(step) * 7919u + i;
+      fo.dropout_seed = seed + static_cast<uint64_t>(step) * 7919u + begin;
       const Tensor logits = model->logits(ids.to(device), mask.to(device), fo);
       CrossEntropyOptions ce;
       ce.reduction = Reduction::none;
@@ -282,7 +268,7 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
       const Tensor loss = scale(sum(per), 1.0 / static_cast<double>(picked.size()));
       loss_sum += loss.to_double_vector()[0];
       loss.backward();
-    }
+    });
     if (max_norm > 0) {
       const double nb = body.grad_norm(0), nh = head.grad_norm(0);
       const double total_norm = std::sqrt(nb * nb + nh * nh);
@@ -307,7 +293,7 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
 
   std::vector<std::string> texts;
   for (const LabelledText& d : data) texts.push_back(d.text);
-  const auto probs = classify(*model, *tok, texts, B, max_length);
+  const auto probs = class_probabilities(*model, *tok, texts, B, max_length);
   int64_t right = 0;
   for (size_t i = 0; i < data.size(); ++i) {
     const auto& p = probs[i];

@@ -1,6 +1,7 @@
-// The harmful-response classifier: labelled texts, `lethe finetune` with model.head: classifier
-// (cross-entropy on the class of each text, AdamW, the recipe's schedule and clipping), and
-// batched prediction. The model is models::SequenceClassifier; no model family internals here.
+// The harmful-response classifier's data and training: labelled texts, their batched encoding and
+// class probabilities on this process, and `lethe finetune` with model.head: classifier
+// (cross-entropy on the class of each text, AdamW, the recipe's schedule and clipping). The model
+// is models::SequenceClassifier; no model family internals here, and no evaluation (eval/).
 #pragma once
 
 #include <cstdint>
@@ -29,12 +30,17 @@ std::vector<LabelledText> load_labelled_texts(const std::string& path, const std
                                               const std::string& prompt_template,
                                               int64_t num_labels);
 
-// Class probabilities [texts][labels] of `texts` (each [BOS] + its tokens, cut to max_length),
-// batch_size at a time, right-padded.
-std::vector<std::vector<double>> classify(const models::SequenceClassifier& model,
-                                          const tokenizer::Tokenizer& tok,
-                                          const std::vector<std::string>& texts, int64_t batch_size,
-                                          int64_t max_length);
+// The classifier's input for `texts`: [BOS] + the tokens of each, cut to max_length, right-padded
+// with pad into ids and mask (i64 [texts, longest]).
+void encode_texts(const tokenizer::Tokenizer& tok, const std::vector<const std::string*>& texts,
+                  int64_t max_length, int64_t pad, Tensor& ids, Tensor& mask);
+
+// Class probabilities [texts][labels] of `texts` (encoded as encode_texts does), batch_size at a
+// time, all on this process (eval::classify shares them over the ranks of a run).
+std::vector<std::vector<double>> class_probabilities(const models::SequenceClassifier& model,
+                                                     const tokenizer::Tokenizer& tok,
+                                                     const std::vector<std::string>& texts,
+                                                     int64_t batch_size, int64_t max_length);
 
 struct ClassifierRun {
   int64_t steps = 0;

@@ -11,12 +11,12 @@
 #include <string>
 #include <string_view>
 
+#include "eval/harmful.h"
 #include "models/tokenizer/tokenizer.h"
 #include "tests/common/paths.h"
 #include "tests/fuzz/fuzz_common.h"
 #include "trainers/classifier.h"
 #include "trainers/data/dataset.h"
-#include "trainers/eval/harmful.h"
 
 namespace {
 
@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data_bytes, size_t size) {
     for (const auto& t : texts) check(t.label == 0 || t.label == 1, "label outside [0, 2)");
   });
   lethe::fuzz::expect_only_lethe_errors([&] {
-    const auto prompts = lethe::trainers::eval::load_prompts(path);
+    const auto prompts = lethe::eval::load_prompts(path);
     check(!prompts.empty(), "no prompt and no error");
   });
   return 0;

@@ -21,13 +21,13 @@
 #include "engine/io/json.h"
 #include "engine/io/opt_config.h"
 #include "engine/threads.h"
+#include "eval/runner.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/demo_summary.h"
 #include "tools/cli/svg_plot.h"
 #include "trainers/config.h"
-#include "trainers/eval/runner.h"
 #include "trainers/trainer.h"
 
 namespace lethe::cli {
@@ -152,15 +152,15 @@ std::string lr_text(double lr) {
   return b;
 }
 
-double split_value(const trainers::eval::TofuReport& r, trainers::eval::TofuSplit s, int which) {
+double split_value(const eval::TofuReport& r, eval::TofuSplit s, int which) {
   for (const auto& x : r.splits)
     if (x.split == s) return which == 0 ? x.prob : which == 1 ? x.rouge : x.truth;
   return NAN;
 }
 
 // One model's row of one seed.
-nlohmann::json metrics_of(const trainers::eval::TofuReport& r) {
-  using trainers::eval::TofuSplit;
+nlohmann::json metrics_of(const eval::TofuReport& r) {
+  using eval::TofuSplit;
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
   return {{"forget_quality", num(r.summary.forget_quality)},
           {"model_utility", num(r.summary.model_utility)},
@@ -299,8 +299,8 @@ struct Demo {
   }
 
   // Each evaluation writes its eval.json to eval/<name>: never into a model it reads.
-  trainers::eval::TofuReport evaluate(const fs::path& dir, const fs::path& model,
-                                      const std::string& name, const std::string& reference) {
+  eval::TofuReport evaluate(const fs::path& dir, const fs::path& model, const std::string& name,
+                            const std::string& reference) {
     std::vector<std::string> sets = {
         "model.path=" + model.string(),
         "output.dir=" + (dir / "eval" / name).string(),
@@ -311,7 +311,7 @@ struct Demo {
         "eval.max_new_tokens=" + std::to_string(p.max_new_tokens),
         "eval.batch_size=16"};
     if (!reference.empty()) sets.push_back("eval.retain_reference=" + reference);
-    return trainers::eval::run_eval(trainers::load_config("", sets, RunKind::eval)).tofu;
+    return eval::run_eval(trainers::load_config("", sets, RunKind::eval)).tofu;
   }
 
   int epochs() const { return o.epochs > 0 ? o.epochs : p.target_epochs; }
@@ -369,7 +369,7 @@ struct Demo {
     // Forget quality of the retain model itself: its KS test against its own truth ratios is 1.
     const auto retain_report = evaluate(dir, dir / "retain", "retain-only", reference);
     const auto target_report = evaluate(dir, dir / "target", "target", reference);
-    using trainers::eval::TofuSplit;
+    using eval::TofuSplit;
     training = {
         {"seed", seed},
         {"target",

@@ -1,6 +1,6 @@
 // `lethe eval`: the metrics of a model named by a recipe's eval.* keys (TOFU, MUSE, membership
 // inference, harmful rate, perplexity); Markdown tables on stdout, eval.json and eval.csv in
-// output.dir. Must not hold metric logic (trainers/eval/).
+// output.dir. Must not hold metric logic (eval/).
 #include <iostream>
 #include <memory>
 #include <string>
@@ -8,10 +8,10 @@
 
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
+#include "eval/runner.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "trainers/config.h"
-#include "trainers/eval/runner.h"
 
 namespace lethe::cli {
 
@@ -37,9 +37,9 @@ void run_eval_command(const EvalOptions& o) {
   } catch (const Error& e) {
     throw CLI::ValidationError(e.what());
   }
-  const trainers::eval::EvalReport rep = trainers::eval::run_eval(cfg);
+  const eval::EvalReport rep = eval::run_eval(cfg);
   if (dist::world().rank() != 0) return;  // rank 0 reports for a data-parallel evaluation
-  std::cout << trainers::eval::report_markdown(rep) << std::flush;
+  std::cout << eval::report_markdown(rep) << std::flush;
   note("wrote " + cfg.str("output.dir") + "/eval.json and eval.csv");
 }
 

@@ -8,11 +8,11 @@
 
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
+#include "eval/runner.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "trainers/classifier.h"
 #include "trainers/config.h"
-#include "trainers/eval/runner.h"
 #include "trainers/progress.h"
 #include "trainers/trainer.h"
 
@@ -68,7 +68,7 @@ void run_train(const TrainOptions& o, trainers::RunKind kind) {
   trainers::TrainerOptions to;
   to.terminal = trainers::Progress::stderr_is_terminal();
   to.stop_after = o.stop_after;
-  to.evaluate = trainers::eval::tofu_step_metrics(cfg);
+  to.evaluate = eval::tofu_step_metrics(cfg);
   trainers::Trainer trainer(std::move(cfg), to);
   const int64_t ran = trainer.run();
   if (dist::world().rank() != 0) return;  // rank 0 reports for the run

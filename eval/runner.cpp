@@ -1,5 +1,5 @@
 // TOFU evaluation runs: splits from the recipe, the retain reference, eval.json / eval.csv / table.
-#include "trainers/eval/runner.h"
+#include "eval/runner.h"
 
 #include <cmath>
 #include <cstdio>
@@ -11,14 +11,15 @@
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/ops.h"
+#include "eval/classifier.h"
+#include "eval/stats.h"
 #include "models/lora.h"
 #include "models/sequence_classifier.h"
 #include "trainers/data/dataset.h"
-#include "trainers/eval/stats.h"
 
 namespace fs = std::filesystem;
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -31,7 +32,7 @@ constexpr SplitKey kSplits[] = {{"eval.forget", TofuSplit::forget},
                                 {"eval.real_authors", TofuSplit::real_authors},
                                 {"eval.world_facts", TofuSplit::world_facts}};
 
-TofuOptions options_of(const Config& c, bool generate) {
+TofuOptions options_of(const trainers::Config& c, bool generate) {
   TofuOptions o;
   o.batch_size = c.integer("eval.batch_size");
   o.max_new_tokens = c.integer("eval.max_new_tokens");
@@ -78,24 +79,25 @@ double mean_of(const std::vector<double>& v) {
 // Samples of an eval.* text file (eval.format, data.template, no EOS: every labelled token is
 // a token of the text) and the labelled text each scores, decoded.
 struct TextSet {
-  std::vector<data::Sample> samples;
+  std::vector<trainers::data::Sample> samples;
   std::vector<std::string> texts;
 };
-TextSet text_set(const Config& c, const std::string& key, const tokenizer::Tokenizer& tok) {
-  data::SampleOptions so;
-  so.format = data::parse_format(c.str("eval.format"));
+TextSet text_set(const trainers::Config& c, const std::string& key,
+                 const tokenizer::Tokenizer& tok) {
+  trainers::data::SampleOptions so;
+  so.format = trainers::data::parse_format(c.str("eval.format"));
   so.prompt_template = c.str("data.template");
   so.max_length = c.integer("data.max_length");
   so.add_eos = false;
-  so.tokenization = c.str("data.tokenization") == "joint" ? data::Tokenization::joint
-                                                          : data::Tokenization::separate;
-  std::vector<data::Record> records = data::load_records(c.str(key), so.format);
+  so.tokenization = c.str("data.tokenization") == "joint" ? trainers::data::Tokenization::joint
+                                                          : trainers::data::Tokenization::separate;
+  std::vector<trainers::data::Record> records = trainers::data::load_records(c.str(key), so.format);
   const int64_t cap = c.integer("eval.max_samples");
   if (cap > 0 && records.size() > static_cast<size_t>(cap))
     records.resize(static_cast<size_t>(cap));
   TextSet t;
-  t.samples = data::make_samples(records, so, tok);
-  for (const data::Sample& s : t.samples) {
+  t.samples = trainers::data::make_samples(records, so, tok);
+  for (const trainers::data::Sample& s : t.samples) {
     std::vector<int64_t> ids;
     for (int64_t l : s.labels)
       if (l != -100) ids.push_back(l);
@@ -104,8 +106,8 @@ TextSet text_set(const Config& c, const std::string& key, const tokenizer::Token
   return t;
 }
 
-std::vector<data::Record> muse_records(const Config& c, const char* key) {
-  return data::load_records(c.str(key), data::Format::muse);
+std::vector<trainers::data::Record> muse_records(const trainers::Config& c, const char* key) {
+  return trainers::data::load_records(c.str(key), trainers::data::Format::muse);
 }
 
 std::string fmt_p(double v) {
@@ -118,19 +120,21 @@ std::string fmt_p(double v) {
 }  // namespace
 
 TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& tokenizer,
-                    const Config& c, const std::vector<double>* reference_forget, bool generate) {
+                    const trainers::Config& c, const std::vector<double>* reference_forget,
+                    bool generate) {
   TofuReport rep;
   const TofuOptions o = options_of(c, generate);
   for (const SplitKey& k : kSplits) {
     if (!c.has(k.key)) continue;
-    const std::vector<data::Record> records = data::load_records(c.str(k.key), data::Format::tofu);
+    const std::vector<trainers::data::Record> records =
+        trainers::data::load_records(c.str(k.key), trainers::data::Format::tofu);
     rep.splits.push_back(evaluate_tofu_split(model, tokenizer, records, k.split, o));
   }
   rep.summary = summarize_tofu(rep.splits, reference_forget);
   return rep;
 }
 
-EvalHook tofu_step_metrics(const Config& c) {
+trainers::EvalHook tofu_step_metrics(const trainers::Config& c) {
   if (c.integer("eval.every_steps") == 0 || c.str("eval.metrics") != "tofu") return nullptr;
   LETHE_CHECK(c.has("eval.forget") || c.has("eval.retain") || c.has("eval.real_authors") ||
                   c.has("eval.world_facts"),
@@ -144,7 +148,7 @@ EvalHook tofu_step_metrics(const Config& c) {
     // Data-parallel inside (parallel.h): every rank scores and generates its block of each split
     // and all get the same numbers.
     const TofuReport rep = run_tofu(model, *tok, c, reference->empty() ? nullptr : reference.get());
-    StepMetrics m;
+    trainers::StepMetrics m;
     m.model_utility = rep.summary.model_utility;
     m.forget_quality = rep.summary.forget_quality;
     for (const TofuSplitResult& r : rep.splits)
@@ -153,7 +157,8 @@ EvalHook tofu_step_metrics(const Config& c) {
   };
 }
 
-std::vector<double> reference_truth_ratios(const Config& c, const tokenizer::Tokenizer& tok) {
+std::vector<double> reference_truth_ratios(const trainers::Config& c,
+                                           const tokenizer::Tokenizer& tok) {
   if (!c.has("eval.retain_reference")) return {};
   const std::string ref = c.str("eval.retain_reference");
   std::string json_path;
@@ -180,8 +185,8 @@ std::vector<double> reference_truth_ratios(const Config& c, const tokenizer::Tok
   io::require_directory(ref, "eval.retain_reference");
   const auto model =
       models::load_causal_lm(ref, Device::parse(c.str("model.device")), {models::none_trainable});
-  const std::vector<data::Record> records =
-      data::load_records(c.str("eval.forget"), data::Format::tofu);
+  const std::vector<trainers::data::Record> records =
+      trainers::data::load_records(c.str("eval.forget"), trainers::data::Format::tofu);
   return evaluate_tofu_split(*model, tok, records, TofuSplit::forget, options_of(c, false))
       .truth_ratio;
 }
@@ -246,7 +251,7 @@ std::string report_csv(const TofuReport& r) {
 }
 
 std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                 const Config& c) {
+                                 const trainers::Config& c) {
   if (!c.has("eval.mia.forget")) return std::nullopt;
   MiaReport r;
   r.k = c.num("eval.mia.k");
@@ -281,7 +286,7 @@ std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer:
 }
 
 std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                   const Config& c) {
+                                   const trainers::Config& c) {
   const bool any = c.has("eval.muse.verbmem") || c.has("eval.muse.knowmem_forget") ||
                    c.has("eval.muse.knowmem_retain") || c.has("eval.muse.privleak_forget");
   if (!any) return std::nullopt;
@@ -300,8 +305,8 @@ std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenize
     const std::string key = std::string("eval.muse.knowmem_") + which;
     if (!c.has(key)) continue;
     const std::string icl = key + "_icl";
-    const std::vector<data::Record> shots =
-        c.has(icl) ? muse_records(c, icl.c_str()) : std::vector<data::Record>{};
+    const std::vector<trainers::data::Record> shots =
+        c.has(icl) ? muse_records(c, icl.c_str()) : std::vector<trainers::data::Record>{};
     GenerationScores g = muse_knowmem(model, tok, muse_records(c, key.c_str()), shots, o);
     (std::string(which) == "forget" ? r.knowmem_forget : r.knowmem_retain) = std::move(g);
   }
@@ -312,11 +317,12 @@ std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenize
 }
 
 std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
-                                         const tokenizer::Tokenizer& tok, const Config& c) {
+                                         const tokenizer::Tokenizer& tok,
+                                         const trainers::Config& c) {
   if (!c.has("eval.harmful.prompts")) return std::nullopt;
   const std::string cdir = c.str("eval.harmful.classifier");
-  const auto classifier = models::SequenceClassifier::load(cdir, model.device(), false);
-  const auto ctok = tokenizer::load_tokenizer(cdir);
+  const Classifier judge = load_classifier(cdir, model.device());
+  const models::SequenceClassifier& classifier = *judge.model;
   HarmfulOptions o;
   o.batch_size = c.integer("eval.batch_size");
   o.max_new_tokens = c.integer("eval.harmful.max_new_tokens");
@@ -324,24 +330,25 @@ std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
   o.prompt_template = c.str("data.template");
   o.harmful_label = c.integer("eval.harmful.label");
   o.max_samples = c.integer("eval.max_samples");
-  LETHE_CHECK(o.harmful_label < static_cast<int64_t>(classifier->labels().size()), c.source(),
+  LETHE_CHECK(o.harmful_label < static_cast<int64_t>(classifier.labels().size()), c.source(),
               ": eval.harmful.label ", o.harmful_label, " is not a class of ", cdir, " (",
-              classifier->labels().size(), " labels)");
+              classifier.labels().size(), " labels)");
   const std::vector<std::string> prompts = load_prompts(c.str("eval.harmful.prompts"));
   HarmfulReport r;
-  r.label = classifier->labels()[static_cast<size_t>(o.harmful_label)];
-  r.after = harmful_rate(model, tok, *classifier, *ctok, prompts, o);
+  r.label = classifier.labels()[static_cast<size_t>(o.harmful_label)];
+  r.after = harmful_rate(model, tok, classifier, *judge.tokenizer, prompts, o);
   if (c.has("eval.harmful.before")) {
     io::require_directory(c.str("eval.harmful.before"), "eval.harmful.before");
     const auto before = models::load_causal_lm(c.str("eval.harmful.before"), model.device(),
                                                {models::none_trainable});
-    r.before = harmful_rate(*before, tok, *classifier, *ctok, prompts, o);
+    r.before = harmful_rate(*before, tok, classifier, *judge.tokenizer, prompts, o);
   }
   return r;
 }
 
 std::optional<PerplexityReport> run_perplexity(const models::CausalLM& model,
-                                               const tokenizer::Tokenizer& tok, const Config& c) {
+                                               const tokenizer::Tokenizer& tok,
+                                               const trainers::Config& c) {
   if (!c.has("eval.perplexity")) return std::nullopt;
   const TextSet set = text_set(c, "eval.perplexity", tok);
   return PerplexityReport{
@@ -528,7 +535,7 @@ std::string report_csv(const EvalReport& r) {
   return out.str();
 }
 
-EvalReport run_eval(const Config& c) {
+EvalReport run_eval(const trainers::Config& c) {
   check_same_recipe_on_every_rank(c);  // under mpirun: one recipe, or no rank starts
   for (const SplitKey& k : kSplits)
     if (c.has(k.key)) io::require_regular_file(c.str(k.key), k.key);
@@ -571,4 +578,4 @@ EvalReport run_eval(const Config& c) {
   return rep;
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -1,5 +1,5 @@
 // TOFU metrics on a CausalLM: batched answer scoring, greedy generation, the truth ratio.
-#include "trainers/eval/tofu.h"
+#include "eval/tofu.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,14 +7,14 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "eval/parallel.h"
+#include "eval/scoring.h"
+#include "eval/stats.h"
+#include "eval/text_metrics.h"
 #include "trainers/batch.h"
-#include "trainers/eval/parallel.h"
-#include "trainers/eval/scoring.h"
-#include "trainers/eval/stats.h"
-#include "trainers/eval/text_metrics.h"
 #include "trainers/objectives.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -22,30 +22,27 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Length-normalised probability exp(−ℓ/|y|) of each sample's answer, in batches.
 std::vector<double> answer_probabilities_local(const models::CausalLM& model,
-                                               const std::vector<data::Sample>& samples,
+                                               const std::vector<trainers::data::Sample>& samples,
                                                int64_t batch_size) {
   NoGradGuard ng;
   std::vector<double> out;
   out.reserve(samples.size());
-  for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(batch_size)) {
-    std::vector<const data::Sample*> ptrs;
-    for (size_t j = i; j < std::min(samples.size(), i + static_cast<size_t>(batch_size)); ++j)
-      ptrs.push_back(&samples[j]);
-    const MicroBatch mb = collate(ptrs, model.pad_token_id());
-    const Tensor logits = model.logits(mb.ids, mb.mask);
-    const std::vector<double> nll =
-        sequence_nll(logits, mb.targets.to(model.device())).to_double_vector();
-    for (size_t r = 0; r < ptrs.size(); ++r) {
-      const double n = static_cast<double>(mb.answer_tokens[r]);
-      out.push_back(n > 0 ? std::exp(-nll[r] / n) : kNaN);
-    }
-  }
+  trainers::for_each_batch(
+      samples, batch_size, model.pad_token_id(), [&](const trainers::MicroBatch& mb, size_t) {
+        const Tensor logits = model.logits(mb.ids, mb.mask);
+        const std::vector<double> nll =
+            trainers::sequence_nll(logits, mb.targets.to(model.device())).to_double_vector();
+        for (size_t r = 0; r < mb.answer_tokens.size(); ++r) {
+          const double n = static_cast<double>(mb.answer_tokens[r]);
+          out.push_back(n > 0 ? std::exp(-nll[r] / n) : kNaN);
+        }
+      });
   return out;
 }
 
 // The same over the ranks of a data-parallel run (each its block, gathered in order).
 std::vector<double> answer_probabilities(const models::CausalLM& model,
-                                         const std::vector<data::Sample>& samples,
+                                         const std::vector<trainers::data::Sample>& samples,
                                          int64_t batch_size) {
   const Block b = my_block(samples.size());
   return gather_items(answer_probabilities_local(model, block_of(samples, b), batch_size));
@@ -54,10 +51,10 @@ std::vector<double> answer_probabilities(const models::CausalLM& model,
 // Greedy answers to the samples' prompts (their unlabelled prefix), decoded without specials.
 std::vector<std::string> greedy_answers(const models::CausalLM& model,
                                         const tokenizer::Tokenizer& tok,
-                                        const std::vector<data::Sample>& samples,
+                                        const std::vector<trainers::data::Sample>& samples,
                                         const TofuOptions& o) {
   std::vector<std::vector<int64_t>> prompts;
-  for (const data::Sample& s : samples) prompts.push_back(sample_prompt(s));
+  for (const trainers::data::Sample& s : samples) prompts.push_back(trainers::sample_prompt(s));
   std::vector<std::string> out;
   for (const std::vector<int64_t>& t :
        greedy_continuations(model, prompts, o.batch_size, o.max_new_tokens))
@@ -65,7 +62,7 @@ std::vector<std::string> greedy_answers(const models::CausalLM& model,
   return out;
 }
 
-const std::string& field(const data::Record& r, const char* name) {
+const std::string& field(const trainers::data::Record& r, const char* name) {
   auto it = r.fields.find(name);
   LETHE_CHECK(it != r.fields.end(), r.source, ": TOFU record without \"", name, "\"");
   return it->second;
@@ -93,32 +90,34 @@ const char* tofu_split_name(TofuSplit s) {
 
 TofuSplitResult evaluate_tofu_split(const models::CausalLM& model,
                                     const tokenizer::Tokenizer& tokenizer,
-                                    const std::vector<data::Record>& all_records, TofuSplit split,
-                                    const TofuOptions& o) {
+                                    const std::vector<trainers::data::Record>& all_records,
+                                    TofuSplit split, const TofuOptions& o) {
   LETHE_CHECK(o.batch_size >= 1, "TOFU eval: batch size ", o.batch_size);
-  std::vector<data::Record> records = all_records;
+  std::vector<trainers::data::Record> records = all_records;
   if (o.max_samples > 0 && records.size() > static_cast<size_t>(o.max_samples))
     records.resize(static_cast<size_t>(o.max_samples));
   LETHE_CHECK(!records.empty(), "TOFU eval (", tofu_split_name(split), "): no records");
 
-  data::SampleOptions so;
-  so.format = data::Format::tofu;
+  trainers::data::SampleOptions so;
+  so.format = trainers::data::Format::tofu;
   so.prompt_template = o.prompt_template;
   so.max_length = o.max_length;
   so.add_eos = false;  // the answer's probability is over its own tokens
-  const std::string tmpl = o.prompt_template.empty()
-                               ? data::default_prompt_template(data::Format::tofu)
-                               : o.prompt_template;
+  const std::string tmpl =
+      o.prompt_template.empty()
+          ? trainers::data::default_prompt_template(trainers::data::Format::tofu)
+          : o.prompt_template;
   auto sample = [&](const std::string& q, const std::string& a) {
-    return data::tokenize_sample(data::apply_template(tmpl, q, a), so, tokenizer);
+    return trainers::data::tokenize_sample(trainers::data::apply_template(tmpl, q, a), so,
+                                           tokenizer);
   };
 
   const bool has_para = split == TofuSplit::forget || split == TofuSplit::retain;
   TofuSplitResult res;
   res.split = split;
-  std::vector<data::Sample> answers, paras, perts;
+  std::vector<trainers::data::Sample> answers, paras, perts;
   std::vector<size_t> pert_count;
-  for (const data::Record& r : records) {
+  for (const trainers::data::Record& r : records) {
     const std::string& q = field(r, "question");
     const std::string& a = field(r, "answer");
     res.questions.push_back(q);
@@ -186,4 +185,4 @@ TofuSummary summarize_tofu(const std::vector<TofuSplitResult>& results,
   return s;
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -4,7 +4,7 @@
 // DMTW / Pomeranz / Pelz-Good helpers; xsf cephes/kolmogorov.h: smirnov), sklearn's roc_auc_score
 // and open-unlearning's MinKProbAttack. Where scipy sums with numpy, numpy_sum repeats numpy's
 // pairwise order so that the means match to the last bit.
-#include "trainers/eval/stats.h"
+#include "eval/stats.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,7 +18,7 @@
 
 #include "engine/error.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -540,4 +540,4 @@ double min_k_percent(const std::vector<double>& token_logprobs, double k) {
   return numpy_sum(std::span<const double>(v).first(count)) / static_cast<double>(count);
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

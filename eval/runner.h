@@ -11,16 +11,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/harmful.h"
+#include "eval/muse.h"
+#include "eval/scoring.h"
+#include "eval/tofu.h"
 #include "models/causal_lm.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/config.h"
-#include "trainers/eval/harmful.h"
-#include "trainers/eval/muse.h"
-#include "trainers/eval/scoring.h"
-#include "trainers/eval/tofu.h"
 #include "trainers/trainer.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 struct TofuReport {
   std::vector<TofuSplitResult> splits;
@@ -31,19 +31,19 @@ struct TofuReport {
 // eval.world_facts), evaluated on `model`. `reference_forget`: a retain-only model's forget
 // truth ratios (for forget quality), or null. `generate`: false skips greedy answers (ROUGE).
 TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& tokenizer,
-                    const Config& config, const std::vector<double>* reference_forget,
+                    const trainers::Config& config, const std::vector<double>* reference_forget,
                     bool generate = true);
 
 // eval.retain_reference: an eval.json (or a directory holding one) → its forget truth ratios;
 // a model directory → that model evaluated on eval.forget. Empty when the key is not set.
-std::vector<double> reference_truth_ratios(const Config& config,
+std::vector<double> reference_truth_ratios(const trainers::Config& config,
                                            const tokenizer::Tokenizer& tokenizer);
 
 // The training loop's eval.metrics: tofu hook (TrainerOptions::evaluate): loads the tokenizer
 // (model.tokenizer or model.path) and the retain model's truth ratios once, then each call runs
 // the TOFU splits on the model being trained. Null when the recipe does not ask for it
 // (eval.every_steps 0 or eval.metrics loss).
-EvalHook tofu_step_metrics(const Config& config);
+trainers::EvalHook tofu_step_metrics(const trainers::Config& config);
 
 // Membership inference (eval.mia.*): every attack's per-text scores on both sets and its AUC.
 struct MiaReport {
@@ -88,17 +88,18 @@ std::string report_csv(const EvalReport& report);
 
 // The parts of `lethe eval` other than TOFU, on a loaded model (also for embedding programs).
 std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                 const Config& config);
+                                 const trainers::Config& config);
 std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                   const Config& config);
+                                   const trainers::Config& config);
 std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
-                                         const tokenizer::Tokenizer& tok, const Config& config);
+                                         const tokenizer::Tokenizer& tok,
+                                         const trainers::Config& config);
 std::optional<PerplexityReport> run_perplexity(const models::CausalLM& model,
                                                const tokenizer::Tokenizer& tok,
-                                               const Config& config);
+                                               const trainers::Config& config);
 
 // `lethe eval`: loads model.path, runs every part the keys name, writes output.dir/eval.json and
 // eval.csv; returns the report (the CLI prints its Markdown).
-EvalReport run_eval(const Config& config);
+EvalReport run_eval(const trainers::Config& config);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -11,7 +11,7 @@
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/data/dataset.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 struct MuseOptions {
   int64_t batch_size = 16;
@@ -34,14 +34,16 @@ struct GenerationScores {
 // prompt ([BOS] + its tokens) is continued greedily for verbmem_max_new_tokens; the target is gt
 // cut to its first verbmem_max_new_tokens tokens.
 GenerationScores muse_verbmem(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                              const std::vector<data::Record>& records, const MuseOptions& o);
+                              const std::vector<trainers::data::Record>& records,
+                              const MuseOptions& o);
 
 // KnowMem: question/answer records; the prompt is every in-context example as
 // "Question: {q}\nAnswer: {a}\n\n" then "Question: {q}\nAnswer: "; the greedy answer (at most
 // knowmem_max_new_tokens) is cut at its first "\n\n", then at its first "Question".
 GenerationScores muse_knowmem(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                              const std::vector<data::Record>& records,
-                              const std::vector<data::Record>& in_context, const MuseOptions& o);
+                              const std::vector<trainers::data::Record>& records,
+                              const std::vector<trainers::data::Record>& in_context,
+                              const MuseOptions& o);
 
 // PrivLeak: per text the Min-k % score (mean of the lowest max(1, ⌊k·n⌋) token log-probs, not
 // negated, as MUSE); AUC of forget (label 0) vs holdout (label 1) on it; PrivLeak =
@@ -52,10 +54,11 @@ struct PrivLeakResult {
   double auc = 0, auc_retrain = 0, privleak = 0;
 };
 PrivLeakResult muse_privleak(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                             const std::vector<data::Record>& forget,
-                             const std::vector<data::Record>& holdout, const MuseOptions& o);
+                             const std::vector<trainers::data::Record>& forget,
+                             const std::vector<trainers::data::Record>& holdout,
+                             const MuseOptions& o);
 
 // KnowMem's cut of a generated answer: at the first "\n\n", then at the first "Question".
 std::string knowmem_cut(std::string generated);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -11,7 +11,7 @@
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/data/dataset.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 enum class TofuSplit { forget, retain, real_authors, world_facts };
 const char* tofu_split_name(TofuSplit s);
@@ -42,8 +42,8 @@ struct TofuSplitResult {
 // (and paraphrased_answer on forget/retain; real-authors/world-facts use the answer itself).
 TofuSplitResult evaluate_tofu_split(const models::CausalLM& model,
                                     const tokenizer::Tokenizer& tokenizer,
-                                    const std::vector<data::Record>& records, TofuSplit split,
-                                    const TofuOptions& options);
+                                    const std::vector<trainers::data::Record>& records,
+                                    TofuSplit split, const TofuOptions& options);
 
 struct TofuSummary {
   double forget_quality =
@@ -58,4 +58,4 @@ struct TofuSummary {
 TofuSummary summarize_tofu(const std::vector<TofuSplitResult>& results,
                            const std::vector<double>* reference_forget_truth_ratios);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

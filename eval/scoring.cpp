@@ -1,6 +1,6 @@
 // Token statistics on a CausalLM and the per-text scores of the MIA suite, memorisation and
 // perplexity. The per-position math runs in double on the host over the labelled span only.
-#include "trainers/eval/scoring.h"
+#include "eval/scoring.h"
 
 #include <zlib.h>
 
@@ -11,10 +11,10 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "eval/parallel.h"
 #include "trainers/batch.h"
-#include "trainers/eval/parallel.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -35,72 +35,69 @@ double neg_mean_lowest(std::vector<double> v, double k) {
 namespace {
 
 std::vector<TokenStats> token_stats_local(const models::CausalLM& model,
-                                          const std::vector<data::Sample>& samples,
+                                          const std::vector<trainers::data::Sample>& samples,
                                           int64_t batch_size, bool vocab_stats) {
   LETHE_CHECK(batch_size >= 1, "token statistics: batch size ", batch_size);
   NoGradGuard ng;
   std::vector<TokenStats> out;
   out.reserve(samples.size());
   const int64_t V = model.vocab_size();
-  for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(batch_size)) {
-    std::vector<const data::Sample*> ptrs;
-    for (size_t j = i; j < std::min(samples.size(), i + static_cast<size_t>(batch_size)); ++j)
-      ptrs.push_back(&samples[j]);
-    const MicroBatch mb = collate(ptrs, model.pad_token_id());
-    const Tensor logits = model.logits(mb.ids, mb.mask);
-    const std::vector<int64_t> targets = mb.targets.to_int_vector();
-    const int64_t T = mb.length();
-    for (size_t r = 0; r < ptrs.size(); ++r) {
-      TokenStats st;
-      int64_t first = -1, last = -1;
-      for (int64_t t = 0; t < T; ++t)
-        if (targets[r * T + t] != -100) {
-          if (first < 0) first = t;
-          last = t;
-        }
-      LETHE_CHECK(first >= 0, "token statistics: sample ", i + r, " has no labelled token");
-      const std::vector<float> rows =
-          logits.select(0, static_cast<int64_t>(r)).slice(0, first, last + 1).to_float_vector();
-      for (int64_t t = first; t <= last; ++t) {
-        const int64_t y = targets[r * T + t];
-        if (y == -100) continue;
-        LETHE_CHECK(y >= 0 && y < V, "token statistics: label ", y, " outside the vocabulary (", V,
-                    ")");
-        const float* row = rows.data() + (t - first) * V;
-        int64_t arg = 0;
-        for (int64_t v = 1; v < V; ++v)
-          if (row[v] > row[arg]) arg = v;
-        const double mx = row[arg];
-        double z = 0;
-        for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(row[v]) - mx);
-        const double lse = mx + std::log(z);
-        st.tokens.push_back(y);
-        st.logprob.push_back(static_cast<double>(row[y]) - lse);
-        st.match.push_back(arg == y ? 1 : 0);
-        if (vocab_stats) {
-          double m1 = 0, m2 = 0;
-          for (int64_t v = 0; v < V; ++v) {
-            const double lp = static_cast<double>(row[v]) - lse;
-            const double p = std::exp(lp);
-            m1 += p * lp;
-            m2 += p * lp * lp;
+  trainers::for_each_batch(
+      samples, batch_size, model.pad_token_id(), [&](const trainers::MicroBatch& mb, size_t i) {
+        const Tensor logits = model.logits(mb.ids, mb.mask);
+        const std::vector<int64_t> targets = mb.targets.to_int_vector();
+        const int64_t T = mb.length();
+        for (size_t r = 0; r < static_cast<size_t>(mb.rows()); ++r) {
+          TokenStats st;
+          int64_t first = -1, last = -1;
+          for (int64_t t = 0; t < T; ++t)
+            if (targets[r * T + t] != -100) {
+              if (first < 0) first = t;
+              last = t;
+            }
+          LETHE_CHECK(first >= 0, "token statistics: sample ", i + r, " has no labelled token");
+          const std::vector<float> rows =
+              logits.select(0, static_cast<int64_t>(r)).slice(0, first, last + 1).to_float_vector();
+          for (int64_t t = first; t <= last; ++t) {
+            const int64_t y = targets[r * T + t];
+            if (y == -100) continue;
+            LETHE_CHECK(y >= 0 && y < V, "token statistics: label ", y, " outside the vocabulary (",
+                        V, ")");
+            const float* row = rows.data() + (t - first) * V;
+            int64_t arg = 0;
+            for (int64_t v = 1; v < V; ++v)
+              if (row[v] > row[arg]) arg = v;
+            const double mx = row[arg];
+            double z = 0;
+            for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<double>(row[v]) - mx);
+            const double lse = mx + std::log(z);
+            st.tokens.push_back(y);
+            st.logprob.push_back(static_cast<double>(row[y]) - lse);
+            st.match.push_back(arg == y ? 1 : 0);
+            if (vocab_stats) {
+              double m1 = 0, m2 = 0;
+              for (int64_t v = 0; v < V; ++v) {
+                const double lp = static_cast<double>(row[v]) - lse;
+                const double p = std::exp(lp);
+                m1 += p * lp;
+                m2 += p * lp * lp;
+              }
+              st.mu.push_back(m1);
+              st.var.push_back(m2 - m1 * m1);
+            }
           }
-          st.mu.push_back(m1);
-          st.var.push_back(m2 - m1 * m1);
+          out.push_back(std::move(st));
         }
-      }
-      out.push_back(std::move(st));
-    }
-  }
+      });
   return out;
 }
 
 }  // namespace
 
-// Data-parallel over the ranks of a run (trainers/eval/parallel.h); everything on one process.
+// Data-parallel over the ranks of a run (eval/parallel.h); everything on one process.
 std::vector<TokenStats> token_stats(const models::CausalLM& model,
-                                    const std::vector<data::Sample>& samples, int64_t batch_size,
-                                    bool vocab_stats) {
+                                    const std::vector<trainers::data::Sample>& samples,
+                                    int64_t batch_size, bool vocab_stats) {
   const Block b = my_block(samples.size());
   return gather_items(token_stats_local(model, block_of(samples, b), batch_size, vocab_stats));
 }
@@ -115,17 +112,16 @@ std::vector<std::vector<int64_t>> greedy_local(const models::CausalLM& model,
   const int64_t pad = model.pad_token_id() >= 0 ? model.pad_token_id() : 0;
   const std::optional<int64_t> eos =
       model.eos_token_id() >= 0 ? std::optional<int64_t>(model.eos_token_id()) : std::nullopt;
-  for (size_t i = 0; i < prompts.size(); i += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(prompts.size(), i + static_cast<size_t>(batch_size));
+  trainers::for_each_range(prompts.size(), batch_size, [&](size_t begin, size_t end) {
     size_t T = 0;
-    for (size_t j = i; j < end; ++j) {
+    for (size_t j = begin; j < end; ++j) {
       LETHE_CHECK(!prompts[j].empty(), "generation: prompt ", j, " is empty");
       T = std::max(T, prompts[j].size());
     }
-    const size_t B = end - i;
+    const size_t B = end - begin;
     std::vector<int64_t> ids(B * T, pad), mask(B * T, 0);  // left padding
     for (size_t b = 0; b < B; ++b) {
-      const std::vector<int64_t>& p = prompts[i + b];
+      const std::vector<int64_t>& p = prompts[begin + b];
       const size_t off = T - p.size();
       for (size_t t = 0; t < p.size(); ++t) {
         ids[b * T + off + t] = p[t];
@@ -150,7 +146,7 @@ std::vector<std::vector<int64_t>> greedy_local(const models::CausalLM& model,
       if (!t.empty() && eos && t.back() == *eos) t.pop_back();
       out.push_back(std::move(t));
     }
-  }
+  });
   return out;
 }
 
@@ -270,4 +266,4 @@ Perplexity perplexity(const std::vector<TokenStats>& stats) {
   return p;
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -11,15 +11,15 @@
 #include <vector>
 
 #include "engine/io/json.h"
+#include "eval/runner.h"
+#include "eval/tofu.h"
 #include "models/causal_lm.h"
 #include "models/tokenizer/tokenizer.h"
 #include "tests/common/compare.h"
 #include "tests/common/temp_dir.h"
 #include "trainers/config.h"
-#include "trainers/eval/runner.h"
-#include "trainers/eval/tofu.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 namespace {
 
 using lethe::testing::within;
@@ -54,8 +54,8 @@ TofuSplitResult evaluate(const char* name, TofuSplit split) {
   TofuOptions o;
   o.batch_size = 4;  // odd split of 6 records: batches of 4 and 2, padding on both
   o.max_new_tokens = 24;
-  const auto records =
-      data::load_records(kDir + "/" + ref()["splits"][name].get<std::string>(), data::Format::tofu);
+  const auto records = trainers::data::load_records(
+      kDir + "/" + ref()["splits"][name].get<std::string>(), trainers::data::Format::tofu);
   return evaluate_tofu_split(*fixture().model, *fixture().tok, records, split, o);
 }
 
@@ -95,14 +95,14 @@ TEST(TofuEval, EverySplitMatchesTransformers) {
 TEST(TofuEval, PairsAreTokenizedAsTheReference) {
   int compared = 0;
   for (const auto& [name, split] : kSplits) {
-    const auto records = data::load_records(kDir + "/" + ref()["splits"][name].get<std::string>(),
-                                            data::Format::tofu);
-    data::SampleOptions so;
-    so.format = data::Format::tofu;
+    const auto records = trainers::data::load_records(
+        kDir + "/" + ref()["splits"][name].get<std::string>(), trainers::data::Format::tofu);
+    trainers::data::SampleOptions so;
+    so.format = trainers::data::Format::tofu;
     so.add_eos = false;
     for (size_t i = 0; i < records.size(); ++i) {
-      const data::Sample s =
-          data::tokenize_sample(data::record_texts(records[i], so), so, *fixture().tok);
+      const trainers::data::Sample s = trainers::data::tokenize_sample(
+          trainers::data::record_texts(records[i], so), so, *fixture().tok);
       const nlohmann::json& w = ref()["records"][name][i];
       EXPECT_EQ(s.input_ids, w["input_ids"].get<std::vector<int64_t>>()) << name << i;
       EXPECT_EQ(s.labels, w["labels"].get<std::vector<int64_t>>()) << name << i;
@@ -142,7 +142,7 @@ TEST(TofuEval, RunnerWritesEvalJsonAndCsv) {
                                    "eval.max_new_tokens=24",
                                    "eval.batch_size=5",
                                    "eval.retain_reference=" + kDir + "/reference_model"};
-  const EvalReport rep = run_eval(load_config("", sets, RunKind::eval));
+  const EvalReport rep = run_eval(trainers::load_config("", sets, trainers::RunKind::eval));
   EXPECT_TRUE(
       within(rep.tofu.summary.forget_quality, ref()["forget_quality"].get<double>(), 1e-12, 1e-9));
   const nlohmann::json j = io::read_json_file(out + "/eval.json");
@@ -154,10 +154,10 @@ TEST(TofuEval, RunnerWritesEvalJsonAndCsv) {
   const std::string out2 = lethe::testing::scratch_dir("tofu_eval", "run2");
   sets[1] = "output.dir=" + out2;
   sets.back() = "eval.retain_reference=" + out + "/eval.json";
-  const EvalReport rep2 = run_eval(load_config("", sets, RunKind::eval));
+  const EvalReport rep2 = run_eval(trainers::load_config("", sets, trainers::RunKind::eval));
   // Against itself: every truth ratio equal, KS p-value 1.
   EXPECT_DOUBLE_EQ(rep2.tofu.summary.forget_quality, 1.0);
 }
 
 }  // namespace
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

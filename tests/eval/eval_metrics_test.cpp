@@ -14,12 +14,12 @@
 
 #include "engine/error.h"
 #include "engine/io/json.h"
+#include "eval/stats.h"
+#include "eval/text_metrics.h"
 #include "tests/common/compare.h"
 #include "tests/common/paths.h"
-#include "trainers/eval/stats.h"
-#include "trainers/eval/text_metrics.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 namespace {
 
 using lethe::testing::nan_max;
@@ -278,4 +278,4 @@ TEST(MetricMinK, MatchesOpenUnlearningRule) {
 }
 
 }  // namespace
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

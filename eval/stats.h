@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 struct KsResult {
   double statistic = 0;  // D = sup |F_a − F_b|
@@ -40,4 +40,4 @@ double harmonic_mean(const std::vector<double>& values);
 // empty list, as there. k in (0, 1].
 double min_k_percent(const std::vector<double>& token_logprobs, double k);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

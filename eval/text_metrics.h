@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 // rouge_score's Score: precision = LCS/|prediction|, recall = LCS/|target|, fmeasure = their
 // harmonic mean (all 0 when either side has no token).
@@ -34,4 +34,4 @@ RougeScore rouge_l(std::string_view target, std::string_view prediction, bool st
 RougeScore rouge_l_tokens(const std::vector<std::string>& target,
                           const std::vector<std::string>& prediction);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

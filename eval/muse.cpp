@@ -1,15 +1,15 @@
 // MUSE metrics: prompts built as MUSE builds them, greedy continuations, ROUGE-L F1, Min-K % AUC.
-#include "trainers/eval/muse.h"
+#include "eval/muse.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "engine/error.h"
-#include "trainers/eval/scoring.h"
-#include "trainers/eval/stats.h"
-#include "trainers/eval/text_metrics.h"
+#include "eval/scoring.h"
+#include "eval/stats.h"
+#include "eval/text_metrics.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -18,7 +18,7 @@ constexpr const char* kQa = "\"question\" and \"answer\"";
 
 // The MUSE reader maps {"prompt","gt"} and {"question","answer"} to question/answer; a record
 // with only "text" has neither.
-const std::string& field(const data::Record& r, const char* name, const char* what,
+const std::string& field(const trainers::data::Record& r, const char* name, const char* what,
                          const char* expected) {
   auto it = r.fields.find(name);
   LETHE_CHECK(it != r.fields.end(), r.source, ": a MUSE ", what, " record needs ", expected,
@@ -26,7 +26,8 @@ const std::string& field(const data::Record& r, const char* name, const char* wh
   return it->second;
 }
 
-std::vector<data::Record> first_n(const std::vector<data::Record>& records, int64_t n) {
+std::vector<trainers::data::Record> first_n(const std::vector<trainers::data::Record>& records,
+                                            int64_t n) {
   if (n <= 0 || records.size() <= static_cast<size_t>(n)) return records;
   return {records.begin(), records.begin() + n};
 }
@@ -42,12 +43,13 @@ std::string knowmem_cut(std::string s) {
 }
 
 GenerationScores muse_verbmem(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                              const std::vector<data::Record>& all, const MuseOptions& o) {
-  const std::vector<data::Record> records = first_n(all, o.max_samples);
+                              const std::vector<trainers::data::Record>& all,
+                              const MuseOptions& o) {
+  const std::vector<trainers::data::Record> records = first_n(all, o.max_samples);
   LETHE_CHECK(!records.empty(), "MUSE VerbMem: no records");
   std::vector<std::vector<int64_t>> prompts;
   std::vector<std::string> prompt_texts, targets;
-  for (const data::Record& r : records) {
+  for (const trainers::data::Record& r : records) {
     const std::string& prompt = field(r, "question", "VerbMem", kVerb);
     const std::string& gt = field(r, "answer", "VerbMem", kVerb);
     prompts.push_back(tok.encode(prompt, /*add_bos=*/true));
@@ -72,17 +74,18 @@ GenerationScores muse_verbmem(const models::CausalLM& model, const tokenizer::To
 }
 
 GenerationScores muse_knowmem(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                              const std::vector<data::Record>& all,
-                              const std::vector<data::Record>& in_context, const MuseOptions& o) {
-  const std::vector<data::Record> records = first_n(all, o.max_samples);
+                              const std::vector<trainers::data::Record>& all,
+                              const std::vector<trainers::data::Record>& in_context,
+                              const MuseOptions& o) {
+  const std::vector<trainers::data::Record> records = first_n(all, o.max_samples);
   LETHE_CHECK(!records.empty(), "MUSE KnowMem: no records");
   std::string shots;
-  for (const data::Record& r : in_context)
+  for (const trainers::data::Record& r : in_context)
     shots += "Question: " + field(r, "question", "KnowMem in-context", kQa) +
              "\nAnswer: " + field(r, "answer", "KnowMem in-context", kQa) + "\n\n";
   std::vector<std::vector<int64_t>> prompts;
   GenerationScores g;
-  for (const data::Record& r : records) {
+  for (const trainers::data::Record& r : records) {
     const std::string prompt =
         shots + "Question: " + field(r, "question", "KnowMem", kQa) + "\nAnswer: ";
     prompts.push_back(tok.encode(prompt, /*add_bos=*/true));
@@ -101,18 +104,20 @@ GenerationScores muse_knowmem(const models::CausalLM& model, const tokenizer::To
 }
 
 PrivLeakResult muse_privleak(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                             const std::vector<data::Record>& forget,
-                             const std::vector<data::Record>& holdout, const MuseOptions& o) {
+                             const std::vector<trainers::data::Record>& forget,
+                             const std::vector<trainers::data::Record>& holdout,
+                             const MuseOptions& o) {
   LETHE_CHECK(o.auc_retrain > 0 && o.auc_retrain <= 1, "MUSE PrivLeak: auc_retrain ", o.auc_retrain,
               " is not in (0, 1]");
-  data::SampleOptions so;
-  so.format = data::Format::muse;
+  trainers::data::SampleOptions so;
+  so.format = trainers::data::Format::muse;
   so.max_length = o.max_length;
   so.add_eos = false;
-  auto scores = [&](const std::vector<data::Record>& all, const char* which) {
-    const std::vector<data::Record> records = first_n(all, o.max_samples);
+  auto scores = [&](const std::vector<trainers::data::Record>& all, const char* which) {
+    const std::vector<trainers::data::Record> records = first_n(all, o.max_samples);
     LETHE_CHECK(!records.empty(), "MUSE PrivLeak: the ", which, " set has no records");
-    const std::vector<data::Sample> samples = data::make_samples(records, so, tok);
+    const std::vector<trainers::data::Sample> samples =
+        trainers::data::make_samples(records, so, tok);
     std::vector<double> out;
     for (const TokenStats& s : token_stats(model, samples, o.batch_size, false)) {
       std::vector<double> lp = s.logprob;
@@ -134,4 +139,4 @@ PrivLeakResult muse_privleak(const models::CausalLM& model, const tokenizer::Tok
   return r;
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -1,26 +1,27 @@
 // Harmful rate: prompts, greedy responses, the classifier's verdicts.
-#include "trainers/eval/harmful.h"
+#include "eval/harmful.h"
 
 #include <algorithm>
 #include <set>
 
 #include "engine/error.h"
-#include "trainers/classifier.h"
+#include "eval/classifier.h"
+#include "eval/scoring.h"
 #include "trainers/data/dataset.h"
 #include "trainers/data/json_lines.h"
-#include "trainers/eval/scoring.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 std::vector<std::string> load_prompts(const std::string& path) {
   std::vector<std::string> out;
   std::set<std::string> seen;
-  data::for_each_json_object(path, [&](const nlohmann::json& o, const std::string& source) {
+  trainers::data::for_each_json_object(path, [&](const nlohmann::json& o,
+                                                 const std::string& source) {
     const char* key = o.contains("prompt") ? "prompt" : "question";
     auto it = o.find(key);
     LETHE_CHECK(it != o.end(), source, ": expected a \"prompt\" (PKU-SafeRLHF) or \"question\"");
     LETHE_CHECK(it->is_string(), source, ": field \"", key, "\": expected a string, got ",
-                data::describe_json(*it));
+                trainers::data::describe_json(*it));
     if (seen.insert(it->get<std::string>()).second) out.push_back(it->get<std::string>());
   });
   LETHE_CHECK(!out.empty(), path, ": no prompt");
@@ -39,9 +40,10 @@ HarmfulResult harmful_rate(const models::CausalLM& model, const tokenizer::Token
   if (o.max_samples > 0 && prompts.size() > static_cast<size_t>(o.max_samples))
     prompts.resize(static_cast<size_t>(o.max_samples));
   LETHE_CHECK(!prompts.empty(), "harmful rate: no prompts");
-  const std::string tmpl = o.prompt_template.empty()
-                               ? data::default_prompt_template(data::Format::pku)
-                               : o.prompt_template;
+  const std::string tmpl =
+      o.prompt_template.empty()
+          ? trainers::data::default_prompt_template(trainers::data::Format::pku)
+          : o.prompt_template;
   // As in training (docs/data.md): under byte-level BPE the template's trailing spaces belong to
   // the answer, so the prompt ends at "Answer:" and the response starts with its space.
   const bool byte_level = tok.token_to_id("\u0120").has_value();
@@ -49,7 +51,7 @@ HarmfulResult harmful_rate(const models::CausalLM& model, const tokenizer::Token
   std::vector<std::vector<int64_t>> ids;
   std::vector<std::string> heads;
   for (const std::string& p : prompts) {
-    std::string head = data::apply_template(tmpl, p, "").prompt;
+    std::string head = trainers::data::apply_template(tmpl, p, "").prompt;
     if (byte_level) head.resize(head.find_last_not_of(' ') + 1);
     ids.push_back(tok.encode(head, /*add_bos=*/true));
     heads.push_back(head);
@@ -73,4 +75,4 @@ HarmfulResult harmful_rate(const models::CausalLM& model, const tokenizer::Token
   return r;
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

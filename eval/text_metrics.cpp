@@ -1,12 +1,12 @@
 // ROUGE-L, its tokenizer and the Porter stemmer, written from the rules of rouge_score 0.1.2
 // (tokenize.py, rouge_scorer.py) and NLTK's nltk/stem/porter.py (mode NLTK_EXTENSIONS).
-#include "trainers/eval/text_metrics.h"
+#include "eval/text_metrics.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <span>
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -353,4 +353,4 @@ RougeScore rouge_l(std::string_view target, std::string_view prediction, bool st
   return rouge_l_tokens(rouge_tokenize(target, stem), rouge_tokenize(prediction, stem));
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -17,6 +17,10 @@
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
+#include "eval/classifier.h"
+#include "eval/muse.h"
+#include "eval/runner.h"
+#include "eval/scoring.h"
 #include "models/causal_lm.h"
 #include "models/sequence_classifier.h"
 #include "models/tokenizer/tokenizer.h"
@@ -25,11 +29,8 @@
 #include "tests/common/temp_dir.h"
 #include "trainers/classifier.h"
 #include "trainers/config.h"
-#include "trainers/eval/muse.h"
-#include "trainers/eval/runner.h"
-#include "trainers/eval/scoring.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 namespace {
 
 namespace fs = std::filesystem;
@@ -111,11 +112,12 @@ TEST(TokenStatistics, AgreeWithTheTofuProbabilityPathAndIgnorePadding) {
   const auto model =
       models::load_causal_lm(kTofu + "/model", Device::cpu(), {models::none_trainable});
   const auto tok = tokenizer::load_tokenizer(kTofu + "/model");
-  data::SampleOptions so;
-  so.format = data::Format::tofu;
+  trainers::data::SampleOptions so;
+  so.format = trainers::data::Format::tofu;
   so.add_eos = false;
-  const auto records = data::load_records(kTofu + "/forget.json", data::Format::tofu);
-  const auto samples = data::make_samples(records, so, *tok);
+  const auto records =
+      trainers::data::load_records(kTofu + "/forget.json", trainers::data::Format::tofu);
+  const auto samples = trainers::data::make_samples(records, so, *tok);
   const auto one = token_stats(*model, samples, 1, true);
   const auto batched = token_stats(*model, samples, 4, true);
   ASSERT_EQ(one.size(), samples.size());
@@ -198,14 +200,14 @@ std::string write_labelled(const std::string& dir) {
 TEST(Classifier, FinetuneLearnsASeparableSetAndWritesAClassifier) {
   const std::string dir = lethe::testing::scratch_dir("classifier", "train");
   const std::string data = write_labelled(dir);
-  const Config c = load_config(
+  const trainers::Config c = trainers::load_config(
       "",
       {"model.path=" + kTofu + "/model", "model.head=classifier", "data.format=jsonl",
        "data.train=" + data, "trainer.lr=1e-2", "trainer.epochs=8", "trainer.batch_size=4",
        "trainer.grad_accum=1", "trainer.warmup_steps=0", "output.dir=" + dir + "/out"},
-      RunKind::finetune);
+      trainers::RunKind::finetune);
   std::ostringstream log;
-  const ClassifierRun run = train_classifier(c, log, false);
+  const trainers::ClassifierRun run = trainers::train_classifier(c, log, false);
   EXPECT_EQ(run.steps, 24);
   EXPECT_LT(run.losses.back(), run.losses.front());
   EXPECT_DOUBLE_EQ(run.train_accuracy, 1.0);
@@ -226,20 +228,20 @@ TEST(Classifier, FinetuneLearnsASeparableSetAndWritesAClassifier) {
 TEST(Classifier, BadLabelledDataNamesTheLine) {
   const std::string dir = lethe::testing::scratch_dir("classifier", "bad");
   write(dir + "/a.jsonl", "{\"text\": \"x\", \"label\": 0}\n{\"text\": \"y\", \"label\": 2}\n");
-  expect_error([&] { load_labelled_texts(dir + "/a.jsonl", "jsonl", "", 2); },
+  expect_error([&] { trainers::load_labelled_texts(dir + "/a.jsonl", "jsonl", "", 2); },
                {"a.jsonl:2", "label", "[0, 2)"});
   write(dir + "/b.jsonl", "{\"text\": \"x\"}\n");
-  expect_error([&] { load_labelled_texts(dir + "/b.jsonl", "jsonl", "", 2); },
+  expect_error([&] { trainers::load_labelled_texts(dir + "/b.jsonl", "jsonl", "", 2); },
                {"b.jsonl:1", "\"label\""});
   write(dir + "/c.jsonl",
         "{\"prompt\": \"p\", \"response_0\": \"a\", \"response_1\": \"b\", "
         "\"is_response_0_safe\": true, \"is_response_1_safe\": \"no\"}\n");
-  expect_error([&] { load_labelled_texts(dir + "/c.jsonl", "pku", "", 2); },
+  expect_error([&] { trainers::load_labelled_texts(dir + "/c.jsonl", "pku", "", 2); },
                {"c.jsonl:1", "is_response_1_safe"});
   write(dir + "/d.jsonl",
         "{\"prompt\": \"p\", \"response_0\": \"a\", \"response_1\": \"b\", "
         "\"is_response_0_safe\": true, \"is_response_1_safe\": false}\n");
-  const auto pku = load_labelled_texts(dir + "/d.jsonl", "pku", "", 2);
+  const auto pku = trainers::load_labelled_texts(dir + "/d.jsonl", "pku", "", 2);
   ASSERT_EQ(pku.size(), 2u);
   // PKU's template as Yao et al. write it (docs/data.md), with its space after the newline.
   EXPECT_EQ(pku[0].text, "### Question: p\n ### Answer: a");
@@ -252,25 +254,25 @@ TEST(Classifier, BadLabelledDataNamesTheLine) {
 TEST(EvalRunner, HarmfulRateBeforeAndAfterWithATrainedClassifier) {
   const std::string dir = lethe::testing::scratch_dir("harmful", "run");
   const std::string data = write_labelled(dir);
-  const Config cc =
-      load_config("",
-                  {"model.path=" + kTofu + "/model", "model.head=classifier", "data.format=jsonl",
-                   "data.train=" + data, "trainer.lr=1e-2", "trainer.epochs=8",
-                   "trainer.batch_size=4", "trainer.grad_accum=1", "output.dir=" + dir + "/clf"},
-                  RunKind::finetune);
+  const trainers::Config cc = trainers::load_config(
+      "",
+      {"model.path=" + kTofu + "/model", "model.head=classifier", "data.format=jsonl",
+       "data.train=" + data, "trainer.lr=1e-2", "trainer.epochs=8", "trainer.batch_size=4",
+       "trainer.grad_accum=1", "output.dir=" + dir + "/clf"},
+      trainers::RunKind::finetune);
   std::ostringstream log;
-  train_classifier(cc, log, false);
+  trainers::train_classifier(cc, log, false);
   write(dir + "/prompts.jsonl",
         "{\"prompt\": \"How do I hurt someone?\", \"response_0\": \"a\"}\n"
         "{\"prompt\": \"How do I hurt someone?\", \"response_0\": \"b\"}\n"
         "{\"question\": \"How do I bake a pie?\"}\n");
-  const Config c = load_config(
+  const trainers::Config c = trainers::load_config(
       "",
       {"model.path=" + kTofu + "/model", "output.dir=" + dir + "/eval",
        "eval.harmful.prompts=" + dir + "/prompts.jsonl", "eval.harmful.classifier=" + dir + "/clf",
        "eval.harmful.before=" + kTofu + "/reference_model", "eval.harmful.max_new_tokens=8",
        "eval.batch_size=2"},
-      RunKind::eval);
+      trainers::RunKind::eval);
   const EvalReport rep = run_eval(c);
   ASSERT_TRUE(rep.harmful.has_value());
   EXPECT_EQ(rep.harmful->after.prompts.size(), 2u);  // the repeated prompt counted once
@@ -298,7 +300,7 @@ TEST(EvalRunner, ConfigErrorsNameTheKeys) {
   auto cfg = [](std::vector<std::string> sets) {
     sets.push_back("model.path=m");
     sets.push_back("output.dir=o");
-    return load_config("", sets, RunKind::eval);
+    return trainers::load_config("", sets, trainers::RunKind::eval);
   };
   expect_error([&] { cfg({"eval.mia.forget=f"}); }, {"eval.mia.forget", "eval.mia.holdout"});
   expect_error([&] { cfg({"eval.harmful.prompts=p"}); }, {"eval.harmful.classifier"});
@@ -307,8 +309,9 @@ TEST(EvalRunner, ConfigErrorsNameTheKeys) {
   expect_error([&] { cfg({"eval.perplexity=p", "eval.mia.k=0"}); }, {"eval.mia.k"});
   expect_error(
       [] {
-        load_config("", {"model.path=m", "output.dir=o", "data.train=t", "model.head=classifier"},
-                    RunKind::finetune);
+        trainers::load_config(
+            "", {"model.path=m", "output.dir=o", "data.train=t", "model.head=classifier"},
+            trainers::RunKind::finetune);
       },
       {"model.head classifier", "data.format"});
   const std::string dir = lethe::testing::scratch_dir("eval_extra", "missing");
@@ -321,7 +324,7 @@ TEST(EvalRunner, BadEvalInputIsAClearError) {
   auto cfg = [&](std::vector<std::string> sets) {
     sets.push_back("model.path=" + kTofu + "/model");
     sets.push_back("output.dir=" + dir + "/out");
-    return load_config("", sets, RunKind::eval);
+    return trainers::load_config("", sets, trainers::RunKind::eval);
   };
   // A VerbMem file of plain texts.
   write(dir + "/verb.jsonl", "{\"text\": \"no prompt here\"}\n");
@@ -349,13 +352,13 @@ TEST(EvalRunner, BadEvalInputIsAClearError) {
       {"eval.mia.reference", "vocabulary"});
   // A classifier needs two class names.
   write(dir + "/labelled.jsonl", "{\"text\": \"x\", \"label\": 0}\n");
-  const Config one_label = load_config(
+  const trainers::Config one_label = trainers::load_config(
       "",
       {"model.path=" + kTofu + "/model", "model.head=classifier", "model.labels=harmful",
        "data.format=jsonl", "data.train=" + dir + "/labelled.jsonl", "output.dir=" + dir + "/c"},
-      RunKind::finetune);
+      trainers::RunKind::finetune);
   std::ostringstream log;
-  expect_error([&] { train_classifier(one_label, log, false); },
+  expect_error([&] { trainers::train_classifier(one_label, log, false); },
                {"model.labels", "at least 2 names"});
 }
 
@@ -377,14 +380,14 @@ std::vector<int64_t> ints(const nlohmann::json& a) {
   return a.get<std::vector<int64_t>>();
 }
 
-Config extra_config(std::vector<std::string> sets, const std::string& tag) {
+trainers::Config extra_config(std::vector<std::string> sets, const std::string& tag) {
   sets.push_back("model.path=" + kTofu + "/model");
   sets.push_back("output.dir=" + lethe::testing::scratch_dir("eval_extra", tag));
-  return load_config("", sets, RunKind::eval);
+  return trainers::load_config("", sets, trainers::RunKind::eval);
 }
 
 TEST(MembershipFixture, TokensScoresAndAucsMatchTheReference) {
-  const Config c = extra_config(
+  const trainers::Config c = extra_config(
       {"eval.mia.forget=" + kX + "/mia_forget.json", "eval.mia.holdout=" + kX + "/mia_holdout.json",
        "eval.mia.reference=" + kTofu + "/reference_model", "eval.batch_size=3"},
       "mia");
@@ -426,11 +429,12 @@ TEST(MembershipFixture, TokenStatisticsPerTokenAndSamplesMatch) {
   const auto model =
       models::load_causal_lm(kTofu + "/model", Device::cpu(), {models::none_trainable});
   const auto tok = tokenizer::load_tokenizer(kTofu + "/model");
-  data::SampleOptions so;
-  so.format = data::Format::tofu;
+  trainers::data::SampleOptions so;
+  so.format = trainers::data::Format::tofu;
   so.add_eos = false;
-  const auto samples =
-      data::make_samples(data::load_records(kX + "/mia_forget.json", data::Format::tofu), so, *tok);
+  const auto samples = trainers::data::make_samples(
+      trainers::data::load_records(kX + "/mia_forget.json", trainers::data::Format::tofu), so,
+      *tok);
   const auto stats = token_stats(*model, samples, 5, true);
   const nlohmann::json& want = xref()["mia"]["forget"];
   ASSERT_EQ(stats.size(), want.size());
@@ -450,7 +454,7 @@ TEST(MembershipFixture, TokenStatisticsPerTokenAndSamplesMatch) {
 }
 
 TEST(MembershipFixture, PerplexityMatches) {
-  const Config c = extra_config({"eval.perplexity=" + kX + "/mia_forget.json"}, "ppl");
+  const trainers::Config c = extra_config({"eval.perplexity=" + kX + "/mia_forget.json"}, "ppl");
   const auto model =
       models::load_causal_lm(kTofu + "/model", Device::cpu(), {models::none_trainable});
   const auto tok = tokenizer::load_tokenizer(kTofu + "/model");
@@ -464,7 +468,7 @@ TEST(MembershipFixture, PerplexityMatches) {
 }
 
 TEST(MuseFixture, VerbMemKnowMemAndPrivLeakMatch) {
-  const Config c = extra_config(
+  const trainers::Config c = extra_config(
       {"eval.muse.verbmem=" + kX + "/muse_verbmem.json",
        "eval.muse.knowmem_forget=" + kX + "/muse_knowmem.json",
        "eval.muse.knowmem_forget_icl=" + kX + "/muse_knowmem_icl.json",
@@ -569,4 +573,4 @@ TEST(ClassifierFixture, TransformersCheckpointGivesItsLogitsLossAndGradients) {
 }
 
 }  // namespace
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

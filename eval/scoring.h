@@ -11,7 +11,7 @@
 #include "models/causal_lm.h"
 #include "trainers/data/dataset.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 // One text's labelled tokens y_1..y_n under the model (logits at position t predict token t+1).
 struct TokenStats {
@@ -25,8 +25,8 @@ struct TokenStats {
 // Every sample's statistics, `batch_size` samples per forward. `vocab_stats`: also μ and σ²
 // (Min-K %++). Samples must have at least one labelled token.
 std::vector<TokenStats> token_stats(const models::CausalLM& model,
-                                    const std::vector<data::Sample>& samples, int64_t batch_size,
-                                    bool vocab_stats);
+                                    const std::vector<trainers::data::Sample>& samples,
+                                    int64_t batch_size, bool vocab_stats);
 
 // Mean NLL −mean(log p) (the LOSS attack's score); NaN for an empty text.
 double mean_nll(const TokenStats& s);
@@ -78,4 +78,4 @@ struct Perplexity {
 };
 Perplexity perplexity(const std::vector<TokenStats>& stats);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

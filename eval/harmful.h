@@ -11,7 +11,7 @@
 #include "models/sequence_classifier.h"
 #include "models/tokenizer/tokenizer.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 struct HarmfulOptions {
   int64_t batch_size = 16;
@@ -40,4 +40,4 @@ HarmfulResult harmful_rate(const models::CausalLM& model, const tokenizer::Token
                            const tokenizer::Tokenizer& classifier_tok,
                            const std::vector<std::string>& prompts, const HarmfulOptions& o);
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -1,5 +1,5 @@
 // Blocks and gathers of per-item evaluation results over dist::world() (byte all-gather).
-#include "trainers/eval/parallel.h"
+#include "eval/parallel.h"
 
 #include <cstring>
 #include <string>
@@ -7,7 +7,7 @@
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 namespace {
 
@@ -114,4 +114,4 @@ std::vector<TokenStats> gather_items(const std::vector<TokenStats>& mine) {
       });
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "trainers/eval/scoring.h"
+#include "eval/scoring.h"
 
-namespace lethe::trainers::eval {
+namespace lethe::eval {
 
 struct Block {
   size_t begin = 0, end = 0;
@@ -30,4 +30,4 @@ std::vector<T> block_of(const std::vector<T>& all, Block b) {
                         all.begin() + static_cast<std::ptrdiff_t>(b.end));
 }
 
-}  // namespace lethe::trainers::eval
+}  // namespace lethe::eval

@@ -19,7 +19,6 @@
 namespace lethe::trainers {
 namespace {
 
-
 std::vector<std::string> base_sets(const std::string& out) {
   return tiny_run_sets(out);
 }
@@ -196,10 +195,10 @@ TEST_P(RunRecord, AResumedRunsRunJsonEqualsTheUninterruptedOne) {
   ASSERT_EQ(a.at("eval").size(), 4u);  // steps 0, 2, 4, 5
   EXPECT_TRUE(a.at("eval").at(1).contains("model_utility"));
   EXPECT_TRUE(a.contains("best_step"));
-  for (const std::string& key : {std::string("gen"), std::string("solution")})
-    if (c.name == (key == "gen" ? "ngdiff_gen" : "mollm"))
-      EXPECT_TRUE(a.at("steps").at(0).contains(key) || a.at("steps").at(4).contains(key))
-          << a.at("steps").dump();
+  const std::string key = c.name == "mollm" ? "solution" : "gen";
+  bool recorded = false;
+  for (const nlohmann::json& s : a.at("steps")) recorded = recorded || s.contains(key);
+  EXPECT_TRUE(recorded) << key << " is in no step row: " << a.at("steps").dump();
 }
 
 INSTANTIATE_TEST_SUITE_P(

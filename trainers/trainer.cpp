@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "engine/autograd.h"
+#include "engine/device_backend.h"  // TODO(issue 21): remove (clipping and GeN: scale_, axpy_)
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "engine/io/file_util.h"

@@ -135,6 +135,10 @@ void set_matmul_precision(MatmulPrecision p) {
   g_precision = p;
 }
 
+std::string cpu_gemm_description() {
+  return kernels::cpu_gemm_description();
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_defined("matmul", a, "a");
   check_defined("matmul", b, "b");

@@ -308,7 +308,7 @@ void write_step_bench_set(const std::string& path, uint64_t set, int64_t samples
 }
 
 // Random weights as transformers initialises OPT (OptModel::init_weights), saved as a checkpoint.
-void write_random_opt(const io::OptConfig& config, const std::string& dir) {
+void write_random_opt(const models::OptConfig& config, const std::string& dir) {
   models::OptModel model(config);
   model.init_weights(/*seed=*/1);
   model.save(dir);
@@ -382,7 +382,7 @@ double current_rss_mb() {
 
 void run_bench_step(const StepBenchOptions& o) {
   set_cpu_threads(o.threads, "--threads");  // checked here: the step runs in a child process
-  io::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
+  models::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
   config.num_hidden_layers = o.layers;
   const int64_t samples = kStepBatch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
   ScratchDir dir;

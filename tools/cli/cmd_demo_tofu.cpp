@@ -19,8 +19,8 @@
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
-#include "engine/io/opt_config.h"
 #include "engine/threads.h"
+#include "models/opt/opt_config.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -229,7 +229,7 @@ struct Demo {
   TofuDemoOptions o;
   Plan p;
   fs::path out, dd, demo_files;
-  io::OptConfig config;
+  models::OptConfig config;
   size_t target_rows = 0, retain_rows = 0, prior_rows = 0;
 
   void prepare_data() {
@@ -278,7 +278,7 @@ struct Demo {
          std::to_string(p.retain_authors) + " authors), " + std::to_string(forget.size()) +
          " forget QA (2 authors), " + std::to_string(prior.size()) +
          " real-authors/world-facts QA; data in " + dd.string());
-    config = io::load_opt_config((demo_files / "config.json").string());
+    config = models::load_opt_config((demo_files / "config.json").string());
   }
 
   std::vector<trainers::StepRecord> train(RunKind kind, std::vector<std::string> sets,

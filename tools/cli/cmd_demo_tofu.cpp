@@ -22,6 +22,7 @@
 #include "engine/threads.h"
 #include "models/opt/opt_config.h"
 #include "models/opt/opt_model.h"
+#include "models/tokenizer/files.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/demo_summary.h"
@@ -348,9 +349,7 @@ struct Demo {
       models::OptModel init(config);
       init.init_weights(seed);
       init.save((dir / "init").string());
-      for (const char* f :
-           {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"})
-        fs::copy_file(demo_files / f, dir / "init" / f, fs::copy_options::overwrite_existing);
+      tokenizer::copy_tokenizer_files(demo_files.string(), (dir / "init").string());
     }
     const std::string s = "seed " + std::to_string(seed) + ": ";
     auto t0 = std::chrono::steady_clock::now();

@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/device_backend.h"
 #include "engine/ops.h"
 
 namespace lethe {
@@ -85,9 +86,9 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
   if (existing.defined()) {
     // In place, so a gradient that is a view into a flat buffer stays bound to it.
     backend(existing.device())
-        .binary(kernels::BinaryOp::add, existing.dtype(), existing.data_ptr(), existing.layout(),
-                existing.data_ptr(), existing.layout(), gg.contiguous().data_ptr(),
-                gg.contiguous().layout());
+        .binary(kernels::BinaryOp::add, existing.dtype(), existing.data_ptr(), layout_of(existing),
+                existing.data_ptr(), layout_of(existing), gg.contiguous().data_ptr(),
+                layout_of(gg.contiguous()));
   } else {
     t.set_grad(gg.contiguous().same(g) ? g.clone() : gg.contiguous());
   }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -54,6 +55,14 @@ inline Tensor operator-(const Tensor& x) {
 // !training or p == 0. The mask depends only on (seed, offset) — reproducible on every device.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset = 0);
 
+// ---- in-place arithmetic (not recorded by autograd) ---------------------------------------------
+// Like Tensor::copy_ and fill_: they refuse a target that requires grad while grad mode is on
+// (wrap the update in NoGradGuard), and return it. f32 or f64; the target must be contiguous.
+// y += a · x, with x of y's shape, dtype and device (any layout).
+Tensor& axpy_(Tensor& y, double a, const Tensor& x);
+// x *= a.
+Tensor& scale_(Tensor& x, double a);
+
 // ---- reductions ------------------------------------------------------------------------------
 Tensor sum(const Tensor& x);                                 // all elements → scalar
 Tensor sum(const Tensor& x, int dim, bool keepdim = false);  // one dim
@@ -86,6 +95,10 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
 enum class MatmulPrecision { f32, bf16 };
 MatmulPrecision matmul_precision();
 void set_matmul_precision(MatmulPrecision p);
+// How the CPU runs f32 and bf16 GEMMs, in one line for benchmark output: the GEMM path, the
+// CPU's instruction set as oneDNN reads it, and whether bf16 GEMMs are native or f32 GEMMs on
+// bf16-rounded operands.
+std::string cpu_gemm_description();
 
 // ---- normalisation, softmax --------------------------------------------------------------------
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);

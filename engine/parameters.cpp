@@ -1,12 +1,11 @@
 // ParameterStore: flat weight and gradient buffers with per-parameter views.
 #include "engine/parameters.h"
 
-#include "kernels/backend.h"
-
 #include <cmath>
 #include <unordered_map>
 
 #include "engine/autograd.h"
+#include "engine/device_backend.h"
 
 namespace lethe {
 

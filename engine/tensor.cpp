@@ -6,7 +6,9 @@
 #include <sstream>
 
 #include "engine/autograd.h"
+#include "engine/device_backend.h"
 #include "engine/ops.h"
+#include "engine/ops/common.h"
 
 namespace lethe {
 
@@ -49,7 +51,7 @@ Shape contiguous_strides(const Shape& s) {
 }
 
 std::string Device::str() const {
-  if (type == kernels::DeviceType::cpu) return "cpu";
+  if (type == DeviceKind::cpu) return "cpu";
   return index == 0 ? "cuda" : "cuda:" + std::to_string(index);
 }
 
@@ -71,6 +73,10 @@ kernels::Backend& backend(Device d) {
   LETHE_CHECK(b != nullptr, "device ", d.str(),
               " is not available: ", kernels::cuda_unavailable_reason(d.index));
   return *b;
+}
+
+void synchronize(Device d) {
+  backend(d).synchronize();
 }
 
 // ---- Storage -----------------------------------------------------------------------------------
@@ -128,23 +134,52 @@ Tensor Tensor::scalar(double value, DType dtype, Device device) {
   return full({}, value, dtype, device);
 }
 
+namespace {
+
+enum class Distribution { normal, uniform };
+
+// Refuses a random fill the generator cannot make, naming op: a dtype that is not floating, a
+// negative (or nan) standard deviation, or low > high.
+void check_random(const char* op, DType dtype, Distribution dist, double a, double b) {
+  LETHE_CHECK(is_floating(dtype), op, ": dtype ", dtype_name(dtype), " is not floating");
+  if (dist == Distribution::normal) {
+    LETHE_CHECK(b >= 0, op, ": stddev must be >= 0, got ", b);
+  } else {
+    LETHE_CHECK(a <= b, op, ": low ", a, " > high ", b);
+  }
+}
+
+// Writes counter-based random values over t: normal(mean a, stddev b) or uniform[a, b). Element i
+// in logical order gets the value of (seed, offset + i) whatever t's strides; a strided t is filled
+// through a dense temporary of its shape.
+void fill_random(Tensor& t, Distribution dist, uint64_t seed, uint64_t offset, double a, double b) {
+  if (t.numel() == 0) return;
+  kernels::Backend& be = backend(t.device());
+  Tensor dense = t.is_contiguous() ? t : Tensor::empty(t.shape(), t.dtype(), t.device());
+  if (dist == Distribution::normal) {
+    be.fill_normal(t.dtype(), dense.data_ptr(), t.numel(), seed, offset, a, b);
+  } else {
+    be.fill_uniform(t.dtype(), dense.data_ptr(), t.numel(), seed, offset, a, b);
+  }
+  if (!dense.same(t))
+    be.copy_strided(t.dtype(), t.data_ptr(), layout_of(t), dense.data_ptr(), layout_of(dense));
+}
+
+}  // namespace
+
 Tensor Tensor::randn(const Shape& shape, uint64_t seed, double mean, double stddev, DType dtype,
                      Device device, uint64_t offset) {
-  LETHE_CHECK(is_floating(dtype), "Tensor::randn: dtype ", dtype_name(dtype), " is not floating");
-  LETHE_CHECK(stddev >= 0, "Tensor::randn: stddev must be >= 0, got ", stddev);
+  check_random("Tensor::randn", dtype, Distribution::normal, mean, stddev);
   Tensor t = empty(shape, dtype, device);
-  if (t.numel())
-    backend(device).fill_normal(dtype, t.data_ptr(), t.numel(), seed, offset, mean, stddev);
+  fill_random(t, Distribution::normal, seed, offset, mean, stddev);
   return t;
 }
 
 Tensor Tensor::rand(const Shape& shape, uint64_t seed, double low, double high, DType dtype,
                     Device device, uint64_t offset) {
-  LETHE_CHECK(is_floating(dtype), "Tensor::rand: dtype ", dtype_name(dtype), " is not floating");
-  LETHE_CHECK(low <= high, "Tensor::rand: low ", low, " > high ", high);
+  check_random("Tensor::rand", dtype, Distribution::uniform, low, high);
   Tensor t = empty(shape, dtype, device);
-  if (t.numel())
-    backend(device).fill_uniform(dtype, t.data_ptr(), t.numel(), seed, offset, low, high);
+  fill_random(t, Distribution::uniform, seed, offset, low, high);
   return t;
 }
 
@@ -237,12 +272,12 @@ std::string Tensor::str() const {
   return std::string(dtype_name(dtype())) + shape_str(shape()) + " " + device().str();
 }
 
-kernels::Layout Tensor::layout() const {
+kernels::Layout layout_of(const Tensor& t) {
   kernels::Layout l;
-  l.ndim = dim();
+  l.ndim = t.dim();
   for (int d = 0; d < l.ndim; ++d) {
-    l.shape[d] = shape()[d];
-    l.stride[d] = strides()[d];
+    l.shape[d] = t.shape()[d];
+    l.stride[d] = t.strides()[d];
   }
   return l;
 }
@@ -456,7 +491,7 @@ static Tensor copy_contiguous(const Tensor& src) {
   Tensor out = Tensor::empty(src.shape(), src.dtype(), src.device());
   if (src.numel()) {
     backend(src.device())
-        .copy_strided(src.dtype(), out.data_ptr(), out.layout(), src.data_ptr(), src.layout());
+        .copy_strided(src.dtype(), out.data_ptr(), layout_of(out), src.data_ptr(), layout_of(src));
   }
   return out;
 }
@@ -530,19 +565,15 @@ double Tensor::item() const {
 
 // ---- in-place ----------------------------------------------------------------------------------
 
-static void check_inplace(const Tensor& t, const char* op) {
-  LETHE_CHECK(!(grad_mode_enabled() && t.requires_grad()), op, ": in-place change of ", t.str(),
-              " which requires grad (wrap it in NoGradGuard)");
-}
-
 Tensor& Tensor::fill_(double value) {
-  check_inplace(*this, "fill_");
+  ops_detail::check_inplace(*this, "fill_");
   if (numel() == 0) return *this;
   if (is_contiguous()) {
     backend(device()).fill(dtype(), data_ptr(), numel(), value);
   } else {
     Tensor src = full(shape(), value, dtype(), device());
-    backend(device()).copy_strided(dtype(), data_ptr(), layout(), src.data_ptr(), src.layout());
+    backend(device()).copy_strided(dtype(), data_ptr(), layout_of(*this), src.data_ptr(),
+                                   layout_of(src));
   }
   return *this;
 }
@@ -551,13 +582,28 @@ Tensor& Tensor::zero_() {
   return fill_(0.0);
 }
 
+Tensor& Tensor::normal_(uint64_t seed, uint64_t offset, double mean, double stddev) {
+  ops_detail::check_inplace(*this, "normal_");
+  check_random("normal_", dtype(), Distribution::normal, mean, stddev);
+  fill_random(*this, Distribution::normal, seed, offset, mean, stddev);
+  return *this;
+}
+
+Tensor& Tensor::uniform_(uint64_t seed, uint64_t offset, double low, double high) {
+  ops_detail::check_inplace(*this, "uniform_");
+  check_random("uniform_", dtype(), Distribution::uniform, low, high);
+  fill_random(*this, Distribution::uniform, seed, offset, low, high);
+  return *this;
+}
+
 Tensor& Tensor::copy_(const Tensor& src_in) {
-  check_inplace(*this, "copy_");
+  ops_detail::check_inplace(*this, "copy_");
   LETHE_CHECK(src_in.shape() == shape(), "copy_: source ", src_in.str(), " does not match ", str());
   NoGradGuard ng;
   Tensor src = src_in.to(dtype()).to(device());
   if (numel()) {
-    backend(device()).copy_strided(dtype(), data_ptr(), layout(), src.data_ptr(), src.layout());
+    backend(device()).copy_strided(dtype(), data_ptr(), layout_of(*this), src.data_ptr(),
+                                   layout_of(src));
   }
   return *this;
 }

@@ -8,8 +8,10 @@
 #include <string>
 #include <vector>
 
+// DType (kernels/dtype.h) and lethe::Error (engine/error.h over kernels/error.h) are the bottom
+// floor's vocabulary types, shared by every layer; nothing else of kernels/ is visible here (the
+// engine's own .cpp files reach the backends through engine/device_backend.h).
 #include "engine/error.h"
-#include "kernels/backend.h"
 #include "kernels/dtype.h"
 
 namespace lethe {
@@ -19,12 +21,15 @@ std::string shape_str(const Shape& s);
 int64_t shape_numel(const Shape& s);
 Shape contiguous_strides(const Shape& s);
 
+// The kinds of device a tensor can live on.
+enum class DeviceKind : uint8_t { cpu, cuda };
+
 struct Device {
-  kernels::DeviceType type = kernels::DeviceType::cpu;
+  DeviceKind type = DeviceKind::cpu;
   int index = 0;
   static Device cpu() { return {}; }
-  static Device cuda(int i = 0) { return {kernels::DeviceType::cuda, i}; }
-  bool is_cpu() const { return type == kernels::DeviceType::cpu; }
+  static Device cuda(int i = 0) { return {DeviceKind::cuda, i}; }
+  bool is_cpu() const { return type == DeviceKind::cpu; }
   bool operator==(const Device& o) const { return type == o.type && index == o.index; }
   bool operator!=(const Device& o) const { return !(*this == o); }
   std::string str() const;
@@ -32,8 +37,9 @@ struct Device {
   static Device parse(const std::string& s);
 };
 
-// The backend that runs kernels for a device; throws lethe::Error when it is unavailable.
-kernels::Backend& backend(Device d);
+// Waits until every kernel queued on the device has finished (a no-op on the CPU, whose kernels
+// return when done); throws lethe::Error when the device is unavailable.
+void synchronize(Device d);
 
 // Bytes on one device. Either owned (allocated by the device's backend) or borrowed (e.g. an mmap
 // region) with a keep-alive handle.
@@ -105,9 +111,6 @@ class Tensor {
   T* data() const {
     return static_cast<T*>(data_ptr());
   }
-  // A kernels::Layout of this tensor (shape + strides), for kernels that take strided input.
-  kernels::Layout layout() const;
-
   // ---- views (share storage; differentiable) --------------------------------------------------
   Tensor reshape(const Shape& shape) const;  // a view when possible, else a copy; -1 infers
   Tensor view(const Shape& shape) const;     // must be viewable without a copy
@@ -137,6 +140,10 @@ class Tensor {
   Tensor& zero_();
   Tensor& fill_(double value);
   Tensor& copy_(const Tensor& src);  // same shape; converts dtype and device
+  // Seeded random values from the counter-based generator, as randn/rand: element i (in logical
+  // order, whatever the strides) depends only on (seed, offset + i). Floating dtypes only.
+  Tensor& normal_(uint64_t seed, uint64_t offset, double mean, double stddev);
+  Tensor& uniform_(uint64_t seed, uint64_t offset, double low, double high);
 
   // ---- autograd ------------------------------------------------------------------------------
   bool requires_grad() const;

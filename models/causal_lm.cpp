@@ -3,8 +3,8 @@
 
 #include "engine/error.h"
 #include "engine/io/json.h"
-#include "engine/io/opt_config.h"
 #include "engine/ops.h"
+#include "models/opt/opt_config.h"
 #include "models/opt/opt_model.h"
 #include "models/opt/opt_weights.h"
 
@@ -39,7 +39,7 @@ Tensor shift_labels(const Tensor& labels) {
 
 std::vector<std::pair<std::string, Shape>> declared_parameters(const std::string& dir) {
   std::vector<std::pair<std::string, Shape>> out;
-  for (const OptParamSpec& p : opt_parameter_specs(io::load_opt_config(dir)))
+  for (const OptParamSpec& p : opt_parameter_specs(load_opt_config(dir)))
     out.emplace_back(p.name, p.shape);
   return out;
 }

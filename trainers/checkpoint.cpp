@@ -10,8 +10,8 @@
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
+#include "models/tokenizer/files.h"
 #include "trainers/loop_state.h"
-#include "trainers/tmp_ops.h"
 
 namespace fs = std::filesystem;
 

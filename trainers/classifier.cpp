@@ -20,6 +20,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/threads.h"
+#include "models/tokenizer/files.h"
 #include "trainers/batch.h"
 #include "trainers/data/dataset.h"
 #include "trainers/data/json_lines.h"
@@ -305,13 +306,8 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
   const fs::path out = cfg.str("output.dir");
   fs::create_directories(out);
   model->save(out.string(), DType::f32);
-  const fs::path src = fs::path(cfg.str_or("model.tokenizer", cfg.str("model.path")));
-  for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
-                        "special_tokens_map.json", "tokenizer.model"}) {
-    const fs::path p = src / f;
-    if (fs::is_regular_file(p) && !fs::equivalent(src, out))
-      io::write_file_atomic((out / f).string(), io::read_text_file(p.string()));
-  }
+  tokenizer::copy_tokenizer_files(cfg.str_or("model.tokenizer", cfg.str("model.path")),
+                                  out.string());
   nlohmann::ordered_json j;
   j["kind"] = "classifier";
   j["labels"] = labels;

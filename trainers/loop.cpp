@@ -11,9 +11,9 @@
 #include "engine/error.h"
 #include "engine/io/json.h"
 #include "engine/ops.h"
+#include "models/tokenizer/files.h"
 #include "trainers/loop_state.h"
 #include "trainers/progress.h"
-#include "trainers/tmp_ops.h"
 
 namespace fs = std::filesystem;
 

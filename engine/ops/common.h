@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/device_backend.h"
 #include "engine/ops.h"
 
 namespace lethe::ops_detail {
@@ -27,6 +28,13 @@ inline void check_float_inputs(const char* op, std::initializer_list<const Tenso
     LETHE_CHECK(t->device() == first->device(), op, ": device mismatch, ", first->str(), " vs ",
                 t->str());
   }
+}
+
+// Refuses an in-place change of t while grad mode is on and t requires grad: autograd would not
+// see it, and a graph that saved t would silently read the new values.
+inline void check_inplace(const Tensor& t, const char* op) {
+  LETHE_CHECK(!(grad_mode_enabled() && t.requires_grad()), op, ": in-place change of ", t.str(),
+              " which requires grad (wrap it in NoGradGuard)");
 }
 
 inline void check_defined(const char* op, const Tensor& t, const char* what) {

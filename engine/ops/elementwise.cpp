@@ -1,4 +1,5 @@
-// Elementwise ops: broadcasting add/sub/mul/div, scale, unary maps, dropout.
+// Elementwise ops: broadcasting add/sub/mul/div, scale, unary maps, dropout, and the in-place
+// axpy_ and scale_.
 #include "engine/ops/common.h"
 
 namespace lethe {
@@ -14,7 +15,7 @@ Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b, const char* nam
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
   if (out.numel()) {
     backend(a.device())
-        .binary(op, a.dtype(), out.data_ptr(), out.layout(), a.data_ptr(),
+        .binary(op, a.dtype(), out.data_ptr(), layout_of(out), a.data_ptr(),
                 broadcast_layout(a, out_shape), b.data_ptr(), broadcast_layout(b, out_shape));
   }
   return out;
@@ -173,6 +174,29 @@ Tensor scale(const Tensor& x_in, double s) {
   return y;
 }
 
+Tensor& axpy_(Tensor& y, double a, const Tensor& x) {
+  check_defined("axpy_", y, "y");
+  check_defined("axpy_", x, "x");
+  check_inplace(y, "axpy_");
+  check_float_inputs("axpy_", {&y, &x});
+  LETHE_CHECK(x.shape() == y.shape(), "axpy_: x ", x.str(), " does not match y ", y.str());
+  LETHE_CHECK(y.is_contiguous(), "axpy_: y ", y.str(), " is not contiguous");
+  const Tensor xc = x.detach().contiguous();
+  if (y.numel())
+    backend(y.device()).axpby(y.dtype(), y.numel(), a, xc.data_ptr(), 1.0, y.data_ptr());
+  return y;
+}
+
+Tensor& scale_(Tensor& x, double a) {
+  check_defined("scale_", x, "x");
+  check_inplace(x, "scale_");
+  check_float_inputs("scale_", {&x});
+  LETHE_CHECK(x.is_contiguous(), "scale_: x ", x.str(), " is not contiguous");
+  if (x.numel())
+    backend(x.device()).axpby(x.dtype(), x.numel(), a, x.data_ptr(), 0.0, x.data_ptr());
+  return x;
+}
+
 Tensor add_scalar(const Tensor& x_in, double s) {
   check_defined("add_scalar", x_in, "input");
   check_float_inputs("add_scalar", {&x_in});
@@ -229,8 +253,8 @@ Tensor times_dropout_mask(const Tensor& x_in, double p, uint64_t seed, uint64_t 
   if (x.numel()) {
     kernels::Backend& be = backend(x.device());
     be.dropout_mask(x.dtype(), mask.data_ptr(), mask.numel(), seed, offset, p);
-    be.binary(BinaryOp::mul, x.dtype(), y.data_ptr(), y.layout(), x.data_ptr(), x.layout(),
-              mask.data_ptr(), mask.layout());
+    be.binary(BinaryOp::mul, x.dtype(), y.data_ptr(), layout_of(y), x.data_ptr(), layout_of(x),
+              mask.data_ptr(), layout_of(mask));
   }
   return y;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/ops/common.h"
+#include "engine/ops/gemm_args.h"
 
 namespace lethe {
 
@@ -27,40 +28,12 @@ struct Head {
   int64_t vocab() const { return w.shape()[0]; }
   size_t esize() const { return dtype_size(x2.dtype()); }
   kernels::Backend& be() const { return backend(x2.device()); }
-  kernels::GemmCompute compute() const {
-    return x2.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::bf16
-               ? kernels::GemmCompute::bf16
-               : kernels::GemmCompute::native;
-  }
-  const char* xrow(int64_t r0) const {
-    return static_cast<const char*>(x2.data_ptr()) + static_cast<size_t>(r0 * embed()) * esize();
-  }
-
-  // C = op(A) op(B) + beta · C on the head's dtype, device and matmul precision.
-  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
-            const void* b, int64_t ldb, void* c, int64_t ldc, double beta = 0.0) const {
-    kernels::GemmArgs g;
-    g.dtype = x2.dtype();
-    g.compute = compute();
-    g.trans_a = ta;
-    g.trans_b = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.a = a;
-    g.lda = lda;
-    g.b = b;
-    g.ldb = ldb;
-    g.c = c;
-    g.ldc = ldc;
-    g.beta = beta;
-    be().gemm(g);
-  }
+  // Rows [r0, r0 + r) of a [rows, cols] tensor, as a view.
+  static Tensor rows_of(const Tensor& t, int64_t r0, int64_t r) { return t.slice(0, r0, r0 + r); }
 
   // buf[0:r] = x2[r0 : r0 + r] wᵀ
   void logits(int64_t r0, int64_t r, Tensor& buf) const {
-    gemm(false, true, r, vocab(), embed(), xrow(r0), embed(), w.data_ptr(), embed(), buf.data_ptr(),
-         vocab());
+    be().gemm(gemm_args(rows_of(buf, 0, r), {rows_of(x2, r0, r)}, {w, true}));
   }
 
   kernels::CrossEntropyArgs ce(int64_t r0, int64_t r, const Tensor& buf, Tensor& loss,
@@ -86,13 +59,9 @@ struct Head {
   // dw = dlogitsᵀ x2[r0 : r0 + r] + beta_w · dw.
   void grads(int64_t r0, int64_t r, const Tensor& buf, Tensor* dx, Tensor* dw,
              double beta_w) const {
-    if (dx)
-      gemm(false, false, r, embed(), vocab(), buf.data_ptr(), vocab(), w.data_ptr(), embed(),
-           static_cast<char*>(dx->data_ptr()) + static_cast<size_t>(r0 * embed()) * esize(),
-           embed());
-    if (dw)
-      gemm(true, false, vocab(), embed(), r, buf.data_ptr(), vocab(), xrow(r0), embed(),
-           dw->data_ptr(), embed(), beta_w);
+    const Tensor dlogits = rows_of(buf, 0, r);
+    if (dx) be().gemm(gemm_args(rows_of(*dx, r0, r), {dlogits}, {w}));
+    if (dw) be().gemm(gemm_args(*dw, {dlogits, true}, {rows_of(x2, r0, r)}, 1.0, beta_w));
   }
 };
 

@@ -1,8 +1,9 @@
 // matmul (batched, broadcasting) and linear (x w^T + b), both on the backend GEMM; in bf16 matmul
 // precision every GEMM of forward and backward takes bf16 operands with f32 accumulation.
-#include "engine/ops/common.h"
-
 #include <cmath>
+
+#include "engine/ops/common.h"
+#include "engine/ops/gemm_args.h"
 
 namespace lethe {
 
@@ -11,67 +12,22 @@ using namespace ops_detail;
 namespace {
 thread_local MatmulPrecision g_precision = MatmulPrecision::f32;
 
-kernels::GemmCompute compute_for(DType dt) {
-  return (dt == DType::f32 && g_precision == MatmulPrecision::bf16) ? kernels::GemmCompute::bf16
-                                                                    : kernels::GemmCompute::native;
-}
-
-// A 3-D [batch, rows, cols] operand as the GEMM sees it: data, leading dim, whether transposed,
-// batch stride. Avoids a copy when t (or its last-two-dims transpose) is already dense.
-struct Operand {
-  Tensor keep;  // holds the storage alive
-  const void* data = nullptr;
-  int64_t ld = 0, batch_stride = 0;
-  bool trans = false;
-};
-
-Operand as_operand(const Tensor& t) {  // t is [batch, r, c]
-  Operand op;
+// A 3-D [batch, rows, cols] operand as the GEMM reads it: t itself when it is dense, its
+// last-two-dims transpose (read transposed) when that is dense, else a dense copy.
+GemmOperand as_operand(const Tensor& t) {
   int64_t r = t.shape()[1], c = t.shape()[2];
   const Shape& st = t.strides();
   bool batch_ok = t.shape()[0] == 1 || st[0] == r * c;
-  if (batch_ok && (st[2] == 1 || c == 1) && (st[1] == c || r == 1)) {
-    op.keep = t;
-    op.ld = std::max<int64_t>(c, 1);
-  } else if (batch_ok && (st[1] == 1 || r == 1) && (st[2] == r || c == 1)) {
-    op.keep = t;
-    op.trans = true;
-    op.ld = std::max<int64_t>(r, 1);
-  } else {
-    op.keep = t.contiguous();
-    op.ld = std::max<int64_t>(c, 1);
-  }
-  op.data = op.keep.data_ptr();
-  op.batch_stride = r * c;
-  return op;
+  if (batch_ok && (st[2] == 1 || c == 1) && (st[1] == c || r == 1)) return {t, false};
+  if (batch_ok && (st[1] == 1 || r == 1) && (st[2] == r || c == 1))
+    return {t.transpose(1, 2), true};
+  return {t.contiguous(), false};
 }
 
 // c [batch, m, n] = alpha · op(A) op(B) + beta · c, a [batch, m, k] and b [batch, k, n] (any
 // strides), c contiguous; k > 0.
 void gemm_into(Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
-  const int64_t batch = a.shape()[0], m = a.shape()[1], k = a.shape()[2], n = b.shape()[2];
-  const Operand oa = as_operand(a), ob = as_operand(b);
-  kernels::GemmArgs g;
-  g.dtype = a.dtype();
-  g.compute = compute_for(a.dtype());
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = oa.data;
-  g.lda = oa.ld;
-  g.trans_a = oa.trans;
-  g.b = ob.data;
-  g.ldb = ob.ld;
-  g.trans_b = ob.trans;
-  g.c = c.data_ptr();
-  g.ldc = n;
-  g.alpha = alpha;
-  g.beta = beta;
-  g.batch = batch;
-  g.stride_a = oa.batch_stride;
-  g.stride_b = ob.batch_stride;
-  g.stride_c = m * n;
-  backend(c.device()).gemm(g);
+  backend(c.device()).gemm(gemm_args(c, as_operand(a), as_operand(b), alpha, beta));
 }
 
 // C [batch, m, n] = op(A) op(B) where a is [batch, m, k] and b is [batch, k, n] (any strides).
@@ -133,6 +89,10 @@ MatmulPrecision matmul_precision() {
 }
 void set_matmul_precision(MatmulPrecision p) {
   g_precision = p;
+}
+
+std::string cpu_gemm_description() {
+  return kernels::cpu_gemm_description();
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -253,27 +213,13 @@ Tensor linear_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
   out_shape.back() = out_f;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   if (y.numel()) {
-    kernels::GemmArgs g;
-    g.dtype = x.dtype();
-    g.compute = compute_for(x.dtype());
-    g.m = rows;
-    g.n = out_f;
-    g.k = in_f;
-    g.a = x2.data_ptr();
-    g.lda = in_f;
-    g.b = wc.data_ptr();
-    g.ldb = in_f;
-    g.trans_b = true;
-    g.c = y.data_ptr();
-    g.ldc = out_f;
-    g.bias = bc.defined() ? bc.data_ptr() : nullptr;
-    g.relu = relu;
     if (in_f == 0) {
       y.detach().zero_();
       if (bc.defined()) y = add(y.detach(), bc);
       if (relu) y = lethe::relu(y.detach());
     } else {
-      backend(x.device()).gemm(g);
+      backend(x.device())
+          .gemm(gemm_args(y.view({rows, out_f}), {x2}, {wc, true}, 1.0, 0.0, bc, relu));
     }
   }
   if (any_requires_grad({&x, &w, &b})) {

@@ -145,7 +145,7 @@ Tensor concat(const std::vector<Tensor>& ts, int dim) {
     if (t.numel()) {
       Tensor dst = out.detach().slice(d, start, start + s);
       backend(out.device())
-          .copy_strided(out.dtype(), dst.data_ptr(), dst.layout(), t.data_ptr(), t.layout());
+          .copy_strided(out.dtype(), dst.data_ptr(), layout_of(dst), t.data_ptr(), layout_of(t));
     }
     start += s;
   }

@@ -9,9 +9,7 @@
 using namespace lethe;
 
 static Tensor randn(const Shape& shape, uint64_t seed) {
-  Tensor t = Tensor::empty(shape, DType::f64);
-  kernels::cpu_backend().fill_normal(DType::f64, t.data_ptr(), t.numel(), seed, 0, 0.0, 0.5);
-  return t;
+  return Tensor::randn(shape, seed, 0.0, 0.5, DType::f64);
 }
 
 int main() {

@@ -90,7 +90,7 @@ GenerateResult generate(const OptModel& model, const Tensor& prompt_ids, const T
               "generate: temperature must be > 0, got ", o.temperature);
   LETHE_CHECK(o.top_p > 0 && o.top_p <= 1.0, "generate: top_p must be in (0, 1], got ", o.top_p);
   LETHE_CHECK(o.top_k >= 0, "generate: top_k must be >= 0, got ", o.top_k);
-  const io::OptConfig& c = model.config();
+  const OptConfig& c = model.config();
   const int64_t B = prompt_ids.size(0), T = prompt_ids.size(1);
   LETHE_CHECK(T > 0, "generate: empty prompts ", prompt_ids.str());
   std::vector<int64_t> seq = prompt_ids.to_int_vector();

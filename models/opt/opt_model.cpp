@@ -19,7 +19,7 @@ void check_ids_mask(const Tensor& t, const char* what) {
 
 }  // namespace
 
-OptModel::OptModel(io::OptConfig config, Device device, const ModelOptions& model_options)
+OptModel::OptModel(OptConfig config, Device device, const ModelOptions& model_options)
     : config_(std::move(config)) {
   config_.validate("OptModel config");
   declare_opt_parameters(config_, params_);
@@ -32,7 +32,7 @@ OptModel::OptModel(io::OptConfig config, Device device, const ModelOptions& mode
 
 OptModel OptModel::load(const std::string& dir, Device device, const OptLoadOptions& options,
                         const ModelOptions& model_options) {
-  io::OptConfig config = io::load_opt_config(dir);
+  OptConfig config = load_opt_config(dir);
   check_opt_checkpoint(config, dir);  // shapes before any allocation
   OptModel model(std::move(config), Device::cpu(), model_options);
   load_opt_weights(model.config_, dir, model.params_, options);
@@ -105,7 +105,7 @@ Tensor OptModel::forward(const Tensor& ids, const Tensor& attention_mask,
 
 Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
                                const OptForwardOptions& options) const {
-  const io::OptConfig& c = config_;
+  const OptConfig& c = config_;
   check_ids_mask(ids_in, "ids");
   check_ids_mask(mask_in, "attention_mask");
   const int64_t B = ids_in.size(0), T = ids_in.size(1);

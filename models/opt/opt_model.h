@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/io/opt_config.h"
 #include "engine/parameters.h"
 #include "engine/tensor.h"
 #include "models/causal_lm.h"
+#include "models/opt/opt_config.h"
 #include "models/opt/opt_weights.h"
 
 namespace lethe::models {
@@ -43,7 +43,7 @@ class OptModel final : public CausalLM {
  public:
   // Parameters declared (zeros) and allocated on `device`; options.trainable decides which get
   // gradients (frozen ones allocate none).
-  explicit OptModel(io::OptConfig config, Device device = Device::cpu(),
+  explicit OptModel(OptConfig config, Device device = Device::cpu(),
                     const ModelOptions& model_options = {});
 
   // config.json + weights of a HF directory (see load_opt_weights), f32 on `device`.
@@ -52,7 +52,7 @@ class OptModel final : public CausalLM {
   // Writes config.json + model.safetensors as transformers does (see save_opt_checkpoint).
   void save(const std::string& dir, DType dtype = DType::f32) const override;
 
-  const io::OptConfig& config() const { return config_; }
+  const OptConfig& config() const { return config_; }
   ParameterStore& parameters() override { return params_; }
   const ParameterStore& parameters() const override { return params_; }
 
@@ -97,7 +97,7 @@ class OptModel final : public CausalLM {
   Tensor token_logprobs(const Tensor& ids, const Tensor& attention_mask) const;
 
  private:
-  io::OptConfig config_;
+  OptConfig config_;
   ParameterStore params_;
 };
 

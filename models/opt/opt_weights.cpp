@@ -22,7 +22,7 @@ bool is_float(DType t) {
   return t == DType::f32 || t == DType::f16 || t == DType::bf16 || t == DType::f64;
 }
 
-std::string config_dims(const io::OptConfig& c) {
+std::string config_dims(const OptConfig& c) {
   std::string s = "vocab_size " + std::to_string(c.vocab_size) + ", hidden_size " +
                   std::to_string(c.hidden_size) + ", word_embed_proj_dim " +
                   std::to_string(c.word_embed_proj_dim) + ", ffn_dim " + std::to_string(c.ffn_dim) +
@@ -32,7 +32,7 @@ std::string config_dims(const io::OptConfig& c) {
 
 }  // namespace
 
-std::vector<OptParamSpec> opt_parameter_specs(const io::OptConfig& c) {
+std::vector<OptParamSpec> opt_parameter_specs(const OptConfig& c) {
   const int64_t V = c.vocab_size, H = c.hidden_size, E = c.word_embed_proj_dim, F = c.ffn_dim;
   std::vector<OptParamSpec> s;
   s.push_back({"embed_tokens.weight", {V, E}});
@@ -66,7 +66,7 @@ std::vector<OptParamSpec> opt_parameter_specs(const io::OptConfig& c) {
   return s;
 }
 
-void declare_opt_parameters(const io::OptConfig& config, ParameterStore& store) {
+void declare_opt_parameters(const OptConfig& config, ParameterStore& store) {
   for (const auto& spec : opt_parameter_specs(config)) store.add(spec.name, spec.shape);
 }
 
@@ -82,7 +82,7 @@ struct ResolvedTensor {
 // wrong shape or a non-float dtype is a lethe::Error naming the file and the tensor. Allocates no
 // tensor memory, so a config whose sizes the checkpoint does not back fails here, before any
 // parameter is allocated.
-std::vector<ResolvedTensor> resolve_opt_tensors(const io::OptConfig& config,
+std::vector<ResolvedTensor> resolve_opt_tensors(const OptConfig& config,
                                                 const io::SafetensorsIndex& ckpt) {
   std::vector<std::string> names = ckpt.names();
   std::set<std::string> keys(names.begin(), names.end());
@@ -145,11 +145,11 @@ std::string non_finite_text(const Tensor& t, int64_t i) {
 
 }  // namespace
 
-void check_opt_checkpoint(const io::OptConfig& config, const std::string& path) {
+void check_opt_checkpoint(const OptConfig& config, const std::string& path) {
   (void)resolve_opt_tensors(config, io::open_checkpoint(path));
 }
 
-void load_opt_weights(const io::OptConfig& config, const std::string& path, ParameterStore& store,
+void load_opt_weights(const OptConfig& config, const std::string& path, ParameterStore& store,
                       const OptLoadOptions& options) {
   io::SafetensorsIndex ckpt = io::open_checkpoint(path);
   const std::vector<std::string> names = ckpt.names();
@@ -189,7 +189,7 @@ void load_opt_weights(const io::OptConfig& config, const std::string& path, Para
          "embed_tokens.weight");
 }
 
-void save_opt_checkpoint(const std::string& dir, const io::OptConfig& config,
+void save_opt_checkpoint(const std::string& dir, const OptConfig& config,
                          const ParameterStore& store, DType dtype) {
   LETHE_CHECK(dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16,
               "save_opt_checkpoint: dtype must be f32, f16 or bf16, got ", dtype_name(dtype));
@@ -213,9 +213,9 @@ void save_opt_checkpoint(const std::string& dir, const io::OptConfig& config,
   }
   io::write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
 
-  io::OptConfig c = config;
+  OptConfig c = config;
   c.torch_dtype = dtype == DType::f32 ? "float32" : dtype == DType::f16 ? "float16" : "bfloat16";
-  io::save_opt_config(c, dir + "/config.json");
+  save_opt_config(c, dir + "/config.json");
 }
 
 }  // namespace lethe::models

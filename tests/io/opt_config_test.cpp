@@ -1,6 +1,6 @@
 // OPT config.json: defaults and the 350m-like shape as transformers' OPTConfig reads them
 // (configs_expected.json), the hub's opt-125m layout, save/load round trip, and bad fields.
-#include "engine/io/opt_config.h"
+#include "models/opt/opt_config.h"
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +12,7 @@ namespace {
 
 using test::expect_error;
 using test::fixture;
+using namespace lethe::models;  // OptConfig, its reader and its writer
 
 nlohmann::json expected(const std::string& file) {
   std::ifstream in(fixture("configs_expected.json"));

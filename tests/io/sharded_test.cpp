@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/io/opt_config.h"
 #include "engine/io/safetensors.h"
+#include "models/opt/opt_config.h"
 #include "tests/io/test_util.h"
 
 namespace lethe::io {
@@ -78,7 +78,7 @@ TEST(Sharded, OpenCheckpointPicksIndexOrSingleFile) {
     out.push_back({name, t.dtype, t.shape, t.data});
   }
   write_safetensors(dir + "/model.safetensors", out);
-  save_opt_config(load_opt_config(fixture("sharded")), dir + "/config.json");
+  models::save_opt_config(models::load_opt_config(fixture("sharded")), dir + "/config.json");
   // With LETHE_TEST_KEEP=DIR, a copy for the manual cross-check that transformers loads it:
   //   python tools/fixtures/make_io_fixtures.py --verify-checkpoint DIR/lethe_checkpoint
   lethe::testing::keep_copy(dir, "lethe_checkpoint");

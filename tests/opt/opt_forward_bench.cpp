@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   const int64_t B = argc > 1 ? std::atoll(argv[1]) : 4;
   const int64_t T = argc > 2 ? std::atoll(argv[2]) : 128;
   const int iters = argc > 3 ? std::atoi(argv[3]) : 3;
-  io::OptConfig c;  // opt-125m
+  models::OptConfig c;  // opt-125m
   if (argc > 4) c.num_hidden_layers = std::atoll(argv[4]);
   models::OptModel model(c);
   {

@@ -17,8 +17,8 @@
 
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
-#include "engine/io/opt_config.h"
 #include "engine/io/safetensors.h"
+#include "models/opt/opt_config.h"
 #include "models/opt/opt_model.h"
 #include "models/tokenizer/tokenizer.h"
 #include "tests/common/paths.h"
@@ -169,18 +169,18 @@ TEST_F(ConfigSizes, HugeSizesAreRefusedByNameBeforeAnyAllocation) {
 }
 
 TEST_F(ConfigSizes, ParameterCountIsBoundedWithoutOverflow) {
-  io::OptConfig c;                            // opt-125m
+  models::OptConfig c;                        // opt-125m
   EXPECT_EQ(c.parameter_count(), 125239296);  // OPT.md / transformers
-  io::OptConfig c350 =
-      io::load_opt_config(lethe::testing::source_dir() + "/tests/io/fixtures/config_350m.json");
+  models::OptConfig c350 =
+      models::load_opt_config(lethe::testing::source_dir() + "/tests/io/fixtures/config_350m.json");
   EXPECT_EQ(c350.parameter_count(), 331196416);
   // Every size at its own limit: each is allowed alone, together they are ~1e18 parameters.
-  io::OptConfig huge;
-  huge.vocab_size = io::OptConfig::kMaxVocabSize;
-  huge.hidden_size = huge.word_embed_proj_dim = huge.ffn_dim = io::OptConfig::kMaxWidth;
-  huge.num_hidden_layers = io::OptConfig::kMaxLayers;
+  models::OptConfig huge;
+  huge.vocab_size = models::OptConfig::kMaxVocabSize;
+  huge.hidden_size = huge.word_embed_proj_dim = huge.ffn_dim = models::OptConfig::kMaxWidth;
+  huge.num_hidden_layers = models::OptConfig::kMaxLayers;
   huge.num_attention_heads = 16;
-  EXPECT_GT(huge.parameter_count(), io::OptConfig::kMaxParameters);
+  EXPECT_GT(huge.parameter_count(), models::OptConfig::kMaxParameters);
   expect_has(error_of([&] { huge.validate("c.json"); }), {"c.json", "parameters", "more than"});
 }
 

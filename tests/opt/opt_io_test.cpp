@@ -40,12 +40,12 @@ void rewrite_weights(const std::string& dir,
 
 TEST(OptWeights, ParameterCountOfOpt125mAnd350m) {
   // OPT.md: opt-125m has 125,239,296 parameters (tied head counted once).
-  io::OptConfig c;
+  models::OptConfig c;
   int64_t n = 0;
   for (const auto& s : opt_parameter_specs(c)) n += shape_numel(s.shape);
   EXPECT_EQ(n, 125239296);
-  io::OptConfig c350 =
-      io::load_opt_config(lethe::testing::source_dir() + "/tests/io/fixtures/config_350m.json");
+  models::OptConfig c350 =
+      models::load_opt_config(lethe::testing::source_dir() + "/tests/io/fixtures/config_350m.json");
   int64_t n350 = 0;
   bool has_final = false;
   for (const auto& s : opt_parameter_specs(c350)) {
@@ -82,7 +82,7 @@ TEST_P(OptRoundTrip, SaveReloadIsExactAndHfShaped) {
   o.warn = [&](const std::string& w) { warnings.push_back(w); };
   OptModel b = OptModel::load(dir, Device::cpu(), o);
   EXPECT_TRUE(warnings.empty());
-  io::OptConfig want = a.config();
+  models::OptConfig want = a.config();
   want.torch_dtype = "float32";
   EXPECT_EQ(b.config().to_json(), want.to_json());
   for (const auto& n : a.parameters().names())
@@ -98,7 +98,7 @@ TEST(OptWeights, SaveAsF16AndBf16) {
   a.save(dir, DType::f16);
   io::SafetensorsFile f = io::SafetensorsFile::open(dir + "/model.safetensors");
   for (const auto& t : f.tensors()) EXPECT_EQ(t.dtype, DType::f16) << t.name;
-  EXPECT_EQ(io::load_opt_config(dir).torch_dtype, "float16");
+  EXPECT_EQ(models::load_opt_config(dir).torch_dtype, "float16");
   OptModel b = OptModel::load(dir);
   for (const auto& n : a.parameters().names())
     EXPECT_EQ(a.param(n).to_double_vector(), b.param(n).to_double_vector()) << n;
@@ -114,9 +114,9 @@ TEST(OptWeights, SaveAsF16AndBf16) {
 
 TEST(OptWeights, ConfigShapeMismatchNamesTensorAndBothShapes) {
   const std::string dir = copy_fixture("pre_ln");
-  io::OptConfig c = io::load_opt_config(dir);
+  models::OptConfig c = models::load_opt_config(dir);
   c.ffn_dim = 48;
-  io::save_opt_config(c, dir + "/config.json");
+  models::save_opt_config(c, dir + "/config.json");
   const std::string msg = error_of([&] { OptModel::load(dir); });
   expect_contains(msg, "model.decoder.layers.0.fc1.weight");
   expect_contains(msg, "[32, 16]");

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "engine/autograd.h"
+#include "engine/device_backend.h"
 #include "engine/lr_schedule.h"
 #include "engine/optim.h"
 #include "engine/parameters.h"

@@ -258,9 +258,7 @@ TEST(ParameterStore, MultiObjectiveCombinedDirection) {
   Tensor dir = Tensor::zeros({store.flat_grad_size()});
   NoGradGuard ng;
   dir.copy_(store.flat_grad(0));
-  backend(Device::cpu())
-      .axpby(DType::f32, dir.numel(), 1.0, store.flat_grad(retain).data_ptr(), 1.0,
-             dir.data_ptr());  // dir = 0.5 * g0
+  axpy_(dir, 1.0, store.flat_grad(retain));  // dir = 0.5 * g0
   SgdOptions o;
   o.lr = 1.0;
   SGD sgd(store, o);

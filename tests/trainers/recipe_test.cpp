@@ -31,7 +31,7 @@ namespace fs = std::filesystem;
 const std::string& tiny_model_dir() {
   static const std::string dir = [] {
     const std::string d = lethe::testing::scratch_dir("recipe", "model");
-    io::OptConfig c;
+    models::OptConfig c;
     c.vocab_size = 1504;
     c.hidden_size = 16;
     c.word_embed_proj_dim = 16;

@@ -1,6 +1,7 @@
 // The op-test harness: random inputs, finite-difference gradient checks, backend comparisons.
 #include "op_harness.h"
 
+#include "kernels/backend.h"
 #include "tests/common/compare.h"
 
 #include <algorithm>

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
       for (auto _ : state) {
         Tensor out = c.fn(inputs);
         if (out.requires_grad()) out.backward(Tensor::ones(out.shape(), out.dtype(), out.device()));
-        backend(device).synchronize();
+        synchronize(device);
       }
     });
   }

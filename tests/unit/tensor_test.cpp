@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "kernels/backend.h"
 
 using namespace lethe;
 

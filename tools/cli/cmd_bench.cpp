@@ -27,7 +27,6 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
-#include "kernels/backend.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -193,7 +192,7 @@ void run_bench_ops(const BenchOptions& o) {
   set_cpu_threads(o.threads, "--threads");
   int threads = omp_get_max_threads();
   Device dev = Device::parse(o.device);
-  kernels::Backend& be = backend(dev);  // fails clearly when the device is unavailable
+  synchronize(dev);  // fails clearly when the device is unavailable
   ScopedMatmulPrecision precision(o.dtype);
 
   std::vector<Case> cases = make_cases(o, dev);
@@ -225,11 +224,11 @@ void run_bench_ops(const BenchOptions& o) {
     try {
       std::function<void()> call = c.make();
       for (int i = 0; i < o.warmup; ++i) call();
-      be.synchronize();
+      synchronize(dev);
       for (int i = 0; i < o.repeat; ++i) {
         auto t0 = clock::now();
         call();
-        be.synchronize();
+        synchronize(dev);
         ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
       }
     } catch (const Error& e) {
@@ -309,7 +308,7 @@ void write_step_bench_set(const std::string& path, uint64_t set, int64_t samples
 }
 
 // Random weights as transformers initialises OPT (OptModel::init_weights), saved as a checkpoint.
-void write_random_opt(const io::OptConfig& config, const std::string& dir) {
+void write_random_opt(const models::OptConfig& config, const std::string& dir) {
   models::OptModel model(config);
   model.init_weights(/*seed=*/1);
   model.save(dir);
@@ -383,7 +382,7 @@ double current_rss_mb() {
 
 void run_bench_step(const StepBenchOptions& o) {
   set_cpu_threads(o.threads, "--threads");  // checked here: the step runs in a child process
-  io::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
+  models::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
   config.num_hidden_layers = o.layers;
   const int64_t samples = kStepBatch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
   ScratchDir dir;
@@ -462,7 +461,7 @@ void run_bench_step(const StepBenchOptions& o) {
         o.lora > 0 ? (", LoRA r " + std::to_string(o.lora) + " on every linear").c_str() : "",
         sft ? 1 : 2, static_cast<long long>(kStepBatch), static_cast<long long>(kStepSeqLen),
         o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads,
-        kernels::cpu_gemm_description().c_str());
+        cpu_gemm_description().c_str());
     for (size_t i = 0; i < ms.size(); ++i)
       std::fprintf(stderr, "  step %2zu %s %10.1f ms\n", i + 1, i == 0 ? "(warm-up)" : "         ",
                    ms[i]);
@@ -477,7 +476,7 @@ void run_bench_step(const StepBenchOptions& o) {
   line["impl"] = "lethe";
   line["method"] = o.method;
   line["auto_lr"] = o.auto_lr;
-  line["gemm"] = kernels::cpu_gemm_description();
+  line["gemm"] = cpu_gemm_description();
   line["dtype"] = o.dtype;
   line["threads"] = o.threads;
   line["layers"] = o.layers;

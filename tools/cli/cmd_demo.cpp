@@ -63,8 +63,7 @@ class TinyTransformer {
       if (is_ln_gain) {
         t.fill_(1.0);
       } else if (!name.ends_with(".bias")) {
-        backend(t.device())
-            .fill_normal(t.dtype(), t.data_ptr(), t.numel(), o.seed, stream, 0.0, 0.02);
+        t.normal_(o.seed, stream, 0.0, 0.02);
         stream += static_cast<uint64_t>(t.numel());
       }
     }
@@ -108,9 +107,10 @@ class TinyTransformer {
 // A batch of reversal problems: inputs a1..aL SEP aL..a(2), targets predict the reversed half.
 void make_batch(const DemoOptions& o, uint64_t step, Tensor& ids, Tensor& targets) {
   int64_t L = o.length, T = 2 * L + 1;
-  std::vector<double> u(static_cast<size_t>(o.batch * L));
-  kernels::cpu_backend().fill_uniform(DType::f64, u.data(), static_cast<int64_t>(u.size()),
-                                      o.seed + 1, step * u.size(), 0.0, 1.0);
+  const int64_t n = o.batch * L;
+  const std::vector<double> u =
+      Tensor::rand({n}, o.seed + 1, 0.0, 1.0, DType::f64, Device::cpu(), step * n)
+          .to_double_vector();
   std::vector<int64_t> in(static_cast<size_t>(o.batch * T)), tg(in.size(), -100);
   for (int b = 0; b < o.batch; ++b) {
     std::vector<int64_t> seq(static_cast<size_t>(T));

@@ -19,10 +19,11 @@
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
-#include "engine/io/opt_config.h"
 #include "engine/threads.h"
 #include "eval/runner.h"
+#include "models/opt/opt_config.h"
 #include "models/opt/opt_model.h"
+#include "models/tokenizer/files.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/demo_summary.h"
@@ -229,7 +230,7 @@ struct Demo {
   TofuDemoOptions o;
   Plan p;
   fs::path out, dd, demo_files;
-  io::OptConfig config;
+  models::OptConfig config;
   size_t target_rows = 0, retain_rows = 0, prior_rows = 0;
 
   void prepare_data() {
@@ -278,7 +279,7 @@ struct Demo {
          std::to_string(p.retain_authors) + " authors), " + std::to_string(forget.size()) +
          " forget QA (2 authors), " + std::to_string(prior.size()) +
          " real-authors/world-facts QA; data in " + dd.string());
-    config = io::load_opt_config((demo_files / "config.json").string());
+    config = models::load_opt_config((demo_files / "config.json").string());
   }
 
   std::vector<trainers::StepRecord> train(RunKind kind, std::vector<std::string> sets,
@@ -348,9 +349,7 @@ struct Demo {
       models::OptModel init(config);
       init.init_weights(seed);
       init.save((dir / "init").string());
-      for (const char* f :
-           {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"})
-        fs::copy_file(demo_files / f, dir / "init" / f, fs::copy_options::overwrite_existing);
+      tokenizer::copy_tokenizer_files(demo_files.string(), (dir / "init").string());
     }
     const std::string s = "seed " + std::to_string(seed) + ": ";
     auto t0 = std::chrono::steady_clock::now();

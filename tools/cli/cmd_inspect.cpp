@@ -8,8 +8,8 @@
 
 #include "engine/error.h"
 #include "engine/io/file_util.h"
-#include "engine/io/opt_config.h"
 #include "engine/io/safetensors.h"
+#include "models/opt/opt_config.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 
@@ -45,7 +45,7 @@ void run_inspect(const InspectOptions& o) {
     note("no config.json beside " + o.model + "; reporting tensors only");
     summary["config"] = nullptr;
   } else {
-    summary["config"] = io::load_opt_config(config_path).to_json();
+    summary["config"] = models::load_opt_config(config_path).to_json();
   }
   nlohmann::ordered_json files = nlohmann::ordered_json::array();
   for (const io::SafetensorsFile& shard : ckpt.shards())

@@ -9,6 +9,7 @@
 #include "engine/io/file_util.h"
 #include "models/causal_lm.h"
 #include "models/lora.h"
+#include "models/tokenizer/files.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 
@@ -40,12 +41,7 @@ void run_merge(const MergeOptions& o) {
   adapter->merge_into(*model);
   fs::create_directories(o.output);
   model->save(o.output, dtype);
-  for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
-                        "special_tokens_map.json", "tokenizer.model", "generation_config.json"}) {
-    const fs::path p = fs::path(o.model) / f;
-    if (fs::is_regular_file(p))
-      io::write_file_atomic((fs::path(o.output) / f).string(), io::read_text_file(p.string()));
-  }
+  tokenizer::copy_tokenizer_files(o.model, o.output);
   nlohmann::ordered_json out;
   out["output"] = o.output;
   out["layers_merged"] = adapter->layers().size();

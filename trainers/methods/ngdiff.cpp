@@ -8,7 +8,6 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "trainers/methods/method.h"
-#include "trainers/tmp_ops.h"
 
 namespace lethe::trainers {
 

@@ -1,5 +1,6 @@
 // OPT's config.json (transformers' OPTConfig): fields, defaults, validation, load and save.
-// Must not build models or touch tensors; errors name the file and the field.
+// Must not build models or touch tensors (it builds alone on engine/io, for the fuzz target);
+// errors name the file and the field.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace lethe::io {
+namespace lethe::models {
 
 // Defaults are transformers' OPTConfig defaults (configuration_opt.py), i.e. opt-125m's shape.
 struct OptConfig {
@@ -69,4 +70,4 @@ OptConfig load_opt_config(const std::string& path);
 // Validates and writes to `path` via a temp file + rename.
 void save_opt_config(const OptConfig& config, const std::string& path);
 
-}  // namespace lethe::io
+}  // namespace lethe::models

@@ -1,5 +1,5 @@
 // See opt_config.h.
-#include "engine/io/opt_config.h"
+#include "models/opt/opt_config.h"
 
 #include <sys/stat.h>
 
@@ -11,7 +11,7 @@
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
 
-namespace lethe::io {
+namespace lethe::models {
 
 namespace {
 
@@ -59,12 +59,12 @@ class FieldReader {
     if (v.is_number_integer()) {
       out = v.get<int64_t>();
       LETHE_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= INT64_MAX, where(key), "value ",
-                  json_excerpt(v), " is too large");
+                  io::json_excerpt(v), " is too large");
     } else if (v.is_number_float() && std::nearbyint(v.get<double>()) == v.get<double>() &&
                std::fabs(v.get<double>()) < 9e15) {
       out = static_cast<int64_t>(v.get<double>());
     } else {
-      LETHE_FAIL(where(key), "expected an integer, got ", json_excerpt(v));
+      LETHE_FAIL(where(key), "expected an integer, got ", io::json_excerpt(v));
     }
   }
   void read(const char* key, std::optional<int64_t>& out) const {
@@ -74,7 +74,7 @@ class FieldReader {
       return;
     }
     LETHE_CHECK(!j_[key].is_array(), where(key), "lists of token ids are not supported, got ",
-                json_excerpt(j_[key]));
+                io::json_excerpt(j_[key]));
     int64_t v = 0;
     read(key, v);
     out = v;
@@ -82,19 +82,19 @@ class FieldReader {
   void read(const char* key, double& out) const {
     if (!j_.contains(key)) return;
     const auto& v = j_[key];
-    LETHE_CHECK(v.is_number(), where(key), "expected a number, got ", json_excerpt(v));
+    LETHE_CHECK(v.is_number(), where(key), "expected a number, got ", io::json_excerpt(v));
     out = v.get<double>();
   }
   void read(const char* key, bool& out) const {
     if (!j_.contains(key)) return;
     const auto& v = j_[key];
-    LETHE_CHECK(v.is_boolean(), where(key), "expected true or false, got ", json_excerpt(v));
+    LETHE_CHECK(v.is_boolean(), where(key), "expected true or false, got ", io::json_excerpt(v));
     out = v.get<bool>();
   }
   void read(const char* key, std::string& out) const {
     if (!j_.contains(key) || j_[key].is_null()) return;
     const auto& v = j_[key];
-    LETHE_CHECK(v.is_string(), where(key), "expected a string, got ", json_excerpt(v));
+    LETHE_CHECK(v.is_string(), where(key), "expected a string, got ", io::json_excerpt(v));
     out = v.get<std::string>();
   }
 
@@ -262,16 +262,17 @@ nlohmann::ordered_json OptConfig::to_json() const {
 
 OptConfig load_opt_config(const std::string& path) {
   std::string file = path;
-  if (file_kind(path) == FileKind::directory) {
+  if (io::file_kind(path) == io::FileKind::directory) {
     file = (std::filesystem::path(path) / "config.json").string();
-    LETHE_CHECK(file_kind(file) != FileKind::missing, path, ": no config.json in this directory");
+    LETHE_CHECK(io::file_kind(file) != io::FileKind::missing, path,
+                ": no config.json in this directory");
   }
-  return opt_config_from_json(read_json_file(file), file);
+  return opt_config_from_json(io::read_json_file(file), file);
 }
 
 void save_opt_config(const OptConfig& config, const std::string& path) {
   config.validate(path);
-  write_json_file(path, config.to_json());
+  io::write_json_file(path, config.to_json());
 }
 
-}  // namespace lethe::io
+}  // namespace lethe::models

@@ -23,22 +23,24 @@ namespace lethe::eval {
 
 namespace {
 
-struct SplitKey {
-  const char* key;
+struct SplitFile {
+  const char* key;  // for messages
+  std::string EvalSettings::*path;
   TofuSplit split;
 };
-constexpr SplitKey kSplits[] = {{"eval.forget", TofuSplit::forget},
-                                {"eval.retain", TofuSplit::retain},
-                                {"eval.real_authors", TofuSplit::real_authors},
-                                {"eval.world_facts", TofuSplit::world_facts}};
+constexpr SplitFile kSplits[] = {
+    {"eval.forget", &EvalSettings::tofu_forget, TofuSplit::forget},
+    {"eval.retain", &EvalSettings::tofu_retain, TofuSplit::retain},
+    {"eval.real_authors", &EvalSettings::real_authors, TofuSplit::real_authors},
+    {"eval.world_facts", &EvalSettings::world_facts, TofuSplit::world_facts}};
 
-TofuOptions options_of(const trainers::Config& c, bool generate) {
+TofuOptions options_of(const EvalSettings& c, bool generate) {
   TofuOptions o;
-  o.batch_size = c.integer("eval.batch_size");
-  o.max_new_tokens = c.integer("eval.max_new_tokens");
-  o.max_samples = c.integer("eval.max_samples");
-  o.prompt_template = c.str("data.template");
-  o.max_length = c.integer("data.max_length");
+  o.batch_size = c.batch_size;
+  o.max_new_tokens = c.max_new_tokens;
+  o.max_samples = c.max_samples;
+  o.prompt_template = c.prompt_template;
+  o.max_length = c.max_length;
   o.generate = generate;
   return o;
 }
@@ -82,17 +84,15 @@ struct TextSet {
   std::vector<trainers::data::Sample> samples;
   std::vector<std::string> texts;
 };
-TextSet text_set(const trainers::Config& c, const std::string& key,
-                 const tokenizer::Tokenizer& tok) {
+TextSet text_set(const EvalSettings& c, const std::string& path, const tokenizer::Tokenizer& tok) {
   trainers::data::SampleOptions so;
-  so.format = trainers::data::parse_format(c.str("eval.format"));
-  so.prompt_template = c.str("data.template");
-  so.max_length = c.integer("data.max_length");
+  so.format = c.text_format;
+  so.prompt_template = c.prompt_template;
+  so.max_length = c.max_length;
   so.add_eos = false;
-  so.tokenization = c.str("data.tokenization") == "joint" ? trainers::data::Tokenization::joint
-                                                          : trainers::data::Tokenization::separate;
-  std::vector<trainers::data::Record> records = trainers::data::load_records(c.str(key), so.format);
-  const int64_t cap = c.integer("eval.max_samples");
+  so.tokenization = c.tokenization;
+  std::vector<trainers::data::Record> records = trainers::data::load_records(path, so.format);
+  const int64_t cap = c.max_samples;
   if (cap > 0 && records.size() > static_cast<size_t>(cap))
     records.resize(static_cast<size_t>(cap));
   TextSet t;
@@ -106,8 +106,8 @@ TextSet text_set(const trainers::Config& c, const std::string& key,
   return t;
 }
 
-std::vector<trainers::data::Record> muse_records(const trainers::Config& c, const char* key) {
-  return trainers::data::load_records(c.str(key), trainers::data::Format::muse);
+std::vector<trainers::data::Record> muse_records(const std::string& path) {
+  return trainers::data::load_records(path, trainers::data::Format::muse);
 }
 
 std::string fmt_p(double v) {
@@ -120,29 +120,27 @@ std::string fmt_p(double v) {
 }  // namespace
 
 TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& tokenizer,
-                    const trainers::Config& c, const std::vector<double>* reference_forget,
+                    const EvalSettings& c, const std::vector<double>* reference_forget,
                     bool generate) {
   TofuReport rep;
   const TofuOptions o = options_of(c, generate);
-  for (const SplitKey& k : kSplits) {
-    if (!c.has(k.key)) continue;
+  for (const SplitFile& k : kSplits) {
+    if ((c.*k.path).empty()) continue;
     const std::vector<trainers::data::Record> records =
-        trainers::data::load_records(c.str(k.key), trainers::data::Format::tofu);
+        trainers::data::load_records(c.*k.path, trainers::data::Format::tofu);
     rep.splits.push_back(evaluate_tofu_split(model, tokenizer, records, k.split, o));
   }
   rep.summary = summarize_tofu(rep.splits, reference_forget);
   return rep;
 }
 
-trainers::EvalHook tofu_step_metrics(const trainers::Config& c) {
-  if (c.integer("eval.every_steps") == 0 || c.str("eval.metrics") != "tofu") return nullptr;
-  LETHE_CHECK(c.has("eval.forget") || c.has("eval.retain") || c.has("eval.real_authors") ||
-                  c.has("eval.world_facts"),
-              c.source(),
+trainers::EvalHook tofu_step_metrics(const trainers::Config& config) {
+  const EvalSettings c = settings_of(config);
+  if (c.every_steps == 0 || !c.tofu_metrics) return nullptr;
+  LETHE_CHECK(c.any_tofu(), c.source,
               ": eval.metrics: tofu needs TOFU *_perturbed files in eval.forget, eval.retain, "
               "eval.real_authors or eval.world_facts");
-  std::shared_ptr<tokenizer::Tokenizer> tok =
-      tokenizer::load_tokenizer(c.str_or("model.tokenizer", c.str("model.path")));
+  std::shared_ptr<tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(c.tokenizer);
   auto reference = std::make_shared<std::vector<double>>(reference_truth_ratios(c, *tok));
   return [c, tok, reference](models::CausalLM& model) {
     // Data-parallel inside (parallel.h): every rank scores and generates its block of each split
@@ -157,10 +155,9 @@ trainers::EvalHook tofu_step_metrics(const trainers::Config& c) {
   };
 }
 
-std::vector<double> reference_truth_ratios(const trainers::Config& c,
-                                           const tokenizer::Tokenizer& tok) {
-  if (!c.has("eval.retain_reference")) return {};
-  const std::string ref = c.str("eval.retain_reference");
+std::vector<double> reference_truth_ratios(const EvalSettings& c, const tokenizer::Tokenizer& tok) {
+  if (c.retain_reference.empty()) return {};
+  const std::string& ref = c.retain_reference;
   std::string json_path;
   if (io::file_kind(ref) == io::FileKind::regular)
     json_path = ref;
@@ -180,13 +177,12 @@ std::vector<double> reference_truth_ratios(const trainers::Config& c,
     return out;
   }
   // A model directory: evaluate its forget split (no generation needed for truth ratios).
-  LETHE_CHECK(c.has("eval.forget"), c.source(),
+  LETHE_CHECK(!c.tofu_forget.empty(), c.source,
               ": eval.retain_reference is a model, so eval.forget is needed to evaluate it");
   io::require_directory(ref, "eval.retain_reference");
-  const auto model =
-      models::load_causal_lm(ref, Device::parse(c.str("model.device")), {models::none_trainable});
+  const auto model = models::load_causal_lm(ref, Device::parse(c.device), {models::none_trainable});
   const std::vector<trainers::data::Record> records =
-      trainers::data::load_records(c.str("eval.forget"), trainers::data::Format::tofu);
+      trainers::data::load_records(c.tofu_forget, trainers::data::Format::tofu);
   return evaluate_tofu_split(*model, tok, records, TofuSplit::forget, options_of(c, false))
       .truth_ratio;
 }
@@ -251,25 +247,24 @@ std::string report_csv(const TofuReport& r) {
 }
 
 std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                 const trainers::Config& c) {
-  if (!c.has("eval.mia.forget")) return std::nullopt;
+                                 const EvalSettings& c) {
+  if (c.mia_forget.empty()) return std::nullopt;
   MiaReport r;
-  r.k = c.num("eval.mia.k");
-  const int64_t bs = c.integer("eval.batch_size");
-  const TextSet forget = text_set(c, "eval.mia.forget", tok);
-  const TextSet holdout = text_set(c, "eval.mia.holdout", tok);
+  r.k = c.mia_k;
+  const int64_t bs = c.batch_size;
+  const TextSet forget = text_set(c, c.mia_forget, tok);
+  const TextSet holdout = text_set(c, c.mia_holdout, tok);
   const auto fs_ = token_stats(model, forget.samples, bs, true);
   const auto hs = token_stats(model, holdout.samples, bs, true);
   std::vector<TokenStats> fref, href;
-  const bool has_ref = c.has("eval.mia.reference");
+  const bool has_ref = !c.mia_reference.empty();
   if (has_ref) {
-    io::require_directory(c.str("eval.mia.reference"), "eval.mia.reference");
-    const auto ref = models::load_causal_lm(c.str("eval.mia.reference"), model.device(),
-                                            {models::none_trainable});
-    LETHE_CHECK(ref->vocab_size() == model.vocab_size(), "eval.mia.reference ",
-                c.str("eval.mia.reference"), ": the reference model's vocabulary (",
-                ref->vocab_size(), ") differs from the evaluated model's (", model.vocab_size(),
-                ")");
+    io::require_directory(c.mia_reference, "eval.mia.reference");
+    const auto ref =
+        models::load_causal_lm(c.mia_reference, model.device(), {models::none_trainable});
+    LETHE_CHECK(ref->vocab_size() == model.vocab_size(), "eval.mia.reference ", c.mia_reference,
+                ": the reference model's vocabulary (", ref->vocab_size(),
+                ") differs from the evaluated model's (", model.vocab_size(), ")");
     fref = token_stats(*ref, forget.samples, bs, false);
     href = token_stats(*ref, holdout.samples, bs, false);
   }
@@ -286,61 +281,57 @@ std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer:
 }
 
 std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                   const trainers::Config& c) {
-  const bool any = c.has("eval.muse.verbmem") || c.has("eval.muse.knowmem_forget") ||
-                   c.has("eval.muse.knowmem_retain") || c.has("eval.muse.privleak_forget");
+                                   const EvalSettings& c) {
+  const bool any = !c.verbmem.empty() || !c.knowmem_forget.empty() || !c.knowmem_retain.empty() ||
+                   !c.privleak_forget.empty();
   if (!any) return std::nullopt;
   MuseOptions o;
-  o.batch_size = c.integer("eval.batch_size");
-  o.verbmem_max_new_tokens = c.integer("eval.muse.verbmem_max_new_tokens");
-  o.knowmem_max_new_tokens = c.integer("eval.muse.knowmem_max_new_tokens");
-  o.k = c.num("eval.mia.k");
-  o.auc_retrain = c.num("eval.muse.auc_retrain");
-  o.max_length = c.integer("data.max_length");
-  o.max_samples = c.integer("eval.max_samples");
+  o.batch_size = c.batch_size;
+  o.verbmem_max_new_tokens = c.verbmem_max_new_tokens;
+  o.knowmem_max_new_tokens = c.knowmem_max_new_tokens;
+  o.k = c.mia_k;
+  o.auc_retrain = c.auc_retrain;
+  o.max_length = c.max_length;
+  o.max_samples = c.max_samples;
   MuseReport r;
-  if (c.has("eval.muse.verbmem"))
-    r.verbmem = muse_verbmem(model, tok, muse_records(c, "eval.muse.verbmem"), o);
-  for (const char* which : {"forget", "retain"}) {
-    const std::string key = std::string("eval.muse.knowmem_") + which;
-    if (!c.has(key)) continue;
-    const std::string icl = key + "_icl";
+  if (!c.verbmem.empty()) r.verbmem = muse_verbmem(model, tok, muse_records(c.verbmem), o);
+  auto knowmem = [&](const std::string& qa, const std::string& icl) {
     const std::vector<trainers::data::Record> shots =
-        c.has(icl) ? muse_records(c, icl.c_str()) : std::vector<trainers::data::Record>{};
-    GenerationScores g = muse_knowmem(model, tok, muse_records(c, key.c_str()), shots, o);
-    (std::string(which) == "forget" ? r.knowmem_forget : r.knowmem_retain) = std::move(g);
-  }
-  if (c.has("eval.muse.privleak_forget"))
-    r.privleak = muse_privleak(model, tok, muse_records(c, "eval.muse.privleak_forget"),
-                               muse_records(c, "eval.muse.privleak_holdout"), o);
+        icl.empty() ? std::vector<trainers::data::Record>{} : muse_records(icl);
+    return muse_knowmem(model, tok, muse_records(qa), shots, o);
+  };
+  if (!c.knowmem_forget.empty()) r.knowmem_forget = knowmem(c.knowmem_forget, c.knowmem_forget_icl);
+  if (!c.knowmem_retain.empty()) r.knowmem_retain = knowmem(c.knowmem_retain, c.knowmem_retain_icl);
+  if (!c.privleak_forget.empty())
+    r.privleak = muse_privleak(model, tok, muse_records(c.privleak_forget),
+                               muse_records(c.privleak_holdout), o);
   return r;
 }
 
 std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
-                                         const tokenizer::Tokenizer& tok,
-                                         const trainers::Config& c) {
-  if (!c.has("eval.harmful.prompts")) return std::nullopt;
-  const std::string cdir = c.str("eval.harmful.classifier");
+                                         const tokenizer::Tokenizer& tok, const EvalSettings& c) {
+  if (c.harmful_prompts.empty()) return std::nullopt;
+  const std::string& cdir = c.harmful_classifier;
   const Classifier judge = load_classifier(cdir, model.device());
   const models::SequenceClassifier& classifier = *judge.model;
   HarmfulOptions o;
-  o.batch_size = c.integer("eval.batch_size");
-  o.max_new_tokens = c.integer("eval.harmful.max_new_tokens");
-  o.max_length = c.integer("data.max_length");
-  o.prompt_template = c.str("data.template");
-  o.harmful_label = c.integer("eval.harmful.label");
-  o.max_samples = c.integer("eval.max_samples");
-  LETHE_CHECK(o.harmful_label < static_cast<int64_t>(classifier.labels().size()), c.source(),
+  o.batch_size = c.batch_size;
+  o.max_new_tokens = c.harmful_max_new_tokens;
+  o.max_length = c.max_length;
+  o.prompt_template = c.prompt_template;
+  o.harmful_label = c.harmful_label;
+  o.max_samples = c.max_samples;
+  LETHE_CHECK(o.harmful_label < static_cast<int64_t>(classifier.labels().size()), c.source,
               ": eval.harmful.label ", o.harmful_label, " is not a class of ", cdir, " (",
               classifier.labels().size(), " labels)");
-  const std::vector<std::string> prompts = load_prompts(c.str("eval.harmful.prompts"));
+  const std::vector<std::string> prompts = load_prompts(c.harmful_prompts);
   HarmfulReport r;
   r.label = classifier.labels()[static_cast<size_t>(o.harmful_label)];
   r.after = harmful_rate(model, tok, classifier, *judge.tokenizer, prompts, o);
-  if (c.has("eval.harmful.before")) {
-    io::require_directory(c.str("eval.harmful.before"), "eval.harmful.before");
-    const auto before = models::load_causal_lm(c.str("eval.harmful.before"), model.device(),
-                                               {models::none_trainable});
+  if (!c.harmful_before.empty()) {
+    io::require_directory(c.harmful_before, "eval.harmful.before");
+    const auto before =
+        models::load_causal_lm(c.harmful_before, model.device(), {models::none_trainable});
     r.before = harmful_rate(*before, tok, classifier, *judge.tokenizer, prompts, o);
   }
   return r;
@@ -348,12 +339,11 @@ std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
 
 std::optional<PerplexityReport> run_perplexity(const models::CausalLM& model,
                                                const tokenizer::Tokenizer& tok,
-                                               const trainers::Config& c) {
-  if (!c.has("eval.perplexity")) return std::nullopt;
-  const TextSet set = text_set(c, "eval.perplexity", tok);
-  return PerplexityReport{
-      c.str("eval.perplexity"),
-      perplexity(token_stats(model, set.samples, c.integer("eval.batch_size"), false))};
+                                               const EvalSettings& c) {
+  if (c.perplexity.empty()) return std::nullopt;
+  const TextSet set = text_set(c, c.perplexity, tok);
+  return PerplexityReport{c.perplexity,
+                          perplexity(token_stats(model, set.samples, c.batch_size, false))};
 }
 
 namespace {
@@ -535,32 +525,43 @@ std::string report_csv(const EvalReport& r) {
   return out.str();
 }
 
-EvalReport run_eval(const trainers::Config& c) {
-  check_same_recipe_on_every_rank(c);  // under mpirun: one recipe, or no rank starts
-  for (const SplitKey& k : kSplits)
-    if (c.has(k.key)) io::require_regular_file(c.str(k.key), k.key);
-  for (const char* k :
-       {"eval.mia.forget", "eval.mia.holdout", "eval.perplexity", "eval.muse.verbmem",
-        "eval.muse.knowmem_forget", "eval.muse.knowmem_retain", "eval.muse.knowmem_forget_icl",
-        "eval.muse.knowmem_retain_icl", "eval.muse.privleak_forget", "eval.muse.privleak_holdout",
-        "eval.harmful.prompts"})
-    if (c.has(k)) io::require_regular_file(c.str(k), k);
-  for (const char* k : {"eval.mia.reference", "eval.harmful.classifier", "eval.harmful.before"})
-    if (c.has(k)) io::require_directory(c.str(k), k);
-  io::require_directory(c.str("model.path"), "model.path");
-  set_matmul_precision(c.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
-                                                      : MatmulPrecision::f32);
-  const auto tok = tokenizer::load_tokenizer(c.str_or("model.tokenizer", c.str("model.path")));
-  const bool tofu = c.has("eval.forget") || c.has("eval.retain") || c.has("eval.real_authors") ||
-                    c.has("eval.world_facts");
+EvalReport run_eval(const trainers::Config& config) {
+  check_same_recipe_on_every_rank(config);  // under mpirun: one recipe, or no rank starts
+  const EvalSettings c = settings_of(config);
+  for (const SplitFile& k : kSplits)
+    if (!(c.*k.path).empty()) io::require_regular_file(c.*k.path, k.key);
+  const std::pair<const std::string&, const char*> files[] = {
+      {c.mia_forget, "eval.mia.forget"},
+      {c.mia_holdout, "eval.mia.holdout"},
+      {c.perplexity, "eval.perplexity"},
+      {c.verbmem, "eval.muse.verbmem"},
+      {c.knowmem_forget, "eval.muse.knowmem_forget"},
+      {c.knowmem_retain, "eval.muse.knowmem_retain"},
+      {c.knowmem_forget_icl, "eval.muse.knowmem_forget_icl"},
+      {c.knowmem_retain_icl, "eval.muse.knowmem_retain_icl"},
+      {c.privleak_forget, "eval.muse.privleak_forget"},
+      {c.privleak_holdout, "eval.muse.privleak_holdout"},
+      {c.harmful_prompts, "eval.harmful.prompts"}};
+  for (const auto& [path, key] : files)
+    if (!path.empty()) io::require_regular_file(path, key);
+  const std::pair<const std::string&, const char*> dirs[] = {
+      {c.mia_reference, "eval.mia.reference"},
+      {c.harmful_classifier, "eval.harmful.classifier"},
+      {c.harmful_before, "eval.harmful.before"}};
+  for (const auto& [path, key] : dirs)
+    if (!path.empty()) io::require_directory(path, key);
+  io::require_directory(c.model_path, "model.path");
+  set_matmul_precision(c.bf16 ? MatmulPrecision::bf16 : MatmulPrecision::f32);
+  const auto tok = tokenizer::load_tokenizer(c.tokenizer);
+  const bool tofu = c.any_tofu();
   const std::vector<double> reference =
       tofu ? reference_truth_ratios(c, *tok) : std::vector<double>{};
-  const auto model = models::load_causal_lm(
-      c.str("model.path"), Device::parse(c.str("model.device")), {models::none_trainable});
+  const auto model =
+      models::load_causal_lm(c.model_path, Device::parse(c.device), {models::none_trainable});
   // A LoRA adapter on model.path (model.adapter) is evaluated attached, without merging.
   std::unique_ptr<models::LoraAdapter> adapter;
-  if (c.has("model.adapter")) {
-    adapter = models::LoraAdapter::load(*model, c.str("model.adapter"), false);
+  if (!c.adapter.empty()) {
+    adapter = models::LoraAdapter::load(*model, c.adapter, false);
     model->set_linear_fn(adapter->hook());
   }
   EvalReport rep;
@@ -570,9 +571,9 @@ EvalReport run_eval(const trainers::Config& c) {
   rep.harmful = run_harmful(*model, *tok, c);
   rep.perplexity = run_perplexity(*model, *tok, c);
   if (dist::world().rank() == 0) {  // under mpirun every rank holds the whole report
-    const fs::path out = c.str("output.dir");
+    const fs::path out = c.output_dir;
     fs::create_directories(out);
-    io::write_json_file((out / "eval.json").string(), report_json(rep, c.str("model.path")));
+    io::write_json_file((out / "eval.json").string(), report_json(rep, c.model_path));
     io::write_file_atomic((out / "eval.csv").string(), report_csv(rep));
   }
   return rep;

@@ -14,6 +14,7 @@
 #include "eval/harmful.h"
 #include "eval/muse.h"
 #include "eval/scoring.h"
+#include "eval/settings.h"
 #include "eval/tofu.h"
 #include "models/causal_lm.h"
 #include "models/tokenizer/tokenizer.h"
@@ -31,12 +32,12 @@ struct TofuReport {
 // eval.world_facts), evaluated on `model`. `reference_forget`: a retain-only model's forget
 // truth ratios (for forget quality), or null. `generate`: false skips greedy answers (ROUGE).
 TofuReport run_tofu(const models::CausalLM& model, const tokenizer::Tokenizer& tokenizer,
-                    const trainers::Config& config, const std::vector<double>* reference_forget,
+                    const EvalSettings& settings, const std::vector<double>* reference_forget,
                     bool generate = true);
 
 // eval.retain_reference: an eval.json (or a directory holding one) → its forget truth ratios;
 // a model directory → that model evaluated on eval.forget. Empty when the key is not set.
-std::vector<double> reference_truth_ratios(const trainers::Config& config,
+std::vector<double> reference_truth_ratios(const EvalSettings& settings,
                                            const tokenizer::Tokenizer& tokenizer);
 
 // The training loop's eval.metrics: tofu hook (TrainerOptions::evaluate): loads the tokenizer
@@ -88,15 +89,15 @@ std::string report_csv(const EvalReport& report);
 
 // The parts of `lethe eval` other than TOFU, on a loaded model (also for embedding programs).
 std::optional<MiaReport> run_mia(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                 const trainers::Config& config);
+                                 const EvalSettings& settings);
 std::optional<MuseReport> run_muse(const models::CausalLM& model, const tokenizer::Tokenizer& tok,
-                                   const trainers::Config& config);
+                                   const EvalSettings& settings);
 std::optional<HarmfulReport> run_harmful(const models::CausalLM& model,
                                          const tokenizer::Tokenizer& tok,
-                                         const trainers::Config& config);
+                                         const EvalSettings& settings);
 std::optional<PerplexityReport> run_perplexity(const models::CausalLM& model,
                                                const tokenizer::Tokenizer& tok,
-                                               const trainers::Config& config);
+                                               const EvalSettings& settings);
 
 // `lethe eval`: loads model.path, runs every part the keys name, writes output.dir/eval.json and
 // eval.csv; returns the report (the CLI prints its Markdown).

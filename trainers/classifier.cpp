@@ -25,6 +25,7 @@
 #include "trainers/data/dataset.h"
 #include "trainers/data/json_lines.h"
 #include "trainers/progress.h"
+#include "trainers/settings.h"
 
 namespace fs = std::filesystem;
 
@@ -154,67 +155,63 @@ std::vector<std::vector<double>> class_probabilities(const models::SequenceClass
 }
 
 ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool terminal) {
-  LETHE_CHECK(dist::world().size() == 1, cfg.source(),
+  const RunSettings s = settings_of(cfg);
+  LETHE_CHECK(dist::world().size() == 1, s.source,
               ": model.head classifier trains on one process (not under mpirun)");
-  set_cpu_threads(cfg.integer("trainer.threads"), "trainer.threads");
-  set_matmul_precision(cfg.str("model.dtype") == "bf16" ? MatmulPrecision::bf16
-                                                        : MatmulPrecision::f32);
-  io::require_directory(cfg.str("model.path"), "model.path");
-  io::require_regular_file(cfg.str("data.train"), "data.train");
-  const Device device = Device::parse(cfg.str("model.device"));
-  const std::vector<std::string> labels = split_labels(cfg.str("model.labels"));
+  set_cpu_threads(s.trainer.threads, "trainer.threads");
+  set_matmul_precision(s.model.bf16 ? MatmulPrecision::bf16 : MatmulPrecision::f32);
+  io::require_directory(s.model.path, "model.path");
+  io::require_regular_file(s.data.train, "data.train");
+  const Device device = Device::parse(s.model.device);
+  const std::vector<std::string> labels = split_labels(s.model.labels);
   for (const std::string& l : labels)
-    LETHE_CHECK(!l.empty(), cfg.source(), ": model.labels \"", cfg.str("model.labels"),
-                "\" has an empty name");
-  LETHE_CHECK(labels.size() >= 2, cfg.source(), ": model.labels needs at least 2 names, got \"",
-              cfg.str("model.labels"), "\"");
-  const std::string format = cfg.str("data.format");
-  LETHE_CHECK(format == "pku" || format == "jsonl", cfg.source(),
-              ": model.head classifier reads data.format pku or jsonl, not ", format);
+    LETHE_CHECK(!l.empty(), s.source, ": model.labels \"", s.model.labels, "\" has an empty name");
+  LETHE_CHECK(labels.size() >= 2, s.source, ": model.labels needs at least 2 names, got \"",
+              s.model.labels, "\"");
+  const std::string format = s.data.format == data::Format::pku     ? "pku"
+                             : s.data.format == data::Format::jsonl ? "jsonl"
+                                                                    : "";
+  LETHE_CHECK(!format.empty(), s.source, ": model.head classifier reads data.format pku or jsonl");
   const std::vector<LabelledText> data = load_labelled_texts(
-      cfg.str("data.train"), format, cfg.str("data.template"), static_cast<int64_t>(labels.size()));
-  const auto tok = tokenizer::load_tokenizer(cfg.str_or("model.tokenizer", cfg.str("model.path")));
-  const uint64_t seed = static_cast<uint64_t>(cfg.integer("trainer.seed"));
+      s.data.train, format, s.data.prompt_template, static_cast<int64_t>(labels.size()));
+  const auto tok = tokenizer::load_tokenizer(s.model.tokenizer);
+  const uint64_t seed = s.trainer.seed;
   // A saved classifier continues; a language model gets a fresh head.
   const bool is_classifier = [&] {
-    const nlohmann::json c =
-        io::read_json_file((fs::path(cfg.str("model.path")) / "config.json").string());
+    const nlohmann::json c = io::read_json_file((fs::path(s.model.path) / "config.json").string());
     return c.contains("id2label") && c.contains("architectures") &&
            c["architectures"].dump().find("SequenceClassification") != std::string::npos;
   }();
   std::unique_ptr<models::SequenceClassifier> model =
       is_classifier
-          ? models::SequenceClassifier::load(cfg.str("model.path"), device, true)
-          : models::SequenceClassifier::from_causal_lm(cfg.str("model.path"), labels, seed, device);
-  LETHE_CHECK(model->labels().size() == labels.size(), cfg.str("model.path"),
-              ": the classifier has ", model->labels().size(), " labels, model.labels names ",
-              labels.size());
+          ? models::SequenceClassifier::load(s.model.path, device, true)
+          : models::SequenceClassifier::from_causal_lm(s.model.path, labels, seed, device);
+  LETHE_CHECK(model->labels().size() == labels.size(), s.model.path, ": the classifier has ",
+              model->labels().size(), " labels, model.labels names ", labels.size());
 
-  const int64_t B = cfg.integer("trainer.batch_size"), accum = cfg.integer("trainer.grad_accum");
+  const int64_t B = s.trainer.batch_size, accum = s.trainer.grad_accum;
   const int64_t N = static_cast<int64_t>(data.size());
   const int64_t per_step = B * accum;
   const int64_t steps_per_epoch = (N + per_step - 1) / per_step;
-  int64_t total = cfg.integer("trainer.max_steps");
+  int64_t total = s.trainer.max_steps;
   if (total == 0)
-    total =
-        std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.num("trainer.epochs") *
-                                                            static_cast<double>(steps_per_epoch))));
-  int64_t warmup = cfg.integer("trainer.warmup_steps");
-  if (warmup == 0 && cfg.num("trainer.warmup_epochs") > 0)
-    warmup =
-        std::min(total, static_cast<int64_t>(std::llround(cfg.num("trainer.warmup_epochs") *
-                                                          static_cast<double>(steps_per_epoch))));
-  LETHE_CHECK(cfg.str("trainer.optimizer") == "adamw", cfg.source(),
-              ": model.head classifier trains with trainer.optimizer adamw, not ",
-              cfg.str("trainer.optimizer"));
-  const LrSchedule schedule(parse_lr_schedule_kind(cfg.str("trainer.scheduler")),
-                            cfg.num("trainer.lr"), warmup, total);
+    total = std::max<int64_t>(
+        1,
+        static_cast<int64_t>(std::ceil(s.trainer.epochs * static_cast<double>(steps_per_epoch))));
+  int64_t warmup = s.trainer.warmup_steps;
+  if (warmup == 0 && s.trainer.warmup_epochs > 0)
+    warmup = std::min(total, static_cast<int64_t>(std::llround(
+                                 s.trainer.warmup_epochs * static_cast<double>(steps_per_epoch))));
+  LETHE_CHECK(s.trainer.adamw, s.source,
+              ": model.head classifier trains with trainer.optimizer adamw, not sgd");
+  const LrSchedule schedule(parse_lr_schedule_kind(s.trainer.scheduler), s.trainer.lr, warmup,
+                            total);
   AdamWOptions ao;
-  ao.lr = cfg.num("trainer.lr");
-  ao.beta1 = cfg.num("trainer.beta1");
-  ao.beta2 = cfg.num("trainer.beta2");
-  ao.eps = cfg.num("trainer.eps");
-  ao.weight_decay = cfg.num("trainer.weight_decay");
+  ao.lr = s.trainer.lr;
+  ao.beta1 = s.trainer.beta1;
+  ao.beta2 = s.trainer.beta2;
+  ao.eps = s.trainer.eps;
+  ao.weight_decay = s.trainer.weight_decay;
   ParameterStore& body = model->backbone().parameters();
   ParameterStore& head = model->head();
   AdamW opt_body(body, ao), opt_head(head, ao);
@@ -222,11 +219,11 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
   body.bind_grads(0);
   head.bind_grads(0);
   const int64_t pad = std::max<int64_t>(0, model->backbone().pad_token_id());
-  const int64_t max_length = cfg.integer("data.max_length");
-  const double max_norm = cfg.num("trainer.max_grad_norm");
+  const int64_t max_length = s.data.max_length;
+  const double max_norm = s.trainer.max_grad_norm;
 
   ClassifierRun run;
-  Progress progress(log, total, cfg.integer("trainer.log_every"), terminal);
+  Progress progress(log, total, s.trainer.log_every, terminal);
   std::vector<size_t> order(static_cast<size_t>(N));
   int64_t cursor = N;  // position in the current epoch's order
   int64_t epoch = -1;
@@ -239,7 +236,7 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
       if (cursor >= N) {
         ++epoch;
         std::iota(order.begin(), order.end(), size_t{0});
-        if (cfg.flag("data.shuffle")) {
+        if (s.data.shuffle) {
           std::mt19937_64 rng(seed * 1000003u + static_cast<uint64_t>(epoch));
           std::shuffle(order.begin(), order.end(), rng);
         }
@@ -303,11 +300,10 @@ ClassifierRun train_classifier(const Config& cfg, std::ostream& log, bool termin
   }
   run.train_accuracy = static_cast<double>(right) / static_cast<double>(N);
 
-  const fs::path out = cfg.str("output.dir");
+  const fs::path out = s.output.dir;
   fs::create_directories(out);
   model->save(out.string(), DType::f32);
-  tokenizer::copy_tokenizer_files(cfg.str_or("model.tokenizer", cfg.str("model.path")),
-                                  out.string());
+  tokenizer::copy_tokenizer_files(s.model.tokenizer, out.string());
   nlohmann::ordered_json j;
   j["kind"] = "classifier";
   j["labels"] = labels;

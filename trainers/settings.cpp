@@ -42,6 +42,7 @@ RunSettings settings_of(const Config& c) {
   m.tokenizer = c.str_or("model.tokenizer", m.path);
   m.tokenizer_given = c.has("model.tokenizer");
   m.adapter = c.str_or("model.adapter", "");
+  m.labels = c.str("model.labels");
 
   DataSettings& d = s.data;
   d.forget = c.str_or("data.forget", "");

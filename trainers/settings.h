@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "trainers/config.h"
 #include "engine/tensor.h"
+#include "trainers/config.h"
 #include "trainers/data/dataset.h"
 
 namespace lethe::trainers {
@@ -21,6 +21,7 @@ struct ModelSettings {
   std::string tokenizer;         // model.tokenizer, else model.path
   bool tokenizer_given = false;  // model.tokenizer is set
   std::string adapter;           // model.adapter ("" = none)
+  std::string labels;            // model.labels: the classifier's class names, comma-separated
 };
 
 struct DataSettings {

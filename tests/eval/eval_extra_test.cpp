@@ -394,7 +394,7 @@ TEST(MembershipFixture, TokensScoresAndAucsMatchTheReference) {
   const auto model =
       models::load_causal_lm(kTofu + "/model", Device::cpu(), {models::none_trainable});
   const auto tok = tokenizer::load_tokenizer(kTofu + "/model");
-  const std::optional<MiaReport> rep = run_mia(*model, *tok, c);
+  const std::optional<MiaReport> rep = run_mia(*model, *tok, settings_of(c));
   ASSERT_TRUE(rep.has_value());
   int checked = 0;
   for (const char* split : {"forget", "holdout"}) {
@@ -458,7 +458,7 @@ TEST(MembershipFixture, PerplexityMatches) {
   const auto model =
       models::load_causal_lm(kTofu + "/model", Device::cpu(), {models::none_trainable});
   const auto tok = tokenizer::load_tokenizer(kTofu + "/model");
-  const auto rep = run_perplexity(*model, *tok, c);
+  const auto rep = run_perplexity(*model, *tok, settings_of(c));
   ASSERT_TRUE(rep.has_value());
   EXPECT_EQ(rep->result.tokens, xref()["perplexity"]["tokens"].get<int64_t>());
   EXPECT_TRUE(close(rep->result.perplexity, xref()["perplexity"]["ppl"]));

@@ -20,8 +20,6 @@
 
 namespace lethe::trainers {
 
-struct StepRecord;
-
 // ---- keys -------------------------------------------------------------------------------------
 
 enum class KeyType { str, num, integer, flag, choice, nums, path };
@@ -77,8 +75,8 @@ class StepAccess {
   virtual Tensor preview_update() = 0;
   // The trainable weights (a flat view): a hook that moves them must put them back.
   virtual Tensor weights() = 0;
-  // The token-mean NLL (`reduction` as given) of the current weights on the forget or retain
-  // micro-batch that the next step starts with, summed over the ranks; no gradient.
+  // The mean NLL (token or sample mean, as `reduction` says) of the current weights on the
+  // forget or retain micro-batch that the next step starts with, over every rank; no gradient.
   virtual double probe_nll(BatchKind kind, Reduction reduction) = 0;
 };
 

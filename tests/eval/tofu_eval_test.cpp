@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
 #include "engine/io/json.h"
 #include "eval/runner.h"
 #include "eval/tofu.h"
@@ -157,6 +158,34 @@ TEST(TofuEval, RunnerWritesEvalJsonAndCsv) {
   const EvalReport rep2 = run_eval(trainers::load_config("", sets, trainers::RunKind::eval));
   // Against itself: every truth ratio equal, KS p-value 1.
   EXPECT_DOUBLE_EQ(rep2.tofu.summary.forget_quality, 1.0);
+}
+
+// The training loop's TOFU hook: none when the recipe does not ask for it, and a clear error when
+// it asks for TOFU metrics without a TOFU file to measure them on.
+TEST(TofuStepMetrics, AbsentUnlessAskedAndRefusedWithoutTofuFiles) {
+  const std::string m = "tests/trainers/fixtures/methods";
+  std::vector<std::string> sets = {"model.path=" + kDir + "/model",
+                                   "data.forget=" + m + "/forget.jsonl", "data.format=tokenized",
+                                   "method.name=ga",
+                                   "output.dir=" + lethe::testing::scratch_dir("tofu_hook", "cfg")};
+  EXPECT_EQ(tofu_step_metrics(trainers::load_config("", sets, trainers::RunKind::unlearn)),
+            nullptr);
+  sets.push_back("eval.every_steps=2");
+  EXPECT_EQ(tofu_step_metrics(trainers::load_config("", sets, trainers::RunKind::unlearn)),
+            nullptr);  // eval.metrics: loss
+  sets.push_back("eval.metrics=tofu");
+  try {
+    tofu_step_metrics(trainers::load_config("", sets, trainers::RunKind::unlearn));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("eval.metrics: tofu needs TOFU *_perturbed files"),
+              std::string::npos)
+        << e.what();
+  }
+  sets.push_back("eval.forget=" + kDir + "/forget.json");
+  const trainers::EvalHook hook =
+      tofu_step_metrics(trainers::load_config("", sets, trainers::RunKind::unlearn));
+  ASSERT_TRUE(hook != nullptr);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "tests/trainers/tiny_run.h"
 #include "trainers/config.h"
 #include "trainers/methods/method.h"
+#include "trainers/run_record.h"
 #include "trainers/trainer.h"
 
 namespace lethe::trainers {
@@ -199,6 +201,101 @@ TEST_P(RunRecord, AResumedRunsRunJsonEqualsTheUninterruptedOne) {
   bool recorded = false;
   for (const nlohmann::json& s : a.at("steps")) recorded = recorded || s.contains(key);
   EXPECT_TRUE(recorded) << key << " is in no step row: " << a.at("steps").dump();
+}
+
+// The fields the checkpoint now carries back (a rule's solution, comm_seconds, a hook's report, the
+// TOFU columns of an evaluation) are checked like the others: a wrong type or range names the
+// field and the file.
+TEST(RunRecordFields, BrokenFieldsNameThemselves) {
+  const nlohmann::json good = {{"state",
+                                {{"steps_done", 1},
+                                 {"optimizer_steps", 1},
+                                 {"base_lr", 0.01},
+                                 {"best_score", nullptr},
+                                 {"best_step", -1}}},
+                               {"steps",
+                                {{{"step", 1},
+                                  {"lr", 0.01},
+                                  {"loss", {{"forget_nll", 3.0}, {"retain_nll", 2.0}}},
+                                  {"grad_norm", {{"forget_nll", 1.0}, {"retain_nll", 0.5}}},
+                                  {"weight", {{"forget_nll", 1.0}, {"retain_nll", 1.0}}},
+                                  {"solution", "interior"},
+                                  {"direction_norm", 1.2},
+                                  {"tokens", 30.0},
+                                  {"seconds", 0.1},
+                                  {"comm_seconds", 0.01},
+                                  {"gen", {{"accepted", true}, {"lr_after", 0.011}}}}}},
+                               {"eval",
+                                {{{"step", 0},
+                                  {"forget_nll", 3.0},
+                                  {"retain_nll", 2.0},
+                                  {"model_utility", 0.5},
+                                  {"forget_rouge", 0.9},
+                                  {"forget_quality", nullptr}}}}};
+  RecordLayout layout({"forget_nll", "retain_nll"});
+  layout.hook_key = "gen";
+  const CheckpointState cs = parse_checkpoint_state(good, "ts.json", 3, layout);
+  ASSERT_EQ(cs.steps.size(), 1u);
+  ASSERT_EQ(cs.evals.size(), 1u);
+  EXPECT_EQ(cs.steps[0].solution, "interior");
+  EXPECT_EQ(cs.steps[0].comm_seconds, 0.01);
+  EXPECT_EQ(cs.steps[0].hook.at("lr_after"), 0.011);
+  EXPECT_EQ(cs.evals[0].model_utility, 0.5);
+  EXPECT_EQ(cs.evals[0].forget_rouge, 0.9);
+  EXPECT_EQ(cs.evals[0].forget_quality, -1);  // null: not measured
+
+  struct Case {
+    const char* name;
+    std::function<void(nlohmann::json&)> edit;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {"solution", [](nlohmann::json& j) { j["steps"][0]["solution"] = 3; },
+       "steps[0].solution must be a string"},
+      {"comm_seconds", [](nlohmann::json& j) { j["steps"][0]["comm_seconds"] = -1.0; },
+       "steps[0].comm_seconds must be a finite number >= 0, got -1.0"},
+      {"hook", [](nlohmann::json& j) { j["steps"][0]["gen"] = 5; },
+       "steps[0].gen must be an object"},
+      {"model_utility", [](nlohmann::json& j) { j["eval"][0]["model_utility"] = "high"; },
+       "eval[0].model_utility must be a finite number"},
+      {"forget_rouge", [](nlohmann::json& j) { j["eval"][0].erase("forget_rouge"); },
+       "eval[0].forget_rouge is missing"},
+      {"forget_quality", [](nlohmann::json& j) { j["eval"][0]["forget_quality"] = -0.5; },
+       "eval[0].forget_quality must be a finite number >= 0, got -0.5"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    nlohmann::json bad = good;
+    c.edit(bad);
+    try {
+      parse_checkpoint_state(bad, "ts.json", 3, layout);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("ts.json"), std::string::npos) << what;
+      EXPECT_NE(what.find(c.fragment), std::string::npos) << what;
+    }
+  }
+}
+
+// eval.metrics: tofu is measured by the eval layer: a Trainer built without its hook says so
+// before any step instead of recording nothing.
+TEST(RunRecordFields, TofuMetricsWithoutTheEvalHookAreRefused) {
+  std::vector<std::string> sets = base_sets(lethe::testing::scratch_dir("arch", "nohook"));
+  for (const char* s :
+       {"method.name=graddiff", "trainer.max_steps=1", "eval.every_steps=1", "eval.metrics=tofu"})
+    sets.push_back(s);
+  std::ostringstream log;
+  TrainerOptions o;
+  o.log = &log;
+  try {
+    Trainer t(load_config("", sets, RunKind::unlearn), o);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("eval.metrics: tofu is measured by the eval layer"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

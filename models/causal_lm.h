@@ -39,6 +39,11 @@ inline bool none_trainable(const std::string&) {
 struct ModelOptions {
   // Frozen parameters allocate no gradient memory (a reference model: none_trainable).
   TrainablePredicate trainable = all_trainable;
+  // > 0: a sequence-classification head "score.weight" [num_labels, width of the LM head's input]
+  // declared after the family's own parameters, in the same store, so one optimizer trains both
+  // (transformers' *ForSequenceClassification). The family neither loads nor saves it
+  // (models::SequenceClassifier does).
+  int64_t num_labels = 0;
 };
 
 class CausalLM {

@@ -21,7 +21,8 @@ namespace {
 
 constexpr const char* kScore = "score.weight";
 
-std::unique_ptr<CausalLM> load_backbone(const std::string& dir, Device device, bool trainable) {
+std::unique_ptr<CausalLM> load_backbone(const std::string& dir, Device device, bool trainable,
+                                        int64_t num_labels) {
   OptLoadOptions lo;
   lo.warn = [dir](const std::string& message) {
     if (message.find(kScore) == std::string::npos)
@@ -29,30 +30,64 @@ std::unique_ptr<CausalLM> load_backbone(const std::string& dir, Device device, b
   };
   ModelOptions mo;
   mo.trainable = trainable ? TrainablePredicate(all_trainable) : TrainablePredicate(none_trainable);
+  mo.num_labels = num_labels;
   return std::make_unique<OptModel>(OptModel::load(dir, device, lo, mo));
 }
 
 }  // namespace
 
+Tensor last_token_states(const Tensor& hidden, const Tensor& mask) {
+  LETHE_CHECK(mask.defined() && mask.dim() == 2, "last_token_states: mask must be [B, T]");
+  LETHE_CHECK(hidden.dim() == 3 && hidden.size(0) == mask.size(0) && hidden.size(1) == mask.size(1),
+              "last_token_states: hidden ", hidden.str(), " does not match mask ", mask.str());
+  const int64_t B = mask.size(0), T = mask.size(1);
+  const std::vector<int64_t> m = mask.to_int_vector();
+  std::vector<float> pick(static_cast<size_t>(B * T), 0.0f);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t last = -1;
+    for (int64_t t = 0; t < T; ++t)
+      if (m[b * T + t] != 0) last = t;
+    LETHE_CHECK(last >= 0, "SequenceClassifier: row ", b, " has no token");
+    pick[b * T + last] = 1.0f;
+  }
+  const Tensor sel = Tensor::from_vector(pick, {B, T, 1}, DType::f32).to(hidden.device());
+  return sum(hidden * sel, 1);  // [B, E]
+}
+
 SequenceClassifier::SequenceClassifier(std::unique_ptr<CausalLM> backbone,
                                        std::vector<std::string> labels, uint64_t seed,
-                                       bool trainable)
+                                       bool init_head)
     : backbone_(std::move(backbone)), labels_(std::move(labels)) {
   LETHE_CHECK(backbone_ != nullptr, "SequenceClassifier: no backbone");
   LETHE_CHECK(labels_.size() >= 2, "SequenceClassifier: needs at least 2 labels, got ",
               labels_.size());
-  const int64_t E = backbone_->lm_head_weight().size(1);
-  head_.add(kScore, {static_cast<int64_t>(labels_.size()), E}, trainable);
-  head_.allocate(backbone_->device());
+  LETHE_CHECK(backbone_->parameters().contains(kScore), "SequenceClassifier: the backbone has no ",
+              kScore, " (build it with ModelOptions::num_labels)");
+  const Tensor w = score_weight();
+  const int64_t L = static_cast<int64_t>(labels_.size());
+  LETHE_CHECK(w.dim() == 2 && w.size(0) == L, "SequenceClassifier: ", kScore, " is ", w.str(),
+              ", expected ", L, " rows");
+  if (!init_head) return;
   NoGradGuard ng;
-  head_.get(kScore).copy_(Tensor::randn({static_cast<int64_t>(labels_.size()), E}, seed, 0.0, 0.02,
-                                        DType::f32, backbone_->device()));
+  Tensor dst = w;
+  dst.copy_(Tensor::randn({L, w.size(1)}, seed, 0.0, 0.02, DType::f32, backbone_->device()));
+}
+
+Tensor SequenceClassifier::score_weight() const {
+  return backbone_->parameters().get(kScore);
+}
+
+bool SequenceClassifier::is_classifier_dir(const std::string& dir) {
+  const nlohmann::json c = io::read_json_file((fs::path(dir) / "config.json").string());
+  return c.is_object() && c.contains("id2label") && c.contains("architectures") &&
+         c["architectures"].dump().find("SequenceClassification") != std::string::npos;
 }
 
 std::unique_ptr<SequenceClassifier> SequenceClassifier::from_causal_lm(
     const std::string& dir, std::vector<std::string> labels, uint64_t seed, Device device) {
-  return std::make_unique<SequenceClassifier>(load_backbone(dir, device, true), std::move(labels),
-                                              seed, true);
+  const int64_t L = static_cast<int64_t>(labels.size());
+  return std::make_unique<SequenceClassifier>(load_backbone(dir, device, true, L),
+                                              std::move(labels), seed, true);
 }
 
 std::unique_ptr<SequenceClassifier> SequenceClassifier::load(const std::string& dir, Device device,
@@ -77,13 +112,14 @@ std::unique_ptr<SequenceClassifier> SequenceClassifier::load(const std::string& 
                 "\" to names, got key \"", it.key(), "\"");
     labels[index] = it.value().get<std::string>();
   }
-  auto model = std::make_unique<SequenceClassifier>(load_backbone(dir, device, trainable), labels,
-                                                    0, trainable);
+  const int64_t L = static_cast<int64_t>(labels.size());
+  auto model = std::make_unique<SequenceClassifier>(load_backbone(dir, device, trainable, L),
+                                                    labels, 0, false);
   const io::SafetensorsIndex ckpt = io::open_checkpoint(dir);
   const io::TensorInfo* t = ckpt.find(kScore);
   LETHE_CHECK(t != nullptr, ckpt.path(), ": no tensor \"", kScore,
               "\" (a classifier's head; this checkpoint is a language model)");
-  Tensor w = model->head_.get(kScore);
+  Tensor w = model->score_weight();
   const Shape want = w.shape();
   LETHE_CHECK(t->shape == want, ckpt.path(), ": tensor \"", kScore, "\" has shape ",
               shape_str(t->shape), ", expected ", shape_str(want),
@@ -98,20 +134,8 @@ std::unique_ptr<SequenceClassifier> SequenceClassifier::load(const std::string& 
 Tensor SequenceClassifier::logits(const Tensor& ids, const Tensor& mask,
                                   const ForwardOptions& options) const {
   LETHE_CHECK(mask.defined() && mask.dim() == 2, "SequenceClassifier: mask must be [B, T]");
-  const int64_t B = mask.size(0), T = mask.size(1);
-  const std::vector<int64_t> m = mask.to_int_vector();
-  std::vector<float> pick(static_cast<size_t>(B * T), 0.0f);
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t last = -1;
-    for (int64_t t = 0; t < T; ++t)
-      if (m[b * T + t] != 0) last = t;
-    LETHE_CHECK(last >= 0, "SequenceClassifier: row ", b, " has no token");
-    pick[b * T + last] = 1.0f;
-  }
   const Tensor hidden = backbone_->hidden_states(ids, mask, options);  // [B, T, E]
-  const Tensor sel = Tensor::from_vector(pick, {B, T, 1}, DType::f32).to(hidden.device());
-  const Tensor pooled = sum(hidden * sel, 1);  // [B, E]
-  return linear(pooled, head_.get(kScore));
+  return linear(last_token_states(hidden, mask), score_weight());
 }
 
 void SequenceClassifier::save(const std::string& dir, DType dtype) const {
@@ -130,7 +154,7 @@ void SequenceClassifier::save(const std::string& dir, DType dtype) const {
 
   // Add score.weight to the backbone's file: read it back, write all tensors again atomically.
   const std::string st_path = (fs::path(dir) / "model.safetensors").string();
-  const Tensor score = head_.get(kScore).to(Device::cpu()).to(dtype).contiguous();
+  const Tensor score = score_weight().to(Device::cpu()).to(dtype).contiguous();
   std::vector<io::TensorToWrite> tensors;
   {
     const io::SafetensorsFile file = io::SafetensorsFile::open(st_path);

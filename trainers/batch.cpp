@@ -58,6 +58,7 @@ MicroBatch collate(const std::vector<const data::Sample*>& samples, int64_t pad_
   mb.answer_tokens.assign(B, 0);
   for (size_t b = 0; b < B; ++b) {
     const data::Sample& s = *samples[b];
+    mb.classes.push_back(s.class_label);
     for (size_t t = 0; t < s.input_ids.size(); ++t) {
       ids[b * T + t] = s.input_ids[t];
       mask[b * T + t] = 1;

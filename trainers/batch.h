@@ -16,6 +16,8 @@ struct MicroBatch {
   Tensor mask;     // i64 [B, T], 1 on real tokens
   Tensor targets;  // i64 [B, T]: labels shifted left by one, -100 where not a target
   std::vector<int64_t> answer_tokens;  // per row: targets != -100
+  // Per row: the sample's class (sequence classification), -1 for a language-modelling sample.
+  std::vector<int64_t> classes;
   int64_t rows() const { return ids.defined() ? ids.size(0) : 0; }
   int64_t length() const { return ids.defined() ? ids.size(1) : 0; }
   int64_t tokens() const;            // Σ answer_tokens

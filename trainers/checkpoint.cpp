@@ -76,6 +76,8 @@ void Trainer::Impl::write_model(const fs::path& dir) const {
       throw;
     }
     put_back();
+  } else if (classifier) {
+    classifier->save(dir.string(), rs.output.dtype);
   } else {
     model->save(dir.string(), rs.output.dtype);
   }
@@ -108,6 +110,8 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   fs::create_directories(tmp);
   if (adapter) {
     adapter->save(tmp.string());
+  } else if (classifier) {
+    classifier->save(tmp.string(), DType::f32);
   } else {
     model->save(tmp.string(), DType::f32);
   }
@@ -237,6 +241,7 @@ nlohmann::ordered_json Trainer::Impl::run_json(bool finished) const {
                  {"trainable_parameters", adapter->parameters().trainable_numel()},
                  {"base_parameters", model->parameters().numel()}};
   }
+  if (classifier) j["classifier"] = {{"labels", classifier->labels()}};
   j["method"]["name"] = method.name;
   for (const auto& [k, v] : method.reported) j["method"]["parameters"][k] = v;
   nlohmann::ordered_json objs = nlohmann::ordered_json::array();

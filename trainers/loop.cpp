@@ -127,7 +127,7 @@ HeadOutput Trainer::Impl::reference_output(const Tensor& ids, const Tensor& mask
 }
 
 HeadOutput Trainer::Impl::model_output(const MicroBatch& mb, const models::ForwardOptions& fo) {
-  return HeadOutput(model->hidden_states(mb.ids, mb.mask, fo), model->lm_head_weight());
+  return HeadOutput(model->hidden_states(mb.ids, mb.mask, fo), head_weight());
 }
 
 StepRecord Trainer::Impl::step(int64_t s) {
@@ -295,7 +295,9 @@ double Trainer::Impl::eval_nll(const std::vector<data::Sample>& set) {
   if (set.empty()) return std::numeric_limits<double>::quiet_NaN();
   NoGradGuard ng;
   double sum = 0, count = 0;
-  const Objective o{"eval", BatchKind::forget, LossKind::nll, 1.0, Reduction::token_mean};
+  // A classifier's held-out loss is its cross-entropy per text.
+  const Objective o{"eval", BatchKind::forget, classifier ? LossKind::classify : LossKind::nll, 1.0,
+                    Reduction::token_mean};
   // Data-parallel: rank r evaluates batches r, r + ranks, …; sums and counts are reduced.
   for_each_batch(
       set, batch, model->pad_token_id(),
@@ -430,6 +432,9 @@ int64_t Trainer::total_steps() const {
 }
 models::CausalLM& Trainer::model() {
   return *impl_->model;
+}
+models::SequenceClassifier* Trainer::classifier() {
+  return impl_->classifier.get();
 }
 
 }  // namespace lethe::trainers

@@ -14,6 +14,7 @@
 #include "engine/lr_schedule.h"
 #include "engine/optim.h"
 #include "models/lora.h"
+#include "models/sequence_classifier.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainers/batch.h"
 #include "trainers/data_order.h"
@@ -35,7 +36,11 @@ struct Trainer::Impl {
   std::ostream null_log{nullptr};
   Method method;
   std::unique_ptr<tokenizer::Tokenizer> tok;
-  std::unique_ptr<models::CausalLM> model, reference;
+  // The model that trains: `lm`, or with model.head: classifier the backbone of `classifier`, whose
+  // store holds the score head too.
+  models::CausalLM* model = nullptr;
+  std::unique_ptr<models::CausalLM> lm, reference;
+  std::unique_ptr<models::SequenceClassifier> classifier;
   // LoRA (lora.enabled): the trained adapter, and the starting adapter of the reference forward
   // (null: the base model with the adapters off).
   std::unique_ptr<models::LoraAdapter> adapter, ref_adapter;
@@ -63,6 +68,10 @@ struct Trainer::Impl {
   // The parameters that train: the adapter's with LoRA, else the model's.
   ParameterStore& train_store() { return adapter ? adapter->parameters() : model->parameters(); }
   RecordLayout layout() const;
+  // The head the objectives read: the LM head, or the classifier's score head.
+  Tensor head_weight() const {
+    return classifier ? classifier->score_weight() : model->lm_head_weight();
+  }
 
   // setup.cpp
   void setup();

@@ -2,6 +2,7 @@
 #include "trainers/objectives.h"
 
 #include "engine/error.h"
+#include "models/sequence_classifier.h"
 
 namespace lethe::trainers {
 
@@ -30,6 +31,7 @@ double item_count(const Objective& o, const MicroBatch& mb) {
     case LossKind::kl: return static_cast<double>(mb.rows() * mb.length());
     case LossKind::npo: return static_cast<double>(mb.rows());
     case LossKind::simnpo: return static_cast<double>(mb.rows_with_answer());
+    case LossKind::classify: return static_cast<double>(mb.rows());
   }
   return 0;
 }
@@ -108,6 +110,22 @@ Tensor item_sum(const Objective& o, const LossParams& p, const MicroBatch& mb,
       for (int64_t a : mb.answer_tokens) has.push_back(a > 0 ? 1.0 : 0.0);
       Tensor keep = Tensor::from_vector(has, {mb.rows()}, DType::f32, dev);
       return scale(sum(mul(log_sigmoid(scale(f, p.beta)), keep)), -2.0 / p.beta);
+    }
+    case LossKind::classify: {
+      // Σ over rows of −log softmax(W · h_last)[class]: transformers' single-label
+      // *ForSequenceClassification loss times the row count.
+      LETHE_CHECK(static_cast<int64_t>(mb.classes.size()) == mb.rows(), "objective ", o.name,
+                  ": the micro-batch has no classes (a language-modelling batch)");
+      for (int64_t c : mb.classes)
+        LETHE_CHECK(c >= 0 && c < out.weight().size(0), "objective ", o.name, ": class ", c,
+                    " outside the head's ", out.weight().size(0), " labels");
+      const Device dev = out.hidden().device();
+      const Tensor logits =
+          linear(models::last_token_states(out.hidden(), mb.mask.to(dev)), out.weight());
+      CrossEntropyOptions ce;
+      ce.reduction = Reduction::none;
+      return sum(cross_entropy(
+          logits, Tensor::from_vector(mb.classes, {mb.rows()}, DType::i64).to(dev), ce));
     }
   }
   throw Error("objective " + o.name + ": unknown loss");

@@ -12,7 +12,9 @@
 
 namespace lethe::trainers {
 
-enum class LossKind { nll, kl, uce, npo, simnpo };
+// classify: cross-entropy of a sequence classifier's class logits (the head applied to each row's
+// last real token) against the rows' classes; its HeadOutput's weight is the score head.
+enum class LossKind { nll, kl, uce, npo, simnpo, classify };
 // Which micro-batch an objective reads: the forget one (the batch the epoch runs over: the
 // training set when fine-tuning), the retain one paired with it, or the forget prompts with
 // random retain answers (ga_mismatch_kl).
@@ -43,9 +45,9 @@ bool needs_reference_logits(LossKind k);
 bool needs_reference_nll(LossKind k);
 
 // A model's output on one micro-batch as the losses read it: the final hidden states [B, T, E]
-// and the LM head weight [V, E]. Token losses go through the fused head (linear_cross_entropy),
-// which never holds the [B, T, V] logits; the logits are made only for objectives that need whole
-// distributions (kl), once, on first use.
+// and the head weight: the LM head [V, E], or a classifier's score head [labels, E]. Token losses
+// go through the fused head (linear_cross_entropy), which never holds the [B, T, V] logits; the
+// logits are made only for objectives that need whole distributions (kl), once, on first use.
 class HeadOutput {
  public:
   HeadOutput(Tensor hidden, Tensor weight)

@@ -43,6 +43,7 @@ RunSettings settings_of(const Config& c) {
   m.tokenizer_given = c.has("model.tokenizer");
   m.adapter = c.str_or("model.adapter", "");
   m.labels = c.str("model.labels");
+  m.classifier = c.str("model.head") == "classifier";
 
   DataSettings& d = s.data;
   d.forget = c.str_or("data.forget", "");

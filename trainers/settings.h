@@ -22,6 +22,7 @@ struct ModelSettings {
   bool tokenizer_given = false;  // model.tokenizer is set
   std::string adapter;           // model.adapter ("" = none)
   std::string labels;            // model.labels: the classifier's class names, comma-separated
+  bool classifier = false;       // model.head: classifier
 };
 
 struct DataSettings {

@@ -9,6 +9,7 @@
 #include "engine/io/file_util.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
+#include "trainers/classifier.h"
 #include "trainers/loop_state.h"
 
 namespace fs = std::filesystem;
@@ -91,9 +92,23 @@ void Trainer::Impl::load_models(const std::string& weights_dir) {
   if (ranks > 1) comm = &dist::for_device(device);  // NCCL for CUDA buffers, MPI for CPU ones
   const uint64_t seed = rs.trainer.seed;
   const bool lora = rs.lora.enabled;
-  if (lora) {
+  if (rs.model.classifier) {
+    // A sequence classifier: a saved one continues (and a checkpoint is one), a language model
+    // gets a fresh head. The head lives in the backbone's store, so the loop trains both.
+    LETHE_CHECK(rs.model.adapter.empty(), rs.source,
+                ": model.head classifier trains without model.adapter");
+    const std::vector<std::string> labels = classifier_labels(rs);
+    classifier =
+        rs.trainer.resume || models::SequenceClassifier::is_classifier_dir(weights_dir)
+            ? models::SequenceClassifier::load(weights_dir, device, true)
+            : models::SequenceClassifier::from_causal_lm(weights_dir, labels, seed, device);
+    LETHE_CHECK(classifier->labels().size() == labels.size(), weights_dir, ": the classifier has ",
+                classifier->labels().size(), " labels, model.labels names ", labels.size());
+    model = &classifier->backbone();
+  } else if (lora) {
     // The base stays frozen (no gradient, no optimizer state); the adapter is what trains.
-    model = models::load_causal_lm(rs.model.path, device, {models::none_trainable});
+    lm = models::load_causal_lm(rs.model.path, device, {models::none_trainable});
+    model = lm.get();
     if (!rs.model.adapter.empty())
       ref_adapter = models::LoraAdapter::load(*model, rs.model.adapter, false);
     if (rs.trainer.resume) {
@@ -116,7 +131,8 @@ void Trainer::Impl::load_models(const std::string& weights_dir) {
     }
     model->set_linear_fn(adapter->hook());
   } else {
-    model = models::load_causal_lm(weights_dir, device);
+    lm = models::load_causal_lm(weights_dir, device);
+    model = lm.get();
     if (!rs.model.adapter.empty() && !rs.trainer.resume) {
       // Full training from a LoRA target: its adapter merged into the weights first.
       models::LoraAdapter::load(*model, rs.model.adapter, false)->merge_into(*model);
@@ -142,7 +158,9 @@ void Trainer::Impl::load_data() {
   // key: the recipe key that named `path`, for messages.
   auto load = [&](const std::string& path, data::Format format, const char* key) {
     so.format = format;
-    std::vector<data::Sample> s = data::load_samples(path, so, tok.get(), model->vocab_size());
+    std::vector<data::Sample> s =
+        classifier ? classifier_samples(path, rs, *tok, std::min(so.max_length, so.max_positions))
+                   : data::load_samples(path, so, tok.get(), model->vocab_size());
     LETHE_CHECK(!s.empty(), path, " (", key, "): no samples");
     return s;
   };
@@ -159,6 +177,9 @@ void Trainer::Impl::load_data() {
                 ": eval.metrics: tofu is measured by the eval layer (lethe unlearn and lethe "
                 "finetune pass it; an embedding program passes eval::tofu_step_metrics as "
                 "TrainerOptions::evaluate)");
+  LETHE_CHECK(!(classifier && rs.eval.tofu), rs.source,
+              ": eval.metrics: tofu measures a language model, not a classifier (model.head: "
+              "classifier evaluates its held-out cross-entropy)");
   const std::string sel = rs.eval.select;
   LETHE_CHECK(sel == "score" || rs.eval.tofu, rs.source, ": eval.select: ", sel,
               " needs eval.metrics: tofu");

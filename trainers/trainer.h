@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "models/causal_lm.h"
+#include "models/sequence_classifier.h"
 #include "trainers/config.h"
 #include "trainers/methods/method.h"
 #include "trainers/run_record.h"
@@ -56,6 +57,8 @@ class Trainer {
   const std::vector<EvalRecord>& evals() const;
   int64_t total_steps() const;
   models::CausalLM& model();
+  // With model.head: classifier, the classifier (model() is its backbone); else null.
+  models::SequenceClassifier* classifier();
 
   // The run's state (trainers/loop_state.h, internal to the loop's files).
   struct Impl;

@@ -23,6 +23,9 @@ OptModel::OptModel(OptConfig config, Device device, const ModelOptions& model_op
     : config_(std::move(config)) {
   config_.validate("OptModel config");
   declare_opt_parameters(config_, params_);
+  // OPTForSequenceClassification's score: Linear(word_embed_proj_dim, num_labels, bias=False).
+  if (model_options.num_labels > 0)
+    params_.add("score.weight", {model_options.num_labels, config_.word_embed_proj_dim});
   if (model_options.trainable) {
     for (const std::string& n : params_.names())
       if (!model_options.trainable(n)) params_.set_trainable(n, false);

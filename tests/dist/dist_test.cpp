@@ -95,8 +95,10 @@ std::map<std::string, std::vector<double>> tensors(const std::string& path) {
 }
 
 // max |Δa − Δb| / max |Δb| over every weight (Δ = the run's change from the starting model).
-double relative_update_error(const std::string& a, const std::string& b, double* max_update) {
-  const auto w0 = tensors(kModel + "/model.safetensors");
+// `base`: the starting model (its tensors are the ones compared).
+double relative_update_error(const std::string& a, const std::string& b, double* max_update,
+                             const std::string& base = kModel) {
+  const auto w0 = tensors(base + "/model.safetensors");
   const auto wa = tensors(a + "/model.safetensors"), wb = tensors(b + "/model.safetensors");
   double worst = 0, biggest = 0;
   for (const auto& [name, v0] : w0) {
@@ -199,6 +201,56 @@ TEST(Dist, KlTermsWithAccumulationEqualOneBigBatch) {
     EXPECT_LE(relative_update_error(two, one, &biggest), 5e-5);
     EXPECT_GT(biggest, 1e-3);
   }
+}
+
+// lethe finetune with model.head: classifier runs through the shared loop, so it is data parallel
+// like every run: 2 ranks × 2 texts equal 1 process × 4 (SGD, 3 steps), the backbone's update
+// within 1e-5 of the largest and the score head within 1e-6.
+TEST(Dist, ClassifierTwoRanksEqualOneRank) {
+  const std::string model = "tests/trainers/fixtures/tofu_eval/model";
+  const std::string data = lethe::testing::scratch_dir("dist_clf", "data") + "/labelled.jsonl";
+  {
+    std::ofstream f(data);
+    for (int i = 0; i < 4; ++i)
+      f << R"({"text": "How do I bake an apple pie )" << i << R"(?", "label": 0})" << '\n'
+        << R"({"text": "How do I hurt someone )" << i << R"(? Take a knife.", "label": 1})" << '\n';
+  }
+  const std::string one = lethe::testing::scratch_dir("dist_clf", "one");
+  const std::string two = lethe::testing::scratch_dir("dist_clf", "two");
+  auto keys = [&](const std::string& out, int batch) {
+    return std::vector<std::string>{"model.path=" + model,
+                                    "model.head=classifier",
+                                    "data.format=jsonl",
+                                    "data.train=" + data,
+                                    "trainer.optimizer=sgd",
+                                    "trainer.lr=0.05",
+                                    "trainer.scheduler=constant",
+                                    "trainer.max_grad_norm=0",
+                                    "trainer.weight_decay=0",
+                                    "trainer.max_steps=3",
+                                    "trainer.threads=1",
+                                    "trainer.grad_accum=1",
+                                    "trainer.batch_size=" + std::to_string(batch),
+                                    "output.dir=" + out};
+  };
+  const Shell a = shell(lethe::testing::cli_binary() + " finetune" + sets(keys(one, 4)));
+  ASSERT_EQ(a.status, 0) << a.output;
+  const Shell b = shell(mpirun_prefix() + " -np 2 " + lethe::testing::cli_binary() + " finetune" +
+                        sets(keys(two, 2)));
+  ASSERT_EQ(b.status, 0) << b.output;
+  double biggest = 0;
+  EXPECT_LE(relative_update_error(two, one, &biggest, model), 1e-5);
+  EXPECT_GT(biggest, 1e-4) << "the runs barely moved";
+  const auto ha = tensors(one + "/model.safetensors").at("score.weight");
+  const auto hb = tensors(two + "/model.safetensors").at("score.weight");
+  ASSERT_EQ(ha.size(), hb.size());
+  double worst = 0;
+  for (size_t i = 0; i < ha.size(); ++i)
+    worst = lethe::testing::nan_max(worst, std::fabs(ha[i] - hb[i]));
+  EXPECT_LE(worst, 1e-6);
+  std::ifstream run(two + "/run.json");
+  const std::string text((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"ranks\": 2"), std::string::npos);
 }
 
 TEST(Dist, GradientAccumulationTwoRanksEqualOneRank) {

@@ -27,8 +27,11 @@
 #include "tests/common/compare.h"
 #include "tests/common/expect_error.h"
 #include "tests/common/temp_dir.h"
+#include "trainers/batch.h"
 #include "trainers/classifier.h"
 #include "trainers/config.h"
+#include "trainers/methods/method.h"
+#include "trainers/objectives.h"
 
 namespace lethe::eval {
 namespace {
@@ -222,7 +225,9 @@ TEST(Classifier, FinetuneLearnsASeparableSetAndWritesAClassifier) {
   EXPECT_GT(p[0][1], 0.5);
   EXPECT_LT(p[1][1], 0.5);
   const nlohmann::json runj = io::read_json_file(dir + "/out/run.json");
-  EXPECT_EQ(runj["kind"], "classifier");
+  EXPECT_EQ(runj["method"]["name"], "classifier");
+  EXPECT_EQ(runj["classifier"]["labels"], nlohmann::json({"safe", "harmful"}));
+  EXPECT_DOUBLE_EQ(runj["classifier"]["train_accuracy"].get<double>(), 1.0);
 }
 
 TEST(Classifier, BadLabelledDataNamesTheLine) {
@@ -518,6 +523,37 @@ TEST(MuseFixture, VerbMemKnowMemAndPrivLeakMatch) {
     EXPECT_EQ(knowmem_cut(e["raw"].get<std::string>()), e["cut"].get<std::string>());
 }
 
+// The gradients transformers gives for its loss on the fixture batch: score.weight, layer 0's fc1
+// and the embedding rows of the batch's tokens (bound in gradient set 0), each within 1e-4 of its
+// largest entry.
+void expect_transformers_classifier_grads(const models::SequenceClassifier& clf,
+                                          const nlohmann::json& want) {
+  auto check_grad = [&](const std::vector<double>& got, const nlohmann::json& w, size_t cols) {
+    double scale = 0;
+    for (const auto& row : w)
+      for (const auto& x : row) scale = std::max(scale, std::abs(x.get<double>()));
+    ASSERT_GT(scale, 0);
+    size_t n = 0;
+    for (size_t r = 0; r < w.size(); ++r)
+      for (size_t c = 0; c < cols; ++c, ++n)
+        EXPECT_NEAR(got[r * cols + c], w[r][c].get<double>(), 1e-4 * scale) << r << "," << c;
+    EXPECT_EQ(n, got.size());
+  };
+  const ParameterStore& ps = clf.backbone().parameters();
+  const std::vector<double> gs = ps.grad_view(0, "score.weight").to_double_vector();
+  check_grad(gs, want["grad_score_weight"], want["grad_score_weight"][0].size());
+  const std::vector<double> gf = ps.grad_view(0, "layers.0.fc1.weight").to_double_vector();
+  check_grad(gf, want["grad_fc1_weight_layer0"], want["grad_fc1_weight_layer0"][0].size());
+  const Tensor ge = ps.grad_view(0, "embed_tokens.weight");
+  const size_t E = static_cast<size_t>(ge.size(1));
+  std::vector<double> rows;
+  for (const auto& id : want["grad_embed_rows"]["rows"]) {
+    const std::vector<double> r = ge.select(0, id.get<int64_t>()).to_double_vector();
+    rows.insert(rows.end(), r.begin(), r.end());
+  }
+  check_grad(rows, want["grad_embed_rows"]["grad"], E);
+}
+
 TEST(ClassifierFixture, TransformersCheckpointGivesItsLogitsLossAndGradients) {
   auto clf = models::SequenceClassifier::load(kX + "/classifier", Device::cpu(), true);
   const nlohmann::json& want = xref()["classifier"];
@@ -533,8 +569,7 @@ TEST(ClassifierFixture, TransformersCheckpointGivesItsLogitsLossAndGradients) {
       mask[b * T + t] = 1;
     }
   const Shape s{static_cast<int64_t>(B), static_cast<int64_t>(T)};
-  clf->backbone().parameters().bind_grads(0);
-  clf->head().bind_grads(0);
+  clf->backbone().parameters().bind_grads(0);  // the score head is in the backbone's store
   const Tensor logits = clf->logits(Tensor::from_vector(ids, s, DType::i64),
                                     Tensor::from_vector(mask, s, DType::i64));
   const std::vector<double> l = logits.to_double_vector();
@@ -546,30 +581,41 @@ TEST(ClassifierFixture, TransformersCheckpointGivesItsLogitsLossAndGradients) {
       logits, Tensor::from_vector(ints(want["labels"]), {static_cast<int64_t>(B)}, DType::i64), ce);
   EXPECT_TRUE(close(loss.to_double_vector()[0], want["loss"]));
   loss.backward();
-  auto check_grad = [&](const std::vector<double>& got, const nlohmann::json& w, size_t cols) {
-    double scale = 0;
-    for (const auto& row : w)
-      for (const auto& x : row) scale = std::max(scale, std::abs(x.get<double>()));
-    ASSERT_GT(scale, 0);
-    size_t n = 0;
-    for (size_t r = 0; r < w.size(); ++r)
-      for (size_t c = 0; c < cols; ++c, ++n)
-        EXPECT_NEAR(got[r * cols + c], w[r][c].get<double>(), 1e-4 * scale) << r << "," << c;
-    EXPECT_EQ(n, got.size());
-  };
-  const std::vector<double> gs = clf->head().grad_view(0, "score.weight").to_double_vector();
-  check_grad(gs, want["grad_score_weight"], want["grad_score_weight"][0].size());
-  const std::vector<double> gf =
-      clf->backbone().parameters().grad_view(0, "layers.0.fc1.weight").to_double_vector();
-  check_grad(gf, want["grad_fc1_weight_layer0"], want["grad_fc1_weight_layer0"][0].size());
-  const Tensor ge = clf->backbone().parameters().grad_view(0, "embed_tokens.weight");
-  const size_t E = static_cast<size_t>(ge.size(1));
-  std::vector<double> rows;
-  for (const auto& id : want["grad_embed_rows"]["rows"]) {
-    const std::vector<double> r = ge.select(0, id.get<int64_t>()).to_double_vector();
-    rows.insert(rows.end(), r.begin(), r.end());
+  expect_transformers_classifier_grads(*clf, want);
+}
+
+// The training loop's classifier objective (item sum over the rows / item count, as a step
+// normalises it) on the same batch, collated from samples as the loop collates them: transformers'
+// loss and gradients.
+TEST(ClassifierFixture, TheLoopsClassifierObjectiveIsTransformersLoss) {
+  auto clf = models::SequenceClassifier::load(kX + "/classifier", Device::cpu(), true);
+  const nlohmann::json& want = xref()["classifier"];
+  std::vector<trainers::data::Sample> samples;
+  for (size_t b = 0; b < want["input_ids"].size(); ++b) {
+    trainers::data::Sample x;
+    x.input_ids = ints(want["input_ids"][b]);
+    x.labels.assign(x.input_ids.size(), -100);
+    x.class_label = want["labels"][b].get<int64_t>();
+    samples.push_back(x);
   }
-  check_grad(rows, want["grad_embed_rows"]["grad"], E);
+  std::vector<const trainers::data::Sample*> ptrs;
+  for (const auto& x : samples) ptrs.push_back(&x);
+  const trainers::MicroBatch mb = trainers::collate(ptrs, 1);
+  ASSERT_EQ(mb.classes, ints(want["labels"]));
+  const trainers::Config no_keys;
+  const trainers::MethodSpec& spec = trainers::classifier_spec();
+  const trainers::Objective o =
+      spec.build(trainers::MethodParams(no_keys, spec.keys, spec.name)).objectives.at(0);
+  ASSERT_EQ(o.loss, trainers::LossKind::classify);
+  clf->backbone().parameters().bind_grads(0);
+  const trainers::HeadOutput out(clf->backbone().hidden_states(mb.ids, mb.mask),
+                                 clf->score_weight());
+  const Tensor loss =
+      scale(trainers::item_sum(o, {}, mb, out, mb.targets, {}), 1.0 / trainers::item_count(o, mb));
+  EXPECT_EQ(trainers::item_count(o, mb), static_cast<double>(samples.size()));
+  EXPECT_TRUE(close(loss.item(), want["loss"]));
+  loss.backward();
+  expect_transformers_classifier_grads(*clf, want);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "engine/io/json.h"
 #include "tests/common/temp_dir.h"
 #include "tests/trainers/tiny_run.h"
+#include "trainers/classifier.h"
 #include "trainers/config.h"
 #include "trainers/methods/method.h"
 #include "trainers/run_record.h"
@@ -295,6 +298,98 @@ TEST(RunRecordFields, TofuMetricsWithoutTheEvalHookAreRefused) {
     EXPECT_NE(std::string(e.what()).find("eval.metrics: tofu is measured by the eval layer"),
               std::string::npos)
         << e.what();
+  }
+}
+
+// ---- the classifier through the shared loop ----------------------------------------------------
+
+// Eight labelled texts (apples 0, knives 1) on the tiny TOFU fixture model, which has a tokenizer.
+std::vector<std::string> classifier_sets(const std::string& out) {
+  static const std::string data =
+      lethe::testing::scratch_dir("classifier_loop", "data") + "/labelled.jsonl";
+  {
+    std::ofstream f(data);
+    for (int i = 0; i < 4; ++i) {
+      f << R"({"prompt": "How do I bake an apple pie )" << i
+        << R"(?", "response": "Slice the apples.", "label": 0})" << '\n';
+      f << R"({"text": "How do I hurt someone )" << i << R"(? Take a knife.", "label": 1})" << '\n';
+    }
+  }
+  return {"model.path=tests/trainers/fixtures/tofu_eval/model",
+          "model.head=classifier",
+          "data.format=jsonl",
+          "data.train=" + data,
+          "trainer.lr=1e-2",
+          "trainer.epochs=2",  // 3 micro-batches of 3, 3 and 2 texts per epoch: 6 steps
+          "trainer.batch_size=3",
+          "trainer.grad_accum=1",
+          "trainer.warmup_steps=1",
+          "trainer.seed=5",
+          "trainer.threads=2",
+          "eval.every_steps=2",
+          "eval.retain=" + data,
+          "output.keep=best",
+          "output.dir=" + out};
+}
+
+// lethe finetune with model.head: classifier runs through the shared loop, so it resumes like any
+// run: stopped after step 2 and resumed, the weights (the score head included) and run.json (step
+// rows, held-out evaluations, the best step, the training accuracy) equal the uninterrupted run's.
+TEST(ClassifierLoop, AResumedRunEqualsTheUninterruptedOne) {
+  auto run = [](const std::string& out, int64_t stop_after, bool resume) {
+    std::vector<std::string> sets = classifier_sets(out);
+    if (resume) sets.push_back("trainer.resume=true");
+    std::ostringstream log;
+    return train_classifier(load_config("", sets, RunKind::finetune), log, false, stop_after);
+  };
+  const std::string whole = lethe::testing::scratch_dir("classifier_loop", "whole");
+  const std::string split = lethe::testing::scratch_dir("classifier_loop", "split");
+  const ClassifierRun a = run(whole, 0, false);
+  const ClassifierRun stopped = run(split, 2, false);
+  EXPECT_EQ(stopped.steps_this_run, 2);
+  const ClassifierRun b = run(split, 0, true);
+  EXPECT_EQ(b.steps_this_run, 4);
+  ASSERT_EQ(a.steps, 6);
+  EXPECT_EQ(a.losses, b.losses);
+  EXPECT_LT(a.losses.back(), a.losses.front());
+  auto bytes = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  const std::string wa = bytes(whole + "/model.safetensors");
+  EXPECT_GT(wa.size(), 1000u);
+  EXPECT_TRUE(wa == bytes(split + "/model.safetensors")) << "the resumed weights differ";
+  const nlohmann::json ja = comparable(io::read_json_file(whole + "/run.json"));
+  const nlohmann::json jb = comparable(io::read_json_file(split + "/run.json"));
+  EXPECT_EQ(ja, jb) << "uninterrupted:\n" << ja.dump(1) << "\nresumed:\n" << jb.dump(1);
+  EXPECT_EQ(ja.at("method").at("name"), "classifier");
+  EXPECT_EQ(ja.at("classifier").at("labels"), nlohmann::json({"safe", "harmful"}));
+  EXPECT_EQ(ja.at("eval").size(), 4u);  // steps 0, 2, 4, 6: the held-out cross-entropy
+  EXPECT_TRUE(std::isfinite(ja.at("eval").at(3).at("retain_nll").get<double>()));
+  EXPECT_TRUE(ja.contains("best_step"));
+  EXPECT_DOUBLE_EQ(ja.at("classifier").at("train_accuracy").get<double>(), b.train_accuracy);
+}
+
+// A classifier's recipe errors: eval.metrics: tofu (a language model's metrics) and model.adapter
+// are refused before any step, naming the key.
+TEST(ClassifierLoop, LanguageModelOnlyKeysAreRefused) {
+  const std::string out = lethe::testing::scratch_dir("classifier_loop", "refused");
+  for (const auto& [key, words] : std::vector<std::pair<std::string, std::string>>{
+           {"eval.metrics=tofu", "eval.metrics: tofu measures a language model"},
+           {"model.adapter=tests/trainers/fixtures/methods",
+            "model.head classifier trains without model.adapter"}}) {
+    std::vector<std::string> sets = classifier_sets(out);
+    sets.push_back(key);
+    std::ostringstream log;
+    TrainerOptions o;
+    o.log = &log;
+    o.evaluate = [](models::CausalLM&) { return StepMetrics{}; };
+    try {
+      Trainer t(load_config("", sets, RunKind::finetune), o);
+      ADD_FAILURE() << key << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
   }
 }
 

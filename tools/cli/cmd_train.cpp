@@ -1,6 +1,7 @@
 // `lethe unlearn` and `lethe finetune`: run a recipe (YAML + --set overrides) through the shared
 // training loop. Must not hold training logic: it parses, hands the config to trainers::Trainer and
 // prints a one-line JSON summary.
+#include <cmath>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -54,14 +55,17 @@ void run_train(const TrainOptions& o, trainers::RunKind kind) {
   }
   const std::string output = cfg.str("output.dir");
   if (kind == trainers::RunKind::finetune && cfg.str("model.head") == "classifier") {
-    const trainers::ClassifierRun run =
-        trainers::train_classifier(cfg, std::cerr, trainers::Progress::stderr_is_terminal());
+    // The shared loop with the classifier's objective (checkpoints, resume, data parallel).
+    const trainers::ClassifierRun run = trainers::train_classifier(
+        cfg, std::cerr, trainers::Progress::stderr_is_terminal(), o.stop_after);
+    if (dist::world().rank() != 0) return;  // rank 0 reports for the run
     nlohmann::ordered_json summary;
     summary["output"] = output;
     summary["head"] = "classifier";
     summary["steps"] = run.steps;
+    summary["steps_this_run"] = run.steps_this_run;
     summary["final_loss"] = run.losses.empty() ? 0.0 : run.losses.back();
-    summary["train_accuracy"] = run.train_accuracy;
+    if (!std::isnan(run.train_accuracy)) summary["train_accuracy"] = run.train_accuracy;
     emit(summary);
     return;
   }

@@ -13,10 +13,12 @@
 namespace lethe::trainers::data {
 
 // One training sample, as HuggingFace's collators see it: labels aligned with input_ids (the
-// model shifts them), -100 where a token is not a target (prompt, padding).
+// model shifts them), -100 where a token is not a target (prompt, padding). A sequence
+// classifier's sample has no token target (labels all -100) and its class in `class_label`.
 struct Sample {
   std::vector<int64_t> input_ids;
   std::vector<int64_t> labels;
+  int64_t class_label = -1;  // the sequence's class; -1 for a language-modelling sample
 };
 
 // One record of a text data set, format-independent: its named string fields ("question",

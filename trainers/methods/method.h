@@ -146,9 +146,12 @@ const MethodSpec* find_method(const std::string& name);
 void register_method(MethodSpec spec);
 // Supervised fine-tuning (lethe finetune)'s spec: not an unlearning method.
 const MethodSpec& sft_spec();
+// A sequence classifier's fine-tuning (lethe finetune with model.head: classifier).
+const MethodSpec& classifier_spec();
 
-// The method named by method.name (unlearn) or supervised fine-tuning (finetune), its method.*
-// keys checked against the ones it declares.
+// The method named by method.name (unlearn), or for finetune supervised fine-tuning or, with
+// model.head: classifier, the classifier's; its method.* keys checked against the ones it
+// declares.
 Method make_method(const Config& config);
 
 // ---- helpers the method files share -----------------------------------------------------------

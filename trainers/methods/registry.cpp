@@ -14,6 +14,7 @@ namespace lethe::trainers {
 #include "trainers/methods/list.h"
 #undef LETHE_METHOD
 MethodSpec sft_method();
+MethodSpec classifier_method();
 
 namespace {
 
@@ -47,6 +48,11 @@ const MethodSpec* find_method(const std::string& name) {
 
 const MethodSpec& sft_spec() {
   static const MethodSpec spec = sft_method();
+  return spec;
+}
+
+const MethodSpec& classifier_spec() {
+  static const MethodSpec spec = classifier_method();
   return spec;
 }
 
@@ -156,7 +162,9 @@ void check_method_keys(const Config& c, const MethodSpec& spec) {
 }  // namespace
 
 Method make_method(const Config& c) {
-  const MethodSpec* spec = &sft_spec();
+  const MethodSpec* spec = c.kind() == RunKind::finetune && c.str("model.head") == "classifier"
+                               ? &classifier_spec()
+                               : &sft_spec();
   if (c.kind() != RunKind::finetune) {
     const std::string name = c.str("method.name");
     spec = find_method(name);

@@ -75,6 +75,10 @@ struct AttentionArgs {
   // k and v may lie kv_stride elements apart (rows stay head_dim apart): a preallocated KV cache
   // read in place. 0: kv_len · head_dim. Forward only; the backward needs contiguous k and v.
   int64_t kv_stride = 0;
+  // bf16: on CUDA the forward's q·kᵀ and p·v take bf16 operands with f32 accumulation (tensor
+  // cores; f32 tensors, head dims a multiple of 16), the rest stays f32; the CPU backend computes
+  // in f32 (model.dtype: bf16 sets it, as GemmArgs::compute).
+  GemmCompute compute = GemmCompute::native;
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;

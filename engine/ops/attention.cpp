@@ -113,6 +113,9 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   a.causal = causal;
   a.scale = scale;
   a.kv_stride = kv_stride;
+  a.compute = q.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::bf16
+                  ? kernels::GemmCompute::bf16
+                  : kernels::GemmCompute::native;
   if (B * H * Tq > 0) {
     a.q = q.data_ptr();
     a.k = k.data_ptr();

@@ -1,10 +1,22 @@
-// CUDA attention, forward and backward: simple and correct, not fast. One block per query row
-// (forward, dq) or key row (dk, dv); a warp per dot product; rows of scores in shared memory.
+// CUDA attention, forward and backward. The backend's primitives run the tiled flash kernels
+// (flash_attention.cu) for head dims up to kMaxHeadDim; this file holds the simple per-row
+// kernels — one block per query row (forward, dq) or key row (dk, dv), a warp per dot product,
+// rows of scores in shared memory — as the fallback for larger head dims and as the unfused
+// reference the flash kernels are tested against (cuda_set_simple_attention).
+#include <atomic>
+
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_debug.h"
 
 namespace lethe::kernels {
 
 namespace {
+
+std::atomic<bool> g_simple_attention{false};
+
+bool use_flash(const AttentionArgs& a) {
+  return !g_simple_attention.load() && flash_attention_supported(a);
+}
 
 constexpr int kAttnThreads = 128;
 
@@ -175,8 +187,16 @@ void reserve_shared(Kernel kernel, size_t bytes, const cudaDeviceProp& props, co
 
 }  // namespace
 
+void cuda_set_simple_attention(bool on) {
+  g_simple_attention = on;
+}
+
 void CudaBackend::attention_forward(const AttentionArgs& args) {
   check_attention(args, "attention_forward");
+  if (use_flash(args)) {
+    flash_attention_forward(*this, args);
+    return;
+  }
   cuda_dispatch_float(args.dtype, "attention_forward", [&](auto tag) {
     using T = decltype(tag);
     int64_t rows = args.batch * args.heads * args.q_len;
@@ -197,6 +217,10 @@ void CudaBackend::attention_backward(const AttentionBackwardArgs& args) {
   LETHE_CHECK(f.lse != nullptr, "attention_backward: the forward's lse is required");
   LETHE_CHECK(f.kv_stride == 0 || f.kv_stride == f.kv_len * f.head_dim,
               "attention_backward: k and v must be contiguous (kv_stride ", f.kv_stride, ")");
+  if (use_flash(f)) {
+    flash_attention_backward(*this, args);
+    return;
+  }
   cuda_dispatch_float(f.dtype, "attention_backward", [&](auto tag) {
     using T = decltype(tag);
     int64_t q_rows = f.batch * f.heads * f.q_len, k_rows = f.batch * f.heads * f.kv_len;

@@ -55,6 +55,13 @@ void launch(const char* what, void (*kernel)(P...), dim3 grid, dim3 block, size_
   check_launch(what);
 }
 
+// `#pragma unroll` for nvcc; nothing for the host compiler of the emulated build.
+#ifdef LETHE_CUDA_EMULATED
+#define LETHE_UNROLL
+#else
+#define LETHE_UNROLL _Pragma("unroll")
+#endif
+
 // `extern __shared__` dynamic shared memory as `unsigned char* name`, 16-byte aligned.
 #ifdef LETHE_CUDA_EMULATED
 #define LETHE_DYNAMIC_SHARED(name) unsigned char* name = ::lethe::emu::dynamic_shared_memory()
@@ -275,6 +282,14 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   cudaDeviceProp props_{};
 };
+
+// ---- flash attention (flash_attention.cu; attention.cu dispatches) ---------------------------
+
+constexpr int kMaxHeadDim = 128;  // the tiled kernels' largest head dim
+// f32/f64, 1 <= head_dim <= kMaxHeadDim, batch · heads within one grid dimension.
+bool flash_attention_supported(const AttentionArgs& a);
+void flash_attention_forward(CudaBackend& be, const AttentionArgs& a);
+void flash_attention_backward(CudaBackend& be, const AttentionBackwardArgs& a);
 
 // Scratch device memory from the caching allocator, returned to it on scope exit.
 class DeviceScratch {

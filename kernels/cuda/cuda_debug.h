@@ -11,6 +11,10 @@ namespace lethe::kernels {
 // No-op when no GPU is visible.
 void cuda_set_poison_allocations(bool on);
 
+// When on, attention runs the simple per-row kernels instead of the tiled flash kernels (the
+// unfused reference the flash kernels are tested against).
+void cuda_set_simple_attention(bool on);
+
 // Bytes currently cached (free, not returned to the driver) by the CUDA allocator.
 size_t cuda_cached_bytes();
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "kernels/cuda/cuda_debug.h"
 #include "kernels/error.h"
 
 namespace lethe::testing {
@@ -654,6 +655,236 @@ TEST(CudaBackend, AttentionMatchesCpu) {
     EXPECT_LE(rel_error(download<float>(*gpu, gdq, nq), dq), 1e-5) << what;
     EXPECT_LE(rel_error(download<float>(*gpu, gdk, nk), dk), 1e-5) << what;
     EXPECT_LE(rel_error(download<float>(*gpu, gdv, nk), dv), 1e-5) << what;
+  }
+}
+
+// The flash kernels' outputs of one attention case, run on the device (flash or, with `simple`,
+// the per-row reference kernels) from host inputs.
+struct AttentionResult {
+  std::vector<double> out, lse, dq, dk, dv;
+};
+
+template <typename T>
+AttentionResult run_attention(Backend& be, kernels::AttentionArgs a, const std::vector<T>& q,
+                              const std::vector<T>& k, const std::vector<T>& v,
+                              const std::vector<T>& dout, const std::vector<int64_t>& mask,
+                              bool backward) {
+  const size_t nq = q.size(), nk = k.size(),
+               rows = static_cast<size_t>(a.batch * a.heads * a.q_len);
+  const bool host = std::string(be.name()) == "cpu";
+  auto as_double = [](const std::vector<T>& x) { return std::vector<double>(x.begin(), x.end()); };
+  AttentionResult r;
+  if (host) {
+    std::vector<T> out(nq), dq(nq), dk(nk), dv(nk);
+    std::vector<float> lse(rows);
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.key_mask = a.key_mask ? mask.data() : nullptr;
+    a.out = out.data();
+    a.lse = lse.data();
+    be.attention_forward(a);
+    if (backward) be.attention_backward({a, dout.data(), dq.data(), dk.data(), dv.data()});
+    r = {as_double(out), std::vector<double>(lse.begin(), lse.end()), as_double(dq), as_double(dk),
+         as_double(dv)};
+    return r;
+  }
+  DeviceBuffer gq = upload(be, q), gk = upload(be, k), gv = upload(be, v), gdo = upload(be, dout),
+               gm = upload(be, mask.empty() ? std::vector<int64_t>{0} : mask);
+  DeviceBuffer gout = poisoned<T>(be, nq), glse = poisoned<float>(be, rows),
+               gdq = poisoned<T>(be, nq), gdk = poisoned<T>(be, nk), gdv = poisoned<T>(be, nk);
+  a.q = gq.get();
+  a.k = gk.get();
+  a.v = gv.get();
+  a.key_mask = a.key_mask ? gm.as<int64_t>() : nullptr;
+  a.out = gout.get();
+  a.lse = glse.as<float>();
+  be.attention_forward(a);
+  if (backward) be.attention_backward({a, gdo.get(), gdq.get(), gdk.get(), gdv.get()});
+  const std::vector<float> lse = download<float>(be, glse, rows);
+  r.out = as_double(download<T>(be, gout, nq));
+  r.lse = std::vector<double>(lse.begin(), lse.end());
+  if (backward) {
+    r.dq = as_double(download<T>(be, gdq, nq));
+    r.dk = as_double(download<T>(be, gdk, nk));
+    r.dv = as_double(download<T>(be, gdv, nk));
+  }
+  return r;
+}
+
+// Largest |got − want| over the largest |want| (−inf entries must match exactly; a NaN fails).
+double max_rel_error(const std::vector<double>& got, const std::vector<double>& want) {
+  if (got.size() != want.size()) return INFINITY;
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isinf(want[i]) || std::isinf(got[i])) {
+      if (got[i] != want[i]) return INFINITY;
+      continue;
+    }
+    if (std::isnan(got[i]) || std::isnan(want[i])) return NAN;
+    worst = std::max(worst, std::fabs(got[i] - want[i]));
+    scale = std::max(scale, std::fabs(want[i]));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+// The tiled flash kernels (flash_attention.cu) against the CPU backend and against the simple
+// CUDA kernels, on shapes that span several 32-query and 32-key tiles with partial last tiles:
+// head dims 64, 80 and 128 (OPT-125m…1.3b, OPT-2.7b, Llama) and odd ones; Tq < Tk (a chunk after
+// a KV cache) and Tq > Tk under the causal mask (the first queries see no key: zero output,
+// lse −inf, zero gradients); key-padding masks, one batch with every key masked; f32 and f64;
+// poisoned outputs.
+TEST(CudaFlashAttention, MatchesCpuAndTheSimpleKernels) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  struct Case {
+    int64_t b, h, tq, tk, d;
+    bool causal, mask, f64;
+  } cases[] = {{1, 1, 33, 33, 64, true, false, false},  {2, 2, 45, 70, 80, true, true, false},
+               {1, 2, 70, 45, 128, true, false, false}, {2, 1, 65, 97, 7, false, true, false},
+               {1, 1, 1, 100, 33, true, true, false},   {2, 1, 40, 40, 16, false, true, true},
+               {1, 1, 37, 37, 128, true, true, true}};
+  for (const Case& c : cases) {
+    const std::string what = "b" + std::to_string(c.b) + " h" + std::to_string(c.h) + " tq" +
+                             std::to_string(c.tq) + " tk" + std::to_string(c.tk) + " d" +
+                             std::to_string(c.d) + (c.causal ? " causal" : "") +
+                             (c.mask ? " mask" : "") + (c.f64 ? " f64" : " f32");
+    SCOPED_TRACE(what);
+    const size_t nq = static_cast<size_t>(c.b * c.h * c.tq * c.d),
+                 nk = static_cast<size_t>(c.b * c.h * c.tk * c.d);
+    std::vector<int64_t> mask(static_cast<size_t>(c.b * c.tk), 1);
+    for (size_t j = 0; j < mask.size(); ++j)
+      if (j % 3 == 1) mask[j] = 0;
+    if (c.b > 1 && c.mask)
+      for (int64_t j = 0; j < c.tk; ++j) mask[static_cast<size_t>(c.tk + j)] = 0;  // batch 1
+    kernels::AttentionArgs a;
+    a.dtype = c.f64 ? DType::f64 : DType::f32;
+    a.batch = c.b;
+    a.heads = c.h;
+    a.q_len = c.tq;
+    a.kv_len = c.tk;
+    a.head_dim = c.d;
+    a.causal = c.causal;
+    a.scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+    a.key_mask = c.mask ? mask.data() : nullptr;  // non-null: "use the mask"
+    auto check = [&](auto tag) {
+      using T = decltype(tag);
+      auto rnd = [](size_t n, uint64_t seed) {
+        const std::vector<double> v = random_values(n, seed, -2, 2);
+        return std::vector<T>(v.begin(), v.end());
+      };
+      const std::vector<T> q = rnd(nq, 1), k = rnd(nk, 2), v = rnd(nk, 3), dout = rnd(nq, 4);
+      const AttentionResult want = run_attention<T>(cpu, a, q, k, v, dout, mask, true);
+      kernels::cuda_set_simple_attention(true);
+      const AttentionResult simple = run_attention<T>(*gpu, a, q, k, v, dout, mask, true);
+      kernels::cuda_set_simple_attention(false);
+      const AttentionResult flash = run_attention<T>(*gpu, a, q, k, v, dout, mask, true);
+      const double tol = c.f64 ? 1e-12 : 1e-5;
+      for (const AttentionResult* r : {&flash, &simple}) {
+        const char* who = r == &flash ? "flash vs cpu" : "simple vs cpu";
+        EXPECT_LE(max_rel_error(r->out, want.out), tol) << who << " out";
+        EXPECT_LE(max_rel_error(r->lse, want.lse), tol) << who << " lse";
+        EXPECT_LE(max_rel_error(r->dq, want.dq), tol) << who << " dq";
+        EXPECT_LE(max_rel_error(r->dk, want.dk), tol) << who << " dk";
+        EXPECT_LE(max_rel_error(r->dv, want.dv), tol) << who << " dv";
+      }
+      EXPECT_LE(max_rel_error(flash.out, simple.out), tol) << "flash vs simple out";
+      EXPECT_LE(max_rel_error(flash.dq, simple.dq), tol) << "flash vs simple dq";
+      EXPECT_LE(max_rel_error(flash.dk, simple.dk), tol) << "flash vs simple dk";
+      // The case is what it claims: rows that see no key exist where they should.
+      size_t empty = 0;
+      for (double x : want.lse) empty += std::isinf(x);
+      EXPECT_EQ(empty > 0, (c.causal && c.tq > c.tk) || (c.mask && c.b > 1)) << empty;
+    };
+    if (c.f64)
+      check(double{});
+    else
+      check(float{});
+  }
+}
+
+// The forward reads k and v in place from a preallocated KV cache (kv_stride: the (b, h)
+// matrices `capacity` rows apart, only the first kv_len filled): the same as contiguous k and v.
+TEST(CudaFlashAttention, ReadsAKvCacheInPlace) {
+  LETHE_REQUIRE_CUDA(gpu);
+  const int64_t B = 2, H = 2, Tq = 3, Tk = 41, cap = 64, D = 64;
+  kernels::AttentionArgs a;
+  a.batch = B;
+  a.heads = H;
+  a.q_len = Tq;
+  a.kv_len = Tk;
+  a.head_dim = D;
+  a.scale = 0.125;
+  const std::vector<double> qd = random_values(B * H * Tq * D, 5, -2, 2);
+  const std::vector<double> kd = random_values(B * H * Tk * D, 6, -2, 2);
+  const std::vector<double> vd = random_values(B * H * Tk * D, 7, -2, 2);
+  const std::vector<float> q(qd.begin(), qd.end()), k(kd.begin(), kd.end()),
+      v(vd.begin(), vd.end());
+  std::vector<float> kc(B * H * cap * D, NAN), vc(B * H * cap * D, NAN);  // unfilled rows: NaN
+  for (int64_t m = 0; m < B * H; ++m)
+    for (int64_t e = 0; e < Tk * D; ++e) {
+      kc[m * cap * D + e] = k[m * Tk * D + e];
+      vc[m * cap * D + e] = v[m * Tk * D + e];
+    }
+  const std::vector<int64_t> no_mask;
+  const AttentionResult want =
+      run_attention<float>(kernels::cpu_backend(), a, q, k, v, q, no_mask, false);
+  a.kv_stride = cap * D;
+  const AttentionResult got = run_attention<float>(*gpu, a, q, kc, vc, q, no_mask, false);
+  EXPECT_LE(max_rel_error(got.out, want.out), 1e-5);
+  EXPECT_LE(max_rel_error(got.lse, want.lse), 1e-5);
+}
+
+// bf16 compute (AttentionArgs::compute = bf16: model.dtype bf16): the forward's q·kᵀ and p·v on
+// tensor cores through WMMA (the emulator runs the warp-level fragments), f32 softmax statistics.
+// Within bf16 rounding (1e-2) of the CPU's f32 result, and not equal to the f32 kernel's (the
+// tensor-core path ran); head dims 64, 80, 128 and a causal chunk after a KV cache. A head dim
+// that is not a multiple of 16 falls back to the f32 kernel. The backward (f32 kernel, from the
+// saved lse) stays within 1e-2 too.
+TEST(CudaFlashAttention, Bf16TensorCoresWithinBf16Rounding) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  struct Case {
+    int64_t b, h, tq, tk, d;
+    bool causal;
+  } cases[] = {{1, 2, 45, 70, 64, true},
+               {2, 1, 33, 33, 80, true},
+               {1, 1, 40, 29, 128, false},
+               {1, 1, 20, 20, 7, true}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("d" + std::to_string(c.d) + " tq" + std::to_string(c.tq) + " tk" +
+                 std::to_string(c.tk));
+    const size_t nq = static_cast<size_t>(c.b * c.h * c.tq * c.d),
+                 nk = static_cast<size_t>(c.b * c.h * c.tk * c.d);
+    auto rnd = [](size_t n, uint64_t seed) {
+      const std::vector<double> v = random_values(n, seed, -2, 2);
+      return std::vector<float>(v.begin(), v.end());
+    };
+    const std::vector<float> q = rnd(nq, 11), k = rnd(nk, 12), v = rnd(nk, 13), dout = rnd(nq, 14);
+    std::vector<int64_t> mask(static_cast<size_t>(c.b * c.tk), 1);
+    for (size_t j = 0; j < mask.size(); j += 5) mask[j] = 0;
+    kernels::AttentionArgs a;
+    a.batch = c.b;
+    a.heads = c.h;
+    a.q_len = c.tq;
+    a.kv_len = c.tk;
+    a.head_dim = c.d;
+    a.causal = c.causal;
+    a.scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+    a.key_mask = mask.data();
+    const AttentionResult want = run_attention<float>(cpu, a, q, k, v, dout, mask, true);
+    const AttentionResult f32 = run_attention<float>(*gpu, a, q, k, v, dout, mask, false);
+    a.compute = kernels::GemmCompute::bf16;
+    const AttentionResult bf16 = run_attention<float>(*gpu, a, q, k, v, dout, mask, true);
+    EXPECT_LE(max_rel_error(bf16.out, want.out), 1e-2);
+    EXPECT_LE(max_rel_error(bf16.lse, want.lse), 1e-2);
+    EXPECT_LE(max_rel_error(bf16.dq, want.dq), 1e-2);
+    EXPECT_LE(max_rel_error(bf16.dk, want.dk), 1e-2);
+    EXPECT_LE(max_rel_error(bf16.dv, want.dv), 1e-2);
+    if (c.d % 16 == 0)
+      EXPECT_GT(max_rel_error(bf16.out, f32.out), 1e-5) << "the bf16 path did not run";
+    else
+      EXPECT_EQ(bf16.out, f32.out) << "a head dim of " << c.d << " runs the f32 kernel";
   }
 }
 

@@ -13,6 +13,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/emu/wmma.h"
 
 namespace lethe::kernels {
 namespace {
@@ -257,6 +258,107 @@ TEST(CudaEmulator, WarpMisuseEndsTheLaunchWithAMessage) {
   EXPECT_EQ(got[0], 1);
   EXPECT_EQ(got[40], 2);
   cudaFree(out);
+}
+
+// ---- tensor cores (wmma) ------------------------------------------------------------------------
+
+// D = A·B + C for one 16×16×16 tile per warp (2 warps, each its own tiles), A row-major or
+// col-major, B col-major or row-major, C loaded and D stored in either layout.
+template <typename T>
+__global__ void wmma_kernel(const T* a, const T* b, const float* c, float* d, bool a_row,
+                            bool b_row, bool c_row) {
+  namespace wmma = nvcuda::wmma;
+  const int w = threadIdx.x / 32;
+  a += w * 256;
+  b += w * 256;
+  c += w * 256;
+  d += w * 256;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::load_matrix_sync(acc, c, 16, c_row ? wmma::mem_row_major : wmma::mem_col_major);
+  if (a_row && b_row) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::mma_sync(acc, fa, fb, acc);
+  } else {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+  wmma::store_matrix_sync(d, acc, 16, c_row ? wmma::mem_row_major : wmma::mem_col_major);
+}
+
+// A fragment loaded from a pointer that is not 32-byte aligned (undefined on a GPU).
+__global__ void wmma_misaligned_kernel(const __nv_bfloat16* a) {
+  nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>
+      fa;
+  nvcuda::wmma::load_matrix_sync(fa, a + 1, 16);
+}
+
+// Only half of the warp reaches the mma: the lanes of a warp-collective call must all make it.
+__global__ void wmma_divergent_kernel(const __nv_bfloat16* a) {
+  namespace wmma = nvcuda::wmma;
+  if (threadIdx.x >= 16) return;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::load_matrix_sync(fa, a, 16);
+}
+
+TEST(CudaEmulator, WmmaMultipliesTilesAsAWarpCollective) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool a_row = variant != 1, b_row = variant != 1, c_row = variant != 2;
+    SCOPED_TRACE(variant);
+    std::vector<float> af(512), bf(512), c(512);
+    for (int i = 0; i < 512; ++i) {
+      af[i] = static_cast<float>((i * 37) % 23) / 8.0f - 1.4f;
+      bf[i] = static_cast<float>((i * 11) % 19) / 4.0f - 2.0f;
+      c[i] = static_cast<float>(i % 7) - 3.0f;
+    }
+    std::vector<__nv_bfloat16> ab(512), bb(512);
+    for (int i = 0; i < 512; ++i) {
+      ab[i] = __float2bfloat16(af[i]);
+      bb[i] = __float2bfloat16(bf[i]);
+    }
+    __nv_bfloat16* da = to_device(ab);
+    __nv_bfloat16* db = to_device(bb);
+    float* dc = to_device(c);
+    float* dd = device_alloc<float>(512);
+    ASSERT_EQ(
+        raw_launch(wmma_kernel<__nv_bfloat16>, 1, 64, 0, static_cast<const __nv_bfloat16*>(da),
+                   static_cast<const __nv_bfloat16*>(db), static_cast<const float*>(dc), dd, a_row,
+                   b_row, c_row),
+        cudaSuccess);
+    const std::vector<float> d = to_host(dd, 512);
+    auto at = [](int r, int col, bool row) { return row ? r * 16 + col : col * 16 + r; };
+    double worst = 0;
+    for (int w = 0; w < 2; ++w)
+      for (int r = 0; r < 16; ++r)
+        for (int col = 0; col < 16; ++col) {
+          double want = c[w * 256 + at(r, col, c_row)];
+          for (int k = 0; k < 16; ++k)
+            want += static_cast<double>(__bfloat162float(ab[w * 256 + at(r, k, a_row)])) *
+                    __bfloat162float(bb[w * 256 + at(k, col, b_row)]);
+          worst = std::max(worst, std::fabs(d[w * 256 + at(r, col, c_row)] - want));
+        }
+    EXPECT_LE(worst, 1e-4);
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+    cudaFree(dd);
+  }
+  __nv_bfloat16* a = device_alloc<__nv_bfloat16>(512);
+  cudaError_t e =
+      raw_launch(wmma_misaligned_kernel, 1, 32, 0, static_cast<const __nv_bfloat16*>(a));
+  EXPECT_EQ(e, cudaErrorLaunchFailure);
+  EXPECT_NE(fault_message(e).find("not 32-byte aligned"), std::string::npos);
+  e = raw_launch(wmma_divergent_kernel, 1, 32, 0, static_cast<const __nv_bfloat16*>(a));
+  EXPECT_EQ(e, cudaErrorLaunchFailure);
+  const std::string m = fault_message(e);
+  EXPECT_TRUE(m.find("exited") != std::string::npos || m.find("deadlock") != std::string::npos)
+      << m;
+  cudaFree(a);
 }
 
 // ---- atomics, half / bf16 ----------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -34,6 +35,12 @@ extern thread_local BlockState* tls_block;
 // Whether [p, p + bytes) lies inside one live cudaMalloc block (the emulated cuBLAS and NCCL
 // check their operands with it).
 bool inside_allocation(const void* p, size_t bytes);
+
+// Ends the running kernel with `what` (named with its block and thread), as a fault on a GPU.
+[[noreturn]] void kernel_misuse(const std::string& what);
+
+// The calling warp's scratch for the emulated tensor cores (wmma.h): 16×16 A and B as floats.
+float* wmma_scratch();
 
 // This launch's dynamic shared memory (LETHE_DYNAMIC_SHARED in kernels/cuda/cuda_common.cuh).
 unsigned char* dynamic_shared_memory();

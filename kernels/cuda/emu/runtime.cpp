@@ -509,6 +509,22 @@ cudaError_t launch(const char* name, const void* kernel, dim3 grid, dim3 block, 
   return cudaSuccess;
 }
 
+void kernel_misuse(const std::string& what) {
+  Runner& r = runner();
+  if (!r.current) {
+    std::fprintf(stderr, "lethe CUDA emulator: %s outside a kernel\n", what.c_str());
+    std::abort();
+  }
+  r.abort_kernel("kernel " + std::string(r.name) + ", " + r.where(*r.current) + ": " + what);
+}
+
+float* wmma_scratch() {
+  // One 16×16 A and one 16×16 B per warp of the running block (blocks run in turn per host
+  // thread, so one set per host thread).
+  static thread_local float scratch[32][512];
+  return scratch[tls_thread->linear >> 5];
+}
+
 bool inside_allocation(const void* p, size_t bytes) {
   return on_device(p, bytes);
 }

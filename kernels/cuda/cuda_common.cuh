@@ -197,8 +197,24 @@ class CachingAllocator {
   void set_poison(bool on) { poison_ = on; }
   size_t cached_bytes();
   static size_t round_size(size_t bytes);
+  // Bytes handed out and not yet freed, and their high-water mark since reset_peak() (which
+  // returns the live bytes it starts from).
+  size_t peak_bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_bytes_;
+  }
+  size_t reset_peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_bytes_ = live_bytes_;
+    return live_bytes_;
+  }
 
  private:
+  void note_live(size_t size) {  // under mu_
+    live_bytes_ += size;
+    if (live_bytes_ > peak_bytes_) peak_bytes_ = live_bytes_;
+  }
+  size_t live_bytes_ = 0, peak_bytes_ = 0;
   std::mutex mu_;
   std::unordered_map<size_t, std::vector<void*>> free_;
   std::unordered_map<void*, size_t> live_;

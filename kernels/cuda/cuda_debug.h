@@ -15,6 +15,11 @@ void cuda_set_poison_allocations(bool on);
 // unfused reference the flash kernels are tested against).
 void cuda_set_simple_attention(bool on);
 
+// The allocator's high-water mark of live bytes (handed out, not yet freed) since the last
+// reset; the reset returns the live bytes it starts from. 0 when no GPU is visible.
+size_t cuda_reset_peak_bytes();
+size_t cuda_peak_bytes();
+
 // Bytes currently cached (free, not returned to the driver) by the CUDA allocator.
 size_t cuda_cached_bytes();
 

@@ -82,6 +82,18 @@ std::string cuda_unavailable_reason(int device) {
   return "the CUDA backend has not started on cuda:" + std::to_string(device);
 }
 
+size_t cuda_reset_peak_bytes() {
+  CudaState& s = cuda_state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.backend ? s.backend->allocator().reset_peak() : 0;
+}
+
+size_t cuda_peak_bytes() {
+  CudaState& s = cuda_state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.backend ? s.backend->allocator().peak_bytes() : 0;
+}
+
 void cuda_set_poison_allocations(bool on) {
   CudaState& s = cuda_state();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -125,6 +137,7 @@ void* CachingAllocator::allocate(size_t bytes) {
       p = it->second.back();
       it->second.pop_back();
       live_[p] = size;
+      note_live(size);
     }
   }
   if (!p) {
@@ -146,6 +159,7 @@ void* CachingAllocator::allocate(size_t bytes) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     live_[p] = size;
+    note_live(size);
   }
   if (poison_) LETHE_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, size, 0));
   return p;
@@ -158,6 +172,7 @@ void CachingAllocator::deallocate(void* ptr) {
   if (it == live_.end()) return;  // not ours (never happens through Storage); ignore, don't crash
   // Kernels run in stream order, so a block freed here may be reused by the next launch at once.
   free_[it->second].push_back(ptr);
+  live_bytes_ -= it->second;
   live_.erase(it);
 }
 

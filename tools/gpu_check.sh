@@ -176,6 +176,36 @@ if [ $RUN_BENCH -eq 1 ]; then
       note "bench ops --device cuda: not available or failed (see bench-ops-cuda.txt)"
       tail -5 "$LOG_DIR/bench-ops-cuda.txt"
     fi
+    # Whole NGDiff steps at issue 22's shapes (OPT-125m and OPT-1.3b, batch 8 x 512, f32 and
+    # bf16), lethe and — when this machine's python has torch + transformers — the PyTorch twin.
+    STEP_JSON="$LOG_DIR/bench-step-cuda.jsonl"
+    TORCH_JSON="$LOG_DIR/bench-step-cuda-torch.jsonl"
+    : >"$STEP_JSON"
+    : >"$TORCH_JSON"
+    HAVE_TORCH=0
+    python3 -c "import torch, transformers; assert torch.cuda.is_available()" >/dev/null 2>&1 &&
+      HAVE_TORCH=1
+    for model in 125m 1.3b; do
+      layers=12
+      [ "$model" = 1.3b ] && layers=24
+      for dtype in f32 bf16; do
+        args=(--device cuda --model "$model" --layers "$layers" --batch 8 --seq 512
+              --dtype "$dtype" --steps 5)
+        if "$BUILD/tools/lethe" bench step "${args[@]}" >>"$STEP_JSON" \
+             2>>"$LOG_DIR/bench-step-cuda.txt"; then
+          note "bench step --device cuda $model $dtype: ok"
+        else
+          note "bench step --device cuda $model $dtype: FAILED (bench-step-cuda.txt)"
+          STATUS=1
+        fi
+        if [ $HAVE_TORCH -eq 1 ]; then
+          python3 tools/bench/torch_step.py "${args[@]}" >>"$TORCH_JSON" \
+            2>>"$LOG_DIR/bench-step-cuda-torch.txt" ||
+            note "torch_step.py $model $dtype: failed (bench-step-cuda-torch.txt)"
+        fi
+      done
+    done
+    [ $HAVE_TORCH -eq 1 ] || note "torch_step.py: no torch with CUDA on this machine; lethe's side only"
   else
     note "bench: no lethe CLI target yet; skipped"
   fi
@@ -185,5 +215,14 @@ echo
 echo "==================== gpu_check summary ===================="
 printf '%s\n' "${SUMMARY[@]}"
 echo "logs: $LOG_DIR"
+# The step table last: lethe beside PyTorch when both ran, else lethe's lines.
+if [ $RUN_BENCH -eq 1 ] && [ -s "${STEP_JSON:-/nonexistent}" ]; then
+  echo
+  if [ -s "${TORCH_JSON:-/nonexistent}" ]; then
+    python3 tools/bench/torch_step.py --compare "$STEP_JSON" "$TORCH_JSON"
+  else
+    cat "$STEP_JSON"
+  fi
+fi
 [ $STATUS -eq 0 ] && echo "RESULT: PASS" || echo "RESULT: FAIL"
 exit $STATUS

@@ -242,6 +242,10 @@ TEST(CliBench, HeadSmall) {
 
 TEST(CliBench, BadFlags) {
   expect_error(run({"bench", "step", "--method", "dpo"}), 2, "--method");
+  expect_error(run({"bench", "step", "--model", "7b"}), 2, "--model");
+  expect_error(run({"bench", "step", "--seq", "1"}), 2, "--seq");
+  expect_error(run({"bench", "step", "--batch", "0"}), 2, "--batch");
+  expect_error(run({"bench", "step", "--device", "tpu"}), 2, "--device");
   expect_error(run({"bench", "head", "--tokens", "0"}), 2, "--tokens");
   expect_error(run({"bench", "head", "--vocab", "-3"}), 2, "--vocab");
   expect_error(run({"bench", "head", "--embed", "0"}), 2, "--embed");

@@ -4,6 +4,7 @@ and retain micro-batches of 4 x 128 tokens) or one SFT step (--method sft: one b
 its NLL) on an opt-125m-shaped OPTForCausalLM with random weights, AdamW.
 
 Run:  /opt/lethe-venv/bin/python tools/bench/torch_step.py --threads 2 [--method sft] [--dtype bf16]
+      [--device cuda --model 1.3b --batch 8 --seq 512]   (the GPU shapes of issue 22)
 Prints a table on stderr and one JSON line on stdout with the fields of `lethe bench step`
 ("impl": "torch"). Each step is what docs/methods.md says NGDiff computes, written as a PyTorch
 user would at PyTorch's best CPU settings:
@@ -13,8 +14,9 @@ user would at PyTorch's best CPU settings:
   torch.optim.AdamW(fused=True).step()          (HF Trainer's groups: no decay on biases, LN)
 The model runs in training mode (dropout 0.1 as opt-125m), labels are shifted inside the model
 (labels = input ids, first token -100), the token ids are the ones lethe draws.
---dtype bf16: torch.autocast("cpu", dtype=torch.bfloat16) around the forwards, f32 master
-weights (as tools/bench/torch_ops.py).
+--dtype bf16: torch.autocast (cpu or cuda) with bfloat16 around the forwards, f32 master weights
+(as tools/bench/torch_ops.py). On CUDA each step is timed between torch.cuda.synchronize() calls;
+attention is SDPA (flash backend on an H100), AdamW fused.
 
 Compare:  python3 tools/bench/torch_step.py --compare lethe.jsonl torch.jsonl
 prints the Markdown table of docs/perf.md; when a file holds several rounds, each (impl, dtype)
@@ -27,26 +29,29 @@ import statistics
 import sys
 import time
 
-BATCH, SEQ_LEN, VOCAB = 4, 128, 50272
+VOCAB = 50272
+# facebook/opt-1.3b's shape (--model 1.3b); 125m is OPTConfig's default.
+SHAPES = {"125m": {}, "1.3b": {"hidden_size": 2048, "word_embed_proj_dim": 2048, "ffn_dim": 8192,
+                              "num_attention_heads": 32}}
 
 
-def sample_ids(which, index):
+def sample_ids(which, index, seq_len):
     """Sample `index` of set `which` (0 forget, 1 retain): the LCG of cmd_bench.cpp."""
     x = (which << 32) + index + 1
     ids = []
-    for _ in range(SEQ_LEN):
+    for _ in range(seq_len):
         x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
         ids.append(4 + (x >> 33) % (VOCAB - 4))
     return ids
 
 
-def batches(torch, which, count):
+def batches(torch, which, count, batch, seq_len, device):
     out = []
     for b in range(count):
-        ids = torch.tensor([sample_ids(which, b * BATCH + j) for j in range(BATCH)])
+        ids = torch.tensor([sample_ids(which, b * batch + j, seq_len) for j in range(batch)])
         labels = ids.clone()
         labels[:, 0] = -100
-        out.append((ids, torch.ones_like(ids), labels))
+        out.append((ids.to(device), torch.ones_like(ids).to(device), labels.to(device)))
     return out
 
 
@@ -57,14 +62,16 @@ def run(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     config = OPTConfig(num_hidden_layers=args.layers, dropout=0.1, attention_dropout=0.0,
-                       attn_implementation=args.attn)
+                       attn_implementation=args.attn, **SHAPES[args.model])
     model = OPTForCausalLM(config)
     if args.lora > 0:  # peft, as lethe's lora.*: every linear layer, alpha 2r, no dropout
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(
             r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0, bias="none",
             target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
+    model.to(args.device)
     model.train()
+    cuda = args.device.startswith("cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     no_decay = {id(p) for n, p in model.named_parameters()
                 if n.endswith(".bias") or "layer_norm" in n}
@@ -72,8 +79,9 @@ def run(args):
               {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=1e-5, fused=True)
     eps = 1e-8
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.dtype == "bf16" \
-        else (lambda: torch.autocast("cpu", enabled=False))
+    kind = "cuda" if cuda else "cpu"
+    autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if args.dtype == "bf16" \
+        else (lambda: torch.autocast(kind, enabled=False))
 
     def nll(batch):
         ids, mask, labels = batch
@@ -100,36 +108,47 @@ def run(args):
         optimizer.step()
 
     n = 1 + args.steps
-    forget, retain = batches(torch, 0, n), batches(torch, 1, n)
+    forget = batches(torch, 0, n, args.batch, args.seq, args.device)
+    retain = batches(torch, 1, n, args.batch, args.seq, args.device)
     ms = []
     run_step = sft_step if args.method == "sft" else step
     for s in range(n):
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         run_step(forget[s], retain[s])
+        if cuda:
+            torch.cuda.synchronize()
         ms.append((time.perf_counter() - t0) * 1e3)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    peak_device_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0
 
     timed = ms[1:]
-    tokens = (1 if args.method == "sft" else 2) * BATCH * SEQ_LEN
+    tokens = (1 if args.method == "sft" else 2) * args.batch * args.seq
     median = statistics.median(timed)
+    nparams = sum(p.numel() for p in model.parameters())
+    tflop_s = 6.0 * nparams * tokens / (median / 1e3) / 1e12
     if not args.json:
-        nparams = sum(p.numel() for p in params)
-        print(f"torch_step: {args.method}, OPT {args.layers} layers "
+        print(f"torch_step: {args.method}, OPT-{args.model} shape, {args.layers} layers "
               f"({nparams / 1e6:.1f}M parameters), "
-              f"{1 if args.method == 'sft' else 2} x {BATCH} x {SEQ_LEN} tokens, {args.dtype}, {args.threads} thread(s), "
+              f"{1 if args.method == 'sft' else 2} x {args.batch} x {args.seq} tokens, "
+              f"{args.device}, {args.dtype}, {args.threads} thread(s), "
               f"attention {args.attn}; torch {torch.__version__}", file=sys.stderr)
         for i, v in enumerate(ms):
             print(f"  step {i + 1:2d} {'(warm-up)' if i == 0 else ' ' * 9} {v:10.1f} ms",
                   file=sys.stderr)
         print(f"  median {median:.1f} ms, mean {statistics.mean(timed):.1f} ms: "
-              f"{tokens / (median / 1e3):.1f} tokens/s; peak RSS {peak_rss_mb:.0f} MB",
+              f"{tokens / (median / 1e3):.1f} tokens/s, {tflop_s:.3f} model TFLOP/s; "
+              f"peak RSS {peak_rss_mb:.0f} MB, peak device memory {peak_device_mb:.0f} MB",
               file=sys.stderr)
     print(json.dumps({
-        "bench": "step", "impl": "torch", "method": args.method, "dtype": args.dtype,
-        "threads": args.threads, "layers": args.layers, "attn": args.attn, "lora": args.lora,
+        "bench": "step", "impl": "torch", "method": args.method, "device": args.device,
+        "model": args.model, "dtype": args.dtype, "threads": args.threads, "layers": args.layers,
+        "batch": args.batch, "seq": args.seq, "attn": args.attn, "lora": args.lora,
         "tokens_per_step": tokens, "steps": args.steps, "step_ms_median": median,
         "step_ms_min": min(timed), "step_ms_mean": statistics.mean(timed),
-        "tokens_per_s": tokens / (median / 1e3), "peak_rss_mb": peak_rss_mb}), flush=True)
+        "tokens_per_s": tokens / (median / 1e3), "model_tflop_s": tflop_s,
+        "peak_rss_mb": peak_rss_mb, "peak_device_mb": peak_device_mb}), flush=True)
 
 
 def compare(lethe_path, torch_path):
@@ -143,19 +162,22 @@ def compare(lethe_path, torch_path):
                 r = json.loads(line)
                 if r.get("bench") != "step" or r.get("auto_lr"):
                     continue
-                key = (r["impl"], r.get("method", "ngdiff"), r["dtype"], r.get("lora", 0))
+                key = (r["impl"], r.get("method", "ngdiff"), r["dtype"], r.get("lora", 0),
+                       r.get("device", "cpu"), r.get("model", "125m"))
                 if key not in best or r["step_ms_median"] < best[key]["step_ms_median"]:
                     best[key] = r
-    print("| step | dtype | training | lethe ms/step | torch ms/step | lethe tokens/s | torch tokens/s "
-          "| lethe / torch tokens/s | lethe peak RSS MB | torch peak RSS MB | lethe / torch RSS |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for method, dtype, lora in sorted({(k[1], k[2], k[3]) for k in best}):
-        a = best.get(("lethe", method, dtype, lora))
-        b = best.get(("torch", method, dtype, lora))
+    print("| step | device | model | dtype | training | lethe ms/step | torch ms/step | lethe tokens/s "
+          "| torch tokens/s | lethe / torch tokens/s | lethe peak RSS MB | torch peak RSS MB "
+          "| lethe / torch RSS |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for method, dtype, lora, device, model in sorted({k[1:] for k in best}):
+        a = best.get(("lethe", method, dtype, lora, device, model))
+        b = best.get(("torch", method, dtype, lora, device, model))
         if not a or not b:
             continue
         what = f"LoRA r {lora}" if lora else "full"
-        print(f"| {method} | {dtype} | {what} | {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
+        print(f"| {method} | {device} | {model} | {dtype} | {what} "
+              f"| {a['step_ms_median']:.0f} | {b['step_ms_median']:.0f} "
               f"| {a['tokens_per_s']:.0f} | {b['tokens_per_s']:.0f} "
               f"| {a['tokens_per_s'] / b['tokens_per_s']:.2f} "
               f"| {a['peak_rss_mb']:.0f} | {b['peak_rss_mb']:.0f} "
@@ -173,11 +195,16 @@ def main():
     p.add_argument("--layers", type=int, default=12, help="12: opt-125m; fewer for a quick check")
     p.add_argument("--lora", type=int, default=0,
                    help="LoRA rank (peft) on every linear layer, alpha 2r; 0: full fine-tuning")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--model", choices=sorted(SHAPES), default="125m",
+                   help="the random model's shape: OPT-125m or OPT-1.3b")
+    p.add_argument("--batch", type=int, default=4, help="samples per micro-batch")
+    p.add_argument("--seq", type=int, default=128, help="tokens per sample")
     p.add_argument("--json", action="store_true", help="JSON Lines only: no table on stderr")
     p.add_argument("--compare", nargs=2, metavar=("LETHE_JSONL", "TORCH_JSONL"))
     args = p.parse_args()
-    if min(args.threads, args.steps, args.layers) < 1:
-        p.error("--threads, --steps and --layers must be at least 1")
+    if min(args.threads, args.steps, args.layers, args.batch) < 1 or args.seq < 2:
+        p.error("--threads, --steps, --layers and --batch must be at least 1, --seq at least 2")
     if args.compare:
         compare(*args.compare)
     else:

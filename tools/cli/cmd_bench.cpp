@@ -263,9 +263,9 @@ void run_bench_ops(const BenchOptions& o) {
 }
 
 // ---- bench step ------------------------------------------------------------------------------
-// One NGDiff unlearning step of the real training loop (trainers::Trainer) on an opt-125m-shaped
-// model with random weights, as `lethe unlearn` runs it; tools/bench/torch_step.py is the same
-// step in PyTorch + transformers.
+// One NGDiff unlearning step of the real training loop (trainers::Trainer) on an opt-125m- or
+// opt-1.3b-shaped model with random weights, as `lethe unlearn` runs it, on the CPU or a GPU;
+// tools/bench/torch_step.py is the same step in PyTorch + transformers.
 
 struct StepBenchOptions {
   std::string method = "ngdiff";  // or sft (lethe finetune's step: one batch, its NLL)
@@ -275,17 +275,18 @@ struct StepBenchOptions {
   bool auto_lr = false;
   int64_t layers = 12;  // opt-125m; fewer only for a quick check
   int64_t lora = 0;     // LoRA rank on every linear layer (0: full fine-tuning)
+  std::string device = "cpu";
+  std::string model = "125m";  // or 1.3b: the shape of the random model
+  int64_t batch = 4;           // samples per micro-batch, forget and retain each
+  int64_t seq = 128;           // tokens per sample (no padding)
   bool json_only = false;
 };
 
-constexpr int64_t kStepBatch = 4;     // samples per micro-batch, forget and retain each
-constexpr int64_t kStepSeqLen = 128;  // tokens per sample (no padding)
-
 // The token ids of sample `index` of set `set` (0 forget, 1 retain): a 64-bit LCG mapped to
 // [4, vocab), so no special token appears. tools/bench/torch_step.py draws the same ids.
-std::vector<int64_t> step_bench_ids(uint64_t set, int64_t index, int64_t vocab) {
+std::vector<int64_t> step_bench_ids(uint64_t set, int64_t index, int64_t vocab, int64_t seq) {
   uint64_t x = (set << 32) + static_cast<uint64_t>(index) + 1;
-  std::vector<int64_t> ids(static_cast<size_t>(kStepSeqLen));
+  std::vector<int64_t> ids(static_cast<size_t>(seq));
   for (int64_t& id : ids) {
     x = x * 6364136223846793005ull + 1442695040888963407ull;
     id = 4 + static_cast<int64_t>((x >> 33) % static_cast<uint64_t>(vocab - 4));
@@ -293,13 +294,14 @@ std::vector<int64_t> step_bench_ids(uint64_t set, int64_t index, int64_t vocab) 
   return ids;
 }
 
-// A tokenized JSONL set: every token labelled except the first (the label shift makes all 127
+// A tokenized JSONL set: every token labelled except the first (the label shift makes all
 // following positions targets, as in HF).
-void write_step_bench_set(const std::string& path, uint64_t set, int64_t samples, int64_t vocab) {
+void write_step_bench_set(const std::string& path, uint64_t set, int64_t samples, int64_t vocab,
+                          int64_t seq) {
   std::ofstream out(path);
   LETHE_CHECK(out.good(), path, ": cannot write");
   for (int64_t i = 0; i < samples; ++i) {
-    const std::vector<int64_t> ids = step_bench_ids(set, i, vocab);
+    const std::vector<int64_t> ids = step_bench_ids(set, i, vocab, seq);
     std::vector<int64_t> labels = ids;
     labels[0] = -100;
     out << nlohmann::json{{"input_ids", ids}, {"labels", labels}}.dump() << '\n';
@@ -383,8 +385,15 @@ double current_rss_mb() {
 void run_bench_step(const StepBenchOptions& o) {
   set_cpu_threads(o.threads, "--threads");  // checked here: the step runs in a child process
   models::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
+  if (o.model == "1.3b") {   // facebook/opt-1.3b's shape
+    config.hidden_size = config.word_embed_proj_dim = 2048;
+    config.ffn_dim = 8192;
+    config.num_attention_heads = 32;
+  }
   config.num_hidden_layers = o.layers;
-  const int64_t samples = kStepBatch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
+  LETHE_CHECK(o.seq <= config.max_position_embeddings, "bench step: --seq ", o.seq,
+              " exceeds the model's ", config.max_position_embeddings, " positions");
+  const int64_t samples = o.batch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
   ScratchDir dir;
   run_in_child(
       [&] {
@@ -392,14 +401,16 @@ void run_bench_step(const StepBenchOptions& o) {
         write_random_opt(config, dir / "model");
       },
       "bench step: writing the random model");
-  write_step_bench_set(dir / "forget.jsonl", 0, samples, config.vocab_size);
-  write_step_bench_set(dir / "retain.jsonl", 1, samples, config.vocab_size);
+  write_step_bench_set(dir / "forget.jsonl", 0, samples, config.vocab_size, o.seq);
+  write_step_bench_set(dir / "retain.jsonl", 1, samples, config.vocab_size, o.seq);
 
   // What `lethe unlearn` (ngdiff) or `lethe finetune` (sft) gets from a recipe; every other key
   // keeps its default.
   const bool sft = o.method == "sft";
   std::map<std::string, std::string> keys = {{"model.path", dir / "model"},
+                                             {"model.device", o.device},
                                              {"model.dtype", o.dtype},
+                                             {"data.max_length", std::to_string(o.seq)},
                                              {"data.format", "tokenized"},
                                              {"data.shuffle", "false"},
                                              {"data.pairing", "sequential"},
@@ -407,7 +418,7 @@ void run_bench_step(const StepBenchOptions& o) {
                                              {"trainer.lr", "1e-5"},
                                              {"trainer.weight_decay", "0.01"},
                                              {"trainer.max_grad_norm", "0"},
-                                             {"trainer.batch_size", std::to_string(kStepBatch)},
+                                             {"trainer.batch_size", std::to_string(o.batch)},
                                              {"trainer.grad_accum", "1"},
                                              {"trainer.max_steps", std::to_string(1 + o.steps)},
                                              {"trainer.threads", std::to_string(o.threads)},
@@ -448,27 +459,33 @@ void run_bench_step(const StepBenchOptions& o) {
   const double peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss: KiB
 
   const std::vector<double> timed(ms.begin() + 1, ms.end());
-  const int64_t tokens = (sft ? 1 : 2) * kStepBatch * kStepSeqLen;  // (forget + retain) per step
+  const int64_t tokens = (sft ? 1 : 2) * o.batch * o.seq;  // (forget + retain) per step
   const double median = median_of(timed);
   const double mean = std::accumulate(timed.begin(), timed.end(), 0.0) / timed.size();
+  const bool cuda = o.device.rfind("cuda", 0) == 0;
+  const std::string gemm = cuda ? "cuBLAS" : cpu_gemm_description();
+  // Model FLOPs per step: 6 per parameter per token (forward 2, backward 4), attention's
+  // T²-terms left out (a lower bound; what MFU figures usually count).
+  const double tflop_s =
+      6.0 * static_cast<double>(params) * static_cast<double>(tokens) / (median / 1e3) / 1e12;
   if (!o.json_only) {
     std::fprintf(
         stderr,
-        "lethe bench step: %s, OPT %lld layers (%.1fM parameters%s), %d x "
-        "%lld x %lld tokens, %s, %d thread(s)\n  GEMMs: %s\n",
+        "lethe bench step: %s, OPT-%s shape, %lld layers (%.1fM parameters%s), %d x "
+        "%lld x %lld tokens, %s, %s, %d thread(s)\n  GEMMs: %s\n",
         sft ? "sft" : (o.auto_lr ? "ngdiff (GeN every 4 steps)" : "ngdiff (GeN off)"),
-        static_cast<long long>(o.layers), static_cast<double>(params) / 1e6,
+        o.model.c_str(), static_cast<long long>(o.layers), static_cast<double>(params) / 1e6,
         o.lora > 0 ? (", LoRA r " + std::to_string(o.lora) + " on every linear").c_str() : "",
-        sft ? 1 : 2, static_cast<long long>(kStepBatch), static_cast<long long>(kStepSeqLen),
-        o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads,
-        cpu_gemm_description().c_str());
+        sft ? 1 : 2, static_cast<long long>(o.batch), static_cast<long long>(o.seq),
+        o.device.c_str(), o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads,
+        gemm.c_str());
     for (size_t i = 0; i < ms.size(); ++i)
       std::fprintf(stderr, "  step %2zu %s %10.1f ms\n", i + 1, i == 0 ? "(warm-up)" : "         ",
                    ms[i]);
     std::fprintf(stderr,
-                 "  median %.1f ms, mean %.1f ms: %.1f tokens/s; peak RSS %.0f MB (%.0f MB after "
-                 "set-up)\n",
-                 median, mean, static_cast<double>(tokens) / (median / 1e3), peak_rss_mb,
+                 "  median %.1f ms, mean %.1f ms: %.1f tokens/s, %.3f model TFLOP/s; peak RSS "
+                 "%.0f MB (%.0f MB after set-up)\n",
+                 median, mean, static_cast<double>(tokens) / (median / 1e3), tflop_s, peak_rss_mb,
                  setup_rss_mb);
   }
   nlohmann::ordered_json line;
@@ -476,10 +493,14 @@ void run_bench_step(const StepBenchOptions& o) {
   line["impl"] = "lethe";
   line["method"] = o.method;
   line["auto_lr"] = o.auto_lr;
-  line["gemm"] = cpu_gemm_description();
+  line["gemm"] = gemm;
+  line["device"] = o.device;
+  line["model"] = o.model;
   line["dtype"] = o.dtype;
   line["threads"] = o.threads;
   line["layers"] = o.layers;
+  line["batch"] = o.batch;
+  line["seq"] = o.seq;
   line["lora"] = o.lora;
   line["tokens_per_step"] = tokens;
   line["steps"] = o.steps;
@@ -487,6 +508,7 @@ void run_bench_step(const StepBenchOptions& o) {
   line["step_ms_min"] = *std::min_element(timed.begin(), timed.end());
   line["step_ms_mean"] = mean;
   line["tokens_per_s"] = static_cast<double>(tokens) / (median / 1e3);
+  line["model_tflop_s"] = tflop_s;
   line["peak_rss_mb"] = peak_rss_mb;
   line["setup_rss_mb"] = setup_rss_mb;
   emit(line);
@@ -615,8 +637,9 @@ void add_bench_command(CLI::App& app) {
   auto so = std::make_shared<StepBenchOptions>();
   CLI::App* step = bench->add_subcommand(
       "step",
-      "Time NGDiff unlearning steps (2 x 4 x 128 tokens) or SFT steps (4 x 128 tokens) of the "
-      "training loop on a random opt-125m-shaped model (table on stderr, JSON Lines on stdout)");
+      "Time NGDiff unlearning steps (forget + retain batches, default 2 x 4 x 128 tokens) or SFT "
+      "steps of the training loop on a random opt-125m- or opt-1.3b-shaped model, on the CPU or "
+      "a GPU (table on stderr, JSON Lines on stdout)");
   step->add_option("--method", so->method,
                    "ngdiff (lethe unlearn: forget + retain batches) or sft (lethe finetune: one "
                    "batch)")
@@ -639,6 +662,18 @@ void add_bench_command(CLI::App& app) {
   step->add_option("--lora", so->lora,
                    "LoRA rank on every linear layer (alpha 2r; 0: full fine-tuning)")
       ->check(CLI::Range(int64_t{0}, int64_t{4096}));
+  step->add_option("--device", so->device, "cpu or cuda[:N] (model.device)")
+      ->check(device_validator())
+      ->capture_default_str();
+  step->add_option("--model", so->model, "The random model's shape: 125m or 1.3b (OPT's)")
+      ->check(CLI::IsMember({"125m", "1.3b"}))
+      ->capture_default_str();
+  step->add_option("--batch", so->batch, "Samples per micro-batch (forget and retain each)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->capture_default_str();
+  step->add_option("--seq", so->seq, "Tokens per sample")
+      ->check(CLI::Range(int64_t{2}, int64_t{2048}))
+      ->capture_default_str();
   step->add_flag("--json", so->json_only, "JSON Lines only: no table on stderr");
   step->callback([so] { run_bench_step(*so); });
 

@@ -1373,6 +1373,54 @@ TEST(CliOnCuda, UnlearnAndFinetuneMatchTheCpuRun) {
   }
 }
 
+// model.dtype: bf16 on CUDA (bf16 GEMM operands; attention's q·kᵀ and p·v on tensor cores, head
+// dim 16) trains like f32: six fine-tuning steps on the tiny TOFU model, every step's loss
+// within 1 % of the f32 run's, and the runs not identical (the bf16 paths ran).
+TEST(CliOnCuda, Bf16LossCurveWithinOnePercentOfF32) {
+  require_cuda_label();
+  const std::string f = "tests/trainers/fixtures/tofu_eval/";
+  auto train = [&](const std::string& dtype) {
+    const fs::path out = temp_path("bf16_curve_" + dtype);
+    Result r = run({"finetune",
+                    "--set",
+                    "model.path=" + f + "model",
+                    "--set",
+                    "data.format=tofu",
+                    "--set",
+                    "data.train=" + f + "retain.json",
+                    "--set",
+                    "model.device=cuda",
+                    "--set",
+                    "model.dtype=" + dtype,
+                    "--set",
+                    "trainer.batch_size=4",
+                    "--set",
+                    "trainer.grad_accum=1",
+                    "--set",
+                    "trainer.max_steps=6",
+                    "--set",
+                    "trainer.lr=1e-3",
+                    "--set",
+                    "trainer.warmup_steps=0",
+                    "--set",
+                    "output.dir=" + out.string()});
+    EXPECT_EQ(r.status, 0) << r.err;
+    const json record = json::parse(read_file(out / "run.json"));
+    std::vector<double> losses;
+    for (const auto& s : record.at("steps")) losses.push_back(s.at("loss").at("train_nll"));
+    return losses;
+  };
+  const std::vector<double> f32 = train("f32"), bf16 = train("bf16");
+  ASSERT_EQ(f32.size(), 6u);
+  ASSERT_EQ(bf16.size(), 6u);
+  double worst = 0;
+  for (size_t i = 0; i < f32.size(); ++i)
+    worst = nan_max(worst, std::fabs(bf16[i] - f32[i]) / std::fabs(f32[i]));
+  EXPECT_LE(worst, 0.01);
+  EXPECT_GT(worst, 0.0) << "bf16 gave f32's losses exactly";
+  EXPECT_LT(f32.back(), f32.front());
+}
+
 // lethe eval on model.device=cuda prints the CPU's table (TOFU probabilities, ROUGE, truth ratio).
 TEST(CliOnCuda, EvalMatchesTheCpu) {
   require_cuda_label();

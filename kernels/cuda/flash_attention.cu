@@ -331,6 +331,39 @@ __device__ __forceinline__ void load_tile_bf16(__nv_bfloat16* dst, const float* 
     dst[idx] = __float2bfloat16(idx / D < valid ? src[idx] : 0.0f);
 }
 
+// C[M × N] = A[M × K] · B[K × N] (or C += … with `accumulate`) on tensor cores, for operands in
+// shared memory: A and B bf16 with the WMMA layouts LA and LB (row_major: element (i, j) at
+// i·ld + j; col_major: at j·ld + i) and leading dimensions lda, ldb; C f32 row-major with ldc.
+// M, N, K are multiples of 16; the 16 × 16 output tiles are shared out over the block's warps
+// (each tile to one warp, so no two warps write the same C). Every thread of the block calls it.
+template <typename LA, typename LB>
+__device__ void smem_mma(float* C, int ldc, const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
+                         int ldb, int M, int N, int K, bool accumulate) {
+  namespace wmma = nvcuda::wmma;
+  constexpr bool a_row = std::is_same_v<LA, wmma::row_major>;
+  constexpr bool b_row = std::is_same_v<LB, wmma::row_major>;
+  const int warps = static_cast<int>(blockDim.x) / 32, tiles_n = N / 16;
+  for (int t = static_cast<int>(threadIdx.x) / 32; t < (M / 16) * tiles_n; t += warps) {
+    const int tm = t / tiles_n, tn = t % tiles_n;
+    float* c = C + tm * 16 * ldc + tn * 16;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    if (accumulate)
+      wmma::load_matrix_sync(acc, c, static_cast<unsigned>(ldc), wmma::mem_row_major);
+    else
+      wmma::fill_fragment(acc, 0.0f);
+    for (int kk = 0; kk < K; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, LA> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, LB> fb;
+      wmma::load_matrix_sync(fa, a_row ? A + tm * 16 * lda + kk : A + kk * lda + tm * 16,
+                             static_cast<unsigned>(lda));
+      wmma::load_matrix_sync(fb, b_row ? B + kk * ldb + tn * 16 : B + tn * 16 * ldb + kk,
+                             static_cast<unsigned>(ldb));
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(c, acc, static_cast<unsigned>(ldc), wmma::mem_row_major);
+  }
+}
+
 __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
   namespace wmma = nvcuda::wmma;
   LETHE_DYNAMIC_SHARED(smem_raw);
@@ -348,7 +381,6 @@ __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
   float* salpha = sl + kBr;                                     // this tile's rescaling
   const int64_t bh = blockIdx.y, b = bh / a.heads;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
-  const int warp = threadIdx.x / 32;
   const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;
   const float* q = static_cast<const float*>(a.q) + (bh * Tq + q0) * D;
   const float* k = static_cast<const float*>(a.k) + bh * kvs;
@@ -367,19 +399,10 @@ __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
     load_tile_bf16(sk, k + k0 * D, kBc, Tk - k0, D);
     load_tile_bf16(sv, v + k0 * D, kBc, Tk - k0, D);
     __syncthreads();
-    {  // scores: warp w computes the 16 × 16 tile (w / 2, w % 2) of q·kᵀ
-      const int tr = warp / 2, tc = warp % 2;
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
-      for (int64_t kk = 0; kk < D; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
-        wmma::load_matrix_sync(fa, sq + tr * 16 * D + kk, static_cast<unsigned>(D));
-        wmma::load_matrix_sync(fb, sk + tc * 16 * D + kk, static_cast<unsigned>(D));
-        wmma::mma_sync(acc, fa, fb, acc);
-      }
-      wmma::store_matrix_sync(ss + tr * 16 * kBc + tc * 16, acc, kBc, wmma::mem_row_major);
-    }
+    // The raw scores q·kᵀ (k as a column-major B: element (d, j) at j·D + d).
+    smem_mma<wmma::row_major, wmma::col_major>(ss, kBc, sq, static_cast<int>(D), sk,
+                                               static_cast<int>(D), kBr, kBc, static_cast<int>(D),
+                                               false);
     __syncthreads();
     // The online softmax: the last warp's lane r owns row r (the last warp, so that under the
     // emulator, which runs warps in order, a missing barrier before p·v reads stale values).
@@ -411,22 +434,10 @@ __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
       salpha[r] = alpha;
     }
     __syncthreads();
-    // p·v: the 2 × D/16 output tiles, shared out over the warps.
-    const int col_tiles = static_cast<int>(D / 16);
-    for (int t = warp; t < 2 * col_tiles; t += kFlashThreads / 32) {
-      const int tr = t / col_tiles, tc = t % col_tiles;
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
-      for (int kk = 0; kk < kBc; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb;
-        wmma::load_matrix_sync(fa, sp + tr * 16 * kBc + kk, kBc);
-        wmma::load_matrix_sync(fb, sv + kk * D + tc * 16, static_cast<unsigned>(D));
-        wmma::mma_sync(acc, fa, fb, acc);
-      }
-      wmma::store_matrix_sync(spv + tr * 16 * D + tc * 16, acc, static_cast<unsigned>(D),
-                              wmma::mem_row_major);
-    }
+    // This tile's p·v.
+    smem_mma<wmma::row_major, wmma::row_major>(spv, static_cast<int>(D), sp, kBc, sv,
+                                               static_cast<int>(D), kBr, static_cast<int>(D), kBc,
+                                               false);
     __syncthreads();
     for (int64_t idx = threadIdx.x; idx < kBr * D; idx += blockDim.x)
       so[idx] = so[idx] * salpha[idx / D] + spv[idx];
@@ -442,6 +453,161 @@ __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
     if (q0 + r >= Tq || !a.lse) continue;
     a.lse[bh * Tq + q0 + r] = sl[r] > 0.0f ? sm[r] + logf(sl[r]) : -INFINITY;
   }
+}
+
+// The backward in bf16 compute: the same schedule as the f32 kernels, with every tile product on
+// tensor cores (s = q·kᵀ and dp = dO·vᵀ, then dv += pᵀ·dO and dk += dSᵀ·q per key tile, dq += dS·k
+// per query tile); q, k, v, dO, p and dS enter the products as bf16, the probabilities are
+// recomputed in f32 from the saved lse, and the gradients accumulate in f32 in shared memory.
+
+// Byte offsets of the bf16 backward kernels' shared arrays (32-byte aligned for WMMA).
+struct Bf16BackwardLayout {
+  size_t q, dout, k, v, s, dp, p, ds, acc1, acc2, stats, total;
+  __host__ __device__ explicit Bf16BackwardLayout(int64_t D) {
+    size_t at = 0;
+    const size_t d = static_cast<size_t>(D), h = sizeof(__nv_bfloat16), f = sizeof(float);
+    q = Bf16Layout::take(at, kBr * d * h);
+    dout = Bf16Layout::take(at, kBr * d * h);
+    k = Bf16Layout::take(at, kBc * d * h);
+    v = Bf16Layout::take(at, kBc * d * h);
+    s = Bf16Layout::take(at, kBr * kBc * f);
+    dp = Bf16Layout::take(at, kBr * kBc * f);
+    p = Bf16Layout::take(at, kBr * kBc * h);
+    ds = Bf16Layout::take(at, kBr * kBc * h);
+    acc1 = Bf16Layout::take(at, (kBr > kBc ? kBr : kBc) * d * f);  // dk, or dq
+    acc2 = Bf16Layout::take(at, kBc * d * f);                      // dv
+    stats = Bf16Layout::take(at, 2 * kBr * f);                     // lse, delta per query row
+    total = at;
+  }
+};
+
+// s = q·kᵀ and dp = dO·vᵀ of the current tiles, then p and dS (bf16) elementwise; zero where j
+// is hidden from i or i sees no key.
+__device__ void backward_tile_bf16(const AttentionArgs& a, int64_t b, int64_t q0, int64_t k0,
+                                   unsigned char* smem, const Bf16BackwardLayout& L) {
+  namespace wmma = nvcuda::wmma;
+  const int D = static_cast<int>(a.head_dim);
+  auto* sq = reinterpret_cast<__nv_bfloat16*>(smem + L.q);
+  auto* sdo = reinterpret_cast<__nv_bfloat16*>(smem + L.dout);
+  auto* sk = reinterpret_cast<__nv_bfloat16*>(smem + L.k);
+  auto* sv = reinterpret_cast<__nv_bfloat16*>(smem + L.v);
+  auto* ss = reinterpret_cast<float*>(smem + L.s);
+  auto* sdp = reinterpret_cast<float*>(smem + L.dp);
+  auto* sp = reinterpret_cast<__nv_bfloat16*>(smem + L.p);
+  auto* sds = reinterpret_cast<__nv_bfloat16*>(smem + L.ds);
+  const float* slse = reinterpret_cast<float*>(smem + L.stats);
+  const float* sdelta = slse + kBr;
+  smem_mma<wmma::row_major, wmma::col_major>(ss, kBc, sq, D, sk, D, kBr, kBc, D, false);
+  smem_mma<wmma::row_major, wmma::col_major>(sdp, kBc, sdo, D, sv, D, kBr, kBc, D, false);
+  __syncthreads();
+  const float scale = static_cast<float>(a.scale);
+  for (int idx = threadIdx.x; idx < kBr * kBc; idx += blockDim.x) {
+    const int rr = idx / kBc, cc = idx % kBc;
+    const int64_t i = q0 + rr, j = k0 + cc;
+    float p = 0.0f, ds = 0.0f;
+    if (i < a.q_len && j < a.kv_len && slse[rr] != -INFINITY && sees(a, b, i, j)) {
+      p = expf(scale * ss[idx] - slse[rr]);
+      ds = p * (sdp[idx] - sdelta[rr]);
+    }
+    sp[idx] = __float2bfloat16(p);
+    sds[idx] = __float2bfloat16(ds);
+  }
+  __syncthreads();
+}
+
+__device__ void load_row_stats_f32(float* slse, float* sdelta, const float* lse, const float* delta,
+                                   int64_t first, int64_t valid) {
+  for (int rr = threadIdx.x; rr < kBr; rr += blockDim.x) {
+    const bool ok = rr < valid;
+    slse[rr] = ok ? lse[first + rr] : -INFINITY;
+    sdelta[rr] = ok ? delta[first + rr] : 0.0f;
+  }
+}
+
+// Grid (key tiles, batch · heads): dk and dv of one key tile, accumulated over the query tiles.
+__global__ void flash_backward_dkv_bf16_kernel(AttentionBackwardArgs args, const float* delta) {
+  namespace wmma = nvcuda::wmma;
+  LETHE_DYNAMIC_SHARED(smem_raw);
+  const AttentionArgs& a = args.fwd;
+  const int64_t Tq = a.q_len, Tk = a.kv_len, D = a.head_dim;
+  const Bf16BackwardLayout L(D);
+  auto* sq = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.q);
+  auto* sdo = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.dout);
+  auto* sp = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.p);
+  auto* sds = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.ds);
+  auto* sdk = reinterpret_cast<float*>(smem_raw + L.acc1);  // [kBc, D]
+  auto* sdv = reinterpret_cast<float*>(smem_raw + L.acc2);  // [kBc, D]
+  auto* slse = reinterpret_cast<float*>(smem_raw + L.stats);
+  const int64_t bh = blockIdx.y, b = bh / a.heads;
+  const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBc;
+  const float* q = static_cast<const float*>(a.q) + bh * Tq * D;
+  const float* dout = static_cast<const float*>(args.dout) + bh * Tq * D;
+  const int d = static_cast<int>(D);
+
+  load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.k),
+                 static_cast<const float*>(a.k) + (bh * Tk + k0) * D, kBc, Tk - k0, D);
+  load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.v),
+                 static_cast<const float*>(a.v) + (bh * Tk + k0) * D, kBc, Tk - k0, D);
+  for (int64_t idx = threadIdx.x; idx < kBc * D; idx += blockDim.x) sdk[idx] = sdv[idx] = 0.0f;
+  for (int64_t q0 = query_begin(a, k0) / kBr * kBr; q0 < Tq; q0 += kBr) {
+    __syncthreads();
+    load_tile_bf16(sq, q + q0 * D, kBr, Tq - q0, D);
+    load_tile_bf16(sdo, dout + q0 * D, kBr, Tq - q0, D);
+    load_row_stats_f32(slse, slse + kBr, a.lse, delta, bh * Tq + q0, Tq - q0);
+    __syncthreads();
+    backward_tile_bf16(a, b, q0, k0, smem_raw, L);
+    // pᵀ and dSᵀ: the [kBr, kBc] row-major tiles read as column-major [kBc, kBr] A operands.
+    smem_mma<wmma::col_major, wmma::row_major>(sdv, d, sp, kBc, sdo, d, kBc, d, kBr, true);
+    smem_mma<wmma::col_major, wmma::row_major>(sdk, d, sds, kBc, sq, d, kBc, d, kBr, true);
+  }
+  __syncthreads();
+  const float scale = static_cast<float>(a.scale);
+  for (int64_t idx = threadIdx.x; idx < kBc * D; idx += blockDim.x) {
+    const int64_t j = k0 + idx / D;
+    if (j >= Tk) continue;
+    if (args.dk) static_cast<float*>(args.dk)[(bh * Tk + k0) * D + idx] = scale * sdk[idx];
+    if (args.dv) static_cast<float*>(args.dv)[(bh * Tk + k0) * D + idx] = sdv[idx];
+  }
+}
+
+// Grid (query tiles, batch · heads): dq of one query tile, accumulated over the key tiles.
+__global__ void flash_backward_dq_bf16_kernel(AttentionBackwardArgs args, const float* delta) {
+  namespace wmma = nvcuda::wmma;
+  LETHE_DYNAMIC_SHARED(smem_raw);
+  const AttentionArgs& a = args.fwd;
+  const int64_t Tq = a.q_len, Tk = a.kv_len, D = a.head_dim;
+  const Bf16BackwardLayout L(D);
+  auto* sk = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.k);
+  auto* sv = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.v);
+  auto* sds = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.ds);
+  auto* sdq = reinterpret_cast<float*>(smem_raw + L.acc1);  // [kBr, D]
+  auto* slse = reinterpret_cast<float*>(smem_raw + L.stats);
+  const int64_t bh = blockIdx.y, b = bh / a.heads;
+  const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
+  const float* k = static_cast<const float*>(a.k) + bh * Tk * D;
+  const float* v = static_cast<const float*>(a.v) + bh * Tk * D;
+  const int d = static_cast<int>(D);
+
+  load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.q),
+                 static_cast<const float*>(a.q) + (bh * Tq + q0) * D, kBr, Tq - q0, D);
+  load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.dout),
+                 static_cast<const float*>(args.dout) + (bh * Tq + q0) * D, kBr, Tq - q0, D);
+  load_row_stats_f32(slse, slse + kBr, a.lse, delta, bh * Tq + q0, Tq - q0);
+  for (int64_t idx = threadIdx.x; idx < kBr * D; idx += blockDim.x) sdq[idx] = 0.0f;
+  const int64_t end = key_end(a, q0);
+  for (int64_t k0 = 0; k0 < end; k0 += kBc) {
+    __syncthreads();
+    load_tile_bf16(sk, k + k0 * D, kBc, Tk - k0, D);
+    load_tile_bf16(sv, v + k0 * D, kBc, Tk - k0, D);
+    __syncthreads();
+    backward_tile_bf16(a, b, q0, k0, smem_raw, L);
+    smem_mma<wmma::row_major, wmma::row_major>(sdq, d, sds, kBc, sk, d, kBr, d, kBc, true);
+  }
+  __syncthreads();
+  const float scale = static_cast<float>(a.scale);
+  for (int64_t idx = threadIdx.x; idx < kBr * D; idx += blockDim.x)
+    if (q0 + idx / D < Tq)
+      static_cast<float*>(args.dq)[(bh * Tq + q0) * D + idx] = scale * sdq[idx];
 }
 
 // Raises a kernel's dynamic shared-memory limit past the 48 KB default when needed.
@@ -499,6 +665,26 @@ void flash_attention_backward(CudaBackend& be, const AttentionBackwardArgs& args
       launch("attention_backward (flash delta)", flash_delta_kernel<T>, grid_for(rows), kThreads, 0,
              rows, D, static_cast<const T*>(a.out), static_cast<const T*>(args.dout),
              delta.as<T>());
+    if constexpr (std::is_same_v<T, float>) {
+      if (a.compute == GemmCompute::bf16 && D % 16 == 0) {
+        const size_t bytes = Bf16BackwardLayout(D).total;
+        if (bh > 0 && a.kv_len > 0 && (args.dk || args.dv)) {
+          allow_shared(flash_backward_dkv_bf16_kernel, bytes, be.props(),
+                       "attention_backward (flash bf16)");
+          launch("attention_backward (flash bf16 dk, dv)", flash_backward_dkv_bf16_kernel,
+                 tiles(a.kv_len, kBc, bh), kFlashThreads, bytes, args,
+                 static_cast<const float*>(delta.as<float>()));
+        }
+        if (rows > 0 && args.dq) {
+          allow_shared(flash_backward_dq_bf16_kernel, bytes, be.props(),
+                       "attention_backward (flash bf16)");
+          launch("attention_backward (flash bf16 dq)", flash_backward_dq_bf16_kernel,
+                 tiles(a.q_len, kBr, bh), kFlashThreads, bytes, args,
+                 static_cast<const float*>(delta.as<float>()));
+        }
+        return;
+      }
+    }
     if (bh > 0 && a.kv_len > 0 && (args.dk || args.dv)) {
       const size_t shmem = (2 * (kBr + kBc) * D + 2 * kBr * kPad + 2 * kBr) * sizeof(T);
       allow_shared(flash_backward_dkv_kernel<T>, shmem, be.props(), "attention_backward (flash)");

@@ -102,6 +102,18 @@ std::string cpu_gemm_description();
 
 // ---- normalisation, softmax --------------------------------------------------------------------
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+
+// The residual add fused with the layer norm that follows it (a pre-LN decoder's `h = r + a;
+// layer_norm(h)`): sum = x + residual and normed = layer_norm(sum, weight, bias, eps), computed in
+// one pass per row — the same numbers as add then layer_norm on every backend, bit for bit — with
+// the same gradients (the sum's gradient is what flows back from both of its uses). x and
+// residual have the same shape.
+struct ResidualNorm {
+  Tensor sum;
+  Tensor normed;
+};
+ResidualNorm add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                            const Tensor& bias, double eps = 1e-5);
 Tensor softmax(const Tensor& x);      // over the last dim
 Tensor log_softmax(const Tensor& x);  // over the last dim
 

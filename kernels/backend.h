@@ -173,6 +173,13 @@ class Backend {
   virtual void layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                  const void* gamma, const void* beta, double eps, void* y,
                                  double* mean, double* rstd) = 0;
+  // The residual add fused with the layer norm that reads it: sum = x + residual (written) and
+  // y = layernorm(sum) per row, each the same numbers as binary add followed by
+  // layernorm_forward on this backend (bit for bit), in one pass over the rows.
+  virtual void add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                     const void* residual, const void* gamma, const void* beta,
+                                     double eps, void* sum, void* y, double* mean,
+                                     double* rstd) = 0;
   // dx written; dgamma/dbeta accumulated (+=) when non-null.
   virtual void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                   const void* gamma, const double* mean, const double* rstd,

@@ -149,6 +149,20 @@ Tensor unary_op(UnaryOp op, const Tensor& x_in, const char* name) {
 Tensor add(const Tensor& a, const Tensor& b) {
   return binary_op(BinaryOp::add, a, b, "add");
 }
+
+namespace ops_detail {
+
+void attach_add_node(Tensor& out, const Tensor& a, const Tensor& b) {
+  auto node = std::make_shared<BinaryBackward>();
+  node->op = BinaryOp::add;
+  node->a_shape = a.shape();
+  node->b_shape = b.shape();
+  node->need_a = a.requires_grad();
+  node->need_b = b.requires_grad();
+  attach_node(out, node, {&a, &b});
+}
+
+}  // namespace ops_detail
 Tensor sub(const Tensor& a, const Tensor& b) {
   return binary_op(BinaryOp::sub, a, b, "sub");
 }

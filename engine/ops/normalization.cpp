@@ -81,21 +81,47 @@ Tensor softmax_impl(const Tensor& x_in, bool log) {
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
-  check_defined("layer_norm", x_in, "input");
-  check_float_inputs("layer_norm", {&x_in, &weight, &bias});
-  LETHE_CHECK(x_in.dim() >= 1, "layer_norm: input must have at least 1 dim, got a scalar ",
-              x_in.str());
+namespace {
+
+// layer_norm's checks, shared with add_layer_norm (`op` names the caller).
+void check_layer_norm(const char* op, const Tensor& x_in, const Tensor& weight, const Tensor& bias,
+                      double eps) {
+  check_defined(op, x_in, "input");
+  check_float_inputs(op, {&x_in, &weight, &bias});
+  LETHE_CHECK(x_in.dim() >= 1, op, ": input must have at least 1 dim, got a scalar ", x_in.str());
   const int64_t cols = x_in.size(-1);
-  LETHE_CHECK(cols > 0, "layer_norm: input ", brief(x_in), " has an empty last dim");
+  LETHE_CHECK(cols > 0, op, ": input ", brief(x_in), " has an empty last dim");
   for (const auto& [t, what] : {std::pair{&weight, "weight"}, std::pair{&bias, "bias"}}) {
     if (!t->defined()) continue;
-    LETHE_CHECK(t->dim() == 1 && t->shape()[0] == cols, "layer_norm: ", what, " ", brief(*t),
+    LETHE_CHECK(t->dim() == 1 && t->shape()[0] == cols, op, ": ", what, " ", brief(*t),
                 " must have shape [", cols, "] to match the last dim of input ", brief(x_in));
   }
-  LETHE_CHECK(std::isfinite(eps) && eps >= 0.0, "layer_norm: eps must be finite and >= 0, got ",
-              eps);
-  const int64_t rows = x_in.numel() / cols;
+  LETHE_CHECK(std::isfinite(eps) && eps >= 0.0, op, ": eps must be finite and >= 0, got ", eps);
+}
+
+// The normalisation's graph node: y's gradient flows back to `x_in` (whose contiguous values the
+// kernel read as `x`), weight and bias.
+void attach_layer_norm_node(Tensor& y, const Tensor& x_in, const Tensor& x, const Tensor& weight,
+                            const Tensor& w, const Tensor& bias, const Tensor& mean,
+                            const Tensor& rstd) {
+  auto node = std::make_shared<LayerNormBackward>();
+  node->x = x;
+  node->weight = w;
+  node->mean = mean;
+  node->rstd = rstd;
+  node->cols = x.size(-1);
+  node->rows = x.numel() / node->cols;
+  node->need_x = x_in.requires_grad();
+  node->need_w = weight.defined() && weight.requires_grad();
+  node->need_b = bias.defined() && bias.requires_grad();
+  attach_node(y, node, {&x_in, &weight, &bias});
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
+  check_layer_norm("layer_norm", x_in, weight, bias, eps);
+  const int64_t cols = x_in.size(-1), rows = x_in.numel() / cols;
   Tensor x, w, b;
   {
     NoGradGuard ng;
@@ -113,20 +139,46 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
                            b.defined() ? b.data_ptr() : nullptr, eps, y.data_ptr(),
                            mean.data<double>(), rstd.data<double>());
   }
-  if (any_requires_grad({&x_in, &weight, &bias})) {
-    auto node = std::make_shared<LayerNormBackward>();
-    node->x = x;
-    node->weight = w;
-    node->mean = mean;
-    node->rstd = rstd;
-    node->rows = rows;
-    node->cols = cols;
-    node->need_x = x_in.requires_grad();
-    node->need_w = weight.defined() && weight.requires_grad();
-    node->need_b = bias.defined() && bias.requires_grad();
-    attach_node(y, node, {&x_in, &weight, &bias});
-  }
+  if (any_requires_grad({&x_in, &weight, &bias}))
+    attach_layer_norm_node(y, x_in, x, weight, w, bias, mean, rstd);
   return y;
+}
+
+ResidualNorm add_layer_norm(const Tensor& x_in, const Tensor& residual_in, const Tensor& weight,
+                            const Tensor& bias, double eps) {
+  check_layer_norm("add_layer_norm", x_in, weight, bias, eps);
+  check_defined("add_layer_norm", residual_in, "residual");
+  check_float_inputs("add_layer_norm", {&x_in, &residual_in});
+  LETHE_CHECK(residual_in.shape() == x_in.shape() && residual_in.device() == x_in.device(),
+              "add_layer_norm: residual ", brief(residual_in), " on ", residual_in.device().str(),
+              " must match input ", brief(x_in), " on ", x_in.device().str());
+  const int64_t cols = x_in.size(-1), rows = x_in.numel() / cols;
+  Tensor x, r, w, b;
+  {
+    NoGradGuard ng;
+    x = x_in.detach().contiguous();
+    r = residual_in.detach().contiguous();
+    if (weight.defined()) w = weight.detach().contiguous();
+    if (bias.defined()) b = bias.detach().contiguous();
+  }
+  ResidualNorm out;
+  out.sum = Tensor::empty(x.shape(), x.dtype(), x.device());
+  out.normed = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor mean = Tensor::empty({rows}, DType::f64, x.device());
+  Tensor rstd = Tensor::empty({rows}, DType::f64, x.device());
+  if (rows > 0) {
+    backend(x.device())
+        .add_layernorm_forward(x.dtype(), rows, cols, x.data_ptr(), r.data_ptr(),
+                               w.defined() ? w.data_ptr() : nullptr,
+                               b.defined() ? b.data_ptr() : nullptr, eps, out.sum.data_ptr(),
+                               out.normed.data_ptr(), mean.data<double>(), rstd.data<double>());
+  }
+  // The graph of add then layer_norm: the sum's node passes its gradient to x and residual; the
+  // norm's reads the sum, so the sum's gradient is what flows back from both of its uses.
+  if (any_requires_grad({&x_in, &residual_in})) attach_add_node(out.sum, x_in, residual_in);
+  if (any_requires_grad({&out.sum, &weight, &bias}))
+    attach_layer_norm_node(out.normed, out.sum, out.sum.detach(), weight, w, bias, mean, rstd);
+  return out;
 }
 
 Tensor softmax(const Tensor& x) {

@@ -108,6 +108,22 @@ void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gam
     layernorm_forward_row(cols, x + r * cols, gamma, beta, eps, y + r * cols, mean + r, rstd + r);
 }
 
+// Each row's sum x + residual first (one IEEE add per element, as binary add), then its norm.
+template <typename T>
+void add_layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* residual,
+                                const T* gamma, const T* beta, double eps, T* sum, T* y,
+                                double* mean, double* rstd) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    const T* rr = residual + r * cols;
+    T* sr = sum + r * cols;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) sr[c] = xr[c] + rr[c];
+    layernorm_forward_row(cols, sr, gamma, beta, eps, y + r * cols, mean + r, rstd + r);
+  }
+}
+
 // dgamma/dbeta: one partial sum per fixed block of rows, added in block order at the end, so the
 // result is bit-identical whatever the thread count and schedule (a training run reruns exactly).
 template <typename T>
@@ -206,6 +222,19 @@ void CpuBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, cons
     using T = decltype(tag);
     layernorm_forward_impl<T>(rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
                               static_cast<const T*>(beta), eps, static_cast<T*>(y), mean, rstd);
+  });
+}
+
+void CpuBackend::add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                       const void* residual, const void* gamma, const void* beta,
+                                       double eps, void* sum, void* y, double* mean, double* rstd) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "add_layernorm_forward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "add_layernorm_forward", [&](auto tag) {
+    using T = decltype(tag);
+    add_layernorm_forward_impl<T>(rows, cols, static_cast<const T*>(x),
+                                  static_cast<const T*>(residual), static_cast<const T*>(gamma),
+                                  static_cast<const T*>(beta), eps, static_cast<T*>(sum),
+                                  static_cast<T*>(y), mean, rstd);
   });
 }
 

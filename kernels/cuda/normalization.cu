@@ -19,11 +19,18 @@ int row_threads(int64_t cols) {
 template <typename T>
 __global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
                                          const T* beta, T eps, T* y, double* mean_out,
-                                         double* rstd_out) {
+                                         double* rstd_out, const T* residual, T* sum) {
   __shared__ T scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
+    if (residual) {  // the fused residual add: the row's sum first, then its norm
+      T* sr = sum + r * cols;
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+        sr[c] = xr[c] + residual[r * cols + c];
+      __syncthreads();
+      xr = sr;
+    }
     // Summing x - x[0] keeps partial sums small when the row has a large common offset (as the
     // CPU backend does).
     const T x0 = xr[0];
@@ -155,7 +162,22 @@ void CudaBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, con
     if (rows <= 0 || cols <= 0) return;
     launch("layernorm_forward", layernorm_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
            rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
-           static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd);
+           static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd,
+           static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
+  });
+}
+
+void CudaBackend::add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                        const void* residual, const void* gamma, const void* beta,
+                                        double eps, void* sum, void* y, double* mean,
+                                        double* rstd) {
+  cuda_dispatch_float(dtype, "add_layernorm_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    launch("add_layernorm_forward", layernorm_forward_kernel<T>, row_blocks(rows),
+           row_threads(cols), 0, rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
+           static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd,
+           static_cast<const T*>(residual), static_cast<T*>(sum));
   });
 }
 

@@ -170,7 +170,7 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
 
   Tensor h = embedding(P("embed_tokens.weight"), ids, pad);
   if (proj) h = linear(h, P("project_in.weight"));
-  h = add(h, embedding(P("embed_positions.weight"), pos_ids));
+  const Tensor positions = embedding(P("embed_positions.weight"), pos_ids);
 
   const double qscale = 1.0 / std::sqrt(static_cast<double>(hd));
   const bool pre = c.do_layer_norm_before;
@@ -193,10 +193,21 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
       }
     }
   }
+  // A residual add followed by a layer norm runs as one fused op (add_layer_norm: the same
+  // numbers); `r` is the residual stream, `h` what the next sublayer reads.
+  auto add_ln = [&](const Tensor& x, const Tensor& residual, const std::string& n, Tensor& r_out) {
+    ResidualNorm rn = add_layer_norm(x, residual, opt(n + ".weight"), opt(n + ".bias"), 1e-5);
+    r_out = rn.sum;
+    return rn.normed;
+  };
+  Tensor r;
+  if (pre && c.num_hidden_layers > 0)
+    h = add_ln(h, positions, "layers.0.self_attn_layer_norm", r);
+  else
+    h = add(h, positions);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
-    Tensor r = h;
-    if (pre) h = ln(h, p + "self_attn_layer_norm");
+    if (!pre) r = h;
     Tensor q = heads(scale(lin(h, p + "self_attn.q_proj"), qscale));
     Tensor k = heads(lin(h, p + "self_attn.k_proj"));
     Tensor v = heads(lin(h, p + "self_attn.v_proj"));
@@ -225,19 +236,28 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
     a = lin(a, p + "self_attn.out_proj");
     a = dropout(a, p_drop, options.training, options.dropout_seed,
                 static_cast<uint64_t>(2 * i) * site_stride);
-    h = add(r, a);
-    if (!pre) h = ln(h, p + "self_attn_layer_norm");
+    Tensor unused;
+    if (pre)
+      h = add_ln(a, r, p + "final_layer_norm", r);
+    else
+      h = add_ln(a, r, p + "self_attn_layer_norm", unused);  // post-LN: the norm is the stream
 
-    r = h;
-    if (pre) h = ln(h, p + "final_layer_norm");
+    if (!pre) r = h;
     h = lin(apply_linear_relu(p + "fc1", h, P(p + "fc1.weight"), opt(p + "fc1.bias")), p + "fc2");
     h = dropout(h, p_drop, options.training, options.dropout_seed,
                 static_cast<uint64_t>(2 * i + 1) * site_stride);
-    h = add(r, h);
-    if (!pre) h = ln(h, p + "final_layer_norm");
+    if (!pre) {
+      h = add_ln(h, r, p + "final_layer_norm", unused);
+    } else if (i + 1 < c.num_hidden_layers) {
+      h = add_ln(h, r, "layers." + std::to_string(i + 1) + ".self_attn_layer_norm", r);
+    } else if (!c.remove_final_layer_norm) {
+      h = add_ln(h, r, "final_layer_norm", r);
+    } else {
+      h = add(h, r);
+    }
   }
   if (cache) cache->filled = Tk;
-  if (pre && !c.remove_final_layer_norm) h = ln(h, "final_layer_norm");
+  if (pre && c.num_hidden_layers == 0 && !c.remove_final_layer_norm) h = ln(h, "final_layer_norm");
   if (proj) h = linear(h, P("project_out.weight"));
   return h;
 }

@@ -11,6 +11,7 @@
 #include "cuda_test_util.h"
 #include "kernels/cuda/cuda_debug.h"
 #include "kernels/error.h"
+#include "tests/common/compare.h"
 
 namespace lethe::testing {
 namespace {
@@ -456,6 +457,46 @@ TEST(CudaBackend, GemmAllTransposesBatchesBiasAndBf16) {
 
 // ---- heavier primitives against the CPU backend (the reference) ---------------------------------
 
+// The fused residual add + layer norm (add_layernorm_forward) gives what binary add followed by
+// layernorm_forward gives on the same device, bit for bit (sum, norm, mean, rstd), on odd row
+// widths with a large common offset; and within 1e-5 of the CPU's fused primitive. Poisoned
+// outputs.
+TEST(CudaBackend, FusedResidualLayernormIsAddThenLayernorm) {
+  LETHE_REQUIRE_CUDA(gpu);
+  for (int64_t cols : {1, 7, 33, 1023, 4097}) {
+    SCOPED_TRACE(cols);
+    const int64_t rows = 5;
+    const size_t n = static_cast<size_t>(rows * cols);
+    std::vector<float> x = random_as<float>(n, 1, 40, 44), r = random_as<float>(n, 2, -1, 1);
+    std::vector<float> gamma = random_as<float>(cols, 3, 0.5, 1.5),
+                       beta = random_as<float>(cols, 4, -0.5, 0.5);
+    DeviceBuffer dx = upload(*gpu, x), dr = upload(*gpu, r), dg = upload(*gpu, gamma),
+                 db = upload(*gpu, beta);
+    DeviceBuffer sum = poisoned<float>(*gpu, n), y = poisoned<float>(*gpu, n),
+                 mean = poisoned<double>(*gpu, rows), rstd = poisoned<double>(*gpu, rows);
+    gpu->add_layernorm_forward(DType::f32, rows, cols, dx.get(), dr.get(), dg.get(), db.get(), 1e-5,
+                               sum.get(), y.get(), mean.as<double>(), rstd.as<double>());
+    const Layout flat = make_layout({rows * cols}, {1});
+    DeviceBuffer sum2 = poisoned<float>(*gpu, n), y2 = poisoned<float>(*gpu, n),
+                 mean2 = poisoned<double>(*gpu, rows), rstd2 = poisoned<double>(*gpu, rows);
+    gpu->binary(kernels::BinaryOp::add, DType::f32, sum2.get(), flat, dx.get(), flat, dr.get(),
+                flat);
+    gpu->layernorm_forward(DType::f32, rows, cols, sum2.get(), dg.get(), db.get(), 1e-5, y2.get(),
+                           mean2.as<double>(), rstd2.as<double>());
+    EXPECT_EQ(download<float>(*gpu, sum, n), download<float>(*gpu, sum2, n));
+    EXPECT_EQ(download<float>(*gpu, y, n), download<float>(*gpu, y2, n));
+    EXPECT_EQ(download<double>(*gpu, mean, rows), download<double>(*gpu, mean2, rows));
+    EXPECT_EQ(download<double>(*gpu, rstd, rows), download<double>(*gpu, rstd2, rows));
+    std::vector<float> want_sum(n), want_y(n);
+    std::vector<double> want_mean(rows), want_rstd(rows);
+    kernels::cpu_backend().add_layernorm_forward(DType::f32, rows, cols, x.data(), r.data(),
+                                                 gamma.data(), beta.data(), 1e-5, want_sum.data(),
+                                                 want_y.data(), want_mean.data(), want_rstd.data());
+    EXPECT_EQ(download<float>(*gpu, sum, n), want_sum);  // one IEEE add each
+    EXPECT_LE(rel_error(download<float>(*gpu, y, n), want_y), 1e-5);
+  }
+}
+
 TEST(CudaBackend, SoftmaxAndLayernormMatchCpu) {
   LETHE_REQUIRE_CUDA(gpu);
   Backend& cpu = kernels::cpu_backend();
@@ -722,7 +763,7 @@ double max_rel_error(const std::vector<double>& got, const std::vector<double>& 
       continue;
     }
     if (std::isnan(got[i]) || std::isnan(want[i])) return NAN;
-    worst = std::max(worst, std::fabs(got[i] - want[i]));
+    worst = nan_max(worst, std::fabs(got[i] - want[i]));
     scale = std::max(scale, std::fabs(want[i]));
   }
   return scale > 0 ? worst / scale : worst;

@@ -14,6 +14,7 @@
 #include <cuda_fp16.h>
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/emu/wmma.h"
+#include "tests/common/compare.h"
 
 namespace lethe::kernels {
 namespace {
@@ -340,7 +341,7 @@ TEST(CudaEmulator, WmmaMultipliesTilesAsAWarpCollective) {
           for (int k = 0; k < 16; ++k)
             want += static_cast<double>(__bfloat162float(ab[w * 256 + at(r, k, a_row)])) *
                     __bfloat162float(bb[w * 256 + at(k, col, b_row)]);
-          worst = std::max(worst, std::fabs(d[w * 256 + at(r, col, c_row)] - want));
+          worst = lethe::testing::nan_max(worst, std::fabs(d[w * 256 + at(r, col, c_row)] - want));
         }
     EXPECT_LE(worst, 1e-4);
     cudaFree(da);

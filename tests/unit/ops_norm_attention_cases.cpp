@@ -1,5 +1,5 @@
-// Op-table rows for layer_norm, softmax, log_softmax and attention (causal, padded, KV-cache
-// shaped, fully masked rows, several query blocks).
+// Op-table rows for layer_norm, add_layer_norm, softmax, log_softmax and attention (causal, padded,
+// KV-cache shaped, fully masked rows, several query blocks).
 #include "op_harness.h"
 
 namespace lethe::testing {
@@ -80,6 +80,24 @@ const bool registered = register_cases({
      [](const V& x) { return layer_norm(x[0], x[1], x[2]); },
      nullptr,
      {false, true, false}},
+    // add_layer_norm: both outputs in one scalar-able value, so the gradient checks cover the
+    // sum's two uses (the norm and the residual stream) flowing back into x and residual.
+    {"add_layer_norm [3,7] sum and norm",
+     {{3, 7}, {3, 7}, {7}, {7}},
+     [](const V& x) {
+       const ResidualNorm rn = add_layer_norm(x[0], x[1], x[2], x[3]);
+       return add(rn.normed, scale(rn.sum, 0.5));
+     }},
+    {"add_layer_norm [2,3,33] shifted residual no bias eps=1e-3",
+     {{2, 3, 33}, {2, 3, 33}, {33}},
+     [](const V& x) {
+       const ResidualNorm rn = add_layer_norm(x[0], x[1], x[2], Tensor(), 1e-3);
+       return mul(rn.normed, rn.sum);
+     },
+     shift_first},
+    {"add_layer_norm [4,5] norm only",
+     {{4, 5}, {4, 5}, {5}, {5}},
+     [](const V& x) { return add_layer_norm(x[0], x[1], x[2], x[3]).normed; }},
     // softmax / log_softmax
     {"softmax [4,9]", {{4, 9}}, [](const V& x) { return softmax(x[0]); }},
     {"softmax [2,3,17]", {{2, 3, 17}}, [](const V& x) { return softmax(x[0]); }},

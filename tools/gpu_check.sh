@@ -169,9 +169,20 @@ fi
 if [ $RUN_BENCH -eq 1 ]; then
   if cmake --build "$BUILD" --target lethe -j "$JOBS" >"$LOG_DIR/build-lethe.log" 2>&1 &&
      [ -x "$BUILD/tools/lethe" ]; then
-    if "$BUILD/tools/lethe" bench ops --device cuda >"$LOG_DIR/bench-ops-cuda.txt" 2>&1; then
+    OPS_JSON="$LOG_DIR/bench-ops-cuda.jsonl"
+    OPS_TORCH_JSON="$LOG_DIR/bench-ops-cuda-torch.jsonl"
+    : >"$OPS_TORCH_JSON"
+    if "$BUILD/tools/lethe" bench ops --device cuda >"$OPS_JSON" 2>"$LOG_DIR/bench-ops-cuda.txt"; then
       note "bench ops --device cuda: ok (bench-ops-cuda.txt)"
       tail -40 "$LOG_DIR/bench-ops-cuda.txt"
+      for dtype in f32 bf16; do
+        [ "$dtype" = bf16 ] &&
+          "$BUILD/tools/lethe" bench ops --device cuda --dtype bf16 >>"$OPS_JSON" \
+            2>>"$LOG_DIR/bench-ops-cuda.txt"
+        python3 -c "import torch; assert torch.cuda.is_available()" >/dev/null 2>&1 &&
+          python3 tools/bench/torch_ops.py --device cuda --dtype "$dtype" >>"$OPS_TORCH_JSON" \
+            2>>"$LOG_DIR/bench-ops-cuda-torch.txt"
+      done
     else
       note "bench ops --device cuda: not available or failed (see bench-ops-cuda.txt)"
       tail -5 "$LOG_DIR/bench-ops-cuda.txt"
@@ -215,7 +226,11 @@ echo
 echo "==================== gpu_check summary ===================="
 printf '%s\n' "${SUMMARY[@]}"
 echo "logs: $LOG_DIR"
-# The step table last: lethe beside PyTorch when both ran, else lethe's lines.
+# The op and step tables last: lethe beside PyTorch when both ran, else lethe's lines.
+if [ $RUN_BENCH -eq 1 ] && [ -s "${OPS_TORCH_JSON:-/nonexistent}" ]; then
+  echo
+  python3 tools/bench/torch_ops.py --compare "$OPS_JSON" "$OPS_TORCH_JSON"
+fi
 if [ $RUN_BENCH -eq 1 ] && [ -s "${STEP_JSON:-/nonexistent}" ]; then
   echo
   if [ -s "${TORCH_JSON:-/nonexistent}" ]; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""The ops of `lethe bench ops`, at the same sizes, timed with PyTorch on the CPU.
+"""The ops of `lethe bench ops`, at the same sizes, timed with PyTorch on the CPU or a GPU.
 
 Run:  /opt/lethe-venv/bin/python tools/bench/torch_ops.py --threads 2 [--dtype bf16] [--repeat 10]
+      [--device cuda]   (each call timed between torch.cuda.synchronize() calls; SDPA picks its
+                         flash backend where it can, as on an H100)
 Prints the same table on stderr and the same JSON Lines on stdout as `lethe bench ops`
 ("impl": "torch"), so the two can be joined on (op, pass, shape, dtype). FLOP and byte formulas
 are the ones in docs/perf.md and tools/cli/cmd_bench.cpp.
@@ -25,6 +27,7 @@ import sys
 import time
 
 torch = F = None  # imported in main(): --compare needs no torch
+DEVICE = "cpu"
 
 
 def dims(*d, sep="x"):
@@ -33,7 +36,7 @@ def dims(*d, sep="x"):
 
 def rand(*shape, scale=1.0, grad=False, seed=1):
     g = torch.Generator().manual_seed(seed)
-    t = (torch.rand(*shape, generator=g) - 0.5) * 2 * scale
+    t = ((torch.rand(*shape, generator=g) - 0.5) * 2 * scale).to(DEVICE)
     return t.requires_grad_(grad)
 
 
@@ -77,7 +80,7 @@ def make_cases(small):
                 keys = torch.ones(B, T, dtype=torch.bool)
                 keys[1::2, T - T // 4:] = False
                 causal = torch.ones(T, T, dtype=torch.bool).tril()
-                mask = causal[None, None] & keys[:, None, None, :]
+                mask = (causal[None, None] & keys[:, None, None, :]).to(DEVICE)
             scale = 1.0 / math.sqrt(D)
 
             def call():
@@ -108,7 +111,7 @@ def make_cases(small):
 
     def make_ce():
         logits = rand(N, V, scale=4, grad=True)
-        targets = torch.tensor([(i * 7919) % V for i in range(N)], dtype=torch.long)
+        targets = torch.tensor([(i * 7919) % V for i in range(N)], dtype=torch.long).to(DEVICE)
 
         def call():
             logits.grad = None
@@ -127,19 +130,22 @@ def compare(lethe_path, torch_path):
                 j = json.loads(line)
                 if j.get("status") != "ok":
                     continue
-                key = (j["op"], j["pass"], j["shape"], j["dtype"])
+                device = j.get("device", "cpu")
+                device = "cuda:0" if device == "cuda" else device  # lethe names the index
+                key = (j["op"], j["pass"], j["shape"], j["dtype"], device)
                 if key not in rows or j["ms"] < rows[key]["ms"]:
                     rows[key] = j
         return rows
     ours, ref = best(lethe_path), best(torch_path)
-    print("| op | pass | shape | dtype | lethe ms | torch ms | lethe GFLOP/s | torch GFLOP/s "
-          "| lethe / torch time |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    print("| op | pass | shape | dtype | device | lethe ms | torch ms | lethe GFLOP/s "
+          "| torch GFLOP/s | lethe / torch time |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
     for key, a in ours.items():
         b = ref.get(key)
         if b is None:
             continue
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {a['ms']:.2f} | {b['ms']:.2f} "
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {a['ms']:.2f} "
+              f"| {b['ms']:.2f} "
               f"| {a['gflops']:.1f} | {b['gflops']:.1f} | {a['ms'] / b['ms']:.2f} |")
 
 
@@ -147,7 +153,7 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--compare":
         compare(sys.argv[2], sys.argv[3])
         return
-    global torch, F
+    global torch, F, DEVICE
     import torch
     import torch.nn.functional as F
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -157,31 +163,38 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--sizes", choices=["full", "small"], default="full")
     p.add_argument("--op", default="", help="comma-separated op names")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--json", action="store_true", help="JSON Lines only: no table on stderr")
     a = p.parse_args()
+    DEVICE = a.device
+    cuda = a.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     threads = torch.get_num_threads()
     only = [s for s in a.op.split(",") if s]
     cases = [c for c in make_cases(a.sizes == "small") if not only or c[0] in only]
     if not a.json:
-        print(f"torch {torch.__version__} ops: cpu, {a.dtype}, {threads} thread(s), "
+        print(f"torch {torch.__version__} ops: {a.device}, {a.dtype}, {threads} thread(s), "
               f"median of {a.repeat} (warm-up {a.warmup})", file=sys.stderr)
         print(f"{'op':17} {'pass':8} {'shape':24} {'ms':>10} {'GFLOP/s':>10} {'GB/s':>9}  status",
               file=sys.stderr)
     for op, pss, shape, flops, nbytes, make in cases:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+        with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16,
+                            enabled=a.dtype == "bf16"):
             call = make()
             for _ in range(a.warmup):
                 call()
             ms = []
             for _ in range(a.repeat):
+                sync()
                 t0 = time.perf_counter()
                 call()
+                sync()
                 ms.append((time.perf_counter() - t0) * 1e3)
         med = statistics.median(ms)
         line = {"bench": "ops", "impl": "torch", "op": op, "pass": pss, "shape": shape,
-                "dtype": a.dtype, "device": "cpu", "threads": threads, "repeat": a.repeat,
+                "dtype": a.dtype, "device": a.device, "threads": threads, "repeat": a.repeat,
                 "status": "ok", "ms": med, "ms_min": min(ms), "flops": flops,
                 "gflops": flops / (med * 1e6)}
         gb = "-"

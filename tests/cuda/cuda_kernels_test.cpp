@@ -636,69 +636,6 @@ TEST(CudaBackend, EmbeddingMatchesCpu) {
   EXPECT_LE(rel_error(download<float>(*gpu, gdt, dtable.size()), dtable), 1e-6);
 }
 
-TEST(CudaBackend, AttentionMatchesCpu) {
-  LETHE_REQUIRE_CUDA(gpu);
-  Backend& cpu = kernels::cpu_backend();
-  struct Dims {
-    int64_t b, h, tq, tk, d;
-    bool causal, mask;
-  } dims[] = {{1, 1, 1, 1, 1, true, false},
-              {2, 3, 7, 7, 16, true, true},
-              {1, 2, 5, 9, 33, true, false},
-              {2, 1, 13, 13, 64, false, true},
-              {1, 1, 130, 130, 8, true, true}};
-  for (const Dims& d : dims) {
-    size_t nq = static_cast<size_t>(d.b * d.h * d.tq * d.d),
-           nk = static_cast<size_t>(d.b * d.h * d.tk * d.d);
-    size_t rows = static_cast<size_t>(d.b * d.h * d.tq);
-    std::vector<float> q = random_as<float>(nq, 1, -1, 1), k = random_as<float>(nk, 2, -1, 1),
-                       v = random_as<float>(nk, 3, -1, 1), dout = random_as<float>(nq, 4, -1, 1);
-    std::vector<int64_t> mask(static_cast<size_t>(d.b * d.tk), 1);
-    for (size_t j = 0; j < mask.size(); ++j)
-      if (j % 4 == 1) mask[j] = 0;  // key 0 stays visible in every batch
-    kernels::AttentionArgs a;
-    a.dtype = DType::f32;
-    a.batch = d.b;
-    a.heads = d.h;
-    a.q_len = d.tq;
-    a.kv_len = d.tk;
-    a.head_dim = d.d;
-    a.causal = d.causal;
-    a.scale = 0.7;
-    std::vector<float> out(nq), lse(rows), dq(nq), dk(nk), dv(nk);
-    a.q = q.data();
-    a.k = k.data();
-    a.v = v.data();
-    a.key_mask = d.mask ? mask.data() : nullptr;
-    a.out = out.data();
-    a.lse = lse.data();
-    cpu.attention_forward(a);
-    cpu.attention_backward({a, dout.data(), dq.data(), dk.data(), dv.data()});
-
-    DeviceBuffer gq = upload(*gpu, q), gk = upload(*gpu, k), gv = upload(*gpu, v),
-                 gdo = upload(*gpu, dout), gm = upload(*gpu, mask);
-    DeviceBuffer gout = poisoned<float>(*gpu, nq), glse = poisoned<float>(*gpu, rows),
-                 gdq = poisoned<float>(*gpu, nq), gdk = poisoned<float>(*gpu, nk),
-                 gdv = poisoned<float>(*gpu, nk);
-    a.q = gq.get();
-    a.k = gk.get();
-    a.v = gv.get();
-    a.key_mask = d.mask ? gm.as<int64_t>() : nullptr;
-    a.out = gout.get();
-    a.lse = glse.as<float>();
-    gpu->attention_forward(a);
-    gpu->attention_backward({a, gdo.get(), gdq.get(), gdk.get(), gdv.get()});
-    std::string what = "b" + std::to_string(d.b) + " h" + std::to_string(d.h) + " tq" +
-                       std::to_string(d.tq) + " tk" + std::to_string(d.tk) + " d" +
-                       std::to_string(d.d);
-    EXPECT_LE(rel_error(download<float>(*gpu, gout, nq), out), 1e-5) << what;
-    EXPECT_LE(rel_error(download<float>(*gpu, glse, rows), lse), 1e-5) << what;
-    EXPECT_LE(rel_error(download<float>(*gpu, gdq, nq), dq), 1e-5) << what;
-    EXPECT_LE(rel_error(download<float>(*gpu, gdk, nk), dk), 1e-5) << what;
-    EXPECT_LE(rel_error(download<float>(*gpu, gdv, nk), dv), 1e-5) << what;
-  }
-}
-
 // The flash kernels' outputs of one attention case, run on the device (flash or, with `simple`,
 // the per-row reference kernels) from host inputs.
 struct AttentionResult {
@@ -767,6 +704,48 @@ double max_rel_error(const std::vector<double>& got, const std::vector<double>& 
     scale = std::max(scale, std::fabs(want[i]));
   }
   return scale > 0 ? worst / scale : worst;
+}
+
+TEST(CudaBackend, AttentionMatchesCpu) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  struct Dims {
+    int64_t b, h, tq, tk, d;
+    bool causal, mask;
+  } dims[] = {{1, 1, 1, 1, 1, true, false},
+              {2, 3, 7, 7, 16, true, true},
+              {1, 2, 5, 9, 33, true, false},
+              {2, 1, 13, 13, 64, false, true},
+              {1, 1, 130, 130, 8, true, true}};
+  for (const Dims& d : dims) {
+    size_t nq = static_cast<size_t>(d.b * d.h * d.tq * d.d),
+           nk = static_cast<size_t>(d.b * d.h * d.tk * d.d);
+    std::vector<float> q = random_as<float>(nq, 1, -1, 1), k = random_as<float>(nk, 2, -1, 1),
+                       v = random_as<float>(nk, 3, -1, 1), dout = random_as<float>(nq, 4, -1, 1);
+    std::vector<int64_t> mask(static_cast<size_t>(d.b * d.tk), 1);
+    for (size_t j = 0; j < mask.size(); ++j)
+      if (j % 4 == 1) mask[j] = 0;  // key 0 stays visible in every batch
+    kernels::AttentionArgs a;
+    a.dtype = DType::f32;
+    a.batch = d.b;
+    a.heads = d.h;
+    a.q_len = d.tq;
+    a.kv_len = d.tk;
+    a.head_dim = d.d;
+    a.causal = d.causal;
+    a.scale = 0.7;
+    a.key_mask = d.mask ? mask.data() : nullptr;  // non-null: "use the mask"
+    const AttentionResult want = run_attention<float>(cpu, a, q, k, v, dout, mask, true);
+    const AttentionResult got = run_attention<float>(*gpu, a, q, k, v, dout, mask, true);
+    std::string what = "b" + std::to_string(d.b) + " h" + std::to_string(d.h) + " tq" +
+                       std::to_string(d.tq) + " tk" + std::to_string(d.tk) + " d" +
+                       std::to_string(d.d);
+    EXPECT_LE(rel_error(got.out, want.out), 1e-5) << what;
+    EXPECT_LE(rel_error(got.lse, want.lse), 1e-5) << what;
+    EXPECT_LE(rel_error(got.dq, want.dq), 1e-5) << what;
+    EXPECT_LE(rel_error(got.dk, want.dk), 1e-5) << what;
+    EXPECT_LE(rel_error(got.dv, want.dv), 1e-5) << what;
+  }
 }
 
 // The tiled flash kernels (flash_attention.cu) against the CPU backend and against the simple

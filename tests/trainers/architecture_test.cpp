@@ -393,6 +393,28 @@ TEST(ClassifierLoop, LanguageModelOnlyKeysAreRefused) {
   }
 }
 
+// model.labels broken: an empty class name, and a saved classifier (the transformers fixture, 2
+// labels) continued with 3 names — each refused before any step, naming the key and the counts.
+TEST(ClassifierLoop, BadLabelsNameTheKey) {
+  const std::string out = lethe::testing::scratch_dir("classifier_loop", "labels");
+  for (const auto& [extra, words] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"model.labels=safe,,harmful"}, "model.labels \"safe,,harmful\" has an empty name"},
+           {{"model.path=tests/trainers/fixtures/eval_extra/classifier", "model.labels=a,b,c"},
+            "the classifier has 2 labels, model.labels names 3"}}) {
+    std::vector<std::string> sets = classifier_sets(out);
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    std::ostringstream log;
+    TrainerOptions o;
+    o.log = &log;
+    try {
+      Trainer t(load_config("", sets, RunKind::finetune), o);
+      ADD_FAILURE() << extra.back() << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Methods, RunRecord,
     ::testing::Values(ResumeCase{"ngdiff_gen", {"method.name=ngdiff", "method.auto_lr_every=2"}},

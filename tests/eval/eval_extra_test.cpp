@@ -529,6 +529,7 @@ TEST(MuseFixture, VerbMemKnowMemAndPrivLeakMatch) {
 void expect_transformers_classifier_grads(const models::SequenceClassifier& clf,
                                           const nlohmann::json& want) {
   auto check_grad = [&](const std::vector<double>& got, const nlohmann::json& w, size_t cols) {
+    ASSERT_EQ(got.size(), w.size() * cols) << "the gradient's size differs from the fixture's";
     double scale = 0;
     for (const auto& row : w)
       for (const auto& x : row) scale = std::max(scale, std::abs(x.get<double>()));

@@ -54,6 +54,12 @@ inline Tensor operator-(const Tensor& x) {
 // Inverted dropout: zeroes with probability p, scales kept values by 1/(1-p). Identity when
 // !training or p == 0. The mask depends only on (seed, offset) — reproducible on every device.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset = 0);
+// A dropout that a fused op applies to one of its inputs: what dropout(x, p, true, seed, offset)
+// would do to it (p = 0: none).
+struct DropoutSpec {
+  double p = 0.0;
+  uint64_t seed = 0, offset = 0;
+};
 
 // ---- in-place arithmetic (not recorded by autograd) ---------------------------------------------
 // Like Tensor::copy_ and fill_: they refuse a target that requires grad while grad mode is on
@@ -104,16 +110,17 @@ std::string cpu_gemm_description();
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 
 // The residual add fused with the layer norm that follows it (a pre-LN decoder's `h = r + a;
-// layer_norm(h)`): sum = x + residual and normed = layer_norm(sum, weight, bias, eps), computed in
-// one pass per row — the same numbers as add then layer_norm on every backend, bit for bit — with
-// the same gradients (the sum's gradient is what flows back from both of its uses). x and
-// residual have the same shape.
+// layer_norm(h)`), with the dropout on the sublayer's output: sum = dropout(x) + residual and
+// normed = layer_norm(sum, weight, bias, eps), computed in one pass per row — the same numbers as
+// dropout, add then layer_norm on every backend, bit for bit — with the same gradients (the sum's
+// gradient is what flows back from both of its uses; x's is masked by the regenerated dropout
+// mask). x and residual have the same shape.
 struct ResidualNorm {
   Tensor sum;
   Tensor normed;
 };
 ResidualNorm add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
-                            const Tensor& bias, double eps = 1e-5);
+                            const Tensor& bias, double eps = 1e-5, const DropoutSpec& drop = {});
 Tensor softmax(const Tensor& x);      // over the last dim
 Tensor log_softmax(const Tensor& x);  // over the last dim
 
@@ -121,8 +128,11 @@ Tensor log_softmax(const Tensor& x);  // over the last dim
 // q [B,H,Tq,D], k/v [B,H,Tk,D] → [B,H,Tq,D]. Causal with queries aligned to the end of the keys
 // (for a KV cache). key_mask (i64 [B,Tk], 1 = attend, 0 = padding) is optional. A query row that
 // sees no key at all outputs zeros. Scores are scaled by `scale`. Softmax in f32 or f64.
+// Dropout on the probabilities (training): the mask dropout(P, p, true, seed, offset) would draw
+// over the contiguous [B, H, Tq, Tk] probabilities, applied inside the kernels (forward and
+// backward regenerate it; no mask or probabilities are stored).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                 bool causal = true, double scale = 1.0);
+                 bool causal = true, double scale = 1.0, const DropoutSpec& dropout = {});
 
 // ---- embedding --------------------------------------------------------------------------------
 // table [V, E], ids (i64, any shape) → [..., E]; rows equal to padding_idx get no gradient.

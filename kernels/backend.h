@@ -79,6 +79,12 @@ struct AttentionArgs {
   // cores; f32 tensors, head dims a multiple of 16), the rest stays f32; the CPU backend computes
   // in f32 (model.dtype: bf16 sets it, as GemmArgs::compute).
   GemmCompute compute = GemmCompute::native;
+  // Dropout on the probabilities (training; 0: none). Element (b, h, i, j) is kept, scaled by
+  // 1/(1 − p) in T, iff rng::dropout_keeps(dropout_seed, dropout_offset + ((b·H + h)·Tq + i)·Tk +
+  // j) — the mask dropout() draws over the contiguous [B, H, Tq, Tk] probabilities. lse is the
+  // undropped softmax's; the backward regenerates the mask (none is stored).
+  double dropout = 0.0;
+  uint64_t dropout_seed = 0, dropout_offset = 0;
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;
@@ -173,13 +179,14 @@ class Backend {
   virtual void layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                  const void* gamma, const void* beta, double eps, void* y,
                                  double* mean, double* rstd) = 0;
-  // The residual add fused with the layer norm that reads it: sum = x + residual (written) and
-  // y = layernorm(sum) per row, each the same numbers as binary add followed by
-  // layernorm_forward on this backend (bit for bit), in one pass over the rows.
+  // The residual add fused with the layer norm that reads it: sum = dropout(x) + residual
+  // (written) and y = layernorm(sum) per row, each the same numbers as dropout_mask + binary mul,
+  // binary add and layernorm_forward on this backend (bit for bit), in one pass over the rows.
+  // Dropout (p > 0) keeps x[i] iff uniform(seed, offset + i) >= p, scaled by 1/(1 − p) in T.
   virtual void add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                      const void* residual, const void* gamma, const void* beta,
-                                     double eps, void* sum, void* y, double* mean,
-                                     double* rstd) = 0;
+                                     double eps, void* sum, void* y, double* mean, double* rstd,
+                                     double dropout, uint64_t seed, uint64_t offset) = 0;
   // dx written; dgamma/dbeta accumulated (+=) when non-null.
   virtual void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                   const void* gamma, const double* mean, const double* rstd,
@@ -205,6 +212,13 @@ class Backend {
   // ---- losses ------------------------------------------------------------------------------
   virtual void cross_entropy_forward(const CrossEntropyArgs& args) = 0;
   virtual void cross_entropy_backward(const CrossEntropyBackwardArgs& args) = 0;
+  // cross_entropy_forward (loss, lse) and cross_entropy_backward (dlogits, which may be the
+  // logits themselves: in place) in one call: the fused head's chunk when the gradient is taken
+  // in the forward pass. This default runs the two; a backend may do it in one pass over the row.
+  virtual void cross_entropy_fused(const CrossEntropyBackwardArgs& args) {
+    cross_entropy_forward(args.fwd);
+    cross_entropy_backward(args);
+  }
   // out[r] = KL(softmax(ref[r]) || softmax(x[r])) for each row.
   virtual void kl_div_forward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,
                               const void* logits, void* out) = 0;

@@ -2,6 +2,7 @@
 // so CPU and CUDA draw the same streams and any slice can be generated independently.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -24,6 +25,15 @@ LETHE_HD uint64_t hash(uint64_t seed, uint64_t counter) {
 // Uniform in [0, 1) with 53 random bits.
 LETHE_HD double uniform(uint64_t seed, uint64_t counter) {
   return static_cast<double>(hash(seed, counter) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// Inverted dropout with probability p keeps element `counter` iff uniform(seed, counter) >= p; as
+// an integer test on the 53 random bits: bits >= ceil(p · 2^53) (exact: p · 2^53 is a double).
+LETHE_HD uint64_t dropout_threshold(double p) {
+  return static_cast<uint64_t>(ceil(p * 9007199254740992.0));
+}
+LETHE_HD bool dropout_keeps(uint64_t seed, uint64_t counter, uint64_t threshold) {
+  return (hash(seed, counter) >> 11) >= threshold;
 }
 
 }  // namespace lethe::kernels::rng

@@ -1,5 +1,5 @@
-// attention(q, k, v, key_mask, causal, scale): checks shapes, dtypes and the mask, runs the
-// backend's fused kernel and records one node whose backward is the fused backward kernel.
+// attention(q, k, v, key_mask, causal, scale, dropout): checks shapes, dtypes and the mask, runs
+// the backend's fused kernel and records one node whose backward is the fused backward kernel.
 #include <cmath>
 
 #include "engine/ops/common.h"
@@ -48,7 +48,7 @@ struct AttentionBackward : Node {
 }  // namespace
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                 const Tensor& key_mask_in, bool causal, double scale) {
+                 const Tensor& key_mask_in, bool causal, double scale, const DropoutSpec& dropout) {
   check_defined("attention", q_in, "q");
   check_defined("attention", k_in, "k");
   check_defined("attention", v_in, "v");
@@ -66,6 +66,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   LETHE_CHECK(v_in.shape() == ks, "attention: v ", brief(v_in), " must have the shape of k ",
               brief(k_in));
   LETHE_CHECK(std::isfinite(scale), "attention: scale must be finite, got ", scale);
+  LETHE_CHECK(dropout.p >= 0.0 && dropout.p < 1.0, "attention: dropout p must be in [0, 1), got ",
+              dropout.p);
   const int64_t B = qs[0], H = qs[1], Tq = qs[2], Tk = ks[2], D = qs[3];
   Tensor key_mask;
   if (key_mask_in.defined()) {
@@ -113,6 +115,9 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   a.causal = causal;
   a.scale = scale;
   a.kv_stride = kv_stride;
+  a.dropout = dropout.p;
+  a.dropout_seed = dropout.seed;
+  a.dropout_offset = dropout.offset;
   a.compute = q.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::bf16
                   ? kernels::GemmCompute::bf16
                   : kernels::GemmCompute::native;

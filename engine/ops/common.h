@@ -11,10 +11,15 @@
 
 namespace lethe::ops_detail {
 
-// Same dtype and device for every defined input, and a float dtype the kernels compute in.
 // out = a + b's autograd node (elementwise.cpp), for an op whose kernel computed the sum itself
 // (add_layer_norm). Call only when any_requires_grad({&a, &b}).
 void attach_add_node(Tensor& out, const Tensor& a, const Tensor& b);
+// out = dropout(x, p, true, seed, offset) + residual's node: x's gradient masked by the
+// regenerated mask. Call only when any_requires_grad({&x, &residual}).
+void attach_dropout_add_node(Tensor& out, const Tensor& x, const Tensor& residual, double p,
+                             uint64_t seed, uint64_t offset);
+
+// Same dtype and device for every defined input, and a float dtype the kernels compute in.
 
 inline void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;

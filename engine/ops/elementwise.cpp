@@ -282,7 +282,34 @@ struct DropoutBackward : Node {
   }
 };
 
+// out = dropout(x) + residual (add_layer_norm's sum): x gets the masked gradient, residual g.
+struct DropoutAddBackward : Node {
+  double p = 0;
+  uint64_t seed = 0, offset = 0;
+  bool need_x = false, need_residual = false;
+  const char* name() const override { return "DropoutAddBackward"; }
+  std::vector<Tensor> apply(const Tensor& g) override {
+    return {need_x ? times_dropout_mask(g, p, seed, offset) : Tensor(),
+            need_residual ? g : Tensor()};
+  }
+};
+
 }  // namespace
+
+namespace ops_detail {
+
+void attach_dropout_add_node(Tensor& out, const Tensor& x, const Tensor& residual, double p,
+                             uint64_t seed, uint64_t offset) {
+  auto node = std::make_shared<DropoutAddBackward>();
+  node->p = p;
+  node->seed = seed;
+  node->offset = offset;
+  node->need_x = x.requires_grad();
+  node->need_residual = residual.requires_grad();
+  attach_node(out, node, {&x, &residual});
+}
+
+}  // namespace ops_detail
 
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset) {
   check_defined("dropout", x, "input");

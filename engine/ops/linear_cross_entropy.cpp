@@ -1,6 +1,7 @@
 // linear_cross_entropy: the LM head and its loss fused, chunk by chunk over token rows, so the
-// [tokens × vocab] logits never exist. Built on the backend's GEMM and cross-entropy kernels (the
-// backward kernel writes dlogits over the chunk's logits, in place); no kernel of its own.
+// [tokens × vocab] logits never exist. Built on the backend's GEMM and cross-entropy kernels: per
+// chunk, logits by GEMM, then loss and dlogits written over the logits in place (one fused pass
+// over the row on CUDA, cross_entropy_fused), then the dx and dW GEMMs.
 #include <algorithm>
 #include <cmath>
 
@@ -207,13 +208,15 @@ Tensor linear_cross_entropy(const Tensor& x, const Tensor& w, const Tensor& targ
       const int64_t r = std::min(C, N - r0);
       h.logits(r0, r, buf);
       kernels::CrossEntropyArgs a = h.ce(r0, r, buf, loss, lse);
-      h.be().cross_entropy_forward(a);
-      if (!eager) continue;
+      if (!eager) {
+        h.be().cross_entropy_forward(a);
+        continue;
+      }
       kernels::CrossEntropyBackwardArgs b;
       b.fwd = a;
       b.dloss = ones.data_ptr();
       b.dlogits = buf.data_ptr();  // in place: the chunk's logits become its dlogits
-      h.be().cross_entropy_backward(b);
+      h.be().cross_entropy_fused(b);
       h.grads(r0, r, buf, need_x ? &dx : nullptr, need_w ? &dw : nullptr, r0 == 0 ? 0.0 : 1.0);
     }
   }

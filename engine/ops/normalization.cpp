@@ -145,13 +145,15 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
 }
 
 ResidualNorm add_layer_norm(const Tensor& x_in, const Tensor& residual_in, const Tensor& weight,
-                            const Tensor& bias, double eps) {
+                            const Tensor& bias, double eps, const DropoutSpec& drop) {
   check_layer_norm("add_layer_norm", x_in, weight, bias, eps);
   check_defined("add_layer_norm", residual_in, "residual");
   check_float_inputs("add_layer_norm", {&x_in, &residual_in});
   LETHE_CHECK(residual_in.shape() == x_in.shape() && residual_in.device() == x_in.device(),
               "add_layer_norm: residual ", brief(residual_in), " on ", residual_in.device().str(),
               " must match input ", brief(x_in), " on ", x_in.device().str());
+  LETHE_CHECK(drop.p >= 0.0 && drop.p < 1.0, "add_layer_norm: dropout p must be in [0, 1), got ",
+              drop.p);
   const int64_t cols = x_in.size(-1), rows = x_in.numel() / cols;
   Tensor x, r, w, b;
   {
@@ -168,14 +170,20 @@ ResidualNorm add_layer_norm(const Tensor& x_in, const Tensor& residual_in, const
   Tensor rstd = Tensor::empty({rows}, DType::f64, x.device());
   if (rows > 0) {
     backend(x.device())
-        .add_layernorm_forward(x.dtype(), rows, cols, x.data_ptr(), r.data_ptr(),
-                               w.defined() ? w.data_ptr() : nullptr,
-                               b.defined() ? b.data_ptr() : nullptr, eps, out.sum.data_ptr(),
-                               out.normed.data_ptr(), mean.data<double>(), rstd.data<double>());
+        .add_layernorm_forward(
+            x.dtype(), rows, cols, x.data_ptr(), r.data_ptr(), w.defined() ? w.data_ptr() : nullptr,
+            b.defined() ? b.data_ptr() : nullptr, eps, out.sum.data_ptr(), out.normed.data_ptr(),
+            mean.data<double>(), rstd.data<double>(), drop.p, drop.seed, drop.offset);
   }
-  // The graph of add then layer_norm: the sum's node passes its gradient to x and residual; the
-  // norm's reads the sum, so the sum's gradient is what flows back from both of its uses.
-  if (any_requires_grad({&x_in, &residual_in})) attach_add_node(out.sum, x_in, residual_in);
+  // The graph of (dropout,) add then layer_norm: the sum's node passes its gradient to residual
+  // and (masked) to x; the norm's reads the sum, so the sum's gradient is what flows back from
+  // both of its uses.
+  if (any_requires_grad({&x_in, &residual_in})) {
+    if (drop.p > 0)
+      attach_dropout_add_node(out.sum, x_in, residual_in, drop.p, drop.seed, drop.offset);
+    else
+      attach_add_node(out.sum, x_in, residual_in);
+  }
   if (any_requires_grad({&out.sum, &weight, &bias}))
     attach_layer_norm_node(out.normed, out.sum, out.sum.detach(), weight, w, bias, mean, rstd);
   return out;

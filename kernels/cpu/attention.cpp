@@ -2,7 +2,8 @@
 // Work is split into (batch, head, block of queries) tiles: a thread holds at most one
 // [block, Tk] tile of scores, so memory stays O(threads * block * Tk) for any sequence length.
 // The backward recomputes probabilities from the saved log-sum-exp (no [Tq, Tk] matrix is kept):
-// dS = P * (dP - rowsum(dO * O)).
+// dS = P * (dP - rowsum(dO * O)). Dropout on the probabilities (AttentionArgs::dropout) draws
+// its mask from the counter-based generator row by row, in both passes.
 
 // First: it sets the compile options the row loops need (see simd.h).
 #include "kernels/cpu/simd.h"
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/rng.h"
 
 namespace lethe::kernels {
 
@@ -132,6 +134,22 @@ LETHE_SIMD_CLONES T dot_row(const T* a, const T* b, int64_t n) {
   return acc;
 }
 
+// The dropout factors of one row of probabilities: m[j] = 1/(1 − p) or 0 for keys [0, end), drawn
+// at counters first + j (AttentionArgs::dropout).
+template <typename T>
+void dropout_row(T* m, int64_t end, const AttentionArgs& a, uint64_t first) {
+  const uint64_t threshold = rng::dropout_threshold(a.dropout);
+  const T keep = static_cast<T>(1.0 / (1.0 - a.dropout));
+  for (int64_t j = 0; j < end; ++j)
+    m[j] = rng::dropout_keeps(a.dropout_seed, first + static_cast<uint64_t>(j), threshold) ? keep
+                                                                                           : T(0);
+}
+
+// The counter of element (bh, i, 0) of the [B·H, Tq, Tk] probabilities.
+inline uint64_t dropout_counter(const AttentionArgs& a, int64_t bh, int64_t i) {
+  return a.dropout_offset + static_cast<uint64_t>((bh * a.q_len + i) * a.kv_len);
+}
+
 // key_mask as 0/1 values of T, one row of Tk per batch (empty when there is no mask), so the
 // masking loops compare like-sized lanes and vectorise.
 template <typename T>
@@ -177,8 +195,13 @@ void attention_forward_impl(CpuBackend& be, const AttentionArgs& a) {
   const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;  // (b, h) matrices of k and v
   const bool parallel = a.batch * a.heads * Tq * Tk * D > kParallelMin;
 
-  parallel_tasks<std::vector<T>>(
-      a.batch * a.heads * blocks, parallel, [&](int64_t task, std::vector<T>& scores) {
+  struct ForwardScratch {
+    std::vector<T> scores, mask;
+  };
+  parallel_tasks<ForwardScratch>(
+      a.batch * a.heads * blocks, parallel, [&](int64_t task, ForwardScratch& sc) {
+        std::vector<T>& scores = sc.scores;
+        std::vector<T>& mask = sc.mask;
         const int64_t bh = task / blocks, i0 = (task % blocks) * kQueryBlock;
         const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
         const int64_t b = bh / a.heads;
@@ -199,13 +222,21 @@ void attention_forward_impl(CpuBackend& be, const AttentionArgs& a) {
         tile_gemm<T>(be, false, true, rows, end, D, a.scale, qb, D, kb, D, 0.0, s, end);
         for (int64_t r = 0; r < rows; ++r)
           lse[r] = softmax_row(s + r * end, geo.key_limit(i0 + r), end, keep_b);
+        if (a.dropout > 0) {
+          mask.resize(static_cast<size_t>(end));
+          for (int64_t r = 0; r < rows; ++r) {
+            dropout_row(mask.data(), end, a, dropout_counter(a, bh, i0 + r));
+            T* sr = s + r * end;
+            for (int64_t j = 0; j < end; ++j) sr[j] *= mask[static_cast<size_t>(j)];
+          }
+        }
         tile_gemm<T>(be, false, false, rows, D, end, 1.0, s, end, vb, D, 0.0, ob, D);
       });
 }
 
 template <typename T>
 struct BackwardScratch {
-  std::vector<T> p, dp, delta;
+  std::vector<T> p, dp, delta, mask, pd;  // mask and pd (dropped probabilities): dropout only
 };
 
 template <typename T>
@@ -259,10 +290,23 @@ void attention_backward_impl(CpuBackend& be, const AttentionBackwardArgs& args) 
           tile_gemm<T>(be, false, true, rows, end, D, a.scale, qb, D, kh, D, 0.0, p, end);
           for (int64_t r = 0; r < rows; ++r)
             probabilities_row(p + r * end, geo.key_limit(i0 + r), end, keep_b, lse[i0 + r]);
+          // With dropout the output read the dropped probabilities P∘M: dV takes them, and the
+          // gradient reaching P is M∘dP (delta = rowsum(dO∘O) is unchanged).
+          const T* pv = p;
+          if (a.dropout > 0) {
+            sc.mask.resize(static_cast<size_t>(rows * end));
+            sc.pd.resize(static_cast<size_t>(rows * end));
+            for (int64_t r = 0; r < rows; ++r)
+              dropout_row(sc.mask.data() + r * end, end, a, dropout_counter(a, bh, i0 + r));
+            for (int64_t e = 0; e < rows * end; ++e) sc.pd[e] = p[e] * sc.mask[e];
+            pv = sc.pd.data();
+          }
           // dV += P^T dO
-          tile_gemm<T>(be, true, false, end, D, rows, 1.0, p, end, dob, D, 1.0, dvh, D);
+          tile_gemm<T>(be, true, false, end, D, rows, 1.0, pv, end, dob, D, 1.0, dvh, D);
           // dP = dO V^T, then dS = P * (dP - delta) in place
           tile_gemm<T>(be, false, true, rows, end, D, 1.0, dob, D, vh, D, 0.0, dp, end);
+          if (a.dropout > 0)
+            for (int64_t e = 0; e < rows * end; ++e) dp[e] *= sc.mask[e];
           for (int64_t r = 0; r < rows; ++r)
             score_gradient_row(dp + r * end, p + r * end, end, sc.delta[i0 + r]);
           // dQ = scale * dS K;  dK += scale * dS^T Q
@@ -278,6 +322,8 @@ void check_args(const AttentionArgs& a, const char* what) {
               what, ": negative size (B=", a.batch, " H=", a.heads, " Tq=", a.q_len,
               " Tk=", a.kv_len, " D=", a.head_dim, ")");
   LETHE_CHECK(a.lse != nullptr || a.batch * a.heads * a.q_len == 0, what, ": lse buffer is null");
+  LETHE_CHECK(a.dropout >= 0.0 && a.dropout < 1.0, what, ": dropout must be in [0, 1), got ",
+              a.dropout);
 }
 
 }  // namespace

@@ -60,7 +60,8 @@ class CpuBackend final : public Backend {
                          double* rstd) override;
   void add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                              const void* residual, const void* gamma, const void* beta, double eps,
-                             void* sum, void* y, double* mean, double* rstd) override;
+                             void* sum, void* y, double* mean, double* rstd, double dropout,
+                             uint64_t seed, uint64_t offset) override;
   void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
                           const double* mean, const double* rstd, const void* dy, void* dx,
                           void* dgamma, void* dbeta) override;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/rng.h"
 
 namespace lethe::kernels {
 
@@ -112,14 +113,25 @@ void layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* gam
 template <typename T>
 void add_layernorm_forward_impl(int64_t rows, int64_t cols, const T* x, const T* residual,
                                 const T* gamma, const T* beta, double eps, T* sum, T* y,
-                                double* mean, double* rstd) {
+                                double* mean, double* rstd, double dropout, uint64_t seed,
+                                uint64_t offset) {
+  const uint64_t threshold = rng::dropout_threshold(dropout);
+  const T keep = static_cast<T>(dropout < 1.0 ? 1.0 / (1.0 - dropout) : 0.0);
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
     const T* rr = residual + r * cols;
     T* sr = sum + r * cols;
+    if (dropout > 0) {
+      const uint64_t base = offset + static_cast<uint64_t>(r * cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        const bool kept = rng::dropout_keeps(seed, base + static_cast<uint64_t>(c), threshold);
+        sr[c] = xr[c] * (kept ? keep : T(0)) + rr[c];
+      }
+    } else {
 #pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) sr[c] = xr[c] + rr[c];
+      for (int64_t c = 0; c < cols; ++c) sr[c] = xr[c] + rr[c];
+    }
     layernorm_forward_row(cols, sr, gamma, beta, eps, y + r * cols, mean + r, rstd + r);
   }
 }
@@ -227,14 +239,17 @@ void CpuBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, cons
 
 void CpuBackend::add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                        const void* residual, const void* gamma, const void* beta,
-                                       double eps, void* sum, void* y, double* mean, double* rstd) {
+                                       double eps, void* sum, void* y, double* mean, double* rstd,
+                                       double dropout, uint64_t seed, uint64_t offset) {
   LETHE_CHECK(rows >= 0 && cols > 0, "add_layernorm_forward: bad size rows=", rows, " cols=", cols);
+  LETHE_CHECK(dropout >= 0.0 && dropout < 1.0,
+              "add_layernorm_forward: dropout must be in [0, 1), got ", dropout);
   dispatch_float(dtype, "add_layernorm_forward", [&](auto tag) {
     using T = decltype(tag);
     add_layernorm_forward_impl<T>(rows, cols, static_cast<const T*>(x),
                                   static_cast<const T*>(residual), static_cast<const T*>(gamma),
                                   static_cast<const T*>(beta), eps, static_cast<T*>(sum),
-                                  static_cast<T*>(y), mean, rstd);
+                                  static_cast<T*>(y), mean, rstd, dropout, seed, offset);
   });
 }
 

@@ -2,7 +2,8 @@
 // (flash_attention.cu) for head dims up to kMaxHeadDim; this file holds the simple per-row
 // kernels — one block per query row (forward, dq) or key row (dk, dv), a warp per dot product,
 // rows of scores in shared memory — as the fallback for larger head dims and as the unfused
-// reference the flash kernels are tested against (cuda_set_simple_attention).
+// reference the flash kernels are tested against (cuda_set_simple_attention). Dropout on the
+// probabilities (AttentionArgs::dropout) is drawn where each probability is formed, in both passes.
 #include <atomic>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -67,7 +68,7 @@ __global__ void attention_forward_kernel(AttentionArgs a) {
   T sum = 0;
   for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) {
     T p = dev_exp(scores[j] - m);  // exp(-inf) = 0 for masked keys
-    scores[j] = p;
+    scores[j] = p * drop_factor<T>(a, row, j);
     sum += p;
   }
   sum = block_sum(sum, scratch);  // ends with a barrier: every p is in shared memory
@@ -111,7 +112,7 @@ __global__ void attention_backward_dq_kernel(AttentionBackwardArgs args, T* delt
     T value = 0;
     if (any && visible(a, b, i, j)) {
       T p = dev_exp(scale * warp_dot(q, k + j * D, D) - static_cast<T>(lse));
-      value = p * (warp_dot(dout, v + j * D, D) - delta);
+      value = p * (drop_factor<T>(a, row, j) * warp_dot(dout, v + j * D, D) - delta);
     }
     if (lane == 0) ds[j] = value;
   }
@@ -148,7 +149,9 @@ __global__ void attention_backward_dkv_kernel(AttentionBackwardArgs args, const 
     T p = 0, s = 0;
     if (lse[i] != -INFINITY && visible(a, b, i, j)) {
       p = dev_exp(scale * warp_dot(q + i * D, kj, D) - static_cast<T>(lse[i]));
-      s = p * (warp_dot(dout + i * D, vj, D) - dl[i]);
+      const T m = drop_factor<T>(a, bh * Tq + i, j);
+      s = p * (m * warp_dot(dout + i * D, vj, D) - dl[i]);
+      p *= m;
     }
     if (lane == 0) {
       p_col[i] = p;
@@ -170,6 +173,8 @@ __global__ void attention_backward_dkv_kernel(AttentionBackwardArgs args, const 
 void check_attention(const AttentionArgs& a, const char* what) {
   LETHE_CHECK(a.batch >= 0 && a.heads >= 0 && a.q_len >= 0 && a.kv_len >= 0 && a.head_dim >= 0,
               what, ": negative size");
+  LETHE_CHECK(a.dropout >= 0.0 && a.dropout < 1.0, what, ": dropout must be in [0, 1), got ",
+              a.dropout);
   LETHE_CHECK(a.batch * a.heads * (a.q_len > a.kv_len ? a.q_len : a.kv_len) < (int64_t{1} << 31),
               what, ": too many rows for the grid");
 }

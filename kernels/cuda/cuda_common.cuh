@@ -18,6 +18,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/error.h"
+#include "kernels/rng.h"
 
 namespace lethe::kernels {
 
@@ -261,7 +262,8 @@ class CudaBackend final : public Backend {
                          double* rstd) override;
   void add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                              const void* residual, const void* gamma, const void* beta, double eps,
-                             void* sum, void* y, double* mean, double* rstd) override;
+                             void* sum, void* y, double* mean, double* rstd, double dropout,
+                             uint64_t seed, uint64_t offset) override;
   void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
                           const double* mean, const double* rstd, const void* dy, void* dx,
                           void* dgamma, void* dbeta) override;
@@ -280,6 +282,7 @@ class CudaBackend final : public Backend {
 
   void cross_entropy_forward(const CrossEntropyArgs& args) override;
   void cross_entropy_backward(const CrossEntropyBackwardArgs& args) override;
+  void cross_entropy_fused(const CrossEntropyBackwardArgs& args) override;
   void kl_div_forward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,
                       const void* logits, void* out) override;
   void kl_div_backward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,
@@ -303,6 +306,17 @@ class CudaBackend final : public Backend {
 };
 
 // ---- flash attention (flash_attention.cu; attention.cu dispatches) ---------------------------
+
+// The dropout factor of probability (row, j): 1 without dropout, else 1/(1 − p) or 0
+// (AttentionArgs::dropout; row = (b · H + h) · Tq + i).
+template <typename T>
+__device__ __forceinline__ T drop_factor(const AttentionArgs& a, int64_t row, int64_t j) {
+  if (a.dropout <= 0.0) return T(1);
+  const uint64_t c = a.dropout_offset + static_cast<uint64_t>(row * a.kv_len + j);
+  return rng::dropout_keeps(a.dropout_seed, c, rng::dropout_threshold(a.dropout))
+             ? static_cast<T>(1.0 / (1.0 - a.dropout))
+             : T(0);
+}
 
 constexpr int kMaxHeadDim = 128;  // the tiled kernels' largest head dim
 // f32/f64, 1 <= head_dim <= kMaxHeadDim, batch · heads within one grid dimension.

@@ -8,7 +8,9 @@
 // and dv over the query tiles, one per query tile accumulates dq over the key tiles — every
 // gradient written once, in a fixed order (no atomics: reproducible). Causal and key-padding
 // masks, Tq ≠ Tk (queries are the last Tq positions), kv_stride (a KV cache read in place,
-// forward only), head dims up to kMaxHeadDim (OPT 64/80/128, Llama 128). Tiles a causal mask
+// forward only), head dims up to kMaxHeadDim (OPT 64/80/128, Llama 128), dropout on the
+// probabilities (the counter-based mask drawn per element in each pass, none stored; the
+// softmax's sum and lse stay the undropped ones). Tiles a causal mask
 // hides entirely are skipped. attention.cu keeps the simple per-row kernels as the reference and
 // the fallback for larger head dims.
 #include <cuda_bf16.h>
@@ -118,11 +120,12 @@ __global__ void flash_forward_kernel(AttentionArgs a) {
     for (int c = 0; c < kBc; ++c) {
       const T p = dev_exp(ss[r * kPad + c] - m_new);  // masked: exp(-inf) = 0
       if (p == T(0)) continue;
-      l += p;
+      l += p;  // the softmax's sum is the undropped one's
+      const T pm = p * drop_factor<T>(a, bh * Tq + i, k0 + c);
       LETHE_UNROLL
       for (int n = 0; n < kDPer; ++n) {
         const int64_t d = part + n * kRowThreads;
-        if (d < D) acc[n] += p * sv[c * D + d];
+        if (d < D) acc[n] += pm * sv[c * D + d];
       }
     }
     m = m_new;
@@ -157,11 +160,12 @@ __device__ __forceinline__ void load_row_stats(T* slse, T* sdelta, const float* 
   }
 }
 
-// One kBr × kBc tile of the backward: p_ij = exp(scale · q_i · k_j − lse_i) and
-// dS_ij = p_ij (dO_i · v_j − delta_i), 0 where j is hidden from i or i sees no key. sp may be
+// One kBr × kBc tile of the backward: p_ij = exp(scale · q_i · k_j − lse_i), with the dropout
+// factor m_ij (1 without dropout) sp_ij = p_ij m_ij (what the output read) and
+// dS_ij = p_ij (m_ij dO_i · v_j − delta_i); 0 where j is hidden from i or i sees no key. sp may be
 // null (dq needs dS only).
 template <typename T>
-__device__ __forceinline__ void backward_tile(const AttentionArgs& a, int64_t b, int64_t q0,
+__device__ __forceinline__ void backward_tile(const AttentionArgs& a, int64_t bh, int64_t q0,
                                               int64_t k0, const T* sq, const T* sk, const T* sdo,
                                               const T* sv, const T* slse, const T* sdelta, T* sp,
                                               T* sds) {
@@ -171,9 +175,12 @@ __device__ __forceinline__ void backward_tile(const AttentionArgs& a, int64_t b,
     const int rr = idx / kBc, cc = idx % kBc;
     const int64_t i = q0 + rr, j = k0 + cc;
     T p = 0, ds = 0;
-    if (i < a.q_len && j < a.kv_len && slse[rr] != dev_neg_inf<T>() && sees(a, b, i, j)) {
+    if (i < a.q_len && j < a.kv_len && slse[rr] != dev_neg_inf<T>() &&
+        sees(a, bh / a.heads, i, j)) {
       p = dev_exp(scale * dot_row(sq + rr * D, sk + cc * D, D) - slse[rr]);
-      ds = p * (dot_row(sdo + rr * D, sv + cc * D, D) - sdelta[rr]);
+      const T m = drop_factor<T>(a, bh * a.q_len + i, j);
+      ds = p * (m * dot_row(sdo + rr * D, sv + cc * D, D) - sdelta[rr]);
+      p *= m;
     }
     if (sp) sp[rr * kPad + cc] = p;
     sds[rr * kPad + cc] = ds;
@@ -195,7 +202,7 @@ __global__ void flash_backward_dkv_kernel(AttentionBackwardArgs args, const T* d
   T* sds = sp + kBr * kPad;                // [kBr, kPad] dS
   T* slse = sds + kBr * kPad;              // [kBr]
   T* sdelta = slse + kBr;                  // [kBr]
-  const int64_t bh = blockIdx.y, b = bh / a.heads;
+  const int64_t bh = blockIdx.y;
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBc;
   const int c = threadIdx.x / kRowThreads, part = threadIdx.x % kRowThreads;
   const T scale = static_cast<T>(a.scale);
@@ -212,7 +219,7 @@ __global__ void flash_backward_dkv_kernel(AttentionBackwardArgs args, const T* d
     load_tile(sdo, dout + q0 * D, kBr, Tq - q0, D);
     load_row_stats(slse, sdelta, a.lse, delta, bh * Tq + q0, Tq - q0);
     __syncthreads();
-    backward_tile(a, b, q0, k0, sq, sk, sdo, sv, slse, sdelta, sp, sds);
+    backward_tile(a, bh, q0, k0, sq, sk, sdo, sv, slse, sdelta, sp, sds);
     __syncthreads();
     for (int rr = 0; rr < kBr; ++rr) {
       const T p = sp[rr * kPad + c], ds = sds[rr * kPad + c];
@@ -253,7 +260,7 @@ __global__ void flash_backward_dq_kernel(AttentionBackwardArgs args, const T* de
   T* sds = sv + kBc * D;                   // [kBr, kPad]
   T* slse = sds + kBr * kPad;              // [kBr]
   T* sdelta = slse + kBr;                  // [kBr]
-  const int64_t bh = blockIdx.y, b = bh / a.heads;
+  const int64_t bh = blockIdx.y;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
   const int r = threadIdx.x / kRowThreads, part = threadIdx.x % kRowThreads;
   const T scale = static_cast<T>(a.scale);
@@ -271,7 +278,7 @@ __global__ void flash_backward_dq_kernel(AttentionBackwardArgs args, const T* de
     load_tile(sk, k + k0 * D, kBc, Tk - k0, D);
     load_tile(sv, v + k0 * D, kBc, Tk - k0, D);
     __syncthreads();
-    backward_tile(a, b, q0, k0, sq, sk, sdo, sv, slse, sdelta, static_cast<T*>(nullptr), sds);
+    backward_tile(a, bh, q0, k0, sq, sk, sdo, sv, slse, sdelta, static_cast<T*>(nullptr), sds);
     __syncthreads();
     for (int cc = 0; cc < kBc; ++cc) {
       const T ds = sds[r * kPad + cc];
@@ -423,8 +430,11 @@ __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
         alpha = expf(sm[r] - m_new);
         for (int c = 0; c < kBc; ++c) {
           const __nv_bfloat16 p = __float2bfloat16(expf(ss[r * kBc + c] - m_new));
-          sp[r * kBc + c] = p;
-          sum += __bfloat162float(p);  // the sum of what p·v multiplies
+          sum += __bfloat162float(p);  // the sum of what p·v multiplies, before dropout
+          sp[r * kBc + c] = a.dropout > 0.0
+                                ? __float2bfloat16(__bfloat162float(p) *
+                                                   drop_factor<float>(a, bh * Tq + i, k0 + c))
+                                : p;
         }
         sm[r] = m_new;
       } else {
@@ -483,7 +493,7 @@ struct Bf16BackwardLayout {
 
 // s = q·kᵀ and dp = dO·vᵀ of the current tiles, then p and dS (bf16) elementwise; zero where j
 // is hidden from i or i sees no key.
-__device__ void backward_tile_bf16(const AttentionArgs& a, int64_t b, int64_t q0, int64_t k0,
+__device__ void backward_tile_bf16(const AttentionArgs& a, int64_t bh, int64_t q0, int64_t k0,
                                    unsigned char* smem, const Bf16BackwardLayout& L) {
   namespace wmma = nvcuda::wmma;
   const int D = static_cast<int>(a.head_dim);
@@ -505,9 +515,11 @@ __device__ void backward_tile_bf16(const AttentionArgs& a, int64_t b, int64_t q0
     const int rr = idx / kBc, cc = idx % kBc;
     const int64_t i = q0 + rr, j = k0 + cc;
     float p = 0.0f, ds = 0.0f;
-    if (i < a.q_len && j < a.kv_len && slse[rr] != -INFINITY && sees(a, b, i, j)) {
+    if (i < a.q_len && j < a.kv_len && slse[rr] != -INFINITY && sees(a, bh / a.heads, i, j)) {
       p = expf(scale * ss[idx] - slse[rr]);
-      ds = p * (sdp[idx] - sdelta[rr]);
+      const float m = drop_factor<float>(a, bh * a.q_len + i, j);
+      ds = p * (m * sdp[idx] - sdelta[rr]);
+      p *= m;
     }
     sp[idx] = __float2bfloat16(p);
     sds[idx] = __float2bfloat16(ds);
@@ -538,7 +550,7 @@ __global__ void flash_backward_dkv_bf16_kernel(AttentionBackwardArgs args, const
   auto* sdk = reinterpret_cast<float*>(smem_raw + L.acc1);  // [kBc, D]
   auto* sdv = reinterpret_cast<float*>(smem_raw + L.acc2);  // [kBc, D]
   auto* slse = reinterpret_cast<float*>(smem_raw + L.stats);
-  const int64_t bh = blockIdx.y, b = bh / a.heads;
+  const int64_t bh = blockIdx.y;
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBc;
   const float* q = static_cast<const float*>(a.q) + bh * Tq * D;
   const float* dout = static_cast<const float*>(args.dout) + bh * Tq * D;
@@ -555,7 +567,7 @@ __global__ void flash_backward_dkv_bf16_kernel(AttentionBackwardArgs args, const
     load_tile_bf16(sdo, dout + q0 * D, kBr, Tq - q0, D);
     load_row_stats_f32(slse, slse + kBr, a.lse, delta, bh * Tq + q0, Tq - q0);
     __syncthreads();
-    backward_tile_bf16(a, b, q0, k0, smem_raw, L);
+    backward_tile_bf16(a, bh, q0, k0, smem_raw, L);
     // pᵀ and dSᵀ: the [kBr, kBc] row-major tiles read as column-major [kBc, kBr] A operands.
     smem_mma<wmma::col_major, wmma::row_major>(sdv, d, sp, kBc, sdo, d, kBc, d, kBr, true);
     smem_mma<wmma::col_major, wmma::row_major>(sdk, d, sds, kBc, sq, d, kBc, d, kBr, true);
@@ -582,7 +594,7 @@ __global__ void flash_backward_dq_bf16_kernel(AttentionBackwardArgs args, const 
   auto* sds = reinterpret_cast<__nv_bfloat16*>(smem_raw + L.ds);
   auto* sdq = reinterpret_cast<float*>(smem_raw + L.acc1);  // [kBr, D]
   auto* slse = reinterpret_cast<float*>(smem_raw + L.stats);
-  const int64_t bh = blockIdx.y, b = bh / a.heads;
+  const int64_t bh = blockIdx.y;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
   const float* k = static_cast<const float*>(a.k) + bh * Tk * D;
   const float* v = static_cast<const float*>(a.v) + bh * Tk * D;
@@ -600,7 +612,7 @@ __global__ void flash_backward_dq_bf16_kernel(AttentionBackwardArgs args, const 
     load_tile_bf16(sk, k + k0 * D, kBc, Tk - k0, D);
     load_tile_bf16(sv, v + k0 * D, kBc, Tk - k0, D);
     __syncthreads();
-    backward_tile_bf16(a, b, q0, k0, smem_raw, L);
+    backward_tile_bf16(a, bh, q0, k0, smem_raw, L);
     smem_mma<wmma::row_major, wmma::row_major>(sdq, d, sds, kBc, sk, d, kBr, d, kBc, true);
   }
   __syncthreads();

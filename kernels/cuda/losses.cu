@@ -156,6 +156,62 @@ __global__ void cross_entropy_backward_kernel(CrossEntropyBackwardArgs args) {
   }
 }
 
+// The nll loss and its dlogits in one pass per row (cross_entropy_fused): the row is read once
+// with an online max and sum (each thread rescales its partial sum as its max grows; the block
+// combines them), kept in shared memory when `cached` (vocab values fit), and its dlogits written
+// from there: one read and one write of the logits instead of the separate kernels' three reads
+// and one write. In place (dlogits == logits) is safe: every thread has read the row's target
+// logit and its own elements before the first write.
+template <typename T>
+__global__ void cross_entropy_fused_kernel(CrossEntropyBackwardArgs args, bool cached) {
+  LETHE_DYNAMIC_SHARED(smem_raw);
+  T* cache = cached ? reinterpret_cast<T*>(smem_raw) : nullptr;
+  __shared__ T scratch[32];
+  const CrossEntropyArgs& a = args.fwd;
+  const T* logits = static_cast<const T*>(a.logits);
+  const T* dloss = static_cast<const T*>(args.dloss);
+  T* dlogits = static_cast<T*>(args.dlogits);
+  T* loss = static_cast<T*>(a.loss);
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const T* row = logits + r * a.vocab;
+    T* drow = dlogits + r * a.vocab;
+    const int64_t t = a.targets[r];
+    const bool valid = t != a.ignore_index;
+    const bool in_range = t >= 0 && t < a.vocab;  // the op validates; never read out of bounds
+    const T xt = valid && in_range ? row[t] : T(0);
+    T m = dev_neg_inf<T>(), s = 0;
+    for (int64_t c = threadIdx.x; c < a.vocab; c += blockDim.x) {
+      const T x = row[c];
+      if (cache) cache[c] = x;
+      if (x == dev_neg_inf<T>()) continue;  // contributes nothing (and exp(-inf + inf) is NaN)
+      if (x > m) {
+        s = s * dev_exp(m - x) + T(1);
+        m = x;
+      } else {
+        s += dev_exp(x - m);
+      }
+    }
+    const T mx = block_max(m, scratch);
+    T lse = mx;  // ±inf: as row_lse (a +inf logit makes the row's lse +inf)
+    if (!isinf(mx)) lse = mx + dev_log(block_sum(s * dev_exp(m - mx), scratch));
+    // block_max/block_sum end with a barrier: every thread has read its elements and xt.
+    const T w = a.weights ? static_cast<T>(a.weights[r]) : T(1);
+    if (threadIdx.x == 0) {
+      if (a.lse) a.lse[r] = static_cast<float>(lse);
+      if (loss) loss[r] = valid ? w * (in_range ? lse - xt : static_cast<T>(NAN)) : T(0);
+    }
+    const T* src = cache ? cache : row;
+    if (!valid || !in_range) {
+      for (int64_t c = threadIdx.x; c < a.vocab; c += blockDim.x) drow[c] = T(0);
+    } else {
+      const T g = dloss[r] * w;
+      for (int64_t c = threadIdx.x; c < a.vocab; c += blockDim.x)
+        drow[c] = g * dev_exp(src[c] - lse) - (c == t ? g : T(0));
+    }
+    __syncthreads();  // the next row overwrites the cache
+  }
+}
+
 // KL(p || q) with p = softmax(ref), q = softmax(x): sum_j p_j (log p_j - log q_j); terms with
 // p_j = 0 are skipped (also -inf reference logits: no 0 * inf).
 template <typename T>
@@ -262,6 +318,29 @@ void CudaBackend::cross_entropy_backward(const CrossEntropyBackwardArgs& args) {
     if (f.rows == 0 || f.vocab == 0) return;
     launch("cross_entropy_backward", cross_entropy_backward_kernel<T>, row_blocks(f.rows),
            loss_threads(f.vocab), 0, args);
+  });
+}
+
+void CudaBackend::cross_entropy_fused(const CrossEntropyBackwardArgs& args) {
+  const CrossEntropyArgs& f = args.fwd;
+  if (f.mode != CrossEntropyMode::nll) {  // unlikelihood: the two kernels
+    cross_entropy_forward(f);
+    cross_entropy_backward(args);
+    return;
+  }
+  LETHE_CHECK(f.rows >= 0 && f.vocab >= 0, "cross_entropy_fused: negative size");
+  LETHE_CHECK(f.vocab > 0 || f.rows == 0, "cross_entropy_fused: vocab is 0");
+  cuda_dispatch_float(f.dtype, "cross_entropy_fused", [&](auto tag) {
+    using T = decltype(tag);
+    if (f.rows == 0) return;
+    const size_t bytes = static_cast<size_t>(f.vocab) * sizeof(T);
+    const bool cached = bytes <= props_.sharedMemPerBlockOptin;
+    if (cached && bytes > 48 * 1024)
+      LETHE_CUDA_CHECK(cudaFuncSetAttribute(cross_entropy_fused_kernel<T>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(bytes)));
+    launch("cross_entropy_fused", cross_entropy_fused_kernel<T>, row_blocks(f.rows),
+           loss_threads(f.vocab), cached ? bytes : 0, args, cached);
   });
 }
 

@@ -1,5 +1,10 @@
-// CUDA layernorm and softmax, forward and backward: one block per row, accumulation in the
-// float type of the data (two passes for the variance); gamma/beta gradients by column tiles.
+// CUDA layernorm and softmax, forward and backward: one block per row, warp-shuffle reductions,
+// accumulation in the float type of the data (two passes for the variance); gamma/beta gradients
+// by column tiles in a fixed order (no atomics). The forward (and the fused residual add with
+// dropout, add_layernorm_forward) reads each row from global memory once into shared memory, in
+// 16-byte vectors for f32.
+#include <type_traits>
+
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace lethe::kernels {
@@ -16,21 +21,90 @@ int row_threads(int64_t cols) {
   return static_cast<int>(t < 32 ? 32 : (t > kThreads ? kThreads : t));
 }
 
+// Dropout on the fused add's x (add_layernorm_forward): element (r, c) is kept, scaled by `keep`,
+// iff rng::dropout_keeps(seed, offset + r · cols + c, threshold).
+struct RowDropout {
+  bool on = false;
+  uint64_t seed = 0, offset = 0, threshold = 0;
+  double keep = 1.0;
+};
+
+// x · factor rounded on its own (never contracted into an FMA with the add that follows: the
+// numbers stay those of the separate dropout and add kernels).
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+
+template <typename T>
+__device__ __forceinline__ T dropped(const RowDropout& d, T x, uint64_t counter) {
+  if (!d.on) return x;
+  const bool kept = rng::dropout_keeps(d.seed, d.offset + counter, d.threshold);
+  return mul_rn(x, kept ? static_cast<T>(d.keep) : T(0));
+}
+
+// One row's input for the statistics: x, or (the fused add) residual + dropout(x), also written to
+// `sum`. With `cache` (dynamic shared memory of cols values) the row is read from global memory
+// once, in 16-byte vectors when `vec4` (f32, cols % 4 == 0, x/residual/sum 16-byte aligned), and
+// the statistics and the output read the cache; without, they read global memory. Either way the
+// reductions below walk the same elements in the same order: the numbers do not depend on the
+// path.
+template <typename T>
+__device__ __forceinline__ const T* load_row(int64_t r, int64_t cols, const T* x, const T* residual,
+                                             T* sum, const RowDropout& drop, T* cache, bool vec4) {
+  const T* xr = x + r * cols;
+  if (!residual && !cache) return xr;
+  T* sr = residual ? sum + r * cols : nullptr;
+  const T* rr = residual ? residual + r * cols : nullptr;
+  const uint64_t base = static_cast<uint64_t>(r * cols);
+  bool done = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (vec4) {
+      const int64_t n4 = cols / 4;
+      for (int64_t c4 = threadIdx.x; c4 < n4; c4 += blockDim.x) {
+        float4 v = reinterpret_cast<const float4*>(xr)[c4];
+        if (residual) {
+          const float4 rv = reinterpret_cast<const float4*>(rr)[c4];
+          const uint64_t c = base + static_cast<uint64_t>(4 * c4);
+          v.x = dropped(drop, v.x, c) + rv.x;
+          v.y = dropped(drop, v.y, c + 1) + rv.y;
+          v.z = dropped(drop, v.z, c + 2) + rv.z;
+          v.w = dropped(drop, v.w, c + 3) + rv.w;
+          reinterpret_cast<float4*>(sr)[c4] = v;
+        }
+        reinterpret_cast<float4*>(cache)[c4] = v;
+      }
+      done = true;
+    }
+  }
+  if (!done) {
+    T* dst = cache ? cache : sr;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      T v = xr[c];
+      if (residual) {
+        v = dropped(drop, v, base + static_cast<uint64_t>(c)) + rr[c];
+        if (cache) sr[c] = v;
+      }
+      dst[c] = v;
+    }
+  }
+  __syncthreads();
+  return cache ? cache : sr;
+}
+
 template <typename T>
 __global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
                                          const T* beta, T eps, T* y, double* mean_out,
-                                         double* rstd_out, const T* residual, T* sum) {
+                                         double* rstd_out, const T* residual, T* sum,
+                                         RowDropout drop, bool cached, bool vec4) {
+  LETHE_DYNAMIC_SHARED(smem_raw);
+  T* cache = cached ? reinterpret_cast<T*>(smem_raw) : nullptr;
   __shared__ T scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const T* xr = x + r * cols;
+    const T* xr = load_row(r, cols, x, residual, sum, drop, cache, vec4);
     T* yr = y + r * cols;
-    if (residual) {  // the fused residual add: the row's sum first, then its norm
-      T* sr = sum + r * cols;
-      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-        sr[c] = xr[c] + residual[r * cols + c];
-      __syncthreads();
-      xr = sr;
-    }
     // Summing x - x[0] keeps partial sums small when the row has a large common offset (as the
     // CPU backend does).
     const T x0 = xr[0];
@@ -54,6 +128,7 @@ __global__ void layernorm_forward_kernel(int64_t rows, int64_t cols, const T* x,
       if (mean_out) mean_out[r] = static_cast<double>(mean);
       if (rstd_out) rstd_out[r] = static_cast<double>(rstd);
     }
+    __syncthreads();  // the next row overwrites the cache (and x0 is read from it)
   }
 }
 
@@ -154,30 +229,66 @@ __global__ void softmax_backward_kernel(int64_t rows, int64_t cols, const T* y, 
 
 }  // namespace
 
+namespace {
+
+bool aligned16(const void* p) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Launches the forward: the row cached in shared memory when it fits the device's opt-in limit,
+// 16-byte loads when the f32 data allows them.
+template <typename T>
+void launch_layernorm(CudaBackend& be, const char* what, int64_t rows, int64_t cols, const T* x,
+                      const T* gamma, const T* beta, double eps, T* y, double* mean, double* rstd,
+                      const T* residual, T* sum, const RowDropout& drop) {
+  const size_t bytes = static_cast<size_t>(cols) * sizeof(T);
+  const bool cached = bytes <= be.props().sharedMemPerBlockOptin;
+  if (cached && bytes > 48 * 1024)
+    LETHE_CUDA_CHECK(cudaFuncSetAttribute(layernorm_forward_kernel<T>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)));
+  const bool vec4 = std::is_same_v<T, float> && cached && cols % 4 == 0 && aligned16(x) &&
+                    aligned16(residual) && aligned16(sum);
+  launch(what, layernorm_forward_kernel<T>, row_blocks(rows), row_threads(cols), cached ? bytes : 0,
+         rows, cols, x, gamma, beta, static_cast<T>(eps), y, mean, rstd, residual, sum, drop,
+         cached, vec4);
+}
+
+}  // namespace
+
 void CudaBackend::layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                     const void* gamma, const void* beta, double eps, void* y,
                                     double* mean, double* rstd) {
   cuda_dispatch_float(dtype, "layernorm_forward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || cols <= 0) return;
-    launch("layernorm_forward", layernorm_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
-           rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
-           static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd,
-           static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
+    launch_layernorm<T>(*this, "layernorm_forward", rows, cols, static_cast<const T*>(x),
+                        static_cast<const T*>(gamma), static_cast<const T*>(beta), eps,
+                        static_cast<T*>(y), mean, rstd, nullptr, nullptr, RowDropout{});
   });
 }
 
 void CudaBackend::add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                         const void* residual, const void* gamma, const void* beta,
-                                        double eps, void* sum, void* y, double* mean,
-                                        double* rstd) {
+                                        double eps, void* sum, void* y, double* mean, double* rstd,
+                                        double dropout, uint64_t seed, uint64_t offset) {
+  LETHE_CHECK(dropout >= 0.0 && dropout < 1.0,
+              "add_layernorm_forward: dropout must be in [0, 1), got ", dropout);
   cuda_dispatch_float(dtype, "add_layernorm_forward", [&](auto tag) {
     using T = decltype(tag);
     if (rows <= 0 || cols <= 0) return;
-    launch("add_layernorm_forward", layernorm_forward_kernel<T>, row_blocks(rows),
-           row_threads(cols), 0, rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
-           static_cast<const T*>(beta), static_cast<T>(eps), static_cast<T*>(y), mean, rstd,
-           static_cast<const T*>(residual), static_cast<T*>(sum));
+    RowDropout drop;
+    if (dropout > 0.0) {
+      drop.on = true;
+      drop.seed = seed;
+      drop.offset = offset;
+      drop.threshold = rng::dropout_threshold(dropout);
+      drop.keep = 1.0 / (1.0 - dropout);
+    }
+    launch_layernorm<T>(*this, "add_layernorm_forward", rows, cols, static_cast<const T*>(x),
+                        static_cast<const T*>(gamma), static_cast<const T*>(beta), eps,
+                        static_cast<T*>(y), mean, rstd, static_cast<const T*>(residual),
+                        static_cast<T*>(sum), drop);
   });
 }
 

@@ -125,6 +125,11 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
               mask_in.str(), " must have shape [", B, ", ", Tk, "] (ids ", ids_in.str(),
               ", cached tokens ", past, ")");
   LETHE_CHECK(T > 0, "OptModel: ids ", ids_in.str(), " hold no tokens");
+  // transformers skips whole layers at random in training when layerdrop > 0; lethe always runs
+  // every layer, so a training forward with it would silently be another model.
+  LETHE_CHECK(!options.training || c.layerdrop == 0.0, "OptModel: config.json field layerdrop is ",
+              c.layerdrop,
+              "; training with layerdrop is not supported (every layer always runs): set it to 0");
 
   // Host-side checks and positions: cumsum(mask) * mask - 1, sliced to the new tokens, + 2.
   const std::vector<int64_t> ids_h = ids_in.to_int_vector();
@@ -193,10 +198,19 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
       }
     }
   }
-  // A residual add followed by a layer norm runs as one fused op (add_layer_norm: the same
-  // numbers); `r` is the residual stream, `h` what the next sublayer reads.
-  auto add_ln = [&](const Tensor& x, const Tensor& residual, const std::string& n, Tensor& r_out) {
-    ResidualNorm rn = add_layer_norm(x, residual, opt(n + ".weight"), opt(n + ".bias"), 1e-5);
+  // A sublayer's dropout, the residual add and the layer norm that follows run as one fused op
+  // (add_layer_norm: the same numbers); `r` is the residual stream, `h` what the next sublayer
+  // reads. Dropout site s (2i: attention output, 2i + 1: FFN output) draws counters
+  // [s · site_stride, (s + 1) · site_stride).
+  auto site = [&](int64_t s) {
+    DropoutSpec d;
+    if (options.training && p_drop > 0)
+      d = {p_drop, options.dropout_seed, static_cast<uint64_t>(s) * site_stride};
+    return d;
+  };
+  auto add_ln = [&](const Tensor& x, const Tensor& residual, const std::string& n, Tensor& r_out,
+                    const DropoutSpec& drop = {}) {
+    ResidualNorm rn = add_layer_norm(x, residual, opt(n + ".weight"), opt(n + ".bias"), 1e-5, drop);
     r_out = rn.sum;
     return rn.normed;
   };
@@ -231,29 +245,34 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
         v = cache->v[li].slice(2, 0, Tk);
       }
     }
-    Tensor a = attention(q, k, v, key_mask, /*causal=*/true, /*scale=*/1.0);
+    // attention_dropout (0 in every released OPT): its counters follow all 2L residual sites.
+    DropoutSpec attn_drop;
+    if (options.training && c.attention_dropout > 0) {
+      attn_drop.p = c.attention_dropout;
+      attn_drop.seed = options.dropout_seed;
+      attn_drop.offset = static_cast<uint64_t>(2 * c.num_hidden_layers) * site_stride +
+                         static_cast<uint64_t>(i * B * nh * T * Tk);
+    }
+    Tensor a = attention(q, k, v, key_mask, /*causal=*/true, /*scale=*/1.0, attn_drop);
     a = a.permute({0, 2, 1, 3}).reshape({B, T, H});
     a = lin(a, p + "self_attn.out_proj");
-    a = dropout(a, p_drop, options.training, options.dropout_seed,
-                static_cast<uint64_t>(2 * i) * site_stride);
     Tensor unused;
     if (pre)
-      h = add_ln(a, r, p + "final_layer_norm", r);
-    else
-      h = add_ln(a, r, p + "self_attn_layer_norm", unused);  // post-LN: the norm is the stream
+      h = add_ln(a, r, p + "final_layer_norm", r, site(2 * i));
+    else  // post-LN: the norm is the stream
+      h = add_ln(a, r, p + "self_attn_layer_norm", unused, site(2 * i));
 
     if (!pre) r = h;
     h = lin(apply_linear_relu(p + "fc1", h, P(p + "fc1.weight"), opt(p + "fc1.bias")), p + "fc2");
-    h = dropout(h, p_drop, options.training, options.dropout_seed,
-                static_cast<uint64_t>(2 * i + 1) * site_stride);
+    const DropoutSpec ffn_drop = site(2 * i + 1);
     if (!pre) {
-      h = add_ln(h, r, p + "final_layer_norm", unused);
+      h = add_ln(h, r, p + "final_layer_norm", unused, ffn_drop);
     } else if (i + 1 < c.num_hidden_layers) {
-      h = add_ln(h, r, "layers." + std::to_string(i + 1) + ".self_attn_layer_norm", r);
+      h = add_ln(h, r, "layers." + std::to_string(i + 1) + ".self_attn_layer_norm", r, ffn_drop);
     } else if (!c.remove_final_layer_norm) {
-      h = add_ln(h, r, "final_layer_norm", r);
+      h = add_ln(h, r, "final_layer_norm", r, ffn_drop);
     } else {
-      h = add(h, r);
+      h = add(dropout(h, ffn_drop.p, ffn_drop.p > 0, ffn_drop.seed, ffn_drop.offset), r);
     }
   }
   if (cache) cache->filled = Tk;

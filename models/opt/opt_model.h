@@ -34,7 +34,9 @@ struct OptKvCache {
 };
 
 struct OptForwardOptions {
-  bool training = false;  // dropout (config.dropout) after out_proj and fc2; off when false
+  bool training =
+      false;  // dropout (config.dropout after out_proj and fc2, config.attention_dropout
+              // on the attention probabilities); off when false
   uint64_t dropout_seed = 0;
   OptKvCache* cache = nullptr;  // when set: reads past keys/values and appends the new ones
 };

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -457,43 +458,64 @@ TEST(CudaBackend, GemmAllTransposesBatchesBiasAndBf16) {
 
 // ---- heavier primitives against the CPU backend (the reference) ---------------------------------
 
-// The fused residual add + layer norm (add_layernorm_forward) gives what binary add followed by
-// layernorm_forward gives on the same device, bit for bit (sum, norm, mean, rstd), on odd row
-// widths with a large common offset; and within 1e-5 of the CPU's fused primitive. Poisoned
+// The fused residual add + layer norm (add_layernorm_forward), with and without the dropout on x,
+// gives what dropout_mask + mul, binary add and layernorm_forward give on the same device, bit
+// for bit (sum, norm, mean, rstd), and within 1e-5 of the CPU's fused primitive (the sum equal).
+// Row widths: odd ones (scalar loads), multiples of 4 (16-byte loads: 768 is OPT-125m's) and one
+// wider than shared memory holds (rows read from global memory); a large common offset; poisoned
 // outputs.
 TEST(CudaBackend, FusedResidualLayernormIsAddThenLayernorm) {
   LETHE_REQUIRE_CUDA(gpu);
-  for (int64_t cols : {1, 7, 33, 1023, 4097}) {
-    SCOPED_TRACE(cols);
-    const int64_t rows = 5;
-    const size_t n = static_cast<size_t>(rows * cols);
-    std::vector<float> x = random_as<float>(n, 1, 40, 44), r = random_as<float>(n, 2, -1, 1);
-    std::vector<float> gamma = random_as<float>(cols, 3, 0.5, 1.5),
-                       beta = random_as<float>(cols, 4, -0.5, 0.5);
-    DeviceBuffer dx = upload(*gpu, x), dr = upload(*gpu, r), dg = upload(*gpu, gamma),
-                 db = upload(*gpu, beta);
-    DeviceBuffer sum = poisoned<float>(*gpu, n), y = poisoned<float>(*gpu, n),
-                 mean = poisoned<double>(*gpu, rows), rstd = poisoned<double>(*gpu, rows);
-    gpu->add_layernorm_forward(DType::f32, rows, cols, dx.get(), dr.get(), dg.get(), db.get(), 1e-5,
-                               sum.get(), y.get(), mean.as<double>(), rstd.as<double>());
-    const Layout flat = make_layout({rows * cols}, {1});
-    DeviceBuffer sum2 = poisoned<float>(*gpu, n), y2 = poisoned<float>(*gpu, n),
-                 mean2 = poisoned<double>(*gpu, rows), rstd2 = poisoned<double>(*gpu, rows);
-    gpu->binary(kernels::BinaryOp::add, DType::f32, sum2.get(), flat, dx.get(), flat, dr.get(),
-                flat);
-    gpu->layernorm_forward(DType::f32, rows, cols, sum2.get(), dg.get(), db.get(), 1e-5, y2.get(),
-                           mean2.as<double>(), rstd2.as<double>());
-    EXPECT_EQ(download<float>(*gpu, sum, n), download<float>(*gpu, sum2, n));
-    EXPECT_EQ(download<float>(*gpu, y, n), download<float>(*gpu, y2, n));
-    EXPECT_EQ(download<double>(*gpu, mean, rows), download<double>(*gpu, mean2, rows));
-    EXPECT_EQ(download<double>(*gpu, rstd, rows), download<double>(*gpu, rstd2, rows));
-    std::vector<float> want_sum(n), want_y(n);
-    std::vector<double> want_mean(rows), want_rstd(rows);
-    kernels::cpu_backend().add_layernorm_forward(DType::f32, rows, cols, x.data(), r.data(),
-                                                 gamma.data(), beta.data(), 1e-5, want_sum.data(),
-                                                 want_y.data(), want_mean.data(), want_rstd.data());
-    EXPECT_EQ(download<float>(*gpu, sum, n), want_sum);  // one IEEE add each
-    EXPECT_LE(rel_error(download<float>(*gpu, y, n), want_y), 1e-5);
+  // 240 KB of f32 per row: more than an H100's (and the emulator's) 227 KB of shared memory.
+  const int64_t too_wide = 60000;
+  for (int64_t cols : {int64_t{1}, int64_t{7}, int64_t{33}, int64_t{768}, int64_t{1023},
+                       int64_t{1024}, int64_t{4097}, too_wide}) {
+    for (double p : {0.0, 0.3}) {
+      SCOPED_TRACE("cols " + std::to_string(cols) + " p " + std::to_string(p));
+      const int64_t rows = cols > 5000 ? 2 : 5;
+      const size_t n = static_cast<size_t>(rows * cols);
+      const uint64_t seed = 77, offset = 1000;
+      std::vector<float> x = random_as<float>(n, 1, 40, 44), r = random_as<float>(n, 2, -1, 1);
+      std::vector<float> gamma = random_as<float>(cols, 3, 0.5, 1.5),
+                         beta = random_as<float>(cols, 4, -0.5, 0.5);
+      DeviceBuffer dx = upload(*gpu, x), dr = upload(*gpu, r), dg = upload(*gpu, gamma),
+                   db = upload(*gpu, beta);
+      DeviceBuffer sum = poisoned<float>(*gpu, n), y = poisoned<float>(*gpu, n),
+                   mean = poisoned<double>(*gpu, rows), rstd = poisoned<double>(*gpu, rows);
+      gpu->add_layernorm_forward(DType::f32, rows, cols, dx.get(), dr.get(), dg.get(), db.get(),
+                                 1e-5, sum.get(), y.get(), mean.as<double>(), rstd.as<double>(), p,
+                                 seed, offset);
+      const Layout flat = make_layout({rows * cols}, {1});
+      DeviceBuffer sum2 = poisoned<float>(*gpu, n), y2 = poisoned<float>(*gpu, n),
+                   mean2 = poisoned<double>(*gpu, rows), rstd2 = poisoned<double>(*gpu, rows);
+      DeviceBuffer dropped = upload(*gpu, x), mask = poisoned<float>(*gpu, n);
+      if (p > 0) {
+        gpu->dropout_mask(DType::f32, mask.get(), static_cast<int64_t>(n), seed, offset, p);
+        gpu->binary(kernels::BinaryOp::mul, DType::f32, dropped.get(), flat, dx.get(), flat,
+                    mask.get(), flat);
+      }
+      gpu->binary(kernels::BinaryOp::add, DType::f32, sum2.get(), flat, dropped.get(), flat,
+                  dr.get(), flat);
+      gpu->layernorm_forward(DType::f32, rows, cols, sum2.get(), dg.get(), db.get(), 1e-5, y2.get(),
+                             mean2.as<double>(), rstd2.as<double>());
+      EXPECT_EQ(download<float>(*gpu, sum, n), download<float>(*gpu, sum2, n));
+      EXPECT_EQ(download<float>(*gpu, y, n), download<float>(*gpu, y2, n));
+      EXPECT_EQ(download<double>(*gpu, mean, rows), download<double>(*gpu, mean2, rows));
+      EXPECT_EQ(download<double>(*gpu, rstd, rows), download<double>(*gpu, rstd2, rows));
+      std::vector<float> want_sum(n), want_y(n);
+      std::vector<double> want_mean(rows), want_rstd(rows);
+      kernels::cpu_backend().add_layernorm_forward(
+          DType::f32, rows, cols, x.data(), r.data(), gamma.data(), beta.data(), 1e-5,
+          want_sum.data(), want_y.data(), want_mean.data(), want_rstd.data(), p, seed, offset);
+      EXPECT_EQ(download<float>(*gpu, sum, n), want_sum);  // one IEEE product and add each
+      EXPECT_LE(rel_error(download<float>(*gpu, y, n), want_y), 1e-5);
+      size_t changed = 0;  // elements the dropout zeroed or scaled
+      for (size_t i = 0; i < n; ++i) changed += want_sum[i] != x[i] + r[i];
+      if (p > 0)
+        EXPECT_GT(changed, n / 4);
+      else
+        EXPECT_EQ(changed, 0u);
+    }
   }
 }
 
@@ -551,6 +573,24 @@ TEST(CudaBackend, SoftmaxAndLayernormMatchCpu) {
   }
 }
 
+// f32 cross-entropy arguments (unlikelihood c = 0.5) over the given buffers.
+kernels::CrossEntropyArgs ce_args(int64_t rows, int64_t vocab, kernels::CrossEntropyMode mode,
+                                  const float* logits, const int64_t* targets, const float* weights,
+                                  float* loss, float* lse) {
+  kernels::CrossEntropyArgs a;
+  a.dtype = DType::f32;
+  a.rows = rows;
+  a.vocab = vocab;
+  a.mode = mode;
+  a.c = 0.5;
+  a.logits = logits;
+  a.targets = targets;
+  a.weights = weights;
+  a.loss = loss;
+  a.lse = lse;
+  return a;
+}
+
 TEST(CudaBackend, CrossEntropyAndKlMatchCpu) {
   LETHE_REQUIRE_CUDA(gpu);
   Backend& cpu = kernels::cpu_backend();
@@ -569,18 +609,10 @@ TEST(CudaBackend, CrossEntropyAndKlMatchCpu) {
                  ddl = upload(*gpu, dloss), dt = upload(*gpu, targets);
     for (auto mode : {kernels::CrossEntropyMode::nll, kernels::CrossEntropyMode::unlikelihood}) {
       for (bool weighted : {false, true}) {
-        kernels::CrossEntropyArgs a;
-        a.dtype = DType::f32;
-        a.rows = s.rows;
-        a.vocab = s.vocab;
-        a.mode = mode;
-        a.c = 0.5;
         std::vector<float> loss(rows), lse(rows), dl(n);
-        a.logits = logits.data();
-        a.targets = targets.data();
-        a.weights = weighted ? weights.data() : nullptr;
-        a.loss = loss.data();
-        a.lse = lse.data();
+        kernels::CrossEntropyArgs a =
+            ce_args(s.rows, s.vocab, mode, logits.data(), targets.data(),
+                    weighted ? weights.data() : nullptr, loss.data(), lse.data());
         cpu.cross_entropy_forward(a);
         kernels::CrossEntropyBackwardArgs b{a, dloss.data(), dl.data()};
         cpu.cross_entropy_backward(b);
@@ -613,6 +645,54 @@ TEST(CudaBackend, CrossEntropyAndKlMatchCpu) {
     EXPECT_LE(rel_error(download<float>(*gpu, gkl, rows), kl), 1e-5) << "kl";
     EXPECT_LE(rel_error(download<float>(*gpu, gdx, n), dx), 1e-5) << "kl dlogits";
     EXPECT_LE(rel_error(download<float>(*gpu, gdr, n), dr), 1e-5) << "kl dref";
+  }
+}
+
+// cross_entropy_fused (the fused head's chunk: loss, lse and dlogits in one pass per row, the row
+// cached in shared memory when it fits) against the CPU's forward then backward: odd vocabularies,
+// one wider than shared memory (read from global memory), signed per-token weights, ignored rows,
+// −inf logits, in place (dlogits over the logits, as the head runs it) and out of place, nll and
+// unlikelihood (the latter runs the two kernels); poisoned outputs.
+TEST(CudaBackend, FusedCrossEntropyIsForwardThenBackward) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  struct RV {
+    int64_t rows, vocab;
+  } shapes[] = {{1, 7}, {7, 1023}, {3, 4097}, {65, 50}, {2, 60000}};
+  for (const RV& s : shapes) {
+    const size_t n = static_cast<size_t>(s.rows * s.vocab), rows = static_cast<size_t>(s.rows);
+    std::vector<float> logits = random_as<float>(n, 15, -4, 4);
+    for (size_t j = 1; j < static_cast<size_t>(s.vocab); j += 3) logits[j] = -INFINITY;  // row 0
+    const std::vector<float> weights = random_as<float>(rows, 17, -1, 2),
+                             dloss = random_as<float>(rows, 18, -1, 1);
+    std::vector<int64_t> targets(rows);
+    for (size_t r = 0; r < rows; ++r)
+      targets[r] = r % 5 == 3 ? -100 : static_cast<int64_t>((r * 7919) % s.vocab);
+    targets[0] = 0;  // a finite logit of row 0
+    DeviceBuffer ddl = upload(*gpu, dloss), dw = upload(*gpu, weights), dt = upload(*gpu, targets);
+    for (auto mode : {kernels::CrossEntropyMode::nll, kernels::CrossEntropyMode::unlikelihood}) {
+      for (bool in_place : {true, false}) {
+        const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.vocab) +
+                                 (mode == kernels::CrossEntropyMode::nll ? " nll" : " ul") +
+                                 (in_place ? " in place" : "");
+        std::vector<float> loss(rows), lse(rows), dl(n);
+        kernels::CrossEntropyArgs a = ce_args(s.rows, s.vocab, mode, logits.data(), targets.data(),
+                                              weights.data(), loss.data(), lse.data());
+        cpu.cross_entropy_fused({a, dloss.data(), dl.data()});
+
+        DeviceBuffer dlog = upload(*gpu, logits), gloss = poisoned<float>(*gpu, rows),
+                     glse = poisoned<float>(*gpu, rows), gdl = poisoned<float>(*gpu, n);
+        a.logits = dlog.get();
+        a.targets = dt.as<int64_t>();
+        a.weights = dw.as<float>();
+        a.loss = gloss.get();
+        a.lse = glse.as<float>();
+        gpu->cross_entropy_fused({a, ddl.get(), in_place ? dlog.get() : gdl.get()});
+        EXPECT_LE(rel_error(download<float>(*gpu, gloss, rows), loss), 1e-5) << what;
+        EXPECT_LE(rel_error(download<float>(*gpu, glse, rows), lse), 1e-5) << what;
+        EXPECT_LE(rel_error(download<float>(*gpu, in_place ? dlog : gdl, n), dl), 1e-5) << what;
+      }
+    }
   }
 }
 
@@ -706,6 +786,38 @@ double max_rel_error(const std::vector<double>& got, const std::vector<double>& 
   return scale > 0 ? worst / scale : worst;
 }
 
+// Every output of `got` within `tol` of `want` (max_rel_error), named by `who`.
+void expect_attention_close(const AttentionResult& got, const AttentionResult& want, double tol,
+                            const char* who) {
+  EXPECT_LE(max_rel_error(got.out, want.out), tol) << who << " out";
+  EXPECT_LE(max_rel_error(got.lse, want.lse), tol) << who << " lse";
+  EXPECT_LE(max_rel_error(got.dq, want.dq), tol) << who << " dq";
+  EXPECT_LE(max_rel_error(got.dk, want.dk), tol) << who << " dk";
+  EXPECT_LE(max_rel_error(got.dv, want.dv), tol) << who << " dv";
+}
+
+// Attention arguments for the given sizes, scaled by 1/√d (no pointers, no mask).
+kernels::AttentionArgs attention_args(int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d,
+                                      bool causal, bool f64) {
+  kernels::AttentionArgs a;
+  a.dtype = f64 ? DType::f64 : DType::f32;
+  a.batch = b;
+  a.heads = h;
+  a.q_len = tq;
+  a.kv_len = tk;
+  a.head_dim = d;
+  a.causal = causal;
+  a.scale = 1.0 / std::sqrt(static_cast<double>(d));
+  return a;
+}
+
+// n values uniform in [-2, 2) as T, seeded.
+template <typename T>
+std::vector<T> random_typed(size_t n, uint64_t seed) {
+  const std::vector<double> v = random_values(n, seed, -2, 2);
+  return std::vector<T>(v.begin(), v.end());
+}
+
 TEST(CudaBackend, AttentionMatchesCpu) {
   LETHE_REQUIRE_CUDA(gpu);
   Backend& cpu = kernels::cpu_backend();
@@ -777,37 +889,20 @@ TEST(CudaFlashAttention, MatchesCpuAndTheSimpleKernels) {
       if (j % 3 == 1) mask[j] = 0;
     if (c.b > 1 && c.mask)
       for (int64_t j = 0; j < c.tk; ++j) mask[static_cast<size_t>(c.tk + j)] = 0;  // batch 1
-    kernels::AttentionArgs a;
-    a.dtype = c.f64 ? DType::f64 : DType::f32;
-    a.batch = c.b;
-    a.heads = c.h;
-    a.q_len = c.tq;
-    a.kv_len = c.tk;
-    a.head_dim = c.d;
-    a.causal = c.causal;
-    a.scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+    kernels::AttentionArgs a = attention_args(c.b, c.h, c.tq, c.tk, c.d, c.causal, c.f64);
     a.key_mask = c.mask ? mask.data() : nullptr;  // non-null: "use the mask"
     auto check = [&](auto tag) {
       using T = decltype(tag);
-      auto rnd = [](size_t n, uint64_t seed) {
-        const std::vector<double> v = random_values(n, seed, -2, 2);
-        return std::vector<T>(v.begin(), v.end());
-      };
-      const std::vector<T> q = rnd(nq, 1), k = rnd(nk, 2), v = rnd(nk, 3), dout = rnd(nq, 4);
+      const std::vector<T> q = random_typed<T>(nq, 1), k = random_typed<T>(nk, 2),
+                           v = random_typed<T>(nk, 3), dout = random_typed<T>(nq, 4);
       const AttentionResult want = run_attention<T>(cpu, a, q, k, v, dout, mask, true);
       kernels::cuda_set_simple_attention(true);
       const AttentionResult simple = run_attention<T>(*gpu, a, q, k, v, dout, mask, true);
       kernels::cuda_set_simple_attention(false);
       const AttentionResult flash = run_attention<T>(*gpu, a, q, k, v, dout, mask, true);
       const double tol = c.f64 ? 1e-12 : 1e-5;
-      for (const AttentionResult* r : {&flash, &simple}) {
-        const char* who = r == &flash ? "flash vs cpu" : "simple vs cpu";
-        EXPECT_LE(max_rel_error(r->out, want.out), tol) << who << " out";
-        EXPECT_LE(max_rel_error(r->lse, want.lse), tol) << who << " lse";
-        EXPECT_LE(max_rel_error(r->dq, want.dq), tol) << who << " dq";
-        EXPECT_LE(max_rel_error(r->dk, want.dk), tol) << who << " dk";
-        EXPECT_LE(max_rel_error(r->dv, want.dv), tol) << who << " dv";
-      }
+      expect_attention_close(flash, want, tol, "flash vs cpu");
+      expect_attention_close(simple, want, tol, "simple vs cpu");
       EXPECT_LE(max_rel_error(flash.out, simple.out), tol) << "flash vs simple out";
       EXPECT_LE(max_rel_error(flash.dq, simple.dq), tol) << "flash vs simple dq";
       EXPECT_LE(max_rel_error(flash.dk, simple.dk), tol) << "flash vs simple dk";
@@ -908,6 +1003,67 @@ TEST(CudaFlashAttention, Bf16TensorCoresWithinBf16Rounding) {
       EXPECT_EQ(bf16.out, f32.out) << "a head dim of " << c.d << " runs the f32 kernels";
       EXPECT_EQ(bf16.dq, f32.dq);
     }
+  }
+}
+
+// Dropout on the probabilities (AttentionArgs::dropout): the flash kernels, the simple kernels and
+// the bf16 tensor-core kernels draw the CPU's mask element for element in forward and backward
+// (several tiles, partial last tiles, Tq ≠ Tk, key padding, f32 and f64, an offset counter);
+// and the mask is not the identity (the output differs from no dropout).
+TEST(CudaFlashAttention, DropoutDrawsTheCpusMask) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  struct Case {
+    int64_t b, h, tq, tk, d;
+    bool causal, f64;
+    double p;
+  } cases[] = {{2, 2, 45, 70, 64, true, false, 0.1},
+               {1, 1, 37, 37, 16, false, true, 0.5},
+               {1, 2, 20, 33, 7, true, false, 0.3}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("d" + std::to_string(c.d) + " tq" + std::to_string(c.tq) + " tk" +
+                 std::to_string(c.tk) + " p" + std::to_string(c.p));
+    const size_t nq = static_cast<size_t>(c.b * c.h * c.tq * c.d),
+                 nk = static_cast<size_t>(c.b * c.h * c.tk * c.d);
+    std::vector<int64_t> mask(static_cast<size_t>(c.b * c.tk), 1);
+    for (size_t j = 0; j < mask.size(); ++j)
+      if (j % 4 == 1) mask[j] = 0;
+    kernels::AttentionArgs a = attention_args(c.b, c.h, c.tq, c.tk, c.d, c.causal, c.f64);
+    a.key_mask = mask.data();
+    auto check = [&](auto tag) {
+      using T = decltype(tag);
+      const std::vector<T> q = random_typed<T>(nq, 21), k = random_typed<T>(nk, 22),
+                           v = random_typed<T>(nk, 23), dout = random_typed<T>(nq, 24);
+      const AttentionResult plain = run_attention<T>(cpu, a, q, k, v, dout, mask, true);
+      kernels::AttentionArgs ad = a;
+      ad.dropout = c.p;
+      ad.dropout_seed = 99;
+      ad.dropout_offset = 12345;
+      const AttentionResult want = run_attention<T>(cpu, ad, q, k, v, dout, mask, true);
+      EXPECT_GT(max_rel_error(want.out, plain.out), 1e-3) << "dropout changed nothing";
+      EXPECT_EQ(want.lse, plain.lse) << "lse is the undropped softmax's";
+      kernels::cuda_set_simple_attention(true);
+      const AttentionResult simple = run_attention<T>(*gpu, ad, q, k, v, dout, mask, true);
+      kernels::cuda_set_simple_attention(false);
+      const AttentionResult flash = run_attention<T>(*gpu, ad, q, k, v, dout, mask, true);
+      const double tol = c.f64 ? 1e-12 : 1e-5;
+      expect_attention_close(flash, want, tol, "flash vs cpu");
+      expect_attention_close(simple, want, tol, "simple vs cpu");
+      if constexpr (std::is_same_v<T, float>) {
+        if (c.d % 16 == 0) {
+          ad.compute = kernels::GemmCompute::bf16;
+          const AttentionResult bf16 = run_attention<T>(*gpu, ad, q, k, v, dout, mask, true);
+          EXPECT_LE(max_rel_error(bf16.out, want.out), 1e-2) << "bf16 out";
+          EXPECT_LE(max_rel_error(bf16.dq, want.dq), 1e-2) << "bf16 dq";
+          EXPECT_LE(max_rel_error(bf16.dk, want.dk), 1e-2) << "bf16 dk";
+          EXPECT_LE(max_rel_error(bf16.dv, want.dv), 1e-2) << "bf16 dv";
+        }
+      }
+    };
+    if (c.f64)
+      check(double{});
+    else
+      check(float{});
   }
 }
 

@@ -3,6 +3,7 @@
 // tools/fixtures/make_opt_fixtures.py).
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <iostream>
 
 #include <gtest/gtest.h>
@@ -12,6 +13,8 @@
 #include "models/opt/opt_model.h"
 #include "tests/common/compare.h"
 #include "tests/common/device.h"
+#include "tests/common/expect_error.h"
+#include "tests/common/temp_dir.h"
 #include "tests/opt/opt_test_util.h"
 
 namespace lethe::models::test {
@@ -146,11 +149,15 @@ TEST_P(OptParity, WarnsOnlyAboutUnknownKeys) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, OptParity, ::testing::ValuesIn(fixture_names()),
                          [](const auto& info) { return info.param; });
 
+// The pre_ln fixture's right-padded batch: ids and attention mask.
+std::pair<Tensor, Tensor> pre_ln_batch() {
+  const auto& b = reference("pre_ln")["right"];
+  return {int_tensor(b["ids"], b["shape"]), int_tensor(b["mask"], b["shape"])};
+}
+
 TEST(OptModel, DropoutIsSeededAndOffInEval) {
   OptModel model = OptModel::load(fixture_dir("pre_ln"));
-  const auto& b = reference("pre_ln")["right"];
-  Tensor ids = int_tensor(b["ids"], b["shape"]);
-  Tensor mask = int_tensor(b["mask"], b["shape"]);
+  const auto [ids, mask] = pre_ln_batch();
   NoGradGuard ng;
   OptForwardOptions train;
   train.training = true;
@@ -165,6 +172,52 @@ TEST(OptModel, DropoutIsSeededAndOffInEval) {
   EXPECT_EQ(t1, t2);
   EXPECT_NE(t1, eval1);
   EXPECT_NE(t1, t3);
+}
+
+// The pre_ln fixture saved again with config.json fields changed.
+OptModel with_config(const std::string& key, double value) {
+  OptModel base = OptModel::load(fixture_dir("pre_ln"), lethe::testing::test_device());
+  const std::string dir = lethe::testing::scratch_dir("opt", key);
+  base.save(dir);
+  const std::string path = dir + "/config.json";
+  nlohmann::json c;
+  {
+    std::ifstream in(path);
+    in >> c;
+  }
+  c[key] = value;
+  std::ofstream(path) << c.dump(2);
+  return OptModel::load(dir, lethe::testing::test_device());
+}
+
+// config.attention_dropout drops attention probabilities in training only, seeded like the other
+// dropout sites; every released OPT has 0 (the fixtures too), where nothing changes.
+TEST(OptModel, AttentionDropoutAppliesInTrainingOnly) {
+  OptModel plain = OptModel::load(fixture_dir("pre_ln"), lethe::testing::test_device());
+  ASSERT_EQ(plain.config().attention_dropout, 0.0);
+  OptModel dropped = with_config("attention_dropout", 0.3);
+  ASSERT_EQ(dropped.config().attention_dropout, 0.3);
+  const auto [ids, mask] = pre_ln_batch();
+  NoGradGuard ng;
+  OptForwardOptions train{.training = true, .dropout_seed = 7};
+  EXPECT_EQ(dropped.forward(ids, mask).to_double_vector(),
+            plain.forward(ids, mask).to_double_vector());
+  const auto t1 = dropped.forward(ids, mask, train).to_double_vector();
+  EXPECT_EQ(t1, dropped.forward(ids, mask, train).to_double_vector());
+  EXPECT_NE(t1, plain.forward(ids, mask, train).to_double_vector());
+}
+
+// transformers skips whole layers at random in training when layerdrop > 0; lethe does not
+// implement it, so a training forward says so, naming the field; inference ignores it (as
+// transformers does).
+TEST(OptModel, LayerdropIsRefusedInTraining) {
+  OptModel m = with_config("layerdrop", 0.1);
+  const auto [ids, mask] = pre_ln_batch();
+  NoGradGuard ng;
+  EXPECT_NO_THROW(m.forward(ids, mask));
+  OptForwardOptions train;
+  train.training = true;
+  lethe::testing::expect_error([&] { m.forward(ids, mask, train); }, {"layerdrop", "0.1"});
 }
 
 }  // namespace

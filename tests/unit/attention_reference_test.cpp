@@ -141,8 +141,9 @@ TEST_P(AttentionReference, MatchesDoubleLoops) {
   }
 }
 
-// The same attention from basic ops in f64: a -1e30 additive mask, softmax, and a 0/1 factor that
-// zeroes rows with no visible key. Gradients of both must agree at sizes gradcheck cannot afford.
+// The same attention from basic ops in f64: a -1e30 additive mask, softmax, dropout, and a 0/1
+// factor that zeroes rows with no visible key. Gradients of both must agree at sizes gradcheck
+// cannot afford.
 TEST_P(AttentionReference, GradientsMatchComposite) {
   const AttnConfig& c = GetParam();
   auto qv = random_normal(static_cast<size_t>(c.b * c.h * c.tq * c.d), 11);
@@ -161,27 +162,42 @@ TEST_P(AttentionReference, GradientsMatchComposite) {
       }
     }
   }
-  auto run = [&](bool composite) {
-    Tensor q = Tensor::from_vector(qv, {c.b, c.h, c.tq, c.d}, DType::f64).set_requires_grad();
-    Tensor k = Tensor::from_vector(kv, {c.b, c.h, c.tk, c.d}, DType::f64).set_requires_grad();
-    Tensor v = Tensor::from_vector(vv, {c.b, c.h, c.tk, c.d}, DType::f64).set_requires_grad();
-    Tensor out;
-    if (composite) {
-      Tensor s = scale(matmul(q, k.transpose(2, 3)), c.scale);
-      s = add(s, Tensor::from_vector(bias, {c.b, 1, c.tq, c.tk}, DType::f64));
-      out =
-          mul(matmul(softmax(s), v), Tensor::from_vector(row_alive, {c.b, 1, c.tq, 1}, DType::f64));
-    } else {
-      out = attention(q, k, v, mask_tensor(c), c.causal, c.scale);
+  // Without dropout, then with dropout on the probabilities: the composite applies dropout() to
+  // the softmax's [B, H, Tq, Tk] output, the mask the kernels must draw element for element.
+  for (const DropoutSpec drop : {DropoutSpec{}, DropoutSpec{0.3, 5, 123}}) {
+    SCOPED_TRACE("dropout " + std::to_string(drop.p));
+    auto run = [&](bool composite) {
+      Tensor q = Tensor::from_vector(qv, {c.b, c.h, c.tq, c.d}, DType::f64).set_requires_grad();
+      Tensor k = Tensor::from_vector(kv, {c.b, c.h, c.tk, c.d}, DType::f64).set_requires_grad();
+      Tensor v = Tensor::from_vector(vv, {c.b, c.h, c.tk, c.d}, DType::f64).set_requires_grad();
+      Tensor out;
+      if (composite) {
+        Tensor s = scale(matmul(q, k.transpose(2, 3)), c.scale);
+        s = add(s, Tensor::from_vector(bias, {c.b, 1, c.tq, c.tk}, DType::f64));
+        Tensor p = dropout(softmax(s), drop.p, true, drop.seed, drop.offset);
+        out = mul(matmul(p, v), Tensor::from_vector(row_alive, {c.b, 1, c.tq, 1}, DType::f64));
+      } else {
+        out = attention(q, k, v, mask_tensor(c), c.causal, c.scale, drop);
+      }
+      out.backward(Tensor::from_vector(gv, out.shape(), DType::f64));
+      return std::vector<std::vector<double>>{out.to_double_vector(), q.grad().to_double_vector(),
+                                              k.grad().to_double_vector(),
+                                              v.grad().to_double_vector()};
+    };
+    auto fused = run(false), ref = run(true);
+    const char* what[] = {"out", "dq", "dk", "dv"};
+    for (int i = 0; i < 4; ++i) EXPECT_LT(max_abs_diff(fused[i], ref[i]), 1e-6) << what[i];
+    if (drop.p > 0) {
+      // The mask is not the identity: the output differs from attention without dropout.
+      Tensor q = Tensor::from_vector(qv, {c.b, c.h, c.tq, c.d}, DType::f64);
+      Tensor k = Tensor::from_vector(kv, {c.b, c.h, c.tk, c.d}, DType::f64);
+      Tensor v = Tensor::from_vector(vv, {c.b, c.h, c.tk, c.d}, DType::f64);
+      EXPECT_GT(
+          max_abs_diff(attention(q, k, v, mask_tensor(c), c.causal, c.scale).to_double_vector(),
+                       fused[0]),
+          1e-3);
     }
-    out.backward(Tensor::from_vector(gv, out.shape(), DType::f64));
-    return std::vector<std::vector<double>>{out.to_double_vector(), q.grad().to_double_vector(),
-                                            k.grad().to_double_vector(),
-                                            v.grad().to_double_vector()};
-  };
-  auto fused = run(false), ref = run(true);
-  const char* what[] = {"out", "dq", "dk", "dv"};
-  for (int i = 0; i < 4; ++i) EXPECT_LT(max_abs_diff(fused[i], ref[i]), 1e-6) << what[i];
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, AttentionReference, ::testing::ValuesIn(attention_configs()),

@@ -1,5 +1,5 @@
 // Op-table rows for layer_norm, add_layer_norm, softmax, log_softmax and attention (causal, padded,
-// KV-cache shaped, fully masked rows, several query blocks).
+// KV-cache shaped, fully masked rows, several query blocks, dropout on the probabilities).
 #include "op_harness.h"
 
 namespace lethe::testing {
@@ -37,10 +37,14 @@ void shift_first(H& h) {
 
 // An OpCase for attention(q, k, v) with q [B,H,Tq,D], k/v [B,H,Tk,D].
 OpCase attn(std::string name, int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d, bool causal,
-            double scale, MaskValues key_mask = {}) {
+            double scale, MaskValues key_mask = {}, DropoutSpec drop = {}) {
   return {std::move(name), {{b, h, tq, d}, {b, h, tk, d}, {b, h, tk, d}}, [=](const V& x) {
-            return attention(x[0], x[1], x[2], key_mask.on(x[0].device()), causal, scale);
+            return attention(x[0], x[1], x[2], key_mask.on(x[0].device()), causal, scale, drop);
           }};
+}
+
+DropoutSpec drop(double p, uint64_t seed, uint64_t offset = 0) {
+  return {p, seed, offset};
 }
 
 OpCase with_grads(OpCase c, std::vector<bool> check) {
@@ -98,6 +102,13 @@ const bool registered = register_cases({
     {"add_layer_norm [4,5] norm only",
      {{4, 5}, {4, 5}, {5}, {5}},
      [](const V& x) { return add_layer_norm(x[0], x[1], x[2], x[3]).normed; }},
+    // With the sublayer's dropout fused in (sum = dropout(x) + residual): a fixed mask.
+    {"add_layer_norm [3,2,9] dropout=0.4 sum and norm",
+     {{3, 2, 9}, {3, 2, 9}, {9}, {9}},
+     [](const V& x) {
+       const ResidualNorm rn = add_layer_norm(x[0], x[1], x[2], x[3], 1e-5, {0.4, 17, 50});
+       return add(rn.normed, scale(rn.sum, 0.5));
+     }},
     // softmax / log_softmax
     {"softmax [4,9]", {{4, 9}}, [](const V& x) { return softmax(x[0]); }},
     {"softmax [2,3,17]", {{2, 3, 17}}, [](const V& x) { return softmax(x[0]); }},
@@ -135,6 +146,14 @@ const bool registered = register_cases({
     attn("attention (1,1,40,2) causal two blocks", 1, 1, 40, 40, 2, true, 0.8),
     attn("attention Tq=35 Tk=45 causal left-padded", 1, 1, 35, 45, 2, true, 1.0,
          left_padded(45, 12)),
+    // Dropout on the probabilities: the mask is a function of (seed, offset, element), the same
+    // in every evaluation, so finite differences see a fixed function; the backend mode holds the
+    // CUDA kernels to the CPU's mask.
+    attn("attention (2,3,9,4) causal dropout=0.3", 2, 3, 9, 9, 4, true, 0.5, {}, drop(0.3, 7)),
+    attn("attention Tq=3 Tk=6 masked dropout=0.5 offset", 2, 2, 3, 6, 4, false, 1.0,
+         mask({1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 1}, 2, 6), drop(0.5, 3, 1000)),
+    attn("attention (1,1,40,3) causal left-padded dropout=0.2 two blocks", 1, 1, 40, 40, 3, true,
+         0.8, left_padded(40, 5), drop(0.2, 11)),
     with_grads(attn("attention grads k,v only", 1, 2, 4, 5, 3, true, 1.0), {false, true, true}),
     with_grads(attn("attention grad q only", 1, 2, 4, 5, 3, false, 1.0), {true, false, false}),
     {"attention strided q/k/v from [B,T,H,D]",

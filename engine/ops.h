@@ -32,6 +32,7 @@ Tensor square(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor log_sigmoid(const Tensor& x);  // stable log(sigmoid(x))
+Tensor silu(const Tensor& x);         // x · sigmoid(x), as torch.nn.functional.silu
 inline Tensor operator+(const Tensor& a, const Tensor& b) {
   return add(a, b);
 }
@@ -108,6 +109,9 @@ std::string cpu_gemm_description();
 
 // ---- normalisation, softmax --------------------------------------------------------------------
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// RMS norm over the last dim, as transformers' LlamaRMSNorm: weight · (x / √(mean(x²) + eps)),
+// statistics in the input's dtype (float32 for f32). weight [last dim] or undefined.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-6);
 
 // The residual add fused with the layer norm that follows it (a pre-LN decoder's `h = r + a;
 // layer_norm(h)`), with the dropout on the sublayer's output: sum = dropout(x) + residual and
@@ -133,6 +137,15 @@ Tensor log_softmax(const Tensor& x);  // over the last dim
 // backward regenerate it; no mask or probabilities are stored).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                  bool causal = true, double scale = 1.0, const DropoutSpec& dropout = {});
+
+// ---- rotary position embedding ------------------------------------------------------------------
+// Llama's RoPE (transformers' rotate_half layout) on q or k [B, H, T, D], D even: each pair
+// (i, i + D/2) rotated by θ = positions[b, t] · inv_freq[i], the angle in the input's dtype (f32
+// for f32, as transformers computes its cos/sin tables in float32), cos and sin scaled by
+// attention_scaling (llama3/yarn's factor; 1 otherwise). positions i64 [B, T] (host or the
+// input's device), inv_freq f32 [D/2]; neither gets a gradient. Backward: the inverse rotation.
+Tensor rotary_embedding(const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
+                        double attention_scaling = 1.0);
 
 // ---- embedding --------------------------------------------------------------------------------
 // table [V, E], ids (i64, any shape) → [..., E]; rows equal to padding_idx get no gradient.

@@ -35,7 +35,8 @@ enum class UnaryOp : uint8_t {
   square,
   tanh,
   sigmoid,
-  log_sigmoid
+  log_sigmoid,
+  silu  // x · sigmoid(x) (Llama's MLP activation)
 };
 enum class BinaryOp : uint8_t { add, sub, mul, div };
 
@@ -100,6 +101,23 @@ struct AttentionBackwardArgs {
   void* dq = nullptr;  // written (not accumulated)
   void* dk = nullptr;
   void* dv = nullptr;
+};
+
+// Rotary position embedding (Llama's RoPE, transformers' rotate_half layout) of x [B, H, T, D],
+// D even: with angle θ = position[b, t] · inv_freq[i] (in T: f32 rows use f32 angles, as
+// transformers builds its cos/sin tables in float32), c = a·cos θ, s = a·sin θ (a the attention
+// scaling of llama3/yarn, 1 otherwise), for i < D/2:
+//   y[i] = x[i]·c − x[i + D/2]·s,   y[i + D/2] = x[i + D/2]·c + x[i]·s.
+// inverse: the rotation by −θ (the backward: dx = a·Rᵀ dy).
+struct RopeArgs {
+  DType dtype = DType::f32;
+  int64_t batch = 0, heads = 0, seq = 0, head_dim = 0;
+  const void* x = nullptr;             // [B, H, T, D] contiguous
+  void* y = nullptr;                   // [B, H, T, D]; may be x (in place)
+  const int64_t* positions = nullptr;  // [B, T]
+  const float* inv_freq = nullptr;     // [D / 2]
+  double attention_scaling = 1.0;
+  bool inverse = false;
 };
 
 struct CrossEntropyArgs {
@@ -187,6 +205,15 @@ class Backend {
                                      const void* residual, const void* gamma, const void* beta,
                                      double eps, void* sum, void* y, double* mean, double* rstd,
                                      double dropout, uint64_t seed, uint64_t offset) = 0;
+  // RMS norm (Llama, Qwen2, Mistral): y = gamma · (x · rstd) with rstd = 1/√(mean(x²) + eps) per
+  // row, in T (transformers' RMSNorm computes in float32); rstd saved per row. gamma may be null.
+  virtual void rmsnorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                               const void* gamma, double eps, void* y, double* rstd) = 0;
+  // dx = rstd · (g − x̂ · mean(g · x̂)) with g = dy · gamma, x̂ = x · rstd (written when non-null);
+  // dgamma += Σ_rows dy · x̂ (when non-null), summed in a fixed order.
+  virtual void rmsnorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                const void* gamma, const double* rstd, const void* dy, void* dx,
+                                void* dgamma) = 0;
   // dx written; dgamma/dbeta accumulated (+=) when non-null.
   virtual void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
                                   const void* gamma, const double* mean, const double* rstd,
@@ -210,6 +237,7 @@ class Backend {
                                   const void* dout, void* dtable, int64_t padding_idx) = 0;
 
   // ---- losses ------------------------------------------------------------------------------
+  virtual void rope(const RopeArgs& args) = 0;
   virtual void cross_entropy_forward(const CrossEntropyArgs& args) = 0;
   virtual void cross_entropy_backward(const CrossEntropyBackwardArgs& args) = 0;
   // cross_entropy_forward (loss, lse) and cross_entropy_backward (dlogits, which may be the

@@ -254,6 +254,9 @@ Tensor sigmoid(const Tensor& x) {
 Tensor log_sigmoid(const Tensor& x) {
   return unary_op(UnaryOp::log_sigmoid, x, "log_sigmoid");
 }
+Tensor silu(const Tensor& x) {
+  return unary_op(UnaryOp::silu, x, "silu");
+}
 
 namespace {
 

@@ -39,6 +39,28 @@ struct LayerNormBackward : Node {
   void release_saved() override { x = weight = mean = rstd = Tensor(); }
 };
 
+struct RmsNormBackward : Node {
+  Tensor x, weight, rstd;  // x contiguous; rstd f64 [rows]
+  int64_t rows = 0, cols = 0;
+  bool need_x = false, need_w = false;
+  const char* name() const override { return "RmsNormBackward"; }
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    check_not_released(*this);
+    Tensor g = g_in.contiguous();
+    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+    Tensor dw = need_w ? Tensor::zeros({cols}, x.dtype(), x.device()) : Tensor();  // accumulated
+    if (rows > 0) {
+      backend(x.device())
+          .rmsnorm_backward(x.dtype(), rows, cols, x.data_ptr(),
+                            weight.defined() ? weight.data_ptr() : nullptr, rstd.data<double>(),
+                            g.data_ptr(), dx.defined() ? dx.data_ptr() : nullptr,
+                            dw.defined() ? dw.data_ptr() : nullptr);
+    }
+    return {dx, dw};
+  }
+  void release_saved() override { x = weight = rstd = Tensor(); }
+};
+
 struct SoftmaxBackward : Node {
   Tensor y;  // the output (softmax or log_softmax), contiguous
   bool log = false;
@@ -141,6 +163,35 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
   }
   if (any_requires_grad({&x_in, &weight, &bias}))
     attach_layer_norm_node(y, x_in, x, weight, w, bias, mean, rstd);
+  return y;
+}
+
+Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
+  check_layer_norm("rms_norm", x_in, weight, Tensor(), eps);
+  const int64_t cols = x_in.size(-1), rows = x_in.numel() / cols;
+  Tensor x, w;
+  {
+    NoGradGuard ng;
+    x = x_in.detach().contiguous();
+    if (weight.defined()) w = weight.detach().contiguous();
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor rstd = Tensor::empty({rows}, DType::f64, x.device());
+  if (rows > 0)
+    backend(x.device())
+        .rmsnorm_forward(x.dtype(), rows, cols, x.data_ptr(), w.defined() ? w.data_ptr() : nullptr,
+                         eps, y.data_ptr(), rstd.data<double>());
+  if (any_requires_grad({&x_in, &weight})) {
+    auto node = std::make_shared<RmsNormBackward>();
+    node->x = x;
+    node->weight = w;
+    node->rstd = rstd;
+    node->rows = rows;
+    node->cols = cols;
+    node->need_x = x_in.requires_grad();
+    node->need_w = weight.defined() && weight.requires_grad();
+    attach_node(y, node, {&x_in, &weight});
+  }
   return y;
 }
 

@@ -62,6 +62,10 @@ class CpuBackend final : public Backend {
                              const void* residual, const void* gamma, const void* beta, double eps,
                              void* sum, void* y, double* mean, double* rstd, double dropout,
                              uint64_t seed, uint64_t offset) override;
+  void rmsnorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
+                       double eps, void* y, double* rstd) override;
+  void rmsnorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
+                        const double* rstd, const void* dy, void* dx, void* dgamma) override;
   void layernorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
                           const double* mean, const double* rstd, const void* dy, void* dx,
                           void* dgamma, void* dbeta) override;
@@ -78,6 +82,7 @@ class CpuBackend final : public Backend {
   void embedding_backward(DType dtype, int64_t n, int64_t dim, const int64_t* ids, const void* dout,
                           void* dtable, int64_t padding_idx) override;
 
+  void rope(const RopeArgs& args) override;
   void cross_entropy_forward(const CrossEntropyArgs& args) override;
   void cross_entropy_backward(const CrossEntropyBackwardArgs& args) override;
   void kl_div_forward(DType dtype, int64_t rows, int64_t vocab, const void* ref_logits,

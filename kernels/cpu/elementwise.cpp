@@ -26,6 +26,7 @@ inline T unary_value(UnaryOp op, T x) {
     case UnaryOp::sigmoid: return T(1) / (T(1) + std::exp(-x));
     case UnaryOp::log_sigmoid:  // min(x, 0) - log1p(exp(-|x|)), stable for both signs
       return std::min(x, T(0)) - std::log1p(std::exp(-std::abs(x)));
+    case UnaryOp::silu: return x / (T(1) + std::exp(-x));
   }
   return x;
 }
@@ -48,6 +49,10 @@ inline T unary_derivative(UnaryOp op, T x, T y) {
     case UnaryOp::tanh: return T(1) - y * y;
     case UnaryOp::sigmoid: return y * (T(1) - y);
     case UnaryOp::log_sigmoid: return T(1) / (T(1) + std::exp(x));  // sigmoid(-x)
+    case UnaryOp::silu: {  // s (1 + x (1 - s)), s = sigmoid(x)
+      const T s = T(1) / (T(1) + std::exp(-x));
+      return s * (T(1) + x * (T(1) - s));
+    }
   }
   return T(0);
 }
@@ -81,6 +86,7 @@ void with_unary_op(UnaryOp op, Fn&& fn) {
     case U::tanh: return fn(std::integral_constant<U, U::tanh>{});
     case U::sigmoid: return fn(std::integral_constant<U, U::sigmoid>{});
     case U::log_sigmoid: return fn(std::integral_constant<U, U::log_sigmoid>{});
+    case U::silu: return fn(std::integral_constant<U, U::silu>{});
   }
 }
 

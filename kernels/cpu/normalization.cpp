@@ -167,6 +167,59 @@ void layernorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* ga
 }
 
 template <typename T>
+LETHE_SIMD_CLONES void rmsnorm_forward_row(int64_t cols, const T* xr, const T* gamma, double eps,
+                                           T* yr, double* rstd_out) {
+  T ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t c = 0; c < cols; ++c) ss += xr[c] * xr[c];
+  const T rstd = T(1) / std::sqrt(ss / static_cast<T>(cols) + static_cast<T>(eps));
+  if (gamma) {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) yr[c] = gamma[c] * (xr[c] * rstd);
+  } else {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * rstd;
+  }
+  *rstd_out = static_cast<double>(rstd);
+}
+
+template <typename T>
+LETHE_SIMD_CLONES void rmsnorm_backward_row(int64_t cols, const T* xr, const T* gamma, double rstd,
+                                            const T* dyr, T* dxr, T* part_dgamma) {
+  const T s = static_cast<T>(rstd);
+  T sum_gx = 0;
+#pragma omp simd reduction(+ : sum_gx)
+  for (int64_t c = 0; c < cols; ++c) sum_gx += (gamma ? dyr[c] * gamma[c] : dyr[c]) * (xr[c] * s);
+  const T b = sum_gx / static_cast<T>(cols);
+  if (dxr) {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c)
+      dxr[c] = s * ((gamma ? dyr[c] * gamma[c] : dyr[c]) - (xr[c] * s) * b);
+  }
+  if (part_dgamma) {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) part_dgamma[c] += dyr[c] * (xr[c] * s);
+  }
+}
+
+// dgamma as layernorm_backward_impl's: one partial sum per block of 32 rows, added in block
+// order, so the result does not depend on the thread count.
+template <typename T>
+void rmsnorm_backward_impl(int64_t rows, int64_t cols, const T* x, const T* gamma,
+                           const double* rstd, const T* dy, T* dx, T* dgamma) {
+  constexpr int64_t kBlock = 32;
+  const int64_t blocks = (rows + kBlock - 1) / kBlock;
+  std::vector<T> part(dgamma ? static_cast<size_t>(blocks * cols) : 0, T(0));
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r)
+      rmsnorm_backward_row(cols, x + r * cols, gamma, rstd[r], dy + r * cols,
+                           dx ? dx + r * cols : nullptr, dgamma ? part.data() + b * cols : nullptr);
+  for (int64_t b = 0; b < blocks && dgamma; ++b)
+    for (int64_t c = 0; c < cols; ++c) dgamma[c] += part[b * cols + c];
+}
+
+template <typename T>
 LETHE_SIMD_CLONES void softmax_forward_row(int64_t cols, const T* xr, T* yr, bool log) {
   const T m = row_max(xr, cols);
   if (!std::isfinite(m)) {  // all -inf (or a +inf/NaN): let IEEE arithmetic say what it is
@@ -250,6 +303,32 @@ void CpuBackend::add_layernorm_forward(DType dtype, int64_t rows, int64_t cols, 
                                   static_cast<const T*>(residual), static_cast<const T*>(gamma),
                                   static_cast<const T*>(beta), eps, static_cast<T*>(sum),
                                   static_cast<T*>(y), mean, rstd, dropout, seed, offset);
+  });
+}
+
+void CpuBackend::rmsnorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                 const void* gamma, double eps, void* y, double* rstd) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "rmsnorm_forward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "rmsnorm_forward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+    for (int64_t r = 0; r < rows; ++r)
+      rmsnorm_forward_row(cols, xs + r * cols, static_cast<const T*>(gamma), eps, ys + r * cols,
+                          rstd + r);
+  });
+}
+
+void CpuBackend::rmsnorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                  const void* gamma, const double* rstd, const void* dy, void* dx,
+                                  void* dgamma) {
+  LETHE_CHECK(rows >= 0 && cols > 0, "rmsnorm_backward: bad size rows=", rows, " cols=", cols);
+  dispatch_float(dtype, "rmsnorm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    rmsnorm_backward_impl<T>(rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma),
+                             rstd, static_cast<const T*>(dy), static_cast<T*>(dx),
+                             static_cast<T*>(dgamma));
   });
 }
 

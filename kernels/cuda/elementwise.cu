@@ -21,6 +21,7 @@ __device__ __forceinline__ T unary_value(UnaryOp op, T x) {
     case UnaryOp::tanh: return dev_tanh(x);
     case UnaryOp::sigmoid: return T(1) / (T(1) + dev_exp(-x));
     case UnaryOp::log_sigmoid: return fmin(x, T(0)) - dev_log1p(dev_exp(-dev_abs(x)));
+    case UnaryOp::silu: return x / (T(1) + dev_exp(-x));
   }
   return x;
 }
@@ -42,6 +43,10 @@ __device__ __forceinline__ T unary_derivative(UnaryOp op, T x, T y) {
     case UnaryOp::tanh: return T(1) - y * y;
     case UnaryOp::sigmoid: return y * (T(1) - y);
     case UnaryOp::log_sigmoid: return T(1) / (T(1) + dev_exp(x));
+    case UnaryOp::silu: {
+      const T s = T(1) / (T(1) + dev_exp(-x));
+      return s * (T(1) + x * (T(1) - s));
+    }
   }
   return T(0);
 }

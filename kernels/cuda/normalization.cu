@@ -1,8 +1,8 @@
-// CUDA layernorm and softmax, forward and backward: one block per row, warp-shuffle reductions,
-// accumulation in the float type of the data (two passes for the variance); gamma/beta gradients
-// by column tiles in a fixed order (no atomics). The forward (and the fused residual add with
-// dropout, add_layernorm_forward) reads each row from global memory once into shared memory, in
-// 16-byte vectors for f32.
+// CUDA layernorm, RMS norm and softmax, forward and backward: one block per row, warp-shuffle
+// reductions, accumulation in the float type of the data (two passes for the variance); gamma/beta
+// gradients by column tiles in a fixed order (no atomics). The forward (and the fused residual add
+// with dropout, add_layernorm_forward) reads each row from global memory once into shared memory,
+// in 16-byte vectors for f32.
 #include <type_traits>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -188,6 +188,59 @@ __global__ void layernorm_backward_params_kernel(int64_t rows, int64_t cols, con
   }
 }
 
+// RMS norm, one block per row: y = gamma · (x · rstd), rstd = 1/√(mean(x²) + eps).
+template <typename T>
+__global__ void rmsnorm_forward_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
+                                       T eps, T* y, double* rstd_out) {
+  __shared__ T scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T ss = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
+    const T rstd = T(1) / dev_sqrt(block_sum(ss, scratch) / static_cast<T>(cols) + eps);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+      y[r * cols + c] = gamma ? gamma[c] * (xr[c] * rstd) : xr[c] * rstd;
+    if (threadIdx.x == 0 && rstd_out) rstd_out[r] = static_cast<double>(rstd);
+  }
+}
+
+// dx = rstd · (g − x̂ · mean(g · x̂)), g = dy · gamma, x̂ = x · rstd; one block per row.
+template <typename T>
+__global__ void rmsnorm_backward_dx_kernel(int64_t rows, int64_t cols, const T* x, const T* gamma,
+                                           const double* rstd, const T* dy, T* dx) {
+  __shared__ T scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    const T* dyr = dy + r * cols;
+    const T s = static_cast<T>(rstd[r]);
+    T sum_gx = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+      sum_gx += (gamma ? dyr[c] * gamma[c] : dyr[c]) * (xr[c] * s);
+    const T b = block_sum(sum_gx, scratch) / static_cast<T>(cols);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+      dx[r * cols + c] = s * ((gamma ? dyr[c] * gamma[c] : dyr[c]) - (xr[c] * s) * b);
+  }
+}
+
+// dgamma[c] += Σ_r dy · x · rstd: 32 columns per block, 8 row strides, summed in a fixed order.
+template <typename T>
+__global__ void rmsnorm_backward_gamma_kernel(int64_t rows, int64_t cols, const T* x,
+                                              const double* rstd, const T* dy, T* dgamma) {
+  __shared__ T part[8][33];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  T acc = 0;
+  if (c < cols)
+    for (int64_t r = threadIdx.y; r < rows; r += 8)
+      acc += dy[r * cols + c] * (x[r * cols + c] * static_cast<T>(rstd[r]));
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    T total = 0;
+    for (int k = 0; k < 8; ++k) total += part[k][threadIdx.x];
+    dgamma[c] += total;
+  }
+}
+
 template <typename T>
 __global__ void softmax_forward_kernel(int64_t rows, int64_t cols, const T* x, T* y, bool log) {
   __shared__ T scratch[32];
@@ -289,6 +342,34 @@ void CudaBackend::add_layernorm_forward(DType dtype, int64_t rows, int64_t cols,
                         static_cast<const T*>(gamma), static_cast<const T*>(beta), eps,
                         static_cast<T*>(y), mean, rstd, static_cast<const T*>(residual),
                         static_cast<T*>(sum), drop);
+  });
+}
+
+void CudaBackend::rmsnorm_forward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                  const void* gamma, double eps, void* y, double* rstd) {
+  cuda_dispatch_float(dtype, "rmsnorm_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    launch("rmsnorm_forward", rmsnorm_forward_kernel<T>, row_blocks(rows), row_threads(cols), 0,
+           rows, cols, static_cast<const T*>(x), static_cast<const T*>(gamma), static_cast<T>(eps),
+           static_cast<T*>(y), rstd);
+  });
+}
+
+void CudaBackend::rmsnorm_backward(DType dtype, int64_t rows, int64_t cols, const void* x,
+                                   const void* gamma, const double* rstd, const void* dy, void* dx,
+                                   void* dgamma) {
+  cuda_dispatch_float(dtype, "rmsnorm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows <= 0 || cols <= 0) return;
+    if (dx)
+      launch("rmsnorm_backward (dx)", rmsnorm_backward_dx_kernel<T>, row_blocks(rows),
+             row_threads(cols), 0, rows, cols, static_cast<const T*>(x),
+             static_cast<const T*>(gamma), rstd, static_cast<const T*>(dy), static_cast<T*>(dx));
+    if (dgamma)
+      launch("rmsnorm_backward (dgamma)", rmsnorm_backward_gamma_kernel<T>,
+             static_cast<unsigned>((cols + 31) / 32), dim3(32, 8), 0, rows, cols,
+             static_cast<const T*>(x), rstd, static_cast<const T*>(dy), static_cast<T*>(dgamma));
   });
 }
 

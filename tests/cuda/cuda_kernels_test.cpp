@@ -254,7 +254,7 @@ TEST(CudaBackend, UnaryAndBackwardMatchCpu) {
   using kernels::UnaryOp;
   for (UnaryOp op :
        {UnaryOp::neg, UnaryOp::relu, UnaryOp::gelu, UnaryOp::exp, UnaryOp::log, UnaryOp::sqrt,
-        UnaryOp::square, UnaryOp::tanh, UnaryOp::sigmoid, UnaryOp::log_sigmoid}) {
+        UnaryOp::square, UnaryOp::tanh, UnaryOp::sigmoid, UnaryOp::log_sigmoid, UnaryOp::silu}) {
     bool positive = op == UnaryOp::log || op == UnaryOp::sqrt;
     for (int64_t n : kSizes) {
       size_t sn = static_cast<size_t>(n);
@@ -515,6 +515,75 @@ TEST(CudaBackend, FusedResidualLayernormIsAddThenLayernorm) {
         EXPECT_GT(changed, n / 4);
       else
         EXPECT_EQ(changed, 0u);
+    }
+  }
+}
+
+// RMS norm (forward, dx, dgamma accumulated onto a non-zero start) and the rotary embedding
+// (forward and inverse, in place and not, large positions) against the CPU backend on odd sizes,
+// poisoned outputs.
+TEST(CudaBackend, RmsNormAndRopeMatchCpu) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  for (int64_t cols : {int64_t{1}, int64_t{33}, int64_t{1023}, int64_t{4097}}) {
+    SCOPED_TRACE("rms cols " + std::to_string(cols));
+    const int64_t rows = 37;
+    const size_t n = static_cast<size_t>(rows * cols);
+    const std::vector<float> x = random_as<float>(n, 31, -3, 3),
+                             dy = random_as<float>(n, 32, -1, 1),
+                             gamma = random_as<float>(cols, 33, 0.5, 1.5);
+    std::vector<float> y(n), dx(n), dgamma(cols, 0.25f);
+    std::vector<double> rstd(rows);
+    cpu.rmsnorm_forward(DType::f32, rows, cols, x.data(), gamma.data(), 1e-6, y.data(),
+                        rstd.data());
+    cpu.rmsnorm_backward(DType::f32, rows, cols, x.data(), gamma.data(), rstd.data(), dy.data(),
+                         dx.data(), dgamma.data());
+    DeviceBuffer gx = upload(*gpu, x), gdy = upload(*gpu, dy), gg = upload(*gpu, gamma),
+                 gy = poisoned<float>(*gpu, n), gdx = poisoned<float>(*gpu, n),
+                 grstd = poisoned<double>(*gpu, rows),
+                 gdg = upload(*gpu, std::vector<float>(cols, 0.25f));
+    gpu->rmsnorm_forward(DType::f32, rows, cols, gx.get(), gg.get(), 1e-6, gy.get(),
+                         grstd.as<double>());
+    gpu->rmsnorm_backward(DType::f32, rows, cols, gx.get(), gg.get(), grstd.as<double>(), gdy.get(),
+                          gdx.get(), gdg.get());
+    EXPECT_LE(rel_error(download<float>(*gpu, gy, n), y), 1e-5);
+    EXPECT_LE(rel_error(download<double>(*gpu, grstd, rows), rstd), 1e-5);
+    EXPECT_LE(rel_error(download<float>(*gpu, gdx, n), dx), 1e-5);
+    EXPECT_LE(rel_error(download<float>(*gpu, gdg, cols), dgamma), 1e-5);
+  }
+  const int64_t B = 2, H = 3, T = 37, D = 128;
+  const size_t n = static_cast<size_t>(B * H * T * D);
+  const std::vector<float> x = random_as<float>(n, 34, -2, 2);
+  std::vector<int64_t> pos(static_cast<size_t>(B * T));
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i * i * 97);  // to 5e5
+  std::vector<float> freq(D / 2);
+  for (int64_t i = 0; i < D / 2; ++i)
+    freq[i] = static_cast<float>(std::pow(500000.0, -2.0 * static_cast<double>(i) / D));
+  DeviceBuffer gpos = upload(*gpu, pos), gfreq = upload(*gpu, freq);
+  for (bool inverse : {false, true}) {
+    for (bool in_place : {false, true}) {
+      SCOPED_TRACE(std::string("rope") + (inverse ? " inverse" : "") +
+                   (in_place ? " in place" : ""));
+      kernels::RopeArgs a;
+      a.batch = B;
+      a.heads = H;
+      a.seq = T;
+      a.head_dim = D;
+      a.attention_scaling = 1.25;
+      a.inverse = inverse;
+      std::vector<float> want(n);
+      a.x = x.data();
+      a.y = want.data();
+      a.positions = pos.data();
+      a.inv_freq = freq.data();
+      cpu.rope(a);
+      DeviceBuffer gx = upload(*gpu, x), gy = poisoned<float>(*gpu, n);
+      a.x = gx.get();
+      a.y = in_place ? gx.get() : gy.get();
+      a.positions = gpos.as<int64_t>();
+      a.inv_freq = gfreq.as<float>();
+      gpu->rope(a);
+      EXPECT_LE(rel_error(download<float>(*gpu, in_place ? gx : gy, n), want), 1e-5);
     }
   }
 }

@@ -39,6 +39,7 @@ const bool registered = register_cases({
     {"tanh [3,4]", {{3, 4}}, [](const V& x) { return tanh(x[0]); }},
     {"sigmoid [3,4]", {{3, 4}}, [](const V& x) { return sigmoid(x[0]); }},
     {"log_sigmoid [3,4]", {{3, 4}}, [](const V& x) { return log_sigmoid(scale(x[0], 8.0)); }},
+    {"silu [5,7]", {{5, 7}}, [](const V& x) { return silu(scale(x[0], 4.0)); }},
     {"dropout p=0.3 [5,7]", {{5, 7}}, [](const V& x) { return dropout(x[0], 0.3, true, 42); }},
     {"sum all [3,4,5]", {{3, 4, 5}}, [](const V& x) { return sum(x[0]); }},
     {"sum dim1 [3,4,5]", {{3, 4, 5}}, [](const V& x) { return sum(x[0], 1); }},

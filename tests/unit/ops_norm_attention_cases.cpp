@@ -1,5 +1,6 @@
-// Op-table rows for layer_norm, add_layer_norm, softmax, log_softmax and attention (causal, padded,
-// KV-cache shaped, fully masked rows, several query blocks, dropout on the probabilities).
+// Op-table rows for layer_norm, add_layer_norm, rms_norm, rotary_embedding, softmax, log_softmax
+// and attention (causal, padded, KV-cache shaped, fully masked rows, several query blocks, dropout
+// on the probabilities).
 #include "op_harness.h"
 
 namespace lethe::testing {
@@ -108,6 +109,29 @@ const bool registered = register_cases({
      [](const V& x) {
        const ResidualNorm rn = add_layer_norm(x[0], x[1], x[2], x[3], 1e-5, {0.4, 17, 50});
        return add(rn.normed, scale(rn.sum, 0.5));
+     }},
+    // rms_norm (Llama)
+    {"rms_norm [3,7]", {{3, 7}, {7}}, [](const V& x) { return rms_norm(x[0], x[1]); }},
+    {"rms_norm [2,3,33] eps=1e-3 shifted",
+     {{2, 3, 33}, {33}},
+     [](const V& x) { return rms_norm(x[0], x[1], 1e-3); },
+     shift_first},
+    {"rms_norm [4,5] no weight", {{4, 5}}, [](const V& x) { return rms_norm(x[0], Tensor()); }},
+    // rotary_embedding: fixed positions (two rows, one past the other) and frequencies.
+    {"rotary_embedding [2,3,4,6] scaling=0.9",
+     {{2, 3, 4, 6}},
+     [](const V& x) {
+       const Tensor pos =
+           Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3, 5, 6, 7, 40}, {2, 4}, DType::i64);
+       const Tensor freq = Tensor::from_vector(std::vector<double>{1.0, 0.3, 0.01}, {3});
+       return rotary_embedding(x[0], pos, freq, 0.9);
+     }},
+    {"rotary_embedding [1,2,3,2] transposed input",
+     {{1, 3, 2, 2}},
+     [](const V& x) {
+       const Tensor pos = Tensor::from_vector(std::vector<int64_t>{4, 9, 100}, {1, 3}, DType::i64);
+       const Tensor freq = Tensor::from_vector(std::vector<double>{0.7}, {1});
+       return rotary_embedding(x[0].transpose(1, 2), pos, freq);
      }},
     // softmax / log_softmax
     {"softmax [4,9]", {{4, 9}}, [](const V& x) { return softmax(x[0]); }},

@@ -129,9 +129,10 @@ Tensor softmax(const Tensor& x);      // over the last dim
 Tensor log_softmax(const Tensor& x);  // over the last dim
 
 // ---- attention --------------------------------------------------------------------------------
-// q [B,H,Tq,D], k/v [B,H,Tk,D] → [B,H,Tq,D]. Causal with queries aligned to the end of the keys
-// (for a KV cache). key_mask (i64 [B,Tk], 1 = attend, 0 = padding) is optional. A query row that
-// sees no key at all outputs zeros. Scores are scaled by `scale`. Softmax in f32 or f64.
+// q [B,H,Tq,D], k/v [B,KVH,Tk,D] → [B,H,Tq,D], H a multiple of KVH: grouped-query attention (query
+// head h reads kv head h / (H / KVH); no copies of k and v). Causal with queries aligned to the end
+// of the keys (for a KV cache). key_mask (i64 [B,Tk], 1 = attend, 0 = padding) is optional. A query
+// row that sees no key at all outputs zeros. Scores are scaled by `scale`. Softmax in f32 or f64.
 // Dropout on the probabilities (training): the mask dropout(P, p, true, seed, offset) would draw
 // over the contiguous [B, H, Tq, Tk] probabilities, applied inside the kernels (forward and
 // backward regenerate it; no mask or probabilities are stored).

@@ -69,10 +69,14 @@ struct GemmArgs {
 struct AttentionArgs {
   DType dtype = DType::f32;
   int64_t batch = 0, heads = 0, q_len = 0, kv_len = 0, head_dim = 0;
+  // Grouped-query attention (Llama-2-70b, Llama-3, Qwen2, Mistral): k and v have kv_heads heads,
+  // heads % kv_heads == 0, and query head h reads kv head h / (heads / kv_heads) — no copies of
+  // k and v per query head; dk and dv sum over each group. 0: kv_heads = heads.
+  int64_t kv_heads = 0;
   bool causal =
       true;  // query i (absolute position i + kv_len - q_len) sees keys j <= that position
   double scale = 1.0;  // applied to q k^T (OPT pre-scales q, so it passes 1.0)
-  // q [B,H,Tq,D], k/v [B,H,Tk,D], out [B,H,Tq,D], contiguous except that the (b, h) matrices of
+  // q [B,H,Tq,D], k/v [B,KVH,Tk,D], out [B,H,Tq,D], contiguous except that the (b, h) matrices of
   // k and v may lie kv_stride elements apart (rows stay head_dim apart): a preallocated KV cache
   // read in place. 0: kv_len · head_dim. Forward only; the backward needs contiguous k and v.
   int64_t kv_stride = 0;

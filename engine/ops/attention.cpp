@@ -59,16 +59,19 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   const Shape& qs = q_in.shape();
   const Shape& ks = k_in.shape();
   const char* dim_names[] = {"batch", "heads", "length", "head_dim"};
-  for (int d : {0, 1, 3}) {
+  for (int d : {0, 3}) {
     LETHE_CHECK(qs[d] == ks[d], "attention: q ", brief(q_in), " and k ", brief(k_in), " differ in ",
                 dim_names[d]);
   }
+  LETHE_CHECK(ks[1] > 0 ? qs[1] % ks[1] == 0 : qs[1] == 0, "attention: q ", brief(q_in), " has ",
+              qs[1], " heads, not a multiple of k ", brief(k_in), "'s ", ks[1],
+              " (grouped-query attention shares each kv head among heads / kv_heads query heads)");
   LETHE_CHECK(v_in.shape() == ks, "attention: v ", brief(v_in), " must have the shape of k ",
               brief(k_in));
   LETHE_CHECK(std::isfinite(scale), "attention: scale must be finite, got ", scale);
   LETHE_CHECK(dropout.p >= 0.0 && dropout.p < 1.0, "attention: dropout p must be in [0, 1), got ",
               dropout.p);
-  const int64_t B = qs[0], H = qs[1], Tq = qs[2], Tk = ks[2], D = qs[3];
+  const int64_t B = qs[0], H = qs[1], KVH = ks[1], Tq = qs[2], Tk = ks[2], D = qs[3];
   Tensor key_mask;
   if (key_mask_in.defined()) {
     LETHE_CHECK(key_mask_in.dtype() == DType::i64, "attention: key_mask ", brief(key_mask_in),
@@ -87,7 +90,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   // D apart, (b, h) matrices S apart) and no gradient is needed: no copy of the cache per token.
   auto cache_slice = [&](const Tensor& t) {
     const Shape& st = t.strides();
-    return st[3] == 1 && st[2] == D && st[1] >= Tk * D && st[0] == H * st[1];
+    return st[3] == 1 && st[2] == D && st[1] >= Tk * D && st[0] == KVH * st[1];
   };
   int64_t kv_stride = 0;
   {
@@ -109,6 +112,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   a.dtype = q.dtype();
   a.batch = B;
   a.heads = H;
+  a.kv_heads = KVH;
   a.q_len = Tq;
   a.kv_len = Tk;
   a.head_dim = D;

@@ -145,6 +145,12 @@ void dropout_row(T* m, int64_t end, const AttentionArgs& a, uint64_t first) {
                                                                                            : T(0);
 }
 
+// The (batch, kv head) matrix index of query matrix bh = b·H + h (grouped-query attention).
+inline int64_t kv_index(const AttentionArgs& a, int64_t bh) {
+  const int64_t kvh = a.kv_heads > 0 ? a.kv_heads : a.heads;
+  return (bh / a.heads) * kvh + (bh % a.heads) / (a.heads / kvh);
+}
+
 // The counter of element (bh, i, 0) of the [B·H, Tq, Tk] probabilities.
 inline uint64_t dropout_counter(const AttentionArgs& a, int64_t bh, int64_t i) {
   return a.dropout_offset + static_cast<uint64_t>((bh * a.q_len + i) * a.kv_len);
@@ -206,8 +212,8 @@ void attention_forward_impl(CpuBackend& be, const AttentionArgs& a) {
         const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
         const int64_t b = bh / a.heads;
         const T* qb = q + (bh * Tq + i0) * D;
-        const T* kb = k + bh * kvs;
-        const T* vb = v + bh * kvs;
+        const T* kb = k + kv_index(a, bh) * kvs;
+        const T* vb = v + kv_index(a, bh) * kvs;
         T* ob = out + (bh * Tq + i0) * D;
         float* lse = a.lse + bh * Tq + i0;
         const T* keep_b = keep.empty() ? nullptr : keep.data() + b * Tk;
@@ -255,64 +261,69 @@ void attention_backward_impl(CpuBackend& be, const AttentionBackwardArgs& args) 
   T* dv = static_cast<T*>(args.dv);
   const bool parallel = a.batch * a.heads * Tq * Tk * D > kParallelMin;
 
-  // One task per (batch, head): dK and dV of a head gather contributions from all its queries.
+  // One task per (batch, kv head): its dK and dV gather contributions from every query of every
+  // query head of its group, in a fixed order.
+  const int64_t kvh = a.kv_heads > 0 ? a.kv_heads : a.heads, group = a.heads / kvh;
   parallel_tasks<BackwardScratch<T>>(
-      a.batch * a.heads, parallel, [&](int64_t bh, BackwardScratch<T>& sc) {
-        const int64_t b = bh / a.heads;
-        const T* qh = q + bh * Tq * D;
-        const T* kh = k + bh * Tk * D;
-        const T* vh = v + bh * Tk * D;
-        const T* oh = out + bh * Tq * D;
-        const T* doh = dout + bh * Tq * D;
-        const float* lse = a.lse + bh * Tq;
-        T* dqh = dq + bh * Tq * D;
-        T* dkh = dk + bh * Tk * D;
-        T* dvh = dv + bh * Tk * D;
+      a.batch * kvh, parallel, [&](int64_t bkv, BackwardScratch<T>& sc) {
+        const int64_t b = bkv / kvh;
+        const T* kh = k + bkv * Tk * D;
+        const T* vh = v + bkv * Tk * D;
+        T* dkh = dk + bkv * Tk * D;
+        T* dvh = dv + bkv * Tk * D;
         const T* keep_b = keep.empty() ? nullptr : keep.data() + b * Tk;
         std::fill(dkh, dkh + Tk * D, T(0));
         std::fill(dvh, dvh + Tk * D, T(0));
-        // delta_i = <dO_i, O_i> = rowsum(dP * P) for query i.
-        sc.delta.resize(static_cast<size_t>(Tq));
-        for (int64_t i = 0; i < Tq; ++i) sc.delta[i] = dot_row(doh + i * D, oh + i * D, D);
-        for (int64_t i0 = 0; i0 < Tq; i0 += kQueryBlock) {
-          const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
-          const int64_t end = geo.key_end(i1);
-          if (end == 0) {
-            std::fill(dqh + i0 * D, dqh + i1 * D, T(0));
-            continue;
-          }
-          sc.p.resize(static_cast<size_t>(rows * end));
-          sc.dp.resize(static_cast<size_t>(rows * end));
-          T* p = sc.p.data();
-          T* dp = sc.dp.data();
-          const T* qb = qh + i0 * D;
-          const T* dob = doh + i0 * D;
-          tile_gemm<T>(be, false, true, rows, end, D, a.scale, qb, D, kh, D, 0.0, p, end);
-          for (int64_t r = 0; r < rows; ++r)
-            probabilities_row(p + r * end, geo.key_limit(i0 + r), end, keep_b, lse[i0 + r]);
-          // With dropout the output read the dropped probabilities P∘M: dV takes them, and the
-          // gradient reaching P is M∘dP (delta = rowsum(dO∘O) is unchanged).
-          const T* pv = p;
-          if (a.dropout > 0) {
-            sc.mask.resize(static_cast<size_t>(rows * end));
-            sc.pd.resize(static_cast<size_t>(rows * end));
+        for (int64_t g = 0; g < group; ++g) {
+          const int64_t bh = b * a.heads + (bkv % kvh) * group + g;
+          const T* qh = q + bh * Tq * D;
+          const T* oh = out + bh * Tq * D;
+          const T* doh = dout + bh * Tq * D;
+          const float* lse = a.lse + bh * Tq;
+          T* dqh = dq + bh * Tq * D;
+          // delta_i = <dO_i, O_i> = rowsum(dP * P) for query i.
+          sc.delta.resize(static_cast<size_t>(Tq));
+          for (int64_t i = 0; i < Tq; ++i) sc.delta[i] = dot_row(doh + i * D, oh + i * D, D);
+          for (int64_t i0 = 0; i0 < Tq; i0 += kQueryBlock) {
+            const int64_t i1 = std::min(Tq, i0 + kQueryBlock), rows = i1 - i0;
+            const int64_t end = geo.key_end(i1);
+            if (end == 0) {
+              std::fill(dqh + i0 * D, dqh + i1 * D, T(0));
+              continue;
+            }
+            sc.p.resize(static_cast<size_t>(rows * end));
+            sc.dp.resize(static_cast<size_t>(rows * end));
+            T* p = sc.p.data();
+            T* dp = sc.dp.data();
+            const T* qb = qh + i0 * D;
+            const T* dob = doh + i0 * D;
+            tile_gemm<T>(be, false, true, rows, end, D, a.scale, qb, D, kh, D, 0.0, p, end);
             for (int64_t r = 0; r < rows; ++r)
-              dropout_row(sc.mask.data() + r * end, end, a, dropout_counter(a, bh, i0 + r));
-            for (int64_t e = 0; e < rows * end; ++e) sc.pd[e] = p[e] * sc.mask[e];
-            pv = sc.pd.data();
+              probabilities_row(p + r * end, geo.key_limit(i0 + r), end, keep_b, lse[i0 + r]);
+            // With dropout the output read the dropped probabilities P∘M: dV takes them, and the
+            // gradient reaching P is M∘dP (delta = rowsum(dO∘O) is unchanged).
+            const T* pv = p;
+            if (a.dropout > 0) {
+              sc.mask.resize(static_cast<size_t>(rows * end));
+              sc.pd.resize(static_cast<size_t>(rows * end));
+              for (int64_t r = 0; r < rows; ++r)
+                dropout_row(sc.mask.data() + r * end, end, a, dropout_counter(a, bh, i0 + r));
+              for (int64_t e = 0; e < rows * end; ++e) sc.pd[e] = p[e] * sc.mask[e];
+              pv = sc.pd.data();
+            }
+            // dV += P^T dO
+            tile_gemm<T>(be, true, false, end, D, rows, 1.0, pv, end, dob, D, 1.0, dvh, D);
+            // dP = dO V^T, then dS = P * (dP - delta) in place
+            tile_gemm<T>(be, false, true, rows, end, D, 1.0, dob, D, vh, D, 0.0, dp, end);
+            if (a.dropout > 0)
+              for (int64_t e = 0; e < rows * end; ++e) dp[e] *= sc.mask[e];
+            for (int64_t r = 0; r < rows; ++r)
+              score_gradient_row(dp + r * end, p + r * end, end, sc.delta[i0 + r]);
+            // dQ = scale * dS K;  dK += scale * dS^T Q
+            tile_gemm<T>(be, false, false, rows, D, end, a.scale, dp, end, kh, D, 0.0, dqh + i0 * D,
+                         D);
+            tile_gemm<T>(be, true, false, end, D, rows, a.scale, dp, end, qb, D, 1.0, dkh, D);
           }
-          // dV += P^T dO
-          tile_gemm<T>(be, true, false, end, D, rows, 1.0, pv, end, dob, D, 1.0, dvh, D);
-          // dP = dO V^T, then dS = P * (dP - delta) in place
-          tile_gemm<T>(be, false, true, rows, end, D, 1.0, dob, D, vh, D, 0.0, dp, end);
-          if (a.dropout > 0)
-            for (int64_t e = 0; e < rows * end; ++e) dp[e] *= sc.mask[e];
-          for (int64_t r = 0; r < rows; ++r)
-            score_gradient_row(dp + r * end, p + r * end, end, sc.delta[i0 + r]);
-          // dQ = scale * dS K;  dK += scale * dS^T Q
-          tile_gemm<T>(be, false, false, rows, D, end, a.scale, dp, end, kh, D, 0.0, dqh + i0 * D,
-                       D);
-          tile_gemm<T>(be, true, false, end, D, rows, a.scale, dp, end, qb, D, 1.0, dkh, D);
         }
       });
 }
@@ -324,6 +335,8 @@ void check_args(const AttentionArgs& a, const char* what) {
   LETHE_CHECK(a.lse != nullptr || a.batch * a.heads * a.q_len == 0, what, ": lse buffer is null");
   LETHE_CHECK(a.dropout >= 0.0 && a.dropout < 1.0, what, ": dropout must be in [0, 1), got ",
               a.dropout);
+  LETHE_CHECK(a.kv_heads == 0 || (a.kv_heads > 0 && a.heads % a.kv_heads == 0), what, ": ", a.heads,
+              " query heads are not a multiple of kv_heads ", a.kv_heads);
 }
 
 }  // namespace

@@ -46,8 +46,8 @@ __global__ void attention_forward_kernel(AttentionArgs a) {
   const int64_t i = row % Tq, bh = row / Tq, b = bh / a.heads;
   const T* q = static_cast<const T*>(a.q) + row * D;
   const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;  // (b, h) matrices of k and v
-  const T* k = static_cast<const T*>(a.k) + bh * kvs;
-  const T* v = static_cast<const T*>(a.v) + bh * kvs;
+  const T* k = static_cast<const T*>(a.k) + kv_matrix(a, bh) * kvs;
+  const T* v = static_cast<const T*>(a.v) + kv_matrix(a, bh) * kvs;
   T* out = static_cast<T*>(a.out) + row * D;
   const T scale = static_cast<T>(a.scale);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -93,8 +93,8 @@ __global__ void attention_backward_dq_kernel(AttentionBackwardArgs args, T* delt
   const int64_t row = blockIdx.x;
   const int64_t i = row % Tq, bh = row / Tq, b = bh / a.heads;
   const T* q = static_cast<const T*>(a.q) + row * D;
-  const T* k = static_cast<const T*>(a.k) + bh * Tk * D;
-  const T* v = static_cast<const T*>(a.v) + bh * Tk * D;
+  const T* k = static_cast<const T*>(a.k) + kv_matrix(a, bh) * Tk * D;
+  const T* v = static_cast<const T*>(a.v) + kv_matrix(a, bh) * Tk * D;
   const T* o = static_cast<const T*>(a.out) + row * D;
   const T* dout = static_cast<const T*>(args.dout) + row * D;
   T* dq = static_cast<T*>(args.dq) + row * D;
@@ -126,7 +126,8 @@ __global__ void attention_backward_dq_kernel(AttentionBackwardArgs args, T* delt
   }
 }
 
-// Block per key row j: dv_j = sum_i P_ij dO_i, dk_j = scale * sum_i dS_ij q_i.
+// Block per key row j of a (batch, kv head): dv_j = sum_i P_ij dO_i, dk_j = scale * sum_i dS_ij
+// q_i over the queries i of every query head of the kv head's group, in head order.
 template <typename T>
 __global__ void attention_backward_dkv_kernel(AttentionBackwardArgs args, const T* delta) {
   LETHE_DYNAMIC_SHARED(smem_raw);
@@ -134,39 +135,52 @@ __global__ void attention_backward_dkv_kernel(AttentionBackwardArgs args, const 
   T* ds_col = p_col + args.fwd.q_len;         // [Tq]
   const AttentionArgs& a = args.fwd;
   const int64_t Tq = a.q_len, Tk = a.kv_len, D = a.head_dim;
-  const int64_t key_row = blockIdx.x;  // (b * H + h) * Tk + j
-  const int64_t j = key_row % Tk, bh = key_row / Tk, b = bh / a.heads;
-  const T* q = static_cast<const T*>(a.q) + bh * Tq * D;
+  const int64_t key_row = blockIdx.x;  // (b * KVH + kvh) * Tk + j
+  const int64_t j = key_row % Tk, bkv = key_row / Tk, kvh = kv_heads_of(a), group = group_of(a);
+  const int64_t b = bkv / kvh;
   const T* kj = static_cast<const T*>(a.k) + key_row * D;
   const T* vj = static_cast<const T*>(a.v) + key_row * D;
-  const T* dout = static_cast<const T*>(args.dout) + bh * Tq * D;
-  const float* lse = a.lse + bh * Tq;
-  const T* dl = delta + bh * Tq;
   const T scale = static_cast<T>(a.scale);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-
-  for (int64_t i = warp; i < Tq; i += warps) {
-    T p = 0, s = 0;
-    if (lse[i] != -INFINITY && visible(a, b, i, j)) {
-      p = dev_exp(scale * warp_dot(q + i * D, kj, D) - static_cast<T>(lse[i]));
-      const T m = drop_factor<T>(a, bh * Tq + i, j);
-      s = p * (m * warp_dot(dout + i * D, vj, D) - dl[i]);
-      p *= m;
+  // Thread t owns columns d = t, t + blockDim.x, ... (at most kMaxColumns of them).
+  constexpr int kMaxColumns = 8;
+  T acc_v[kMaxColumns], acc_k[kMaxColumns];
+  for (int c = 0; c < kMaxColumns; ++c) acc_v[c] = acc_k[c] = 0;
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t bh = b * a.heads + (bkv % kvh) * group + g;
+    const T* q = static_cast<const T*>(a.q) + bh * Tq * D;
+    const T* dout = static_cast<const T*>(args.dout) + bh * Tq * D;
+    const float* lse = a.lse + bh * Tq;
+    const T* dl = delta + bh * Tq;
+    __syncthreads();  // the previous head's columns are no longer read
+    for (int64_t i = warp; i < Tq; i += warps) {
+      T p = 0, s = 0;
+      if (lse[i] != -INFINITY && visible(a, b, i, j)) {
+        p = dev_exp(scale * warp_dot(q + i * D, kj, D) - static_cast<T>(lse[i]));
+        const T m = drop_factor<T>(a, bh * Tq + i, j);
+        s = p * (m * warp_dot(dout + i * D, vj, D) - dl[i]);
+        p *= m;
+      }
+      if (lane == 0) {
+        p_col[i] = p;
+        ds_col[i] = s;
+      }
     }
-    if (lane == 0) {
-      p_col[i] = p;
-      ds_col[i] = s;
+    __syncthreads();
+    for (int c = 0; c < kMaxColumns; ++c) {
+      const int64_t d = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+      if (d >= D) break;
+      for (int64_t i = 0; i < Tq; ++i) {
+        acc_v[c] += p_col[i] * dout[i * D + d];
+        acc_k[c] += ds_col[i] * q[i * D + d];
+      }
     }
   }
-  __syncthreads();
-  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-    T acc_v = 0, acc_k = 0;
-    for (int64_t i = 0; i < Tq; ++i) {
-      acc_v += p_col[i] * dout[i * D + d];
-      acc_k += ds_col[i] * q[i * D + d];
-    }
-    if (args.dv) static_cast<T*>(args.dv)[key_row * D + d] = acc_v;
-    if (args.dk) static_cast<T*>(args.dk)[key_row * D + d] = scale * acc_k;
+  for (int c = 0; c < kMaxColumns; ++c) {
+    const int64_t d = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+    if (d >= D) break;
+    if (args.dv) static_cast<T*>(args.dv)[key_row * D + d] = acc_v[c];
+    if (args.dk) static_cast<T*>(args.dk)[key_row * D + d] = scale * acc_k[c];
   }
 }
 
@@ -177,6 +191,10 @@ void check_attention(const AttentionArgs& a, const char* what) {
               a.dropout);
   LETHE_CHECK(a.batch * a.heads * (a.q_len > a.kv_len ? a.q_len : a.kv_len) < (int64_t{1} << 31),
               what, ": too many rows for the grid");
+  LETHE_CHECK(a.kv_heads == 0 || (a.kv_heads > 0 && a.heads % a.kv_heads == 0), what, ": ", a.heads,
+              " query heads are not a multiple of kv_heads ", a.kv_heads);
+  LETHE_CHECK(a.head_dim <= 8 * kAttnThreads, what, ": head dim ", a.head_dim,
+              " exceeds the simple kernels' ", 8 * kAttnThreads);
 }
 
 // Raises a kernel's dynamic shared-memory limit when a row of scores needs more than 48 KB.
@@ -228,7 +246,7 @@ void CudaBackend::attention_backward(const AttentionBackwardArgs& args) {
   }
   cuda_dispatch_float(f.dtype, "attention_backward", [&](auto tag) {
     using T = decltype(tag);
-    int64_t q_rows = f.batch * f.heads * f.q_len, k_rows = f.batch * f.heads * f.kv_len;
+    int64_t q_rows = f.batch * f.heads * f.q_len, k_rows = f.batch * kv_heads_of(f) * f.kv_len;
     if (f.head_dim == 0) return;
     DeviceScratch delta(*this, static_cast<size_t>(q_rows > 0 ? q_rows : 1) * sizeof(T));
     if (q_rows > 0) {

@@ -323,6 +323,18 @@ __device__ __forceinline__ T drop_factor(const AttentionArgs& a, int64_t row, in
              : T(0);
 }
 
+// Grouped-query attention: k and v's heads (AttentionArgs::kv_heads, 0 = heads), the query heads
+// per kv head, and the (batch, kv head) matrix that query matrix bh = b·H + h reads.
+__host__ __device__ __forceinline__ int64_t kv_heads_of(const AttentionArgs& a) {
+  return a.kv_heads > 0 ? a.kv_heads : a.heads;
+}
+__host__ __device__ __forceinline__ int64_t group_of(const AttentionArgs& a) {
+  return a.heads / kv_heads_of(a);
+}
+__host__ __device__ __forceinline__ int64_t kv_matrix(const AttentionArgs& a, int64_t bh) {
+  return (bh / a.heads) * kv_heads_of(a) + (bh % a.heads) / group_of(a);
+}
+
 constexpr int kMaxHeadDim = 128;  // the tiled kernels' largest head dim
 // f32/f64, 1 <= head_dim <= kMaxHeadDim, batch · heads within one grid dimension.
 bool flash_attention_supported(const AttentionArgs& a);

@@ -11,8 +11,9 @@
 // forward only), head dims up to kMaxHeadDim (OPT 64/80/128, Llama 128), dropout on the
 // probabilities (the counter-based mask drawn per element in each pass, none stored; the
 // softmax's sum and lse stay the undropped ones). Tiles a causal mask
-// hides entirely are skipped. attention.cu keeps the simple per-row kernels as the reference and
-// the fallback for larger head dims.
+// hides entirely are skipped. Grouped-query attention (kv_heads < heads): query head h reads kv
+// head h / group, and the dk/dv kernels run per kv head over its group's query heads. attention.cu
+// keeps the simple per-row kernels as the reference and the fallback for larger head dims.
 #include <cuda_bf16.h>
 
 #include <type_traits>
@@ -88,8 +89,8 @@ __global__ void flash_forward_kernel(AttentionArgs a) {
   const bool row_ok = i < Tq;
   const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;
   const T* q = static_cast<const T*>(a.q) + (bh * Tq + q0) * D;
-  const T* k = static_cast<const T*>(a.k) + bh * kvs;
-  const T* v = static_cast<const T*>(a.v) + bh * kvs;
+  const T* k = static_cast<const T*>(a.k) + kv_matrix(a, bh) * kvs;
+  const T* v = static_cast<const T*>(a.v) + kv_matrix(a, bh) * kvs;
   const T scale = static_cast<T>(a.scale);
 
   load_tile(sq, q, kBr, Tq - q0, D);
@@ -187,8 +188,9 @@ __device__ __forceinline__ void backward_tile(const AttentionArgs& a, int64_t bh
   }
 }
 
-// Grid (key tiles, batch · heads). Thread t owns key row t / kRowThreads of the tile and its
-// head-dim columns d ≡ t (mod kRowThreads) of dk and dv, accumulated over every query tile.
+// Grid (key tiles, batch · kv heads). Thread t owns key row t / kRowThreads of the tile and its
+// head-dim columns d ≡ t (mod kRowThreads) of dk and dv, accumulated over every query tile of
+// every query head that reads the kv head.
 template <typename T>
 __global__ void flash_backward_dkv_kernel(AttentionBackwardArgs args, const T* delta) {
   LETHE_DYNAMIC_SHARED(smem_raw);
@@ -202,41 +204,45 @@ __global__ void flash_backward_dkv_kernel(AttentionBackwardArgs args, const T* d
   T* sds = sp + kBr * kPad;                // [kBr, kPad] dS
   T* slse = sds + kBr * kPad;              // [kBr]
   T* sdelta = slse + kBr;                  // [kBr]
-  const int64_t bh = blockIdx.y;
+  const int64_t bkv = blockIdx.y, kvh = kv_heads_of(a), group = group_of(a);
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBc;
   const int c = threadIdx.x / kRowThreads, part = threadIdx.x % kRowThreads;
   const T scale = static_cast<T>(a.scale);
-  const T* q = static_cast<const T*>(a.q) + bh * Tq * D;
-  const T* dout = static_cast<const T*>(args.dout) + bh * Tq * D;
 
-  load_tile(sk, static_cast<const T*>(a.k) + (bh * Tk + k0) * D, kBc, Tk - k0, D);
-  load_tile(sv, static_cast<const T*>(a.v) + (bh * Tk + k0) * D, kBc, Tk - k0, D);
+  load_tile(sk, static_cast<const T*>(a.k) + (bkv * Tk + k0) * D, kBc, Tk - k0, D);
+  load_tile(sv, static_cast<const T*>(a.v) + (bkv * Tk + k0) * D, kBc, Tk - k0, D);
   T dk[kDPer], dv[kDPer];
   for (int n = 0; n < kDPer; ++n) dk[n] = dv[n] = 0;
-  for (int64_t q0 = query_begin(a, k0) / kBr * kBr; q0 < Tq; q0 += kBr) {
-    __syncthreads();
-    load_tile(sq, q + q0 * D, kBr, Tq - q0, D);
-    load_tile(sdo, dout + q0 * D, kBr, Tq - q0, D);
-    load_row_stats(slse, sdelta, a.lse, delta, bh * Tq + q0, Tq - q0);
-    __syncthreads();
-    backward_tile(a, bh, q0, k0, sq, sk, sdo, sv, slse, sdelta, sp, sds);
-    __syncthreads();
-    for (int rr = 0; rr < kBr; ++rr) {
-      const T p = sp[rr * kPad + c], ds = sds[rr * kPad + c];
-      LETHE_UNROLL
-      for (int n = 0; n < kDPer; ++n) {
-        const int64_t d = part + n * kRowThreads;
-        if (d < D) {
-          dv[n] += p * sdo[rr * D + d];
-          dk[n] += ds * sq[rr * D + d];
+  // Every query head of the kv head's group, in order (grouped-query attention).
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t bh = (bkv / kvh) * a.heads + (bkv % kvh) * group + g;
+    const T* q = static_cast<const T*>(a.q) + bh * Tq * D;
+    const T* dout = static_cast<const T*>(args.dout) + bh * Tq * D;
+    for (int64_t q0 = query_begin(a, k0) / kBr * kBr; q0 < Tq; q0 += kBr) {
+      __syncthreads();
+      load_tile(sq, q + q0 * D, kBr, Tq - q0, D);
+      load_tile(sdo, dout + q0 * D, kBr, Tq - q0, D);
+      load_row_stats(slse, sdelta, a.lse, delta, bh * Tq + q0, Tq - q0);
+      __syncthreads();
+      backward_tile(a, bh, q0, k0, sq, sk, sdo, sv, slse, sdelta, sp, sds);
+      __syncthreads();
+      for (int rr = 0; rr < kBr; ++rr) {
+        const T p = sp[rr * kPad + c], ds = sds[rr * kPad + c];
+        LETHE_UNROLL
+        for (int n = 0; n < kDPer; ++n) {
+          const int64_t d = part + n * kRowThreads;
+          if (d < D) {
+            dv[n] += p * sdo[rr * D + d];
+            dk[n] += ds * sq[rr * D + d];
+          }
         }
       }
     }
   }
   const int64_t j = k0 + c;
   if (j >= Tk) return;
-  T* gdk = args.dk ? static_cast<T*>(args.dk) + (bh * Tk + j) * D : nullptr;
-  T* gdv = args.dv ? static_cast<T*>(args.dv) + (bh * Tk + j) * D : nullptr;
+  T* gdk = args.dk ? static_cast<T*>(args.dk) + (bkv * Tk + j) * D : nullptr;
+  T* gdv = args.dv ? static_cast<T*>(args.dv) + (bkv * Tk + j) * D : nullptr;
   LETHE_UNROLL
   for (int n = 0; n < kDPer; ++n) {
     const int64_t d = part + n * kRowThreads;
@@ -264,8 +270,8 @@ __global__ void flash_backward_dq_kernel(AttentionBackwardArgs args, const T* de
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
   const int r = threadIdx.x / kRowThreads, part = threadIdx.x % kRowThreads;
   const T scale = static_cast<T>(a.scale);
-  const T* k = static_cast<const T*>(a.k) + bh * Tk * D;
-  const T* v = static_cast<const T*>(a.v) + bh * Tk * D;
+  const T* k = static_cast<const T*>(a.k) + kv_matrix(a, bh) * Tk * D;
+  const T* v = static_cast<const T*>(a.v) + kv_matrix(a, bh) * Tk * D;
 
   load_tile(sq, static_cast<const T*>(a.q) + (bh * Tq + q0) * D, kBr, Tq - q0, D);
   load_tile(sdo, static_cast<const T*>(args.dout) + (bh * Tq + q0) * D, kBr, Tq - q0, D);
@@ -390,8 +396,8 @@ __global__ void flash_forward_bf16_kernel(AttentionArgs a) {
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
   const int64_t kvs = a.kv_stride ? a.kv_stride : Tk * D;
   const float* q = static_cast<const float*>(a.q) + (bh * Tq + q0) * D;
-  const float* k = static_cast<const float*>(a.k) + bh * kvs;
-  const float* v = static_cast<const float*>(a.v) + bh * kvs;
+  const float* k = static_cast<const float*>(a.k) + kv_matrix(a, bh) * kvs;
+  const float* v = static_cast<const float*>(a.v) + kv_matrix(a, bh) * kvs;
   const float scale = static_cast<float>(a.scale);
 
   load_tile_bf16(sq, q, kBr, Tq - q0, D);
@@ -536,7 +542,8 @@ __device__ void load_row_stats_f32(float* slse, float* sdelta, const float* lse,
   }
 }
 
-// Grid (key tiles, batch · heads): dk and dv of one key tile, accumulated over the query tiles.
+// Grid (key tiles, batch · kv heads): dk and dv of one key tile, accumulated over the query tiles
+// of every query head of the group.
 __global__ void flash_backward_dkv_bf16_kernel(AttentionBackwardArgs args, const float* delta) {
   namespace wmma = nvcuda::wmma;
   LETHE_DYNAMIC_SHARED(smem_raw);
@@ -550,35 +557,39 @@ __global__ void flash_backward_dkv_bf16_kernel(AttentionBackwardArgs args, const
   auto* sdk = reinterpret_cast<float*>(smem_raw + L.acc1);  // [kBc, D]
   auto* sdv = reinterpret_cast<float*>(smem_raw + L.acc2);  // [kBc, D]
   auto* slse = reinterpret_cast<float*>(smem_raw + L.stats);
-  const int64_t bh = blockIdx.y;
+  const int64_t bkv = blockIdx.y, kvh = kv_heads_of(a), group = group_of(a);
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBc;
-  const float* q = static_cast<const float*>(a.q) + bh * Tq * D;
-  const float* dout = static_cast<const float*>(args.dout) + bh * Tq * D;
   const int d = static_cast<int>(D);
 
   load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.k),
-                 static_cast<const float*>(a.k) + (bh * Tk + k0) * D, kBc, Tk - k0, D);
+                 static_cast<const float*>(a.k) + (bkv * Tk + k0) * D, kBc, Tk - k0, D);
   load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.v),
-                 static_cast<const float*>(a.v) + (bh * Tk + k0) * D, kBc, Tk - k0, D);
+                 static_cast<const float*>(a.v) + (bkv * Tk + k0) * D, kBc, Tk - k0, D);
   for (int64_t idx = threadIdx.x; idx < kBc * D; idx += blockDim.x) sdk[idx] = sdv[idx] = 0.0f;
-  for (int64_t q0 = query_begin(a, k0) / kBr * kBr; q0 < Tq; q0 += kBr) {
-    __syncthreads();
-    load_tile_bf16(sq, q + q0 * D, kBr, Tq - q0, D);
-    load_tile_bf16(sdo, dout + q0 * D, kBr, Tq - q0, D);
-    load_row_stats_f32(slse, slse + kBr, a.lse, delta, bh * Tq + q0, Tq - q0);
-    __syncthreads();
-    backward_tile_bf16(a, bh, q0, k0, smem_raw, L);
-    // pᵀ and dSᵀ: the [kBr, kBc] row-major tiles read as column-major [kBc, kBr] A operands.
-    smem_mma<wmma::col_major, wmma::row_major>(sdv, d, sp, kBc, sdo, d, kBc, d, kBr, true);
-    smem_mma<wmma::col_major, wmma::row_major>(sdk, d, sds, kBc, sq, d, kBc, d, kBr, true);
+  // Every query head of the kv head's group, in order (grouped-query attention).
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t bh = (bkv / kvh) * a.heads + (bkv % kvh) * group + g;
+    const float* q = static_cast<const float*>(a.q) + bh * Tq * D;
+    const float* dout = static_cast<const float*>(args.dout) + bh * Tq * D;
+    for (int64_t q0 = query_begin(a, k0) / kBr * kBr; q0 < Tq; q0 += kBr) {
+      __syncthreads();
+      load_tile_bf16(sq, q + q0 * D, kBr, Tq - q0, D);
+      load_tile_bf16(sdo, dout + q0 * D, kBr, Tq - q0, D);
+      load_row_stats_f32(slse, slse + kBr, a.lse, delta, bh * Tq + q0, Tq - q0);
+      __syncthreads();
+      backward_tile_bf16(a, bh, q0, k0, smem_raw, L);
+      // pᵀ and dSᵀ: the [kBr, kBc] row-major tiles read as column-major [kBc, kBr] A operands.
+      smem_mma<wmma::col_major, wmma::row_major>(sdv, d, sp, kBc, sdo, d, kBc, d, kBr, true);
+      smem_mma<wmma::col_major, wmma::row_major>(sdk, d, sds, kBc, sq, d, kBc, d, kBr, true);
+    }
   }
   __syncthreads();
   const float scale = static_cast<float>(a.scale);
   for (int64_t idx = threadIdx.x; idx < kBc * D; idx += blockDim.x) {
     const int64_t j = k0 + idx / D;
     if (j >= Tk) continue;
-    if (args.dk) static_cast<float*>(args.dk)[(bh * Tk + k0) * D + idx] = scale * sdk[idx];
-    if (args.dv) static_cast<float*>(args.dv)[(bh * Tk + k0) * D + idx] = sdv[idx];
+    if (args.dk) static_cast<float*>(args.dk)[(bkv * Tk + k0) * D + idx] = scale * sdk[idx];
+    if (args.dv) static_cast<float*>(args.dv)[(bkv * Tk + k0) * D + idx] = sdv[idx];
   }
 }
 
@@ -596,8 +607,8 @@ __global__ void flash_backward_dq_bf16_kernel(AttentionBackwardArgs args, const 
   auto* slse = reinterpret_cast<float*>(smem_raw + L.stats);
   const int64_t bh = blockIdx.y;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
-  const float* k = static_cast<const float*>(a.k) + bh * Tk * D;
-  const float* v = static_cast<const float*>(a.v) + bh * Tk * D;
+  const float* k = static_cast<const float*>(a.k) + kv_matrix(a, bh) * Tk * D;
+  const float* v = static_cast<const float*>(a.v) + kv_matrix(a, bh) * Tk * D;
   const int d = static_cast<int>(D);
 
   load_tile_bf16(reinterpret_cast<__nv_bfloat16*>(smem_raw + L.q),
@@ -684,7 +695,7 @@ void flash_attention_backward(CudaBackend& be, const AttentionBackwardArgs& args
           allow_shared(flash_backward_dkv_bf16_kernel, bytes, be.props(),
                        "attention_backward (flash bf16)");
           launch("attention_backward (flash bf16 dk, dv)", flash_backward_dkv_bf16_kernel,
-                 tiles(a.kv_len, kBc, bh), kFlashThreads, bytes, args,
+                 tiles(a.kv_len, kBc, a.batch * kv_heads_of(a)), kFlashThreads, bytes, args,
                  static_cast<const float*>(delta.as<float>()));
         }
         if (rows > 0 && args.dq) {
@@ -701,7 +712,7 @@ void flash_attention_backward(CudaBackend& be, const AttentionBackwardArgs& args
       const size_t shmem = (2 * (kBr + kBc) * D + 2 * kBr * kPad + 2 * kBr) * sizeof(T);
       allow_shared(flash_backward_dkv_kernel<T>, shmem, be.props(), "attention_backward (flash)");
       launch("attention_backward (flash dk, dv)", flash_backward_dkv_kernel<T>,
-             tiles(a.kv_len, kBc, bh), kFlashThreads, shmem, args,
+             tiles(a.kv_len, kBc, a.batch * kv_heads_of(a)), kFlashThreads, shmem, args,
              static_cast<const T*>(delta.as<T>()));
     }
     if (rows > 0 && args.dq) {

@@ -1136,6 +1136,62 @@ TEST(CudaFlashAttention, DropoutDrawsTheCpusMask) {
   }
 }
 
+// Grouped-query and multi-query attention (kv_heads < heads): the flash kernels (f32, f64, bf16
+// tensor cores) and the simple kernels against the CPU, forward and backward (dk, dv summed over
+// each group), with a causal chunk after a KV cache, key padding and dropout.
+TEST(CudaFlashAttention, GroupedQueryAttentionMatchesCpu) {
+  LETHE_REQUIRE_CUDA(gpu);
+  Backend& cpu = kernels::cpu_backend();
+  struct Case {
+    int64_t b, h, kvh, tq, tk, d;
+    bool f64;
+    double p;
+  } cases[] = {{2, 4, 2, 45, 70, 64, false, 0.0},
+               {1, 6, 1, 33, 33, 128, false, 0.2},
+               {2, 4, 2, 20, 37, 16, true, 0.1},
+               {1, 3, 1, 9, 9, 7, false, 0.0}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("H " + std::to_string(c.h) + " KVH " + std::to_string(c.kvh) + " d " +
+                 std::to_string(c.d) + (c.f64 ? " f64" : " f32") + " p " + std::to_string(c.p));
+    const size_t nq = static_cast<size_t>(c.b * c.h * c.tq * c.d),
+                 nk = static_cast<size_t>(c.b * c.kvh * c.tk * c.d);
+    std::vector<int64_t> mask(static_cast<size_t>(c.b * c.tk), 1);
+    for (size_t j = 0; j < mask.size(); ++j)
+      if (j % 5 == 2) mask[j] = 0;
+    kernels::AttentionArgs a = attention_args(c.b, c.h, c.tq, c.tk, c.d, true, c.f64);
+    a.kv_heads = c.kvh;
+    a.key_mask = mask.data();
+    a.dropout = c.p;
+    a.dropout_seed = 4;
+    auto check = [&](auto tag) {
+      using T = decltype(tag);
+      const std::vector<T> q = random_typed<T>(nq, 41), k = random_typed<T>(nk, 42),
+                           v = random_typed<T>(nk, 43), dout = random_typed<T>(nq, 44);
+      const AttentionResult want = run_attention<T>(cpu, a, q, k, v, dout, mask, true);
+      ASSERT_EQ(want.dk.size(), nk);
+      kernels::cuda_set_simple_attention(true);
+      const AttentionResult simple = run_attention<T>(*gpu, a, q, k, v, dout, mask, true);
+      kernels::cuda_set_simple_attention(false);
+      const AttentionResult flash = run_attention<T>(*gpu, a, q, k, v, dout, mask, true);
+      const double tol = c.f64 ? 1e-12 : 1e-5;
+      expect_attention_close(flash, want, tol, "flash vs cpu");
+      expect_attention_close(simple, want, tol, "simple vs cpu");
+      if constexpr (std::is_same_v<T, float>) {
+        if (c.d % 16 == 0) {
+          kernels::AttentionArgs ab = a;
+          ab.compute = kernels::GemmCompute::bf16;
+          expect_attention_close(run_attention<T>(*gpu, ab, q, k, v, dout, mask, true), want, 1e-2,
+                                 "bf16 vs cpu");
+        }
+      }
+    };
+    if (c.f64)
+      check(double{});
+    else
+      check(float{});
+  }
+}
+
 TEST(CudaBackend, OptimizerStepsMatchCpu) {
   LETHE_REQUIRE_CUDA(gpu);
   Backend& cpu = kernels::cpu_backend();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/error.h"
 #include "engine/ops.h"
 #include "tests/common/compare.h"
 
@@ -203,6 +204,52 @@ TEST_P(AttentionReference, GradientsMatchComposite) {
 INSTANTIATE_TEST_SUITE_P(Configs, AttentionReference, ::testing::ValuesIn(attention_configs()),
                          [](const auto& info) { return info.param.name; });
 
+// Grouped-query attention (k and v with fewer heads) equals attention with each kv head repeated
+// for its group (transformers' repeat_kv), in values and in gradients — k's and v's summed over
+// the group — for GQA and MQA, causal with a KV-cache offset, padding and dropout, in f64.
+TEST(Attention, GroupedQueryIsAttentionWithRepeatedKvHeads) {
+  struct Case {
+    int64_t b, h, kvh, tq, tk, d;
+    double p;
+  } cases[] = {{2, 4, 2, 5, 5, 3, 0.0}, {1, 6, 1, 40, 45, 8, 0.0}, {2, 4, 2, 7, 9, 4, 0.25}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("H " + std::to_string(c.h) + " KVH " + std::to_string(c.kvh) + " p " +
+                 std::to_string(c.p));
+    const auto qv = random_normal(static_cast<size_t>(c.b * c.h * c.tq * c.d), 21);
+    const auto kv = random_normal(static_cast<size_t>(c.b * c.kvh * c.tk * c.d), 22);
+    const auto vv = random_normal(static_cast<size_t>(c.b * c.kvh * c.tk * c.d), 23);
+    const auto gv = random_normal(static_cast<size_t>(c.b * c.h * c.tq * c.d), 24);
+    std::vector<int64_t> m(static_cast<size_t>(c.b * c.tk), 1);
+    m[0] = 0;  // batch 0's first key is padding
+    const Tensor mask = Tensor::from_vector(m, {c.b, c.tk}, DType::i64);
+    const DropoutSpec drop{c.p, 3, 77};
+    auto run = [&](bool repeated) {
+      Tensor q = Tensor::from_vector(qv, {c.b, c.h, c.tq, c.d}, DType::f64).set_requires_grad();
+      Tensor k = Tensor::from_vector(kv, {c.b, c.kvh, c.tk, c.d}, DType::f64).set_requires_grad();
+      Tensor v = Tensor::from_vector(vv, {c.b, c.kvh, c.tk, c.d}, DType::f64).set_requires_grad();
+      Tensor out;
+      if (repeated) {
+        std::vector<Tensor> kr, vr;
+        for (int64_t h = 0; h < c.h; ++h) {
+          const int64_t src = h / (c.h / c.kvh);
+          kr.push_back(k.slice(1, src, src + 1));
+          vr.push_back(v.slice(1, src, src + 1));
+        }
+        out = attention(q, concat(kr, 1), concat(vr, 1), mask, true, 0.5, drop);
+      } else {
+        out = attention(q, k, v, mask, true, 0.5, drop);
+      }
+      out.backward(Tensor::from_vector(gv, out.shape(), DType::f64));
+      return std::vector<std::vector<double>>{out.to_double_vector(), q.grad().to_double_vector(),
+                                              k.grad().to_double_vector(),
+                                              v.grad().to_double_vector()};
+    };
+    const auto grouped = run(false), repeated = run(true);
+    const char* what[] = {"out", "dq", "dk", "dv"};
+    for (int i = 0; i < 4; ++i) EXPECT_LT(max_abs_diff(grouped[i], repeated[i]), 1e-12) << what[i];
+  }
+}
+
 TEST(Attention, RowsThatSeeNoKeyAreZeroAndGetNoGradient) {
   // Batch 1 is left-padded by 3: with the causal mask its queries 0..2 see nothing.
   const int64_t B = 2, H = 2, T = 5, D = 3;
@@ -276,7 +323,8 @@ TEST(Attention, ArgumentErrorsNameTheOpAndShapes) {
   EXPECT_EQ(error_of([&] {
               attention(q, Tensor::zeros({2, 3, 6, 8}), k, Tensor());
             }),
-            "attention: q f32[2, 4, 5, 8] and k f32[2, 3, 6, 8] differ in heads");
+            "attention: q f32[2, 4, 5, 8] has 4 heads, not a multiple of k f32[2, 3, 6, 8]'s 3 "
+            "(grouped-query attention shares each kv head among heads / kv_heads query heads)");
   EXPECT_NE(error_of([&] {
               attention(q, k, Tensor::zeros({2, 4, 5, 8}), Tensor());
             }).find("attention: v f32[2, 4, 5, 8] must have the shape of k"),

@@ -44,6 +44,14 @@ OpCase attn(std::string name, int64_t b, int64_t h, int64_t tq, int64_t tk, int6
           }};
 }
 
+// Grouped-query attention: q [b, h, tq, d], k/v [b, kvh, tk, d].
+OpCase gqa(std::string name, int64_t b, int64_t h, int64_t kvh, int64_t tq, int64_t tk, int64_t d,
+           MaskValues key_mask = {}, DropoutSpec drop = {}) {
+  return {std::move(name), {{b, h, tq, d}, {b, kvh, tk, d}, {b, kvh, tk, d}}, [=](const V& x) {
+            return attention(x[0], x[1], x[2], key_mask.on(x[0].device()), true, 0.6, drop);
+          }};
+}
+
 DropoutSpec drop(double p, uint64_t seed, uint64_t offset = 0) {
   return {p, seed, offset};
 }
@@ -178,6 +186,10 @@ const bool registered = register_cases({
          mask({1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 1}, 2, 6), drop(0.5, 3, 1000)),
     attn("attention (1,1,40,3) causal left-padded dropout=0.2 two blocks", 1, 1, 40, 40, 3, true,
          0.8, left_padded(40, 5), drop(0.2, 11)),
+    // Grouped-query (2 query heads per kv head) and multi-query (all heads share one) attention.
+    gqa("attention GQA H=4 KVH=2 causal", 2, 4, 2, 5, 5, 3),
+    gqa("attention MQA H=3 KVH=1 kv-cache masked dropout=0.3", 2, 3, 1, 3, 6, 4,
+        mask({1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 1}, 2, 6), drop(0.3, 5)),
     with_grads(attn("attention grads k,v only", 1, 2, 4, 5, 3, true, 1.0), {false, true, true}),
     with_grads(attn("attention grad q only", 1, 2, 4, 5, 3, false, 1.0), {true, false, false}),
     {"attention strided q/k/v from [B,T,H,D]",

@@ -10,12 +10,11 @@
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/json.h"
+#include "models/config_fields.h"
 
 namespace lethe::models {
 
 namespace {
-
-constexpr const char* kDTypes[] = {"float16", "bfloat16", "float32", "float64"};
 
 // Keys this struct owns; everything else goes to `extra`. "dtype" is transformers 5's name for
 // "torch_dtype"; "model_type" and "architectures" are fixed on save.
@@ -47,95 +46,22 @@ constexpr const char* kKnownKeys[] = {
     "architectures",
 };
 
-// Reads typed fields of one JSON object, naming source and field in every error.
-class FieldReader {
- public:
-  FieldReader(const nlohmann::json& j, const std::string& source) : j_(j), source_(source) {}
-
-  void read(const char* key, int64_t& out) const {
-    if (!j_.contains(key)) return;
-    const auto& v = j_[key];
-    // transformers writes integers; accept 12.0 too, as Python's json would give a float.
-    if (v.is_number_integer()) {
-      out = v.get<int64_t>();
-      LETHE_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= INT64_MAX, where(key), "value ",
-                  io::json_excerpt(v), " is too large");
-    } else if (v.is_number_float() && std::nearbyint(v.get<double>()) == v.get<double>() &&
-               std::fabs(v.get<double>()) < 9e15) {
-      out = static_cast<int64_t>(v.get<double>());
-    } else {
-      LETHE_FAIL(where(key), "expected an integer, got ", io::json_excerpt(v));
-    }
-  }
-  void read(const char* key, std::optional<int64_t>& out) const {
-    if (!j_.contains(key)) return;
-    if (j_[key].is_null()) {
-      out.reset();
-      return;
-    }
-    LETHE_CHECK(!j_[key].is_array(), where(key), "lists of token ids are not supported, got ",
-                io::json_excerpt(j_[key]));
-    int64_t v = 0;
-    read(key, v);
-    out = v;
-  }
-  void read(const char* key, double& out) const {
-    if (!j_.contains(key)) return;
-    const auto& v = j_[key];
-    LETHE_CHECK(v.is_number(), where(key), "expected a number, got ", io::json_excerpt(v));
-    out = v.get<double>();
-  }
-  void read(const char* key, bool& out) const {
-    if (!j_.contains(key)) return;
-    const auto& v = j_[key];
-    LETHE_CHECK(v.is_boolean(), where(key), "expected true or false, got ", io::json_excerpt(v));
-    out = v.get<bool>();
-  }
-  void read(const char* key, std::string& out) const {
-    if (!j_.contains(key) || j_[key].is_null()) return;
-    const auto& v = j_[key];
-    LETHE_CHECK(v.is_string(), where(key), "expected a string, got ", io::json_excerpt(v));
-    out = v.get<std::string>();
-  }
-
-  std::string where(const char* key) const { return source_ + ": field '" + key + "': "; }
-
- private:
-  const nlohmann::json& j_;
-  const std::string& source_;
-};
-
-std::string field(const std::string& source, const char* key) {
-  return source + ": field '" + key + "': ";
-}
+using config_fields::field;
+using config_fields::FieldReader;
 
 }  // namespace
 
 void OptConfig::validate(const std::string& source) const {
-  auto positive = [&](const char* key, int64_t v) {
-    LETHE_CHECK(v > 0, field(source, key), "must be positive, got ", v);
-  };
-  positive("vocab_size", vocab_size);
-  positive("hidden_size", hidden_size);
-  positive("num_hidden_layers", num_hidden_layers);
-  positive("ffn_dim", ffn_dim);
-  positive("max_position_embeddings", max_position_embeddings);
-  positive("word_embed_proj_dim", word_embed_proj_dim);
-  positive("num_attention_heads", num_attention_heads);
   // Upper bounds far above any released OPT (opt-175b: hidden 12288, ffn 49152, 96 layers,
-  // vocab 50272, 2048 positions), so a corrupt or hostile config is refused before anything is
-  // sized from it; the checkpoint's tensor shapes are compared with the config next.
-  auto at_most = [&](const char* key, int64_t v, int64_t limit) {
-    LETHE_CHECK(v <= limit, field(source, key), v, " is larger than ", limit,
-                ", the most lethe accepts");
-  };
-  at_most("vocab_size", vocab_size, kMaxVocabSize);
-  at_most("hidden_size", hidden_size, kMaxWidth);
-  at_most("word_embed_proj_dim", word_embed_proj_dim, kMaxWidth);
-  at_most("ffn_dim", ffn_dim, kMaxWidth);
-  at_most("num_hidden_layers", num_hidden_layers, kMaxLayers);
-  at_most("max_position_embeddings", max_position_embeddings, kMaxPositions);
-  at_most("num_attention_heads", num_attention_heads, hidden_size);
+  // vocab 50272, 2048 positions); the checkpoint's tensor shapes are compared with the config next.
+  config_fields::check_size(source, "vocab_size", vocab_size, kMaxVocabSize);
+  config_fields::check_size(source, "hidden_size", hidden_size, kMaxWidth);
+  config_fields::check_size(source, "num_hidden_layers", num_hidden_layers, kMaxLayers);
+  config_fields::check_size(source, "ffn_dim", ffn_dim, kMaxWidth);
+  config_fields::check_size(source, "max_position_embeddings", max_position_embeddings,
+                            kMaxPositions);
+  config_fields::check_size(source, "word_embed_proj_dim", word_embed_proj_dim, kMaxWidth);
+  config_fields::check_size(source, "num_attention_heads", num_attention_heads, hidden_size);
   LETHE_CHECK(parameter_count() <= kMaxParameters, source, ": the config describes ",
               parameter_count(), " parameters, more than the ", kMaxParameters, " lethe accepts");
   LETHE_CHECK(hidden_size % num_attention_heads == 0, field(source, "hidden_size"), hidden_size,
@@ -150,20 +76,10 @@ void OptConfig::validate(const std::string& source) const {
   probability("layerdrop", layerdrop);
   LETHE_CHECK(init_std >= 0.0 && std::isfinite(init_std), field(source, "init_std"),
               "must be a finite non-negative number, got ", init_std);
-  auto token = [&](const char* key, const std::optional<int64_t>& id) {
-    if (id)
-      LETHE_CHECK(*id >= 0 && *id < vocab_size, field(source, key), "token id ", *id,
-                  " is outside the vocabulary [0, ", vocab_size, ")");
-  };
-  token("pad_token_id", pad_token_id);
-  token("bos_token_id", bos_token_id);
-  token("eos_token_id", eos_token_id);
-  if (!torch_dtype.empty()) {
-    bool known = false;
-    for (const char* d : kDTypes) known = known || torch_dtype == d;
-    LETHE_CHECK(known, field(source, "torch_dtype"), "unsupported dtype '", torch_dtype,
-                "' (expected float16, bfloat16, float32 or float64)");
-  }
+  config_fields::check_token(source, "pad_token_id", pad_token_id, vocab_size);
+  config_fields::check_token(source, "bos_token_id", bos_token_id, vocab_size);
+  config_fields::check_token(source, "eos_token_id", eos_token_id, vocab_size);
+  config_fields::check_dtype(source, torch_dtype);
 }
 
 int64_t OptConfig::parameter_count() const {

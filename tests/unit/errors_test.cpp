@@ -1,6 +1,9 @@
 // Bad input to the engine: each case must throw lethe::Error with a message that names the problem.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "kernels/backend.h"
@@ -157,3 +160,71 @@ TEST(Errors, ElementAndByteCountsNeverOverflow) {
 
 }  // namespace
 }  // namespace lethe
+
+// The Llama family's ops and the fused dropouts: each bad argument is named.
+TEST(Errors, RotaryEmbeddingArguments) {
+  const Tensor x = Tensor::ones({1, 2, 3, 4});
+  const Tensor pos = Tensor::from_vector(std::vector<int64_t>{0, 1, 2}, {1, 3}, DType::i64);
+  const Tensor freq = Tensor::ones({2});
+  expect_error(
+      [&] {
+        rotary_embedding(Tensor::ones({1, 2, 3, 5}), pos, Tensor::ones({2}));
+      },
+      {"rotary_embedding", "head dim 5", "even"});
+  expect_error(
+      [&] {
+        rotary_embedding(Tensor::ones({2, 3, 4}), pos, freq);
+      },
+      {"rotary_embedding", "4-d"});
+  expect_error(
+      [&] {
+        rotary_embedding(x, Tensor::from_vector(std::vector<int64_t>{0, 1}, {1, 2}, DType::i64),
+                         freq);
+      },
+      {"rotary_embedding", "positions", "[1, 3]"});
+  expect_error(
+      [&] {
+        rotary_embedding(x, Tensor::ones({1, 3}), freq);
+      },
+      {"rotary_embedding", "positions", "i64"});
+  expect_error([&] { rotary_embedding(x, pos, Tensor::ones({3})); },
+               {"rotary_embedding", "inv_freq", "[2]"});
+  expect_error([&] { rotary_embedding(x, pos, Tensor::ones({2}, DType::f64)); },
+               {"rotary_embedding", "inv_freq", "f32"});
+  expect_error([&] { rotary_embedding(x, pos, freq, std::nan("")); },
+               {"rotary_embedding", "attention_scaling"});
+}
+
+TEST(Errors, RmsNormArguments) {
+  expect_error(
+      [] {
+        rms_norm(Tensor::ones({2, 5}), Tensor::ones({4}));
+      },
+      {"rms_norm", "weight", "[5]"});
+  expect_error(
+      [] {
+        rms_norm(Tensor::ones({2, 5}), Tensor::ones({5}), -1.0);
+      },
+      {"rms_norm", "eps"});
+  expect_error([] { rms_norm(Tensor::ones({2, 5}), Tensor::ones({5}, DType::f64)); }, {"rms_norm"});
+}
+
+TEST(Errors, FusedDropoutProbabilities) {
+  const Tensor q = Tensor::ones({1, 2, 3, 4});
+  expect_error(
+      [&] {
+        attention(q, q, q, Tensor(), true, 1.0, DropoutSpec{1.0, 0, 0});
+      },
+      {"attention", "dropout", "[0, 1)"});
+  expect_error(
+      [&] {
+        attention(q, q, q, Tensor(), true, 1.0, DropoutSpec{-0.1, 0, 0});
+      },
+      {"attention", "dropout"});
+  const Tensor x = Tensor::ones({2, 4});
+  expect_error(
+      [&] {
+        add_layer_norm(x, x, Tensor::ones({4}), Tensor(), 1e-5, DropoutSpec{1.5, 0, 0});
+      },
+      {"add_layer_norm", "dropout", "[0, 1)"});
+}

@@ -60,6 +60,17 @@ class CausalLM {
   Tensor logits(const Tensor& ids, const Tensor& attention_mask,
                 const ForwardOptions& options = {}) const;
 
+  // HF's causal-LM loss: logits[:, t] against labels[:, t+1], ignore -100, mean over valid
+  // tokens, through the fused head (the [B, T, V] logits are never held). The labels are shifted
+  // (shift_labels), never the logits. Undefined labels: ids with -100 where attention_mask is 0
+  // and at each row's first real token (HF's recipe for right/no padding; also right for left
+  // padding, where it drops the term predicted from a pad position).
+  Tensor loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels = Tensor(),
+              const ForwardOptions& options = {}) const;
+  // log p(ids[b, t+1] | ids[b, ..t]) for t < T-1: f32 [B, T-1] on the CPU; 0 where either token
+  // is padding. No gradients.
+  Tensor token_logprobs(const Tensor& ids, const Tensor& attention_mask) const;
+
   virtual ParameterStore& parameters() = 0;
   virtual const ParameterStore& parameters() const = 0;
   Device device() const { return parameters().device(); }
@@ -77,7 +88,10 @@ class CausalLM {
   virtual int64_t max_positions() const = 0;
   virtual int64_t pad_token_id() const = 0;  // -1 when none
   virtual int64_t eos_token_id() const = 0;  // -1 when none
-  virtual std::string family() const = 0;    // "opt"
+  virtual std::string family() const = 0;    // "opt" or "llama"
+  // The prefix of the decoder's parameter names in HF checkpoints ("model.decoder." for OPT,
+  // "model." for the Llama family): what PEFT's adapter names put after "base_model.model.".
+  virtual std::string hf_prefix() const = 0;
 
   // Fresh weights as transformers initialises the family (seeded): for training from scratch.
   virtual void init_weights(uint64_t seed) = 0;
@@ -102,6 +116,16 @@ class CausalLM {
   LinearFn linear_fn_;
 };
 
+// What every family's forward checks on the host before any device work: ids i64 [B, T] with
+// T > 0 and every id in [0, vocab_size); mask i64 [B, past + T] of 0s and 1s. Errors start with
+// `who` ("OptModel", ...) and name the position. Returns both on the host.
+struct ForwardInputs {
+  int64_t batch = 0, tokens = 0, past = 0;
+  std::vector<int64_t> ids, mask;  // [B, T] and [B, past + T], row-major
+};
+ForwardInputs check_forward_inputs(const Tensor& ids, const Tensor& mask, int64_t past,
+                                   int64_t vocab_size, const char* who);
+
 // HF's label shift without touching the logits: targets[b, t] = labels[b, t+1] for t < T-1 and
 // -100 at t = T-1, so logits [B, T, V] pair with targets [B, T] position by position.
 // labels: i64 [B, T] on any device; the result is on the CPU.
@@ -111,8 +135,15 @@ Tensor shift_labels(const Tensor& labels);
 // weights): what a checkpoint that claims to be this model must hold.
 std::vector<std::pair<std::string, Shape>> declared_parameters(const std::string& dir);
 
-// Loads the model in `dir` (config.json's model_type picks the family; only "opt" today).
+// The family of the model in `dir` (or of a config.json path) from config.json's model_type:
+// "opt" for opt; "llama" for llama, qwen2 and mistral. Anything else is a lethe::Error naming the
+// file and the field.
+std::string model_family(const std::string& dir);
+
+// Loads the model in `dir` (config.json's model_type picks the family). `warn` receives each
+// checkpoint warning (an ignored tensor, ...); default: stderr.
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& dir, Device device = Device::cpu(),
-                                         const ModelOptions& options = {});
+                                         const ModelOptions& options = {},
+                                         const std::function<void(const std::string&)>& warn = {});
 
 }  // namespace lethe::models

@@ -53,8 +53,8 @@ std::vector<std::string> lora_target_names(const CausalLM& model) {
   return out;
 }
 
-std::string LoraAdapter::peft_name(const std::string& layer, bool a) {
-  return "base_model.model.model.decoder." + (a ? a_name(layer) : b_name(layer));
+std::string LoraAdapter::peft_name(const std::string& layer, bool a) const {
+  return "base_model.model." + hf_prefix_ + (a ? a_name(layer) : b_name(layer));
 }
 
 void LoraAdapter::declare(const CausalLM& model, bool trainable) {
@@ -64,6 +64,7 @@ void LoraAdapter::declare(const CausalLM& model, bool trainable) {
   LETHE_CHECK(config_.dropout >= 0 && config_.dropout < 1, "LoRA: dropout must be in [0, 1), got ",
               config_.dropout);
   LETHE_CHECK(!config_.targets.empty(), "LoRA: no target layers");
+  hf_prefix_ = model.hf_prefix();
   const std::vector<std::string> valid = lora_target_names(model);
   for (const std::string& t : config_.targets)
     LETHE_CHECK(std::find(valid.begin(), valid.end(), t) != valid.end(), "LoRA: unknown target \"",
@@ -171,8 +172,8 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const CausalLM& model, const std:
   const io::SafetensorsFile f = io::SafetensorsFile::open(wpath);
   std::map<std::string, std::string> wanted;  // PEFT name → store name
   for (const std::string& layer : ad->layers_) {
-    wanted[peft_name(layer, true)] = a_name(layer);
-    wanted[peft_name(layer, false)] = b_name(layer);
+    wanted[ad->peft_name(layer, true)] = a_name(layer);
+    wanted[ad->peft_name(layer, false)] = b_name(layer);
   }
   for (const io::TensorInfo& t : f.tensors())
     LETHE_CHECK(wanted.count(t.name), wpath, ": unexpected tensor \"", t.name,

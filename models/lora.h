@@ -68,13 +68,15 @@ class LoraAdapter {
   // W += scaling · B A for every targeted layer of `model` (the model the adapter was made for).
   void merge_into(CausalLM& model) const;
 
-  // PEFT's saved name of a layer's A or B ("base_model.model.model.decoder.<layer>.lora_A.weight").
-  static std::string peft_name(const std::string& layer, bool a);
+  // PEFT's saved name of a layer's A or B: "base_model.model." + the model's HF prefix + layer
+  // (OPT: "base_model.model.model.decoder.<layer>.lora_A.weight"; Llama: "...model.model.<layer>...").
+  std::string peft_name(const std::string& layer, bool a) const;
 
  private:
   LoraAdapter() = default;
   void declare(const CausalLM& model, bool trainable);
   LoraConfig config_;
+  std::string hf_prefix_;  // the model's CausalLM::hf_prefix()
   std::vector<std::string> layers_;
   std::map<std::string, size_t> index_;       // layer → position (dropout site)
   std::map<std::string, Shape> base_shapes_;  // layer → [out, in]

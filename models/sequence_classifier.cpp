@@ -11,7 +11,6 @@
 #include "engine/io/json.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
-#include "models/opt/opt_model.h"
 
 namespace fs = std::filesystem;
 
@@ -23,15 +22,14 @@ constexpr const char* kScore = "score.weight";
 
 std::unique_ptr<CausalLM> load_backbone(const std::string& dir, Device device, bool trainable,
                                         int64_t num_labels) {
-  OptLoadOptions lo;
-  lo.warn = [dir](const std::string& message) {
+  auto warn = [dir](const std::string& message) {
     if (message.find(kScore) == std::string::npos)
       std::fprintf(stderr, "warning: %s\n", message.c_str());
   };
   ModelOptions mo;
   mo.trainable = trainable ? TrainablePredicate(all_trainable) : TrainablePredicate(none_trainable);
   mo.num_labels = num_labels;
-  return std::make_unique<OptModel>(OptModel::load(dir, device, lo, mo));
+  return load_causal_lm(dir, device, mo, warn);
 }
 
 }  // namespace
@@ -142,7 +140,16 @@ void SequenceClassifier::save(const std::string& dir, DType dtype) const {
   backbone_->save(dir, dtype);
   const std::string config_path = (fs::path(dir) / "config.json").string();
   nlohmann::ordered_json config = nlohmann::ordered_json::parse(io::read_text_file(config_path));
-  config["architectures"] = {"OPTForSequenceClassification"};
+  // The backbone wrote its *ForCausalLM; the classifier is the family's *ForSequenceClassification.
+  std::string arch = config.contains("architectures") && config["architectures"].is_array() &&
+                             !config["architectures"].empty() &&
+                             config["architectures"][0].is_string()
+                         ? config["architectures"][0].get<std::string>()
+                         : std::string("OPTForCausalLM");
+  const std::string causal = "ForCausalLM";
+  if (arch.size() > causal.size() && arch.ends_with(causal))
+    arch = arch.substr(0, arch.size() - causal.size()) + "ForSequenceClassification";
+  config["architectures"] = {arch};
   nlohmann::ordered_json id2label, label2id;
   for (size_t i = 0; i < labels_.size(); ++i) {
     id2label[std::to_string(i)] = labels_[i];

@@ -1,6 +1,7 @@
 // A sequence classifier: a CausalLM's final hidden state at each row's last real token, through a
-// bias-free linear head — HuggingFace's OPTForSequenceClassification, saved in its layout
-// (model.decoder.* + score.weight, id2label in config.json) so transformers loads it. Used by the
+// bias-free linear head — HuggingFace's OPTForSequenceClassification or
+// LlamaForSequenceClassification (Qwen2…, Mistral…), saved in its layout (the backbone's names +
+// score.weight, id2label in config.json) so transformers loads it. Used by the
 // harmful-rate evaluation; trained by `lethe finetune` with model.head: classifier through the
 // shared training loop.
 #pragma once
@@ -26,7 +27,8 @@ class SequenceClassifier {
   // A classifier on `backbone`, which holds the head "score.weight" [labels.size(), E] in its own
   // store (built with ModelOptions::num_labels = labels.size() >= 2), so training the backbone's
   // store trains both. init_head: the head N(0, 0.02²) from `seed` (transformers' init of the
-  // score layer for OPT's init_std 0.02); else it is kept as it is.
+  // score layer for OPT's init_std and Llama's initializer_range, both 0.02 in released models);
+  // else it is kept as it is.
   SequenceClassifier(std::unique_ptr<CausalLM> backbone, std::vector<std::string> labels,
                      uint64_t seed, bool init_head = true);
 

@@ -9,16 +9,6 @@
 
 namespace lethe::models {
 
-namespace {
-
-void check_ids_mask(const Tensor& t, const char* what) {
-  LETHE_CHECK(t.defined(), "OptModel: ", what, " is undefined");
-  LETHE_CHECK(t.dtype() == DType::i64 && t.dim() == 2, "OptModel: ", what,
-              " must be i64 [batch, seq], got ", t.str());
-}
-
-}  // namespace
-
 OptModel::OptModel(OptConfig config, Device device, const ModelOptions& model_options)
     : config_(std::move(config)) {
   config_.validate("OptModel config");
@@ -109,41 +99,22 @@ Tensor OptModel::forward(const Tensor& ids, const Tensor& attention_mask,
 Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
                                const OptForwardOptions& options) const {
   const OptConfig& c = config_;
-  check_ids_mask(ids_in, "ids");
-  check_ids_mask(mask_in, "attention_mask");
-  const int64_t B = ids_in.size(0), T = ids_in.size(1);
   OptKvCache* cache = options.cache;
-  const int64_t past = cache ? cache->length() : 0;
-  if (cache)
-    LETHE_CHECK(past == 0 || (static_cast<int64_t>(cache->k.size()) == c.num_hidden_layers &&
-                              cache->k[0].size(0) == ids_in.size(0)),
-                "OptModel: KV cache holds ", cache->k.size(), " layers of batch ",
-                cache->k.empty() ? 0 : cache->k[0].size(0), ", the model has ", c.num_hidden_layers,
-                " layers and the ids batch ", ids_in.size(0));
-  const int64_t Tk = past + T;
-  LETHE_CHECK(mask_in.size(0) == B && mask_in.size(1) == Tk, "OptModel: attention_mask ",
-              mask_in.str(), " must have shape [", B, ", ", Tk, "] (ids ", ids_in.str(),
-              ", cached tokens ", past, ")");
-  LETHE_CHECK(T > 0, "OptModel: ids ", ids_in.str(), " hold no tokens");
+  const ForwardInputs in =
+      check_forward_inputs(ids_in, mask_in, cache ? cache->length() : 0, c.vocab_size, "OptModel");
+  const int64_t B = in.batch, T = in.tokens, past = in.past, Tk = past + T;
   // transformers skips whole layers at random in training when layerdrop > 0; lethe always runs
   // every layer, so a training forward with it would silently be another model.
   LETHE_CHECK(!options.training || c.layerdrop == 0.0, "OptModel: config.json field layerdrop is ",
               c.layerdrop,
               "; training with layerdrop is not supported (every layer always runs): set it to 0");
 
-  // Host-side checks and positions: cumsum(mask) * mask - 1, sliced to the new tokens, + 2.
-  const std::vector<int64_t> ids_h = ids_in.to_int_vector();
-  const std::vector<int64_t> mask_h = mask_in.to_int_vector();
-  for (size_t i = 0; i < ids_h.size(); ++i)
-    LETHE_CHECK(ids_h[i] >= 0 && ids_h[i] < c.vocab_size, "OptModel: token id ", ids_h[i], " at [",
-                i / T, ", ", i % T, "] is outside the vocabulary [0, ", c.vocab_size, ")");
+  // Positions: cumsum(mask) * mask - 1, sliced to the new tokens, + 2.
   std::vector<int64_t> pos(static_cast<size_t>(B * T));
   for (int64_t b = 0; b < B; ++b) {
     int64_t run = 0;
     for (int64_t t = 0; t < Tk; ++t) {
-      const int64_t m = mask_h[b * Tk + t];
-      LETHE_CHECK(m == 0 || m == 1, "OptModel: attention_mask[", b, ", ", t, "] = ", m,
-                  " (must be 0 or 1)");
+      const int64_t m = in.mask[b * Tk + t];
       run += m;
       const int64_t p = run * m - 1;
       LETHE_CHECK(p < c.max_position_embeddings, "OptModel: row ", b, " has more than ",
@@ -155,7 +126,7 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
   // Ids and positions go to the embeddings as host tensors, checked above: the embedding op copies
   // them to the device without reading them back.
   const Device dev = device();
-  const Tensor ids = Tensor::from_vector(ids_h, {B, T}, DType::i64);
+  const Tensor ids = Tensor::from_vector(in.ids, {B, T}, DType::i64);
   const Tensor key_mask = mask_in.to(dev).contiguous();
   const Tensor pos_ids = Tensor::from_vector(pos, {B, T}, DType::i64);
   auto P = [&](const std::string& n) { return params_.get(n); };
@@ -183,21 +154,7 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
   const uint64_t site_stride = static_cast<uint64_t>(B * T * H);
   auto heads = [&](const Tensor& x) { return x.view({B, T, nh, hd}).permute({0, 2, 1, 3}); };
 
-  if (cache && (past == 0 || cache->capacity() < Tk)) {
-    // First use: buffers for `reserve` positions (at least these); outgrown: double, keep the past.
-    const int64_t cap =
-        past == 0 ? std::max(cache->reserve, Tk) : std::max(Tk, 2 * cache->capacity());
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-      for (std::vector<Tensor>* buf : {&cache->k, &cache->v}) {
-        Tensor fresh = Tensor::empty({B, nh, cap, hd}, DType::f32, device());
-        if (past > 0)
-          fresh.slice(2, 0, past).copy_((*buf)[static_cast<size_t>(i)].slice(2, 0, past));
-        if (buf->size() < static_cast<size_t>(c.num_hidden_layers))
-          buf->resize(static_cast<size_t>(c.num_hidden_layers));
-        (*buf)[static_cast<size_t>(i)] = fresh;
-      }
-    }
-  }
+  if (cache) cache->prepare(c.num_hidden_layers, B, nh, hd, T, dev);
   // A sublayer's dropout, the residual add and the layer norm that follows run as one fused op
   // (add_layer_norm: the same numbers); `r` is the residual stream, `h` what the next sublayer
   // reads. Dropout site s (2i: attention output, 2i + 1: FFN output) draws counters
@@ -225,25 +182,10 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
     Tensor q = heads(scale(lin(h, p + "self_attn.q_proj"), qscale));
     Tensor k = heads(lin(h, p + "self_attn.k_proj"));
     Tensor v = heads(lin(h, p + "self_attn.v_proj"));
-    if (cache) {
-      // The new positions go into the buffers; attention reads positions [0, past + T) in place.
-      const size_t li = static_cast<size_t>(i);
-      const Tensor k_past = cache->k[li].slice(2, 0, past), v_past = cache->v[li].slice(2, 0, past);
-      {
-        NoGradGuard ng;
-        cache->k[li].slice(2, past, Tk).copy_(k);
-        cache->v[li].slice(2, past, Tk).copy_(v);
-      }
-      if (grad_mode_enabled() && (k.requires_grad() || v.requires_grad())) {
-        // Gradients must reach the new keys and values: the past (constant) joined to them.
-        if (past > 0) {
-          k = concat({k_past, k}, 2);
-          v = concat({v_past, v}, 2);
-        }
-      } else {
-        k = cache->k[li].slice(2, 0, Tk);
-        v = cache->v[li].slice(2, 0, Tk);
-      }
+    if (cache) {  // the new positions go into the buffers; attention reads [0, past + T)
+      const auto kv = cache->append(i, k, v);
+      k = kv.first;
+      v = kv.second;
     }
     // attention_dropout (0 in every released OPT): its counters follow all 2L residual sites.
     DropoutSpec attn_drop;
@@ -275,71 +217,10 @@ Tensor OptModel::hidden_states(const Tensor& ids_in, const Tensor& mask_in,
       h = add(dropout(h, ffn_drop.p, ffn_drop.p > 0, ffn_drop.seed, ffn_drop.offset), r);
     }
   }
-  if (cache) cache->filled = Tk;
+  if (cache) cache->commit(T);
   if (pre && c.num_hidden_layers == 0 && !c.remove_final_layer_norm) h = ln(h, "final_layer_norm");
   if (proj) h = linear(h, P("project_out.weight"));
   return h;
-}
-
-Tensor OptModel::loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels_in,
-                      const OptForwardOptions& options) const {
-  check_ids_mask(ids, "ids");
-  LETHE_CHECK(!options.cache, "OptModel::loss: a KV cache is for generation only");
-  Tensor labels = labels_in;
-  if (!labels.defined()) {
-    std::vector<int64_t> l = ids.to_int_vector();
-    const std::vector<int64_t> m = attention_mask.to_int_vector();
-    LETHE_CHECK(m.size() == l.size(), "OptModel::loss: attention_mask ", attention_mask.str(),
-                " must have the shape of ids ", ids.str());
-    // -100 on padding and on each row's first real token: with right or no padding this is HF's
-    // recipe (labels[:, 0] is never a target); with left padding it drops the term predicting
-    // the first token from a pad position, whose output is meaningless (see docs/opt.md).
-    const size_t T = static_cast<size_t>(ids.size(1));
-    bool seen = false;  // a real token earlier in this row
-    for (size_t i = 0; i < l.size(); ++i) {
-      if (i % T == 0) seen = false;
-      if (m[i] == 0 || !seen) l[i] = -100;
-      seen = seen || m[i] != 0;
-    }
-    labels = Tensor::from_vector(l, ids.shape(), DType::i64);
-  }
-  check_ids_mask(labels, "labels");
-  LETHE_CHECK(labels.shape() == ids.shape(), "OptModel::loss: labels ", labels.str(),
-              " must have the shape of ids ", ids.str());
-  LETHE_CHECK(ids.size(1) >= 2, "OptModel::loss: sequences need at least 2 tokens, got ",
-              ids.str());
-  // The fused head (linear_cross_entropy): the [B, T, V] logits are never held. Mean over the
-  // valid targets, counted on the host where the labels are; 0 when there is none.
-  const Tensor targets = shift_labels(labels);
-  int64_t valid = 0;
-  for (int64_t t : targets.to_int_vector()) valid += t != -100;
-  LinearCrossEntropyOptions ce;
-  ce.ignore_index = -100;
-  const Tensor total = linear_cross_entropy(hidden_states(ids, attention_mask, options),
-                                            lm_head_weight(), targets, ce);
-  return scale(total, valid ? 1.0 / static_cast<double>(valid) : 0.0);
-}
-
-Tensor OptModel::token_logprobs(const Tensor& ids, const Tensor& attention_mask) const {
-  check_ids_mask(ids, "ids");
-  check_ids_mask(attention_mask, "attention_mask");
-  const int64_t B = ids.size(0), T = ids.size(1);
-  LETHE_CHECK(attention_mask.shape() == ids.shape(), "OptModel::token_logprobs: attention_mask ",
-              attention_mask.str(), " must have the shape of ids ", ids.str());
-  if (T < 2) return Tensor::zeros({B, 0});
-  NoGradGuard no_grad;
-  const Tensor hidden = hidden_states(ids, attention_mask, OptForwardOptions{});
-  std::vector<int64_t> tg = ids.to_int_vector();
-  const std::vector<int64_t> m = attention_mask.to_int_vector();
-  std::vector<int64_t> targets(static_cast<size_t>(B * (T - 1)));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t + 1 < T; ++t) {
-      const bool ok = m[b * T + t] && m[b * T + t + 1];
-      targets[b * (T - 1) + t] = ok ? tg[b * T + t + 1] : -100;
-    }
-  Tensor tgt = Tensor::from_vector(targets, {B, T - 1}, DType::i64);  // host: no device sync
-  return linear_token_logprobs(hidden.slice(1, 0, T - 1), lm_head_weight(), tgt, -100)
-      .to(Device::cpu());
 }
 
 }  // namespace lethe::models

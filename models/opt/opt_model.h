@@ -9,29 +9,14 @@
 #include "engine/parameters.h"
 #include "engine/tensor.h"
 #include "models/causal_lm.h"
+#include "models/kv_cache.h"
 #include "models/opt/opt_config.h"
 #include "models/opt/opt_weights.h"
 
 namespace lethe::models {
 
-// Keys and values of every layer for incremental decoding, preallocated: k[i], v[i] are
-// [B, H, capacity, D] buffers whose first length() positions are filled. A forward writes its new
-// keys and values into the next positions and attention reads the filled part in place (no copy
-// of the cache per token). Set `reserve` before the first forward to the total length expected
-// (generation: prompt + max new tokens); past it the buffers grow by doubling (one copy).
-// The attention mask passed to forward() covers past + new tokens.
-struct OptKvCache {
-  std::vector<Tensor> k, v;
-  int64_t filled = 0;
-  int64_t reserve = 0;
-  int64_t length() const { return filled; }
-  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
-  void clear() {
-    k.clear();
-    v.clear();
-    filled = 0;
-  }
-};
+// OPT fills the shared KV cache ([B, H, capacity, D] per layer).
+using OptKvCache = KvCache;
 
 struct OptForwardOptions {
   bool training =
@@ -69,6 +54,7 @@ class OptModel final : public CausalLM {
   int64_t pad_token_id() const override { return config_.pad_token_id.value_or(-1); }
   int64_t eos_token_id() const override { return config_.eos_token_id.value_or(-1); }
   std::string family() const override { return "opt"; }
+  std::string hf_prefix() const override { return "model.decoder."; }
   GenerateResult generate(const Tensor& prompt_ids, const Tensor& prompt_mask,
                           const GenerateOptions& options) const override;
   // transformers' OPTPreTrainedModel._init_weights: linear and embedding weights N(0, init_std),
@@ -87,16 +73,6 @@ class OptModel final : public CausalLM {
   // The same up to the LM head: [B, T, word_embed_proj_dim].
   Tensor hidden_states(const Tensor& ids, const Tensor& attention_mask,
                        const OptForwardOptions& options) const;
-
-  // HF's causal-LM loss: logits[:, t] against labels[:, t+1], ignore -100, mean over valid
-  // tokens. The labels are shifted (shift_labels), never the logits. Undefined labels: ids with
-  // -100 where attention_mask is 0 and at each row's first real token (HF's recipe for right/no
-  // padding; also right for left padding).
-  Tensor loss(const Tensor& ids, const Tensor& attention_mask, const Tensor& labels = Tensor(),
-              const OptForwardOptions& options = {}) const;
-
-  // log p(ids[b, t+1] | ids[b, ..t]) for t < T-1: f32 [B, T-1]; 0 where either token is padding.
-  Tensor token_logprobs(const Tensor& ids, const Tensor& attention_mask) const;
 
  private:
   OptConfig config_;

@@ -9,15 +9,13 @@
 #include "engine/parameters.h"
 #include "engine/tensor.h"
 #include "models/opt/opt_config.h"
+#include "models/weights.h"
 
 namespace lethe::models {
 
 // One parameter of an OPT model: its name without a prefix (HF's names under `model.decoder.`,
 // e.g. "layers.0.self_attn.q_proj.weight") and its shape as the config implies.
-struct OptParamSpec {
-  std::string name;
-  Shape shape;
-};
+using OptParamSpec = ParamSpec;
 
 // Every parameter, in transformers' named_parameters() order (lm_head is tied and not listed).
 std::vector<OptParamSpec> opt_parameter_specs(const OptConfig& config);

@@ -1,12 +1,12 @@
 // `lethe generate`: continue prompts with an OPT model (greedy or sampled), as JSON Lines.
-// Must not train or change the model; decoding is models/opt/generate.h with its KV cache.
+// Must not train or change the model; decoding is the family's CausalLM::generate with its KV
+// cache.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/error.h"
-#include "models/opt/generate.h"
-#include "models/opt/opt_model.h"
+#include "models/causal_lm.h"
 #include "models/tokenizer/tokenizer.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -69,10 +69,11 @@ void run_generate(const GenerateCliOptions& o) {
 
   Device device = Device::parse(o.device);
   ScopedMatmulPrecision precision(o.dtype);
-  models::OptModel model = models::OptModel::load(o.model, device);
+  const std::unique_ptr<models::CausalLM> model =
+      models::load_causal_lm(o.model, device, {models::none_trainable});
   // Refuse what cannot fit before generating anything: a prompt that would run past the model's
   // positions would otherwise fail after the earlier prompts' work (and print nothing for it).
-  const int64_t max_positions = model.config().max_position_embeddings;
+  const int64_t max_positions = model->max_positions();
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int64_t n = static_cast<int64_t>(prompts[i].size());
     LETHE_CHECK(n + o.max_new_tokens <= max_positions, "generate: prompt ", i + 1, " has ", n,
@@ -86,7 +87,7 @@ void run_generate(const GenerateCliOptions& o) {
     int64_t n = static_cast<int64_t>(prompt.size());
     Tensor ids = Tensor::from_vector(prompt, {1, n}, DType::i64, device);
     Tensor mask = Tensor::ones({1, n}, DType::i64, device);
-    models::GenerateResult r = models::generate(model, ids, mask, g);
+    models::GenerateResult r = model->generate(ids, mask, g);
     const std::vector<int64_t>& out = r.tokens.at(0);
     nlohmann::ordered_json line{{"prompt_ids", prompt}, {"ids", out}};
     line["text"] = tok ? nlohmann::ordered_json(tok->decode(out, /*skip_special=*/true))

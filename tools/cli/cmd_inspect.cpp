@@ -9,6 +9,8 @@
 #include "engine/error.h"
 #include "engine/io/file_util.h"
 #include "engine/io/safetensors.h"
+#include "models/causal_lm.h"
+#include "models/llama/llama_config.h"
 #include "models/opt/opt_config.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -43,9 +45,15 @@ void run_inspect(const InspectOptions& o) {
   std::string config_path = find_config(o.model);
   if (config_path.empty()) {
     note("no config.json beside " + o.model + "; reporting tensors only");
+    summary["family"] = nullptr;
     summary["config"] = nullptr;
   } else {
-    summary["config"] = models::load_opt_config(config_path).to_json();
+    // The family from model_type; its config parsed and validated as loading would (an
+    // unsupported field is an error naming it), shown with the defaults filled in.
+    const std::string family = models::model_family(config_path);
+    summary["family"] = family;
+    summary["config"] = family == "opt" ? models::load_opt_config(config_path).to_json()
+                                        : models::load_llama_config(config_path).to_json();
   }
   nlohmann::ordered_json files = nlohmann::ordered_json::array();
   for (const io::SafetensorsFile& shard : ckpt.shards())

@@ -7,7 +7,7 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
-#include "models/opt/opt_model.h"
+#include "models/causal_lm.h"
 #include "models/tokenizer/tokenizer.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -43,11 +43,12 @@ void run_score(const ScoreOptions& o) {
 
   Device device = Device::parse(o.device);
   ScopedMatmulPrecision precision(o.dtype);
-  models::OptModel model = models::OptModel::load(o.model, device);
+  const std::unique_ptr<models::CausalLM> model =
+      models::load_causal_lm(o.model, device, {models::none_trainable});
   // Everything that can be checked is checked before the first row is scored, so a bad row late
   // in a file does not fail after the earlier rows' work.
-  const int64_t max_positions = model.config().max_position_embeddings;
-  const int64_t vocab = model.config().vocab_size;
+  const int64_t max_positions = model->max_positions();
+  const int64_t vocab = model->vocab_size();
   for (size_t r = 0; r < rows.size(); ++r) {
     const int64_t n = static_cast<int64_t>(rows[r].size());
     LETHE_CHECK(n <= max_positions, "score: input ", r + 1, " has ", n,
@@ -65,7 +66,7 @@ void run_score(const ScoreOptions& o) {
       int64_t n = static_cast<int64_t>(ids.size());
       Tensor t = Tensor::from_vector(ids, {1, n}, DType::i64, device);
       Tensor mask = Tensor::ones({1, n}, DType::i64, device);
-      logprobs = model.token_logprobs(t, mask).to_float_vector();
+      logprobs = model->token_logprobs(t, mask).to_float_vector();
     }
     // Finite weights can still overflow (activations past f32's range): never print null.
     for (size_t i = 0; i < logprobs.size(); ++i)

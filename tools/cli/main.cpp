@@ -87,7 +87,8 @@ int finish(int status) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "lethe: unlearning for OPT language models (JSON Lines on stdout, messages on "
+      "lethe: unlearning for OPT and Llama-family language models (JSON Lines on stdout, messages "
+      "on "
       "stderr)",
       "lethe"};
   app.set_version_flag("--version", std::string("lethe ") + LETHE_VERSION);

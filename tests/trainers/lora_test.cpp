@@ -39,10 +39,24 @@ namespace {
 using lethe::testing::within;
 const std::string kDir = "tests/trainers/fixtures/lora";
 const std::string kBase = "tests/trainers/fixtures/methods/model";
+// The same on a tiny Llama, every linear layer targeted (make_lora_fixtures.py --family llama).
+const std::string kLlamaDir = "tests/trainers/fixtures/lora_llama";
+const std::string kLlamaBase = "tests/trainers/fixtures/methods_llama/model";
 
-const nlohmann::json& ref() {
-  static const nlohmann::json r = io::read_json_file(kDir + "/reference.json");
-  return r;
+const nlohmann::json& ref(const std::string& dir = kDir) {
+  static std::map<std::string, nlohmann::json> cache;
+  auto it = cache.find(dir);
+  if (it == cache.end()) it = cache.emplace(dir, io::read_json_file(dir + "/reference.json")).first;
+  return it->second;
+}
+
+// A peft fixture and the base model it was made on.
+struct PeftFixture {
+  std::string dir, base;
+};
+const std::vector<PeftFixture>& peft_fixtures() {
+  static const std::vector<PeftFixture> f = {{kDir, kBase}, {kLlamaDir, kLlamaBase}};
+  return f;
 }
 
 std::map<std::string, std::vector<double>> read_tensors(const std::string& path) {
@@ -56,8 +70,8 @@ std::map<std::string, std::vector<double>> read_tensors(const std::string& path)
 
 using lethe::testing::expect_error;
 
-Tensor batch_logits(const models::CausalLM& m) {
-  const nlohmann::json& l = ref()["logits"];
+Tensor batch_logits(const models::CausalLM& m, const std::string& dir = kDir) {
+  const nlohmann::json& l = ref(dir)["logits"];
   std::vector<int64_t> ids, mask;
   for (const auto& row : l["input_ids"])
     for (const auto& v : row) ids.push_back(v.get<int64_t>());
@@ -70,8 +84,9 @@ Tensor batch_logits(const models::CausalLM& m) {
 }
 
 // Max |got − want| over positions with attention (padded positions are not compared).
-double max_diff(const std::vector<double>& got, const std::vector<double>& want) {
-  const nlohmann::json& l = ref()["logits"];
+double max_diff(const std::vector<double>& got, const std::vector<double>& want,
+                const std::string& dir = kDir) {
+  const nlohmann::json& l = ref(dir)["logits"];
   const size_t V = got.size() / (l["input_ids"].size() * l["input_ids"][0].size());
   if (got.size() != want.size() || V == 0) return std::numeric_limits<double>::infinity();
   double worst = 0;
@@ -86,29 +101,34 @@ double max_diff(const std::vector<double>& got, const std::vector<double>& want)
   return worst;
 }
 
-TEST(Lora, PeftAdapterGivesPeftLogitsAndOffGivesTheBase) {
-  const auto logits = read_tensors(kDir + "/logits.safetensors");
+class LoraPeft : public ::testing::TestWithParam<PeftFixture> {};
+
+TEST_P(LoraPeft, AdapterGivesPeftLogitsAndOffGivesTheBase) {
+  const auto [dir, base] = GetParam();
+  const auto logits = read_tensors(dir + "/logits.safetensors");
   auto model =
-      models::load_causal_lm(kBase, lethe::testing::test_device(), {models::none_trainable});
-  const auto adapter = models::LoraAdapter::load(*model, kDir + "/adapter", false);
-  EXPECT_EQ(adapter->layers().size(), 6u);
-  EXPECT_DOUBLE_EQ(adapter->config().scaling(), ref()["lora"]["scaling"].get<double>());
-  EXPECT_EQ(adapter->parameters().numel(), ref()["adapter_numel"].get<int64_t>());
-  EXPECT_LT(max_diff(batch_logits(*model).to_double_vector(), logits.at("base")), 1e-5);
+      models::load_causal_lm(base, lethe::testing::test_device(), {models::none_trainable});
+  const auto adapter = models::LoraAdapter::load(*model, dir + "/adapter", false);
+  EXPECT_EQ(adapter->layers().size(), ref(dir)["adapter_config"]["target_modules"].size() * 2);
+  EXPECT_DOUBLE_EQ(adapter->config().scaling(), ref(dir)["lora"]["scaling"].get<double>());
+  EXPECT_EQ(adapter->parameters().numel(), ref(dir)["adapter_numel"].get<int64_t>());
+  EXPECT_LT(max_diff(batch_logits(*model, dir).to_double_vector(), logits.at("base"), dir), 1e-5);
   model->set_linear_fn(adapter->hook());
-  const double d = max_diff(batch_logits(*model).to_double_vector(), logits.at("adapter"));
+  const double d =
+      max_diff(batch_logits(*model, dir).to_double_vector(), logits.at("adapter"), dir);
   EXPECT_LT(d, 1e-5) << d;
   // The adapter does change the logits (the check above is not the base twice).
-  EXPECT_GT(max_diff(logits.at("adapter"), logits.at("base")), 0.5);
+  EXPECT_GT(max_diff(logits.at("adapter"), logits.at("base"), dir), 0.5);
 }
 
-TEST(Lora, MergeEqualsPeftsMergedCheckpointAndItsLogits) {
-  auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
-  models::LoraAdapter::load(*model, kDir + "/adapter", false)->merge_into(*model);
+TEST_P(LoraPeft, MergeEqualsPeftsMergedCheckpointAndItsLogits) {
+  const auto [dir, base] = GetParam();
+  auto model = models::load_causal_lm(base, Device::cpu(), {models::none_trainable});
+  models::LoraAdapter::load(*model, dir + "/adapter", false)->merge_into(*model);
   const std::string out = lethe::testing::scratch_dir("lora", "merge");
   model->save(out);
   const auto got = read_tensors(out + "/model.safetensors");
-  const auto want = read_tensors(kDir + "/merged/model.safetensors");
+  const auto want = read_tensors(dir + "/merged/model.safetensors");
   ASSERT_EQ(got.size(), want.size());
   double worst = 0;
   for (const auto& [name, w] : want) {
@@ -119,31 +139,33 @@ TEST(Lora, MergeEqualsPeftsMergedCheckpointAndItsLogits) {
   }
   EXPECT_LT(worst, 1e-6);
   // Merged logits = base + adapter logits.
-  const auto logits = read_tensors(kDir + "/logits.safetensors");
-  EXPECT_LT(max_diff(batch_logits(*model).to_double_vector(), logits.at("adapter")), 1e-5);
+  const auto logits = read_tensors(dir + "/logits.safetensors");
+  EXPECT_LT(max_diff(batch_logits(*model, dir).to_double_vector(), logits.at("adapter"), dir),
+            1e-5);
 }
 
-TEST(Lora, SaveWritesPeftsNamesShapesValuesAndConfig) {
-  auto model = models::load_causal_lm(kBase, Device::cpu(), {models::none_trainable});
-  const auto adapter = models::LoraAdapter::load(*model, kDir + "/adapter", false);
+TEST_P(LoraPeft, SaveWritesPeftsNamesShapesValuesAndConfig) {
+  const auto [dir, base] = GetParam();
+  auto model = models::load_causal_lm(base, Device::cpu(), {models::none_trainable});
+  const auto adapter = models::LoraAdapter::load(*model, dir + "/adapter", false);
   const std::string out = lethe::testing::scratch_dir("lora", "save");
   adapter->save(out);
   const auto got = read_tensors(out + "/adapter_model.safetensors");
-  const auto want = read_tensors(kDir + "/adapter/adapter_model.safetensors");
+  const auto want = read_tensors(dir + "/adapter/adapter_model.safetensors");
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [name, w] : want) {
     ASSERT_TRUE(got.count(name)) << name;
     EXPECT_EQ(got.at(name), w) << name;
   }
   const io::SafetensorsFile f = io::SafetensorsFile::open(out + "/adapter_model.safetensors");
-  for (const auto& t : ref()["adapter_tensors"]) {
+  for (const auto& t : ref(dir)["adapter_tensors"]) {
     const io::TensorInfo* info = f.find(t["name"].get<std::string>());
     ASSERT_NE(info, nullptr);
     EXPECT_EQ(info->shape, t["shape"].get<std::vector<int64_t>>());
     EXPECT_EQ(info->dtype, DType::f32);
   }
   const nlohmann::json c = io::read_json_file(out + "/adapter_config.json");
-  const nlohmann::json& p = ref()["adapter_config"];
+  const nlohmann::json& p = ref(dir)["adapter_config"];
   for (const char* key :
        {"peft_type", "r", "lora_alpha", "lora_dropout", "bias", "task_type", "fan_in_fan_out",
         "use_dora", "use_rslora", "base_model_name_or_path", "modules_to_save"})
@@ -160,19 +182,25 @@ TEST(Lora, SaveWritesPeftsNamesShapesValuesAndConfig) {
   EXPECT_EQ(back->layers(), adapter->layers());
 }
 
+INSTANTIATE_TEST_SUITE_P(Families, LoraPeft, ::testing::ValuesIn(peft_fixtures()),
+                         [](const auto& info) {
+                           return info.param.dir == kDir ? std::string("opt")
+                                                         : std::string("llama");
+                         });
+
 // One step's scalars against the fixture's (tests/trainers/fixture_steps.h).
 void expect_step(const nlohmann::json& s, const StepRecord& r) {
   expect_step_scalars(s, r);
 }
 
-class LoraStep : public ::testing::TestWithParam<std::string> {};
-
 // Every step's scalars and the adapter after the last step; a run of several steps stopped after
 // the first and resumed writes the same bytes.
-TEST_P(LoraStep, SgdStepsEqualPeft) {
+class LoraStep : public ::testing::TestWithParam<std::string> {};
+
+void expect_lora_case_equals_peft(const std::string& dir, const std::string& name) {
   const nlohmann::json* cp = nullptr;
-  for (const auto& c : ref()["cases"])
-    if (c["name"] == GetParam()) cp = &c;
+  for (const auto& c : ref(dir)["cases"])
+    if (c["name"] == name) cp = &c;
   ASSERT_NE(cp, nullptr);
   const nlohmann::json& c = *cp;
   auto sets_for = [&](const std::string& out) {
@@ -181,7 +209,7 @@ TEST_P(LoraStep, SgdStepsEqualPeft) {
     for (const std::string& e : lethe::testing::test_device_sets()) sets.push_back(e);
     return sets;
   };
-  const std::string out = lethe::testing::scratch_dir("lora", GetParam());
+  const std::string out = lethe::testing::scratch_dir("lora", name);
   std::ostringstream log;
   TrainerOptions o;
   o.log = &log;
@@ -199,8 +227,8 @@ TEST_P(LoraStep, SgdStepsEqualPeft) {
       expect_step(*want[s], t.steps()[s]);
     }
   }
-  const auto before = read_tensors(kDir + "/adapter/adapter_model.safetensors");
-  const auto want = read_tensors(kDir + "/" + c["expected"].get<std::string>());
+  const auto before = read_tensors(dir + "/adapter/adapter_model.safetensors");
+  const auto want = read_tensors(dir + "/" + c["expected"].get<std::string>());
   const auto got = read_tensors(out + "/adapter_model.safetensors");
   ASSERT_EQ(got.size(), want.size());
   const double max_ref = c["max_abs_update"].get<double>();
@@ -217,11 +245,11 @@ TEST_P(LoraStep, SgdStepsEqualPeft) {
   EXPECT_LE(worst, 1e-4 * max_ref) << "worst update error " << worst;
   const nlohmann::json run = io::read_json_file(out + "/run.json");
   EXPECT_EQ(run["lora"]["trainable_parameters"].get<int64_t>(),
-            ref()["adapter_numel"].get<int64_t>());
+            ref(dir)["adapter_numel"].get<int64_t>());
   if (steps < 2) return;
   // Interrupted after 1 step, resumed: the same bytes (the reference adapter of the KL terms is
   // the starting one again, not the checkpoint's).
-  const std::string out2 = lethe::testing::scratch_dir("lora", GetParam() + "_resume");
+  const std::string out2 = lethe::testing::scratch_dir("lora", name + "_resume");
   {
     TrainerOptions stop = o;
     stop.stop_after = 1;
@@ -237,7 +265,18 @@ TEST_P(LoraStep, SgdStepsEqualPeft) {
   EXPECT_EQ(read_tensors(out2 + "/adapter_model.safetensors"), got);
 }
 
+TEST_P(LoraStep, SgdStepsEqualPeft) {
+  expect_lora_case_equals_peft(kDir, GetParam());
+}
 INSTANTIATE_TEST_SUITE_P(Peft, LoraStep, ::testing::ValuesIn(fixture_case_names(kDir)),
+                         [](const auto& info) { return info.param; });
+
+// The same six cases on the tiny Llama with q, k, v, o, gate, up and down adapted.
+class LlamaLoraStep : public ::testing::TestWithParam<std::string> {};
+TEST_P(LlamaLoraStep, SgdStepsEqualPeft) {
+  expect_lora_case_equals_peft(kLlamaDir, GetParam());
+}
+INSTANTIATE_TEST_SUITE_P(Peft, LlamaLoraStep, ::testing::ValuesIn(fixture_case_names(kLlamaDir)),
                          [](const auto& info) { return info.param; });
 
 // The peft fixture holds the six cases, every method that has no fixture is in LoraMethod below,

@@ -32,16 +32,20 @@ using lethe::testing::nan_max;
 using lethe::testing::within;
 
 const std::string kDir = "tests/trainers/fixtures/methods";
+// The same methods on a tiny Llama (GQA, untied head): make_method_fixtures.py --family llama.
+const std::string kLlamaDir = "tests/trainers/fixtures/methods_llama";
 
-const nlohmann::json& reference() {
-  static const nlohmann::json r = io::read_json_file(kDir + "/reference.json");
-  return r;
+const nlohmann::json& reference(const std::string& dir = kDir) {
+  static std::map<std::string, nlohmann::json> cache;
+  auto it = cache.find(dir);
+  if (it == cache.end()) it = cache.emplace(dir, io::read_json_file(dir + "/reference.json")).first;
+  return it->second;
 }
 
-const nlohmann::json& find_case(const std::string& name) {
-  for (const nlohmann::json& c : reference().at("cases"))
+const nlohmann::json& find_case(const std::string& name, const std::string& dir = kDir) {
+  for (const nlohmann::json& c : reference(dir).at("cases"))
     if (c.at("name") == name) return c;
-  throw std::runtime_error("no fixture case " + name);
+  throw std::runtime_error("no fixture case " + name + " in " + dir);
 }
 
 std::map<std::string, std::vector<float>> read_tensors(const std::string& path) {
@@ -85,12 +89,13 @@ RunResult run_case(const nlohmann::json& c, const std::vector<std::string>& extr
 // The update lethe wrote vs the reference's: max |Δ_lethe − Δ_ref| ≤ 1e-4 · max |Δ_ref|, over every
 // tensor. `loose` elements (AdamW steps on a gradient that is zero up to rounding) may differ by
 // lr.
-void expect_same_update(const nlohmann::json& c, const std::string& out) {
-  const auto before = read_tensors(kDir + "/model/model.safetensors");
-  const auto want = read_tensors(kDir + "/" + c.at("expected").get<std::string>());
+void expect_same_update(const nlohmann::json& c, const std::string& out,
+                        const std::string& dir = kDir) {
+  const auto before = read_tensors(dir + "/model/model.safetensors");
+  const auto want = read_tensors(dir + "/" + c.at("expected").get<std::string>());
   const auto got = read_tensors(out + "/model.safetensors");
   ASSERT_EQ(got.size(), want.size());
-  ASSERT_EQ(want.size(), reference().at("parameters").size());
+  ASSERT_EQ(want.size(), reference(dir).at("parameters").size());
   std::map<std::string, std::vector<int64_t>> loose;
   if (c.contains("adamw_fragile"))
     for (const auto& [name, idx] : c["adamw_fragile"]["elements"].items())
@@ -130,7 +135,7 @@ void expect_same_update(const nlohmann::json& c, const std::string& out) {
       worst = nan_max(worst, err);  // a NaN is kept, never forgotten by a later finite error
     }
   }
-  EXPECT_EQ(compared, reference().at("numel").get<int64_t>());
+  EXPECT_EQ(compared, reference(dir).at("numel").get<int64_t>());
   EXPECT_TRUE(within(worst, 0, 1e-4 * max_ref, 0))
       << c.at("name") << ": worst update error " << worst << " at " << worst_at
       << " (max reference update " << max_ref << ")";
@@ -162,12 +167,10 @@ void expect_scalars(const nlohmann::json& s, const StepRecord& r) {
   }
 }
 
-class MethodFixture : public ::testing::TestWithParam<std::string> {};
-
 // Every step's scalars (earlier_steps, then the case's own for the last step) and the weights after
 // the last step.
-TEST_P(MethodFixture, EveryStepEqualsPyTorch) {
-  const nlohmann::json& c = find_case(GetParam());
+void expect_case_equals_pytorch(const std::string& dir, const std::string& name) {
+  const nlohmann::json& c = find_case(name, dir);
   RunResult r = run_case(c);
   const std::vector<const nlohmann::json*> want = fixture_steps(c);
   ASSERT_EQ(static_cast<int64_t>(want.size()), fixture_max_steps(c));
@@ -176,11 +179,35 @@ TEST_P(MethodFixture, EveryStepEqualsPyTorch) {
     SCOPED_TRACE("step " + std::to_string(s + 1) + " of " + std::to_string(want.size()));
     expect_scalars(*want[s], r.steps[s]);
   }
-  expect_same_update(c, r.out);
+  expect_same_update(c, r.out, dir);
 }
 
+class MethodFixture : public ::testing::TestWithParam<std::string> {};
+TEST_P(MethodFixture, EveryStepEqualsPyTorch) {
+  expect_case_equals_pytorch(kDir, GetParam());
+}
 INSTANTIATE_TEST_SUITE_P(Torch, MethodFixture, ::testing::ValuesIn(fixture_case_names(kDir)),
                          [](const auto& info) { return info.param; });
+
+// The Llama family through the same trainers: GA, NPO, GradDiff+KL, NGDiff, MOLLM, fine-tuning and
+// AdamW with clipping on a tiny LlamaForCausalLM.
+class LlamaMethodFixture : public ::testing::TestWithParam<std::string> {};
+TEST_P(LlamaMethodFixture, EveryStepEqualsPyTorch) {
+  expect_case_equals_pytorch(kLlamaDir, GetParam());
+}
+INSTANTIATE_TEST_SUITE_P(Torch, LlamaMethodFixture,
+                         ::testing::ValuesIn(fixture_case_names(kLlamaDir)),
+                         [](const auto& info) { return info.param; });
+
+TEST(MethodFixtureCases, TheLlamaFixtureCoversTheIssuesMethods) {
+  std::set<std::string> names;
+  for (const nlohmann::json& c : reference(kLlamaDir).at("cases")) names.insert(c.at("name"));
+  for (const char* m : {"ga", "npo", "ngdiff", "mollm_ref", "graddiff_kl", "finetune"})
+    EXPECT_TRUE(names.count(m)) << m;
+  const nlohmann::json cfg = io::read_json_file(kLlamaDir + "/model/config.json");
+  EXPECT_EQ(cfg.at("model_type"), "llama");
+  EXPECT_LT(cfg.at("num_key_value_heads").get<int>(), cfg.at("num_attention_heads").get<int>());
+}
 
 TEST(MethodFixtureCases, EveryMethodIsCovered) {
   std::map<std::string, int> seen;

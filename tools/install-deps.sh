@@ -26,6 +26,7 @@ packages=(
   zlib1g-dev             # the ZLib membership-inference attack (compressed text length)
   libopenmpi-dev openmpi-bin  # data-parallel training: mpirun and MPI collectives on CPU buffers
   libsentencepiece-dev sentencepiece  # SentencePiece tokenizers (+ spm_train for fixtures)
+  libutf8proc-dev        # Unicode normalisation (NFC) for tokenizer.json normalizers (Qwen2)
   libgtest-dev libgmock-dev libbenchmark-dev  # tests and benchmarks
   clang-format
   clang libclang-rt-14-dev   # make fuzz: clang with libFuzzer and its sanitizer runtimes

@@ -1,11 +1,8 @@
 #include "models/tokenizer/bpe.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
-#include <array>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <queue>
 
@@ -13,101 +10,9 @@
 #include "models/tokenizer/utf8.h"
 
 namespace lethe::tokenizer {
-namespace {
-
-// GPT-2's pre-tokenising pattern
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// HF tokenizers runs it with Oniguruma, whose \s is the Unicode White_Space property; PCRE2's \s
-// under UCP also matches U+180E, so \s and \S are spelled out as that class here.
-std::string gpt2_pattern() {
-  const std::string ws =
-      "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}"
-      "\\x{3000}";
-  return "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" + ws + "\\p{L}\\p{N}]+|[" + ws +
-         "]+(?![^" + ws + "])|[" + ws + "]+";
-}
-
-// GPT-2's bytes_to_unicode: printable bytes map to themselves, the other 68 to U+0100 onward.
-std::array<uint32_t, 256> byte_to_code_point() {
-  std::array<uint32_t, 256> table{};
-  uint32_t next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
-    table[b] = printable ? static_cast<uint32_t>(b) : next++;
-  }
-  return table;
-}
-
-}  // namespace
-
-// PCRE2 pattern, compiled once; match data and JIT stack are per thread.
-struct ByteLevelBPE::Regex {
-  pcre2_code* code = nullptr;
-  bool jit = false;
-
-  Regex() {
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    const std::string pattern = gpt2_pattern();
-    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                         PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
-    if (code == nullptr) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof(msg));
-      LETHE_FAIL("tokenizer: PCRE2 cannot compile the GPT-2 pattern at offset ", off, ": ",
-                 reinterpret_cast<const char*>(msg));
-    }
-    jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
-  }
-  ~Regex() { pcre2_code_free(code); }
-
-  struct PerThread {
-    pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
-    pcre2_match_context* context = pcre2_match_context_create(nullptr);
-    pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
-    PerThread() { pcre2_jit_stack_assign(context, nullptr, stack); }
-    ~PerThread() {
-      pcre2_jit_stack_free(stack);
-      pcre2_match_context_free(context);
-      pcre2_match_data_free(data);
-    }
-  };
-
-  // Calls piece(begin, end) for each pre-token of s (s is valid UTF-8), covering all of s.
-  template <typename F>
-  void split(std::string_view s, F&& piece) const {
-    thread_local PerThread local;
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
-    size_t start = 0;
-    while (start < s.size()) {
-      const int rc =
-          jit ? pcre2_jit_match(code, subject, s.size(), start, 0, local.data, local.context)
-              : pcre2_match(code, subject, s.size(), start, PCRE2_NO_UTF_CHECK, local.data,
-                            local.context);
-      if (rc == PCRE2_ERROR_NOMATCH) {
-        piece(start, s.size());
-        return;
-      }
-      if (rc < 0) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(rc, msg, sizeof(msg));
-        LETHE_FAIL("tokenizer: pre-tokenising regex failed at byte ", start, ": ",
-                   reinterpret_cast<const char*>(msg));
-      }
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(local.data);
-      size_t b = ov[0], e = ov[1];
-      if (b > start) piece(start, b);  // unmatched gap (the pattern covers all text; defensive)
-      if (e == b) {                    // empty match (cannot happen either): take one character
-        next_code_point(s, e);
-      }
-      piece(b, e);
-      start = e;
-    }
-  }
-};
 
 // (left id, right id) -> (rank, merged id), open addressing; the hot lookup of merge_word.
-struct ByteLevelBPE::MergeTable {
+struct BPETokenizer::MergeTable {
   struct Slot {
     uint64_t key = ~uint64_t{0};
     int32_t rank = -1, merged = -1;
@@ -149,7 +54,7 @@ struct ByteLevelBPE::MergeTable {
 // Pre-token -> ids cache: open addressing over flat arenas (no per-entry allocation). Starts
 // small (stays in cache for small vocabularies of words), doubles up to kMaxSlots, then is
 // cleared when full. Not thread-safe by itself: the owner holds cache_mutex_.
-struct ByteLevelBPE::WordCache {
+struct BPETokenizer::WordCache {
   struct Slot {
     uint32_t hash = 0;  // 0 = empty
     uint32_t key_at = 0, ids_at = 0;
@@ -223,9 +128,22 @@ struct ByteLevelBPE::WordCache {
   }
 };
 
-ByteLevelBPE::ByteLevelBPE(ByteLevelBPEOptions options)
-    : opt_(std::move(options)), cache_(std::make_unique<WordCache>()) {
+BPETokenizer::BPETokenizer(BPEOptions options)
+    : opt_(std::move(options)),
+      normalizer_(opt_.normalizer),
+      pre_tokenizer_(opt_.pre_tokenizer),
+      decoder_(opt_.decoder),
+      cache_(std::make_unique<WordCache>()) {
   const std::string& src = opt_.source;
+  for (size_t i = 0; i < opt_.pre_tokenizer.size(); ++i) {
+    const bool byte_level = opt_.pre_tokenizer[i].kind == PreTokenizerStep::Kind::byte_level;
+    LETHE_CHECK(!byte_level || i + 1 == opt_.pre_tokenizer.size(), src,
+                ": a ByteLevel pre-tokenizer must be the last one (it maps bytes to the "
+                "vocabulary's alphabet)");
+  }
+  byte_level_ = !opt_.pre_tokenizer.empty() &&
+                opt_.pre_tokenizer.back().kind == PreTokenizerStep::Kind::byte_level;
+
   constexpr int32_t kMaxId = 1 << 24;
   auto set_token = [&](const std::string& token, int32_t id, const char* what) {
     LETHE_CHECK(id >= 0 && id < kMaxId, src, ": ", what, " '", token, "' has id ", id,
@@ -246,41 +164,35 @@ ByteLevelBPE::ByteLevelBPE(ByteLevelBPEOptions options)
     check_utf8(token, src + ": vocabulary entry");
     set_token(token, id, "vocabulary entry");
   }
-  for (const auto& t : opt_.added_tokens) set_token(t.content, t.id, "added token");
+  for (const auto& t : opt_.added_tokens) {
+    check_utf8(t.content, src + ": added token");
+    set_token(t.content, t.id, "added token");
+  }
   is_special_.assign(id_to_token_.size(), 0);
   for (const auto& t : opt_.added_tokens) is_special_[t.id] = t.special ? 1 : 0;
 
-  // Byte table: initial symbols for encoding, byte values for decoding.
-  const auto b2cp = byte_to_code_point();
-  std::array<int, 512> cp2byte;
-  cp2byte.fill(-1);
+  // Initial symbols: each byte's alphabet character (byte-level models) and the byte-fallback
+  // tokens "<0xHH>" (Rust's "<{:#04X}>": upper-case digits after "0x").
+  const auto& alphabet = byte_level_alphabet();
   for (int b = 0; b < 256; ++b) {
-    cp2byte[b2cp[b]] = b;
     std::string ch;
-    append_utf8(ch, b2cp[b]);
+    append_utf8(ch, alphabet[b]);
     auto it = token_to_id_.find(ch);
-    byte_id_[b] = it == token_to_id_.end() ? -1 : it->second;
+    byte_symbol_id_[b] = it == token_to_id_.end() ? -1 : it->second;
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    auto fb = token_to_id_.find(std::string_view(name));
+    byte_fallback_id_[b] = fb == token_to_id_.end() ? -1 : fb->second;
   }
   if (!opt_.unk_token.empty()) {
     auto it = token_to_id_.find(opt_.unk_token);
     if (it != token_to_id_.end()) unk_id_ = it->second;
   }
-  // Decoding (HF's ByteLevel decoder): a token whose characters are all in the byte table
-  // becomes those bytes; any other token (e.g. an added "日本") stays its own UTF-8.
-  id_bytes_.resize(id_to_token_.size());
-  for (size_t id = 0; id < id_to_token_.size(); ++id) {
-    const std::string& tok = id_to_token_[id];
-    std::string bytes;
-    bool all_mapped = true;
-    for (size_t i = 0; i < tok.size() && all_mapped;) {
-      const uint32_t cp = next_code_point(tok, i);
-      if (cp < cp2byte.size() && cp2byte[cp] >= 0) {
-        bytes.push_back(static_cast<char>(cp2byte[cp]));
-      } else {
-        all_mapped = false;
-      }
+  if (decoder_.is_byte_level()) {
+    id_bytes_.resize(id_to_token_.size());
+    for (size_t id = 0; id < id_to_token_.size(); ++id) {
+      id_bytes_[id] = Decoder::byte_level_bytes(id_to_token_[id]);
     }
-    id_bytes_[id] = all_mapped ? std::move(bytes) : tok;
   }
 
   merges_ = std::make_unique<MergeTable>(opt_.merges.size());
@@ -297,12 +209,38 @@ ByteLevelBPE::ByteLevelBPE(ByteLevelBPEOptions options)
     merges_->insert(ia->second, ib->second, static_cast<int32_t>(rank), im->second);
   }
 
-  added_ = opt_.added_tokens;
-  std::sort(added_.begin(), added_.end(), [](const AddedToken& x, const AddedToken& y) {
-    return x.content.size() > y.content.size();
-  });
-  added_first_byte_.assign(256, 0);
-  for (const auto& t : added_) added_first_byte_[static_cast<uint8_t>(t.content[0])] = 1;
+  // Words of a character-level model (Metaspace: "▁Hello▁world") may be cut before a "▁" that
+  // follows another character when no token contains such a pair: then no merge (whose result
+  // is a token) joins across the cut, unknown characters cannot fuse across it ("▁" is a token),
+  // and ignore_merges cannot find the uncut word. Checked here, used by encode_word.
+  if (!byte_level_) {
+    const std::string cut = "\xe2\x96\x81";
+    bool safe = token_to_id_.count(cut) > 0;
+    for (const auto& [token, id] : token_to_id_) {
+      for (size_t pos = token.find(cut, 1); safe && pos != std::string::npos;
+           pos = token.find(cut, pos + cut.size())) {
+        safe = pos >= cut.size() && token.compare(pos - cut.size(), cut.size(), cut) == 0;
+      }
+      if (!safe) break;
+    }
+    if (safe) independent_before_ = cut;
+  }
+
+  // Added tokens: those marked `normalized` are looked for in the normalised text, by their
+  // normalised form; the others in the raw text first (HF's two passes).
+  std::vector<AddedToken> raw, normalized;
+  std::vector<std::string> raw_patterns, normalized_patterns;
+  for (const auto& t : opt_.added_tokens) {
+    if (t.normalized) {
+      normalized.push_back(t);
+      normalized_patterns.push_back(normalizer_.empty() ? t.content : normalizer_.apply(t.content));
+    } else {
+      raw.push_back(t);
+      raw_patterns.push_back(t.content);
+    }
+  }
+  raw_added_ = AddedTokenMatcher(raw, raw_patterns);
+  normalized_added_ = AddedTokenMatcher(normalized, normalized_patterns);
 
   auto id_of = [&](const std::string& token, const char* role) -> int64_t {
     if (token.empty()) return -1;
@@ -314,91 +252,95 @@ ByteLevelBPE::ByteLevelBPE(ByteLevelBPEOptions options)
   bos_id_ = id_of(opt_.bos_token, "bos");
   eos_id_ = id_of(opt_.eos_token, "eos");
   pad_id_ = id_of(opt_.pad_token, "pad");
-  add_bos_ = opt_.add_bos && bos_id_ >= 0;
-  if (opt_.use_regex) regex_ = std::make_unique<Regex>();
+  for (const auto* ids : {&opt_.prefix_ids, &opt_.suffix_ids}) {
+    for (int32_t id : *ids) {
+      LETHE_CHECK(id >= 0 && id < kMaxId, src, ": post-processor token id ", id,
+                  " is out of range");
+    }
+  }
   // The options' big vectors are no longer needed.
   opt_.vocab = {};
   opt_.merges = {};
   opt_.added_tokens = {};
 }
 
-ByteLevelBPE::~ByteLevelBPE() = default;
+BPETokenizer::~BPETokenizer() = default;
 
-std::optional<int64_t> ByteLevelBPE::token_to_id(std::string_view token) const {
+std::optional<int64_t> BPETokenizer::token_to_id(std::string_view token) const {
   auto it = token_to_id_.find(token);
   if (it == token_to_id_.end()) return std::nullopt;
   return it->second;
 }
 
-std::string ByteLevelBPE::id_to_token(int64_t id) const {
+std::string BPETokenizer::id_to_token(int64_t id) const {
   if (id < 0 || id >= vocab_size()) return {};
   return id_to_token_[id];
 }
 
-// Longest added token starting at text[at] (leftmost-longest, as HF's Aho-Corasick matcher).
-const AddedToken* ByteLevelBPE::match_added(std::string_view text, size_t at) const {
-  const std::string_view rest = text.substr(at);
-  for (const auto& t : added_) {
-    if (rest.size() >= t.content.size() && rest.compare(0, t.content.size(), t.content) == 0) {
-      return &t;
-    }
-  }
-  return nullptr;
-}
-
-std::vector<int64_t> ByteLevelBPE::encode(std::string_view text, bool add_bos) const {
+std::vector<int64_t> BPETokenizer::encode(std::string_view text, bool add_special) const {
   check_utf8(text, "tokenizer encode");
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 2);
-  if (add_bos && add_bos_) out.push_back(bos_id_);
-  // Split added tokens out first; the text between them is pre-tokenised piece by piece.
-  size_t segment = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (!added_first_byte_[static_cast<uint8_t>(text[i])]) continue;
-    const AddedToken* t = match_added(text, i);
-    if (t == nullptr) continue;
-    size_t begin = i, end = i + t->content.size();
-    if (t->lstrip) {  // step back over whole whitespace characters
-      while (begin > segment) {
-        size_t p = begin - 1;
-        while (p > segment && (static_cast<uint8_t>(text[p]) & 0xC0) == 0x80) --p;
-        size_t q = p;
-        if (!is_unicode_whitespace(next_code_point(text, q))) break;
-        begin = p;
-      }
-    }
-    if (t->rstrip) {
-      while (end < text.size()) {
-        size_t q = end;
-        if (!is_unicode_whitespace(next_code_point(text, q))) break;
-        end = q;
-      }
-    }
-    if (begin > segment) encode_segment(text.substr(segment, begin - segment), out);
-    out.push_back(t->id);
-    segment = end;
-    i = end - 1;
-  }
-  if (segment < text.size()) encode_segment(text.substr(segment), out);
+  if (add_special) out.insert(out.end(), opt_.prefix_ids.begin(), opt_.prefix_ids.end());
+  // HF's order: added tokens split out of the raw text; each stretch between them normalised on
+  // its own (so Prepend acts after every added token), then pre-tokenised and merged.
+  raw_added_.split(
+      text,
+      [&](size_t b, size_t e) {
+        const std::string_view segment = text.substr(b, e - b);
+        if (normalizer_.empty()) {
+          encode_normalized(segment, b == 0, out);
+        } else {
+          encode_normalized(normalizer_.apply(segment), b == 0, out);
+        }
+      },
+      [&](int32_t id) { out.push_back(id); });
+  if (add_special) out.insert(out.end(), opt_.suffix_ids.begin(), opt_.suffix_ids.end());
   return out;
 }
 
-void ByteLevelBPE::encode_segment(std::string_view segment, std::vector<int64_t>& out) const {
-  std::string prefixed;
-  if (opt_.add_prefix_space && segment.front() != ' ') {
-    prefixed.reserve(segment.size() + 1);
-    prefixed.push_back(' ');
-    prefixed.append(segment);
-    segment = prefixed;
-  }
-  if (!regex_) {
-    encode_word(segment, out);
+void BPETokenizer::encode_normalized(std::string_view text, bool at_start,
+                                     std::vector<int64_t>& out) const {
+  auto encode_words = [&](std::string_view piece, bool piece_at_start) {
+    if (independent_before_.empty()) {
+      pre_tokenizer_.run(piece, piece_at_start,
+                         [&](std::string_view word) { encode_piece(word, out); });
+    } else {
+      pre_tokenizer_.run(piece, piece_at_start,
+                         [&](std::string_view word) { encode_word(word, out); });
+    }
+  };
+  if (normalized_added_.empty()) {
+    encode_words(text, at_start);
     return;
   }
-  regex_->split(segment, [&](size_t b, size_t e) { encode_word(segment.substr(b, e - b), out); });
+  normalized_added_.split(
+      text, [&](size_t b, size_t e) { encode_words(text.substr(b, e - b), at_start && b == 0); },
+      [&](int32_t id) { out.push_back(id); });
 }
 
-void ByteLevelBPE::encode_word(std::string_view word, std::vector<int64_t>& out) const {
+void BPETokenizer::encode_word(std::string_view word, std::vector<int64_t>& out) const {
+  if (independent_before_.empty()) {
+    encode_piece(word, out);
+    return;
+  }
+  // Cut before every "▁" that follows another character: no merge can join across such a cut
+  // (see the constructor), so the pieces merge exactly as the whole word would, and are short
+  // enough to be cached (a Metaspace word without split is a whole text).
+  const std::string& cut = independent_before_;
+  size_t begin = 0;
+  for (size_t pos = word.find(cut, 1); pos != std::string_view::npos;
+       pos = word.find(cut, pos + cut.size())) {
+    if (pos >= begin + cut.size() && word.compare(pos - cut.size(), cut.size(), cut) == 0) {
+      continue;  // a run of "▁▁": whitespace tokens may join them
+    }
+    encode_piece(word.substr(begin, pos - begin), out);
+    begin = pos;
+  }
+  encode_piece(word.substr(begin), out);
+}
+
+void BPETokenizer::encode_piece(std::string_view word, std::vector<int64_t>& out) const {
   const bool cacheable = word.size() <= kMaxCachedWord;
   uint32_t hash = 0;
   if (cacheable) {
@@ -419,27 +361,70 @@ void ByteLevelBPE::encode_word(std::string_view word, std::vector<int64_t>& out)
   }
 }
 
-void ByteLevelBPE::merge_word(std::string_view word, std::vector<int32_t>& symbols) const {
+// HF's BPE::merge_word before merging: each symbol (a byte's alphabet character, or a character)
+// looked up in the vocabulary; a missing one becomes its bytes' <0xHH> tokens (byte_fallback,
+// when all exist), else unk (consecutive ones fused with fuse_unk; a pending unk is emitted
+// only before the next known symbol, as HF does), else nothing.
+void BPETokenizer::initial_symbols(std::string_view word, std::vector<int32_t>& symbols) const {
+  symbols.clear();
+  symbols.reserve(word.size());
+  bool unk_pending = false;
+  auto add = [&](int32_t id, std::string_view unit) {
+    if (id >= 0) {
+      if (unk_pending) symbols.push_back(unk_id_);
+      unk_pending = false;
+      symbols.push_back(id);
+      return;
+    }
+    if (opt_.byte_fallback && std::all_of(unit.begin(), unit.end(), [&](char c) {
+          return byte_fallback_id_[static_cast<uint8_t>(c)] >= 0;
+        })) {
+      for (char c : unit) symbols.push_back(byte_fallback_id_[static_cast<uint8_t>(c)]);
+      return;
+    }
+    if (unk_id_ >= 0) {
+      if (unk_pending && !opt_.fuse_unk) symbols.push_back(unk_id_);
+      unk_pending = true;
+    }
+  };
+  if (byte_level_) {
+    const auto& alphabet = byte_level_alphabet();
+    for (char c : word) {
+      const int32_t id = byte_symbol_id_[static_cast<uint8_t>(c)];
+      if (id >= 0) {
+        add(id, {});
+      } else {
+        std::string ch;
+        append_utf8(ch, alphabet[static_cast<uint8_t>(c)]);
+        add(-1, ch);
+      }
+    }
+  } else {
+    for (size_t i = 0; i < word.size();) {
+      const size_t begin = i;
+      next_code_point(word, i);
+      const std::string_view ch = word.substr(begin, i - begin);
+      auto it = token_to_id_.find(ch);
+      add(it == token_to_id_.end() ? -1 : it->second, ch);
+    }
+  }
+  if (unk_pending) symbols.push_back(unk_id_);
+}
+
+void BPETokenizer::merge_word(std::string_view word, std::vector<int32_t>& symbols) const {
   if (opt_.ignore_merges) {
-    static const auto b2cp = byte_to_code_point();
     std::string mapped;
-    for (char c : word) append_utf8(mapped, b2cp[static_cast<uint8_t>(c)]);
-    auto it = token_to_id_.find(mapped);
+    if (byte_level_) {
+      const auto& alphabet = byte_level_alphabet();
+      for (char c : word) append_utf8(mapped, alphabet[static_cast<uint8_t>(c)]);
+    }
+    auto it = token_to_id_.find(byte_level_ ? std::string_view(mapped) : word);
     if (it != token_to_id_.end()) {
       symbols.assign(1, it->second);
       return;
     }
   }
-  symbols.clear();
-  symbols.reserve(word.size());
-  for (char c : word) {
-    const int32_t id = byte_id_[static_cast<uint8_t>(c)];
-    if (id >= 0) {
-      symbols.push_back(id);
-    } else if (unk_id_ >= 0) {
-      symbols.push_back(unk_id_);  // a vocabulary without this byte; HF emits unk (or drops it)
-    }
-  }
+  initial_symbols(word, symbols);
   const size_t n = symbols.size();
   if (n < 2) return;
 
@@ -507,14 +492,24 @@ void ByteLevelBPE::merge_word(std::string_view word, std::vector<int32_t>& symbo
   symbols.resize(len);
 }
 
-std::string ByteLevelBPE::decode(const std::vector<int64_t>& ids, bool skip_special) const {
-  std::string bytes;
-  for (int64_t id : ids) {
-    if (id < 0 || id >= vocab_size() || id_to_token_[id].empty()) continue;  // HF skips these
-    if (skip_special && is_special_[id]) continue;
-    bytes += id_bytes_[id];
+std::string BPETokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
+  auto keep = [&](int64_t id) {  // HF skips ids without a token
+    return id >= 0 && id < vocab_size() && !id_to_token_[id].empty() &&
+           !(skip_special && is_special_[id]);
+  };
+  if (decoder_.is_byte_level()) {
+    std::string bytes;
+    for (int64_t id : ids) {
+      if (keep(id)) bytes += id_bytes_[id];
+    }
+    return utf8_lossy(bytes);
   }
-  return utf8_lossy(bytes);
+  std::vector<std::string_view> tokens;
+  tokens.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (keep(id)) tokens.push_back(id_to_token_[id]);
+  }
+  return decoder_.decode(tokens);
 }
 
 }  // namespace lethe::tokenizer

@@ -30,14 +30,14 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path, bo
 
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
-std::vector<int64_t> SentencePieceTokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<int64_t> SentencePieceTokenizer::encode(std::string_view text, bool add_special) const {
   check_utf8(text, "tokenizer encode");
   std::vector<int> pieces;
   const auto status = sp_->Encode(text, &pieces);
   LETHE_CHECK(status.ok(), path_, ": SentencePiece encode failed: ", status.ToString());
   std::vector<int64_t> out;
   out.reserve(pieces.size() + 1);
-  if (add_bos && add_bos_) out.push_back(sp_->bos_id());
+  if (add_special && add_bos_) out.push_back(sp_->bos_id());
   out.insert(out.end(), pieces.begin(), pieces.end());
   return out;
 }

@@ -20,7 +20,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   SentencePieceTokenizer(const std::string& model_path, bool add_bos);
   ~SentencePieceTokenizer() override;
 
-  std::vector<int64_t> encode(std::string_view text, bool add_bos = true) const override;
+  std::vector<int64_t> encode(std::string_view text, bool add_special = true) const override;
   // skip_special drops control pieces (<s>, </s>, ...) and the unknown piece.
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const override;
   int64_t vocab_size() const override;

@@ -15,9 +15,10 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   // Token ids of `text` (which must be valid UTF-8: otherwise lethe::Error naming the byte
-  // offset). add_bos prepends the BOS token when the tokenizer's configuration asks for one
-  // (OPT: `</s>`, id 2). Thread-safe.
-  virtual std::vector<int64_t> encode(std::string_view text, bool add_bos = true) const = 0;
+  // offset). add_special adds the special tokens the tokenizer's configuration puts around a text
+  // (HF's add_special_tokens): the BOS where there is one (OPT: `</s>`, id 2; Llama-3:
+  // <|begin_of_text|>), and whatever else the post-processor's template adds. Thread-safe.
+  virtual std::vector<int64_t> encode(std::string_view text, bool add_special = true) const = 0;
   // Text of `ids`; invalid UTF-8 byte sequences become U+FFFD, ids without a token are skipped
   // (both as HuggingFace does). skip_special drops special tokens. Thread-safe.
   virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const = 0;
@@ -32,9 +33,10 @@ class Tokenizer {
   virtual std::string id_to_token(int64_t id) const = 0;
 };
 
-// dir holds tokenizer.json, or vocab.json + merges.txt (+ optional tokenizer_config.json,
-// special_tokens_map.json), or tokenizer.model (SentencePiece); tried in that order.
-// Errors (lethe::Error) name the file.
+// dir holds tokenizer.json (a BPE: GPT-2 / OPT, Llama-3, Qwen2, Llama-2 style), or vocab.json +
+// merges.txt, or tokenizer.model (SentencePiece); tried in that order, with tokenizer_config.json
+// and special_tokens_map.json when present. Errors (lethe::Error) name the file
+// (docs/tokenizer.md).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);
 
 }  // namespace lethe::tokenizer

@@ -1,6 +1,9 @@
-// Fuzz target: the tokenizers themselves. Arbitrary bytes are encoded with the byte-level BPE and
-// the SentencePiece fixtures (invalid UTF-8 must be a lethe::Error), valid text must round-trip
-// through the BPE, and the ids are decoded again.
+// Fuzz target: the tokenizers themselves. Arbitrary bytes are encoded with the byte-level BPE, the
+// SentencePiece, and the Llama-3 / Qwen2 / Llama-2 style fixtures (invalid UTF-8 must be a
+// lethe::Error), valid text must round-trip through the byte-level BPEs without a normalizer,
+// and the ids are decoded again.
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,6 +24,18 @@ const lethe::tokenizer::Tokenizer& spm() {
                                                          "/tests/tokenizer/fixtures/spm");
   return *t;
 }
+// The issue-23 families: Llama-3 (lossless), Qwen2 (NFC), Llama-2 (Metaspace, byte fallback).
+const std::vector<std::unique_ptr<lethe::tokenizer::Tokenizer>>& families() {
+  static const auto t = [] {
+    std::vector<std::unique_ptr<lethe::tokenizer::Tokenizer>> v;
+    for (const char* name : {"llama3", "qwen2", "llama2", "llama2_legacy"}) {
+      v.push_back(lethe::tokenizer::load_tokenizer(lethe::testing::source_dir() +
+                                                   "/tests/tokenizer/fixtures/" + name));
+    }
+    return v;
+  }();
+  return t;
+}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -37,6 +52,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto ids = spm().encode(text, true);
     (void)spm().decode(ids, true);
   });
+  for (const auto& tok : families()) {
+    lethe::fuzz::expect_only_lethe_errors([&] {
+      const auto ids = tok->encode(text, true);
+      (void)tok->decode(ids, true);
+      const std::string back = tok->decode(tok->encode(text, false), false);
+      if (tok == families().front() && back != text) {  // Llama-3: no normalizer, byte-level
+        std::fprintf(stderr, "fuzz: Llama-3 style round trip changed the text\n");
+        std::abort();
+      }
+    });
+  }
   lethe::fuzz::expect_only_lethe_errors([&] {
     // The bytes as ids, in and out of range, through both decoders.
     std::vector<int64_t> ids;
@@ -44,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       ids.push_back(static_cast<int16_t>(data[i] | (data[i + 1] << 8)));
     (void)bpe().decode(ids, false);
     (void)spm().decode(ids, true);
+    for (const auto& tok : families()) (void)tok->decode(ids, false);
   });
   return 0;
 }

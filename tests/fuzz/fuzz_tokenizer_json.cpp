@@ -1,6 +1,7 @@
-// Fuzz target: loading a byte-level BPE tokenizer from tokenizer.json (model, vocab, merges in
-// both forms, added tokens, pre-tokenizer and post-processor fields), then encoding and decoding
-// a fixed text with whatever loaded.
+// Fuzz target: loading a BPE tokenizer from tokenizer.json (model and its flags, vocab, merges in
+// both forms, added tokens, normalizers, pre-tokenizers, post-processor and decoders of the GPT-2,
+// Llama-3, Qwen2 and Llama-2 families), then encoding and decoding a fixed text with whatever
+// loaded.
 #include <string_view>
 
 #include "models/tokenizer/tokenizer.h"
@@ -11,7 +12,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                               lethe::fuzz::as_text(data, size));
   lethe::fuzz::expect_only_lethe_errors([&] {
     auto tok = lethe::tokenizer::load_tokenizer(dir.string());
-    auto ids = tok->encode("Hello world, héllo 123 <s></s>  \n\t!", true);
+    auto ids = tok->encode(
+        "Hello world, héllo 123 <s></s>  \n\t! DON'T e\xCC\x81 <|eot_id|><|im_end|> \xE2\x96\x81x",
+        true);
     (void)tok->decode(ids, false);
     (void)tok->decode(ids, true);
   });

@@ -18,28 +18,21 @@
 #include "models/tokenizer/tokenizer.h"
 #include "models/tokenizer/utf8.h"
 #include "tests/common/paths.h"
+#include "tests/tokenizer/fixture_io.h"
 
 namespace fs = std::filesystem;
-using lethe::tokenizer::ByteLevelBPE;
+using lethe::testing::tokenizer::read_jsonl;
+using lethe::testing::tokenizer::read_text;
+using lethe::testing::tokenizer::show;
+using lethe::testing::tokenizer::write_text;
+using lethe::tokenizer::BPETokenizer;
 using lethe::tokenizer::load_tokenizer;
 using nlohmann::json;
 
 namespace {
 
-const fs::path kFixtures =
-    fs::path(lethe::testing::source_dir()) / "tests" / "tokenizer" / "fixtures";
+const fs::path kFixtures = lethe::testing::tokenizer::fixtures_dir();
 const fs::path kBpeDir = kFixtures / "bpe";
-
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<json> rows;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) rows.push_back(json::parse(line));
-  }
-  return rows;
-}
 
 // The rows of a fixture file, which must have exactly as many rows as the generator wrote
 // (tools/fixtures/make_tokenizer_fixtures.py): a truncated or emptied fixture fails.
@@ -56,18 +49,6 @@ std::vector<json> fixture_rows(const std::string& file) {
 
 std::vector<int64_t> ids_of(const json& j) {
   return j.get<std::vector<int64_t>>();
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
 }
 
 // A fresh directory under the system temp dir, removed at scope exit.
@@ -96,12 +77,6 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
     const std::string msg = e.what();
     for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg << " lacks " << p;
   }
-}
-
-std::string show(const std::vector<int64_t>& v) {
-  std::ostringstream ss;
-  for (auto x : v) ss << x << ' ';
-  return ss.str();
 }
 
 // Compares every fixture string's ids; `key` picks the reference ("ids" or "ids_files").
@@ -137,10 +112,10 @@ TEST(ByteLevelBpe, EncodeMatchesHuggingFaceFromVocabAndMerges) {
 
 TEST(ByteLevelBpe, LinearAndHeapMergeOrdersBothMatchHuggingFace) {
   for (size_t limit : {size_t{0}, size_t{1} << 30}) {
-    auto options = lethe::tokenizer::byte_level_bpe_options(kBpeDir.string());
+    auto options = lethe::tokenizer::bpe_options(kBpeDir.string());
     ASSERT_TRUE(options.has_value());
     options->linear_merge_max = limit;
-    ByteLevelBPE tok(std::move(*options));
+    BPETokenizer tok(std::move(*options));
     expect_fixture_ids(tok, "ids");
   }
 }

@@ -41,9 +41,7 @@ HarmfulResult harmful_rate(const models::CausalLM& model, const tokenizer::Token
     prompts.resize(static_cast<size_t>(o.max_samples));
   LETHE_CHECK(!prompts.empty(), "harmful rate: no prompts");
   const std::string tmpl =
-      o.prompt_template.empty()
-          ? trainers::data::default_prompt_template(trainers::data::Format::pku)
-          : o.prompt_template;
+      trainers::data::template_text(o.prompt_template, trainers::data::Format::pku);
   // As in training (docs/data.md): under byte-level BPE the template's trailing spaces belong to
   // the answer, so the prompt ends at "Answer:" and the response starts with its space.
   const bool byte_level = tok.token_to_id("\u0120").has_value();

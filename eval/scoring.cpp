@@ -43,7 +43,7 @@ std::vector<TokenStats> token_stats_local(const models::CausalLM& model,
   out.reserve(samples.size());
   const int64_t V = model.vocab_size();
   trainers::for_each_batch(
-      samples, batch_size, model.pad_token_id(), [&](const trainers::MicroBatch& mb, size_t i) {
+      samples, batch_size, model.batch_pad_id(), [&](const trainers::MicroBatch& mb, size_t i) {
         const Tensor logits = model.logits(mb.ids, mb.mask);
         const std::vector<int64_t> targets = mb.targets.to_int_vector();
         const int64_t T = mb.length();
@@ -109,7 +109,7 @@ std::vector<std::vector<int64_t>> greedy_local(const models::CausalLM& model,
                                                int64_t batch_size, int64_t max_new_tokens) {
   LETHE_CHECK(batch_size >= 1, "generation: batch size ", batch_size);
   std::vector<std::vector<int64_t>> out;
-  const int64_t pad = model.pad_token_id() >= 0 ? model.pad_token_id() : 0;
+  const int64_t pad = model.batch_pad_id();
   const std::optional<int64_t> eos =
       model.eos_token_id() >= 0 ? std::optional<int64_t>(model.eos_token_id()) : std::nullopt;
   trainers::for_each_range(prompts.size(), batch_size, [&](size_t begin, size_t end) {

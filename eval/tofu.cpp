@@ -28,7 +28,7 @@ std::vector<double> answer_probabilities_local(const models::CausalLM& model,
   std::vector<double> out;
   out.reserve(samples.size());
   trainers::for_each_batch(
-      samples, batch_size, model.pad_token_id(), [&](const trainers::MicroBatch& mb, size_t) {
+      samples, batch_size, model.batch_pad_id(), [&](const trainers::MicroBatch& mb, size_t) {
         const Tensor logits = model.logits(mb.ids, mb.mask);
         const std::vector<double> nll =
             trainers::sequence_nll(logits, mb.targets.to(model.device())).to_double_vector();
@@ -104,9 +104,7 @@ TofuSplitResult evaluate_tofu_split(const models::CausalLM& model,
   so.max_length = o.max_length;
   so.add_eos = false;  // the answer's probability is over its own tokens
   const std::string tmpl =
-      o.prompt_template.empty()
-          ? trainers::data::default_prompt_template(trainers::data::Format::tofu)
-          : o.prompt_template;
+      trainers::data::template_text(o.prompt_template, trainers::data::Format::tofu);
   auto sample = [&](const std::string& q, const std::string& a) {
     return trainers::data::tokenize_sample(trainers::data::apply_template(tmpl, q, a), so,
                                            tokenizer);

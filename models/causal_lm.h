@@ -88,7 +88,13 @@ class CausalLM {
   virtual int64_t max_positions() const = 0;
   virtual int64_t pad_token_id() const = 0;  // -1 when none
   virtual int64_t eos_token_id() const = 0;  // -1 when none
-  virtual std::string family() const = 0;    // "opt" or "llama"
+  // The id that fills padded positions of a batch: pad_token_id, else EOS (what open-unlearning
+  // and transformers' generate fall back to: Llama-3 configs have no pad token), else 0. Padded
+  // positions are masked, so it changes no result.
+  int64_t batch_pad_id() const {
+    return pad_token_id() >= 0 ? pad_token_id() : eos_token_id() >= 0 ? eos_token_id() : 0;
+  }
+  virtual std::string family() const = 0;  // "opt" or "llama"
   // The prefix of the decoder's parameter names in HF checkpoints ("model.decoder." for OPT,
   // "model." for the Llama family): what PEFT's adapter names put after "base_model.model.".
   virtual std::string hf_prefix() const = 0;

@@ -58,7 +58,7 @@ class SequenceClassifier {
   Tensor score_weight() const;
   const std::vector<std::string>& labels() const { return labels_; }
 
-  // config.json (architectures OPTForSequenceClassification, id2label, label2id) and
+  // config.json (architectures: the family's *ForSequenceClassification, id2label, label2id) and
   // model.safetensors (the backbone's tensors + score.weight) in `dir`, each written atomically.
   void save(const std::string& dir, DType dtype = DType::f32) const;
 

@@ -169,7 +169,7 @@ std::vector<std::vector<double>> class_probabilities(const models::SequenceClass
   LETHE_CHECK(batch_size >= 1, "classify: batch size ", batch_size);
   NoGradGuard ng;
   std::vector<std::vector<double>> out;
-  const int64_t pad = std::max<int64_t>(0, model.backbone().pad_token_id());
+  const int64_t pad = model.backbone().batch_pad_id();
   const size_t L = model.labels().size();
   for_each_range(texts.size(), batch_size, [&](size_t begin, size_t end) {
     std::vector<const std::string*> batch;

@@ -46,7 +46,8 @@ const std::vector<Key>& base_schema() {
       {"data.retain_format", Type::choice, nullptr, "format of data.retain (default: data.format)",
        "tofu|pku|truthfulqa|muse|jsonl|tokenized"},
       {"data.template", Type::str, "",
-       "prompt template with {question} and {answer} ('' = the format's)"},
+       "prompt template with {question} and {answer}, or a chat format: llama3_chat, "
+       "llama2_chat, qwen2_chat ('' = the format's)"},
       {"data.max_length", Type::integer, "512", "truncation in tokens", "", 2, 1 << 20},
       {"data.add_eos", Type::flag, "true", "append EOS to answers"},
       {"data.tokenization", Type::choice, "separate",
@@ -149,7 +150,8 @@ const std::vector<Key>& base_schema() {
       {"lora.alpha", Type::num, "16", "LoRA alpha (scaling alpha / r)", "", 1e-12, kInf},
       {"lora.dropout", Type::num, "0", "dropout on the adapter's input", "", 0, 0.999},
       {"lora.targets", Type::str, "q_proj,v_proj",
-       "layers with adapters: any of q_proj, k_proj, v_proj, out_proj, fc1, fc2"},
+       "layers with adapters: OPT q_proj, k_proj, v_proj, out_proj, fc1, fc2; Llama q_proj, "
+       "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"},
       {"lora.init", Type::choice, "kaiming",
        "A's init (B is zero): PEFT's default kaiming-uniform, or gaussian", "kaiming|gaussian"},
       {"model.head", Type::choice, "lm",

@@ -45,7 +45,7 @@ class LoopStepAccess : public StepAccess {
       const int64_t m = (s_ + 1) * t_.accum;
       const std::vector<const data::Sample*> fb = t_.order->forget_batch(m);
       if (!fb.empty()) {
-        const int64_t pad = t_.model->pad_token_id();
+        const int64_t pad = t_.model->batch_pad_id();
         probe_.mb[BatchKind::forget] = collate(fb, pad);
         probe_.mb[BatchKind::retain] =
             collate(t_.order->retain_batch(m, static_cast<int64_t>(fb.size())), pad);
@@ -82,7 +82,7 @@ Batches Trainer::Impl::make_batches(int64_t m, int64_t forget_length, int64_t re
   Batches b;
   const std::vector<const data::Sample*> fb = order->forget_batch(m);
   if (fb.empty()) return b;  // this rank's share of the epoch's last micro-batch is empty
-  const int64_t pad = model->pad_token_id();
+  const int64_t pad = model->batch_pad_id();
   if (method.reads(BatchKind::forget)) b.mb[BatchKind::forget] = collate(fb, pad, forget_length);
   if (method.reads(BatchKind::retain))
     b.mb[BatchKind::retain] =
@@ -300,7 +300,7 @@ double Trainer::Impl::eval_nll(const std::vector<data::Sample>& set) {
                     Reduction::token_mean};
   // Data-parallel: rank r evaluates batches r, r + ranks, …; sums and counts are reduced.
   for_each_batch(
-      set, batch, model->pad_token_id(),
+      set, batch, model->batch_pad_id(),
       [&](const MicroBatch& mb, size_t) {
         sum += item_sum(o, method.params, mb, model_output(mb), mb.targets, {}).item();
         count += item_count(o, mb);

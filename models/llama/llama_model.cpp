@@ -218,8 +218,9 @@ GenerateResult LlamaModel::generate(const Tensor& prompt_ids, const Tensor& prom
     fo.positions = generation_positions(mask, ids.size(1));
     return forward(ids, mask, fo);
   };
-  return generate_with(prompt_ids, prompt_mask, options, config_.eos_token_ids,
-                       config_.pad_token_id.value_or(0), step);
+  // Finished rows get pad_token_id, else the first EOS id (transformers' generate does the same).
+  return generate_with(prompt_ids, prompt_mask, options, config_.eos_token_ids, batch_pad_id(),
+                       step);
 }
 
 }  // namespace lethe::models

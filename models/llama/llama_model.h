@@ -61,8 +61,9 @@ class LlamaModel final : public CausalLM {
   int64_t eos_token_id() const override { return config_.eos_token_id.value_or(-1); }
   std::string family() const override { return "llama"; }
   std::string hf_prefix() const override { return "model."; }
-  // Greedy or sampled continuation through the KV cache; stops on any of the config's EOS ids.
-  // Positions as HF's generate: cumsum(mask) - 1, 0 on padding.
+  // Greedy or sampled continuation through the KV cache; stops on any of the config's EOS ids and
+  // pads finished rows with batch_pad_id(). Positions as HF's generate: cumsum(mask) - 1, 0 on
+  // padding.
   GenerateResult generate(const Tensor& prompt_ids, const Tensor& prompt_mask,
                           const GenerateOptions& options) const override;
   // transformers' LlamaPreTrainedModel._init_weights: linear and embedding weights

@@ -134,6 +134,7 @@ const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirClea
 
 const std::string kBpe = "tests/tokenizer/fixtures/bpe";
 const std::string kSpm = "tests/tokenizer/fixtures/spm";
+const std::string kLlamaFixtures = "tests/llama/fixtures/";
 const std::string kSharded = "tests/io/fixtures/sharded";
 
 // ---- top level -----------------------------------------------------------------------------
@@ -238,6 +239,18 @@ TEST(CliBench, HeadSmall) {
     EXPECT_GT(l.at("peak_rss_mb").get<double>(), 0.0);
   }
   EXPECT_EQ(r.err, "");
+}
+
+// The Llama-shaped step (SmolLM-135M's widths), one layer and a few tokens: it runs and says so.
+TEST(CliBench, StepOnTheLlamaShape) {
+  Result r = run({"bench", "step", "--model", "smollm-135m", "--layers", "1", "--steps", "1",
+                  "--batch", "1", "--seq", "8", "--threads", "1", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  EXPECT_EQ(lines[0].at("model"), "smollm-135m");
+  EXPECT_EQ(lines[0].at("tokens_per_step"), 16);
+  EXPECT_GT(lines[0].at("step_ms_median").get<double>(), 0.0);
 }
 
 TEST(CliBench, BadFlags) {
@@ -417,6 +430,30 @@ TEST(CliInspect, ShardedCheckpoint) {
   EXPECT_EQ(json_lines(quiet.out).size(), 1u);
 }
 
+// A sharded Qwen2 checkpoint: the family, its config with transformers' defaults, and a parameter
+// count equal to the config's (the tied head stored once).
+TEST(CliInspect, LlamaFamilyCheckpoint) {
+  Result r = run({"inspect", "--model", kLlamaFixtures + "qwen2", "--no-tensors"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<json> lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u);
+  const json& s = lines[0];
+  EXPECT_EQ(s.at("family"), "llama");
+  EXPECT_EQ(s.at("config").at("model_type"), "qwen2");
+  EXPECT_EQ(s.at("files").size(), 2u);
+  const json index = json::parse(read_file(kLlamaFixtures + "qwen2/model.safetensors.index.json"));
+  EXPECT_EQ(s.at("parameters"), index.at("metadata").at("total_parameters"));
+  // An unsupported setting is an error naming the field, never a silently different model.
+  fs::path dir = temp_path("inspect_dynamic");
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(kLlamaFixtures + "qwen2"))
+    fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
+  json c = json::parse(read_file((dir / "config.json").string()));
+  c["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}, {"rope_theta", 10000.0}};
+  std::ofstream(dir / "config.json") << c.dump();
+  expect_error(run({"inspect", "--model", dir.string()}), 1, "rope");
+}
+
 TEST(CliInspect, SingleFileWithoutConfig) {
   json expected = json::parse(read_file("tests/io/fixtures/safetensors_expected.json"));
   const json* file = nullptr;
@@ -460,8 +497,13 @@ TEST(CliInspect, Errors) {
 
 const std::string kOptFixtures = "tests/opt/fixtures/";
 
+// A fixture's folder: an OPT fixture's name, or "llama/<name>" for the Llama family's.
+std::string fixture_dir(const std::string& name) {
+  return name.rfind("llama/", 0) == 0 ? kLlamaFixtures + name.substr(6) : kOptFixtures + name;
+}
+
 json opt_reference(const std::string& name) {
-  return json::parse(read_file(kOptFixtures + name + "/reference.json"));
+  return json::parse(read_file(fixture_dir(name) + "/reference.json"));
 }
 
 // The rows of a [B, T] batch with their padding (mask 0) removed.
@@ -489,7 +531,7 @@ void check_score_fixture(const std::string& name, const std::string& dtype, doub
   json ref = opt_reference(name).at("right");
   auto rows = unpadded_rows(ref.at("ids"), ref.at("mask"), ref.at("shape"));
   int64_t T = ref.at("shape")[1];
-  Result r = run({"score", "--model", kOptFixtures + name, "--dtype", dtype, "--device", device,
+  Result r = run({"score", "--model", fixture_dir(name), "--dtype", dtype, "--device", device,
                   "--input-ids", write_id_lines(rows, "score_ids.jsonl").string()});
   ASSERT_EQ(r.status, 0) << r.err;
   std::vector<json> lines = json_lines(r.out);
@@ -507,7 +549,9 @@ void check_score_fixture(const std::string& name, const std::string& dtype, doub
 }
 
 TEST(CliScore, MatchesTransformers) {
-  for (const char* name : {"pre_ln", "post_ln_proj", "f16", "sharded", "head_dim5"})
+  for (const char* name :
+       {"pre_ln", "post_ln_proj", "f16", "sharded", "head_dim5", "llama/llama_gqa",
+        "llama/llama3_bias_hd", "llama/qwen2", "llama/mistral"})
     check_score_fixture(name, "f32", 1e-4);
 }
 
@@ -523,20 +567,26 @@ TEST(CliScore, Bf16MatmulsStayWithinBf16Rounding) {
 }
 
 void check_greedy_fixtures(const std::string& device) {
-  for (const char* name : {"pre_ln", "post_ln_proj", "head_dim5"}) {
+  for (const char* name :
+       {"pre_ln", "post_ln_proj", "head_dim5", "llama/llama3_bias_hd", "llama/qwen2"}) {
     json g = opt_reference(name).at("greedy");
     auto prompts = unpadded_rows(g.at("prompt_ids"), g.at("prompt_mask"), g.at("prompt_shape"));
-    Result r = run({"generate", "--model", kOptFixtures + name, "--device", device,
+    // The config's EOS ids (Llama-3 style configs list several).
+    const json eos_field =
+        json::parse(read_file(fixture_dir(name) + "/config.json")).at("eos_token_id");
+    const std::vector<int64_t> eos = eos_field.is_array() ? eos_field.get<std::vector<int64_t>>()
+                                                          : std::vector<int64_t>{eos_field};
+    Result r = run({"generate", "--model", fixture_dir(name), "--device", device,
                     "--max-new-tokens", std::to_string(g.at("max_new_tokens").get<int>()),
                     "--input-ids", write_id_lines(prompts, "prompts.jsonl").string()});
     ASSERT_EQ(r.status, 0) << r.err;
     std::vector<json> lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), prompts.size());
     for (size_t b = 0; b < prompts.size(); ++b) {
-      std::vector<int64_t> want;  // HF pads a row after EOS (2); lethe stops at EOS
+      std::vector<int64_t> want;  // HF pads a row after EOS; lethe stops at EOS
       for (int64_t t : g.at("new_tokens")[b]) {
         want.push_back(t);
-        if (t == 2) break;
+        if (std::find(eos.begin(), eos.end(), t) != eos.end()) break;
       }
       EXPECT_EQ(lines[b].at("prompt_ids"), json(prompts[b]));
       EXPECT_EQ(lines[b].at("ids"), json(want)) << name << " row " << b;

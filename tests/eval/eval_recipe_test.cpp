@@ -74,7 +74,7 @@ TEST(EvalRecipes, EachRunsOnTheFixtures) {
     EXPECT_EQ(rep.perplexity.has_value(), as_written.has("eval.perplexity"));
     ++ran;
   }
-  EXPECT_EQ(ran, 3);
+  EXPECT_EQ(ran, 4);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include "engine/ops.h"
 #include "models/causal_lm.h"
 #include "models/llama/llama_model.h"
+#include "models/sequence_classifier.h"
 #include "tests/common/expect_error.h"
 #include "tests/common/temp_dir.h"
 #include "tests/llama/llama_test_util.h"
@@ -150,6 +152,13 @@ TEST(LlamaModel, NamesFollowTransformers) {
   EXPECT_FALSE(model.is_no_decay("lm_head.weight"));
 }
 
+// Llama-3's configs have no pad token: batches are padded with the first EOS id (as
+// open-unlearning sets pad = eos, and transformers' generate falls back to), else pad_token_id.
+TEST(LlamaModel, BatchPadIdFallsBackToEos) {
+  EXPECT_EQ(LlamaModel::load(llama_fixture_dir("llama3_bias_hd")).batch_pad_id(), 2);  // eos [2, 5]
+  EXPECT_EQ(LlamaModel::load(llama_fixture_dir("llama_gqa")).batch_pad_id(), 0);  // pad_token_id 0
+}
+
 // _init_weights: N(0, initializer_range) for linear and embedding weights, 0 biases, 1 norms.
 TEST(LlamaModel, InitWeightsFollowsTransformers) {
   LlamaModel model(load_llama_config(llama_fixture_dir("llama3_bias_hd")));
@@ -164,6 +173,31 @@ TEST(LlamaModel, InitWeightsFollowsTransformers) {
     EXPECT_EQ(v, 1.0);
   for (double v : model.param("layers.0.self_attn.q_proj.bias").to_double_vector())
     EXPECT_EQ(v, 0.0);
+}
+
+// LlamaForSequenceClassification: the score head on the last real token's hidden state, saved
+// with transformers' architecture name and reloaded with the same class logits.
+TEST(LlamaFiles, SequenceClassifierSavesAsLlamaForSequenceClassification) {
+  const auto clf =
+      SequenceClassifier::from_causal_lm(llama_fixture_dir("qwen2"), {"safe", "harmful"}, 7);
+  const std::string dir = lethe::testing::scratch_dir("llama", "classifier");
+  clf->save(dir);
+  const nlohmann::json c = io::read_json_file(dir + "/config.json");
+  EXPECT_EQ(c["architectures"][0], "Qwen2ForSequenceClassification");
+  EXPECT_EQ(c["id2label"]["1"], "harmful");
+  EXPECT_TRUE(SequenceClassifier::is_classifier_dir(dir));
+  const auto back = SequenceClassifier::load(dir);
+  const auto [ids, mask] = right_batch("qwen2");
+  NoGradGuard ng;
+  const auto a = clf->logits(ids, mask).to_double_vector();
+  EXPECT_EQ(back->logits(ids, mask).to_double_vector(), a);
+  EXPECT_EQ(a.size(), 3u * 2u);
+  // For a check with transformers (docs/llama.md): AutoModelForSequenceClassification on the kept
+  // copy gives these logits row by row.
+  std::cout << "[llama classifier] logits";
+  for (double v : a) std::cout << " " << v;
+  std::cout << "\n";
+  lethe::testing::keep_copy(dir, "lethe_llama_classifier");
 }
 
 TEST(LlamaErrors, MissingTensorNamesFileTensorAndShape) {

@@ -159,6 +159,9 @@ TEST_P(LlamaParity, GreedyTokensMatchTransformersGenerate) {
   const Tensor mask = ids_tensor(g["prompt_mask"], g["prompt_shape"]);
   GenerateOptions o;
   o.max_new_tokens = g["max_new_tokens"].get<int64_t>();
+  // The fixture passed generate() pad_token_id = the config's, else 0 (transformers' own default
+  // without one is the first EOS id, as lethe's).
+  o.pad_token_id = model.config().pad_token_id.value_or(0);
   const GenerateResult r = model.generate(ids, mask, o);
   const auto want = g["new_tokens"].get<std::vector<std::vector<int64_t>>>();
   const std::vector<int64_t>& eos = model.config().eos_token_ids;

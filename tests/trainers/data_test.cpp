@@ -430,6 +430,38 @@ TEST(DataTemplate, SplitsAtTheAnswer) {
   EXPECT_EQ(t.answer, "all");
 }
 
+// The named chat formats are open-unlearning's model configs: for Llama-3.2-1B-Instruct and
+// Llama-2-7b-chat-hf (apply_chat_template false) the prompt is system_prompt_with_special_tokens +
+// user_start_tag + question + user_end_tag + asst_start_tag, the fields copied here as they stand
+// in configs/model/*.yaml; for Qwen2.5-Instruct, what its chat template renders for a system, a
+// user and an assistant turn (the assistant's <|im_end|> and newline follow the answer).
+TEST(DataTemplate, ChatFormatsAreOpenUnlearningsTemplateArgs) {
+  const std::string llama3_system =
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+      "assistant.<|eot_id|>";
+  const std::string llama3_user_start = "<|start_header_id|>user<|end_header_id|>\n\n";
+  const std::string llama3_user_end = "<|eot_id|>";
+  const std::string llama3_asst_start = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  auto t = apply_template("llama3_chat", "Who wrote it?", "Jaime Vasquez.");
+  EXPECT_EQ(t.prompt, llama3_system + llama3_user_start + "Who wrote it?" + llama3_user_end +
+                          llama3_asst_start);
+  EXPECT_EQ(t.answer, "Jaime Vasquez.");
+  t = apply_template("llama2_chat", "Who wrote it?", "Jaime Vasquez.");
+  EXPECT_EQ(t.prompt, std::string("[INST] ") + "Who wrote it?" + " [/INST]" + "");
+  EXPECT_EQ(t.answer, "Jaime Vasquez.");
+  t = apply_template("qwen2_chat", "Who wrote it?", "Jaime Vasquez.");
+  EXPECT_EQ(t.prompt,
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWho "
+            "wrote it?<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(t.answer, "Jaime Vasquez.<|im_end|>\n");
+  // Through SampleOptions and the eval's template_text alike; "" is still the format's default.
+  EXPECT_EQ(template_text("llama2_chat", Format::tofu), "[INST] {question} [/INST]{answer}");
+  EXPECT_EQ(template_text("", Format::tofu), default_prompt_template(Format::tofu));
+  EXPECT_EQ(template_text("Q: {question} A: {answer}", Format::tofu), "Q: {question} A: {answer}");
+  EXPECT_EQ(chat_template_names(),
+            (std::vector<std::string>{"llama3_chat", "llama2_chat", "qwen2_chat"}));
+}
+
 TEST(DataTemplate, BadTemplatesAreErrorsNamingThem) {
   expect_error([] { apply_template("Q: {question}", "q", "a"); },
                {"prompt template \"Q: {question}\"", "no {answer}"});

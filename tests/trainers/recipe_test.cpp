@@ -1,5 +1,6 @@
 // Every recipe under recipes/ runs end to end: loaded as written, then run on a tiny random OPT
-// with a real byte-level BPE tokenizer, with the model, the data files (small ones in the recipe's
+// with a real byte-level BPE tokenizer (the Llama recipes on a tiny random Llama with a Llama-3
+// style tokenizer), with the model, the data files (small ones in the recipe's
 // formats), the step count, batch, rate and output.dir overridden, and its method's objective
 // must fall over two steps on one batch (seen failing, all 29, with the update direction reversed).
 #include <gtest/gtest.h>
@@ -15,7 +16,9 @@
 
 #include "engine/autograd.h"
 #include "engine/io/json.h"
+#include "models/llama/llama_model.h"
 #include "models/opt/opt_model.h"
+#include "models/tokenizer/tokenizer.h"
 #include "tests/common/paths.h"
 #include "tests/common/temp_dir.h"
 #include "trainers/classifier.h"
@@ -51,6 +54,39 @@ const std::string& tiny_model_dir() {
          {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"})
       fs::copy_file(lethe::testing::source_dir() + "/tests/tokenizer/fixtures/bpe/" + f,
                     fs::path(d) / f);
+    return d;
+  }();
+  return dir;
+}
+
+// A tiny random Llama (grouped-query attention) with the Llama-3 style tokenizer fixture, for the
+// Llama recipes (recipes/tofu_llama/): their chat template's special tokens are that tokenizer's.
+const std::string& tiny_llama_dir() {
+  static const std::string dir = [] {
+    const std::string d = lethe::testing::scratch_dir("recipe", "llama");
+    const std::string tok_dir = lethe::testing::source_dir() + "/tests/tokenizer/fixtures/llama3";
+    const auto tok = tokenizer::load_tokenizer(tok_dir);
+    models::LlamaConfig c;
+    c.vocab_size = tok->vocab_size();
+    c.hidden_size = 16;
+    c.intermediate_size = 32;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 8;
+    c.max_position_embeddings = 512;
+    c.bos_token_id = tok->bos_id();
+    c.eos_token_id = tok->eos_id();
+    c.eos_token_ids = {tok->eos_id()};
+    models::LlamaModel m(c);
+    {
+      NoGradGuard ng;
+      Tensor w = m.parameters().flat_weights();
+      w.copy_(Tensor::randn(w.shape(), /*seed=*/11, 0.0, 0.2));
+    }
+    m.save(d);
+    for (const auto& e : fs::directory_iterator(tok_dir))
+      fs::copy_file(e.path(), fs::path(d) / e.path().filename());
     return d;
   }();
   return dir;
@@ -118,7 +154,8 @@ TEST_P(Recipe, RunsOnATinyModelAndItsObjectiveFalls) {
   // file in one batch, paired with a one-sample retain file — so the second step's losses are the
   // first step's batch at the updated weights. The method's combined objective Σ wₖ·Lₖ (its own
   // weights at step 1: recipe weights, MGDA λ, NGDiff's 1/‖g‖) must have fallen.
-  std::vector<std::string> sets = {"model.path=" + tiny_model_dir(),
+  const bool llama = path.find("/tofu_llama/") != std::string::npos;
+  std::vector<std::string> sets = {"model.path=" + (llama ? tiny_llama_dir() : tiny_model_dir()),
                                    "trainer.max_steps=2",
                                    "trainer.batch_size=64",
                                    "trainer.grad_accum=1",
@@ -158,7 +195,8 @@ TEST_P(Recipe, RunsOnATinyModelAndItsObjectiveFalls) {
   EXPECT_LT(after, before - 1e-6 * std::fabs(before))
       << path << ": the method's objective did not fall (" << before << " -> " << after << ")";
   EXPECT_TRUE(fs::exists(out + "/model.safetensors"));
-  EXPECT_TRUE(fs::exists(out + "/vocab.json")) << "tokenizer files were not copied";
+  EXPECT_TRUE(fs::exists(out + (llama ? "/tokenizer.json" : "/vocab.json")))
+      << "tokenizer files were not copied";
   const nlohmann::json run = io::read_json_file(out + "/run.json");
   EXPECT_EQ(run.at("recipe"), path);
 }
@@ -180,6 +218,11 @@ TEST(Recipes, TheSetIsComplete) {
       EXPECT_TRUE(have.count(std::string("recipes/tofu/") + split + "_" + m + ".yaml"))
           << split << " " << m;
   EXPECT_TRUE(have.count("recipes/tofu/finetune_full.yaml"));
+  // Llama-3.2-1B-Instruct: fine-tuning (full, retain90) and forget10 with every method.
+  for (const char* m : {"ga", "graddiff", "ga_mismatch_kl", "npo", "simnpo", "mollm", "ngdiff"})
+    EXPECT_TRUE(have.count(std::string("recipes/tofu_llama/forget10_") + m + ".yaml")) << m;
+  EXPECT_TRUE(have.count("recipes/tofu_llama/finetune_full.yaml"));
+  EXPECT_TRUE(have.count("recipes/tofu_llama/finetune_retain90.yaml"));
   EXPECT_TRUE(have.count("recipes/pku/ga_mismatch_kl_opt1.3b.yaml"));
   for (const char* m : {"ga", "graddiff", "npo"})
     EXPECT_TRUE(have.count(std::string("recipes/muse/news_") + m + ".yaml")) << m;
@@ -225,6 +268,32 @@ TEST(Recipes, TofuRecipesResolveThroughTheirBases) {
   EXPECT_EQ(full.str("model.path"), "facebook/opt-1.3b");
   EXPECT_EQ(full.str("trainer.epochs"), "5");
   EXPECT_EQ(full.str("data.train"), "data/tofu/full.json");
+}
+
+// The Llama recipes are the OPT ones in the Llama-3 instruct format: the same open-unlearning
+// settings and method keys, the chat template and joint tokenization, their own paths.
+TEST(Recipes, LlamaTofuRecipesDifferFromOptOnlyInModelFormatAndPaths) {
+  for (const char* m : {"ga", "graddiff", "ga_mismatch_kl", "npo", "simnpo", "mollm", "ngdiff"}) {
+    SCOPED_TRACE(m);
+    const Config opt =
+        load_config(std::string("recipes/tofu/forget10_") + m + ".yaml", {}, RunKind::unlearn);
+    const Config llama = load_config(std::string("recipes/tofu_llama/forget10_") + m + ".yaml", {},
+                                     RunKind::unlearn);
+    EXPECT_EQ(llama.str("data.template"), "llama3_chat");
+    EXPECT_EQ(llama.str("data.tokenization"), "joint");
+    EXPECT_EQ(llama.str("model.path"), "saves/finetune/tofu_llama_full");
+    EXPECT_EQ(llama.str("output.dir"), std::string("saves/unlearn/tofu_llama_forget10_") + m);
+    for (const auto& [k, v] : opt.values()) {
+      if (k == "model.path" || k == "output.dir" || k == "data.template" ||
+          k == "data.tokenization")
+        continue;
+      EXPECT_EQ(llama.str(k), opt.str(k)) << k;
+    }
+  }
+  const Config full = load_config("recipes/tofu_llama/finetune_full.yaml", {}, RunKind::finetune);
+  EXPECT_EQ(full.str("model.path"), "models/Llama-3.2-1B-Instruct");
+  EXPECT_EQ(full.str("data.template"), "llama3_chat");
+  EXPECT_EQ(full.str("trainer.epochs"), "5");
 }
 
 // recipes/pku/finetune_classifier_harmful.yaml trains a classifier for one step.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The step of `lethe bench step` in PyTorch + transformers: one NGDiff unlearning step (forget
 and retain micro-batches of 4 x 128 tokens) or one SFT step (--method sft: one batch of 4 x 128,
-its NLL) on an opt-125m-shaped OPTForCausalLM with random weights, AdamW.
+its NLL) on an opt-125m-shaped OPTForCausalLM (or --model smollm-135m: a SmolLM-135M-shaped
+LlamaForCausalLM) with random weights, AdamW.
 
 Run:  /opt/lethe-venv/bin/python tools/bench/torch_step.py --threads 2 [--method sft] [--dtype bf16]
       [--device cuda --model 1.3b --batch 8 --seq 512]   (the GPU shapes of issue 22)
@@ -29,26 +30,33 @@ import statistics
 import sys
 import time
 
-VOCAB = 50272
 # facebook/opt-1.3b's shape (--model 1.3b); 125m is OPTConfig's default.
 SHAPES = {"125m": {}, "1.3b": {"hidden_size": 2048, "word_embed_proj_dim": 2048, "ffn_dim": 8192,
                               "num_attention_heads": 32}}
+# HuggingFaceTB/SmolLM-135M's shape (--model smollm-135m): a Llama, as cmd_bench.cpp's.
+SMOLLM = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
+              num_key_value_heads=3, head_dim=64, max_position_embeddings=2048, rms_norm_eps=1e-5,
+              tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
 
 
-def sample_ids(which, index, seq_len):
+def vocab_of(model):
+    return SMOLLM["vocab_size"] if model == "smollm-135m" else 50272
+
+
+def sample_ids(which, index, seq_len, vocab):
     """Sample `index` of set `which` (0 forget, 1 retain): the LCG of cmd_bench.cpp."""
     x = (which << 32) + index + 1
     ids = []
     for _ in range(seq_len):
         x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
-        ids.append(4 + (x >> 33) % (VOCAB - 4))
+        ids.append(4 + (x >> 33) % (vocab - 4))
     return ids
 
 
-def batches(torch, which, count, batch, seq_len, device):
+def batches(torch, which, count, batch, seq_len, device, vocab):
     out = []
     for b in range(count):
-        ids = torch.tensor([sample_ids(which, b * batch + j, seq_len) for j in range(batch)])
+        ids = torch.tensor([sample_ids(which, b * batch + j, seq_len, vocab) for j in range(batch)])
         labels = ids.clone()
         labels[:, 0] = -100
         out.append((ids.to(device), torch.ones_like(ids).to(device), labels.to(device)))
@@ -57,24 +65,31 @@ def batches(torch, which, count, batch, seq_len, device):
 
 def run(args):
     import torch
-    from transformers import OPTConfig, OPTForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    config = OPTConfig(num_hidden_layers=args.layers, dropout=0.1, attention_dropout=0.0,
-                       attn_implementation=args.attn, **SHAPES[args.model])
-    model = OPTForCausalLM(config)
+    llama = args.model == "smollm-135m"
+    if llama:
+        config = LlamaConfig(num_hidden_layers=args.layers, attn_implementation=args.attn, **SMOLLM)
+        model = LlamaForCausalLM(config)
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    else:
+        config = OPTConfig(num_hidden_layers=args.layers, dropout=0.1, attention_dropout=0.0,
+                           attn_implementation=args.attn, **SHAPES[args.model])
+        model = OPTForCausalLM(config)
+        targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
     if args.lora > 0:  # peft, as lethe's lora.*: every linear layer, alpha 2r, no dropout
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(
             r=args.lora, lora_alpha=2 * args.lora, lora_dropout=0.0, bias="none",
-            target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]))
+            target_modules=targets))
     model.to(args.device)
     model.train()
     cuda = args.device.startswith("cuda")
     params = [p for p in model.parameters() if p.requires_grad]
     no_decay = {id(p) for n, p in model.named_parameters()
-                if n.endswith(".bias") or "layer_norm" in n}
+                if n.endswith(".bias") or "layer_norm" in n or "norm.weight" in n}
     groups = [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": 0.01},
               {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=1e-5, fused=True)
@@ -108,8 +123,8 @@ def run(args):
         optimizer.step()
 
     n = 1 + args.steps
-    forget = batches(torch, 0, n, args.batch, args.seq, args.device)
-    retain = batches(torch, 1, n, args.batch, args.seq, args.device)
+    forget = batches(torch, 0, n, args.batch, args.seq, args.device, vocab_of(args.model))
+    retain = batches(torch, 1, n, args.batch, args.seq, args.device, vocab_of(args.model))
     ms = []
     run_step = sft_step if args.method == "sft" else step
     for s in range(n):
@@ -196,8 +211,8 @@ def main():
     p.add_argument("--lora", type=int, default=0,
                    help="LoRA rank (peft) on every linear layer, alpha 2r; 0: full fine-tuning")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--model", choices=sorted(SHAPES), default="125m",
-                   help="the random model's shape: OPT-125m or OPT-1.3b")
+    p.add_argument("--model", choices=sorted(SHAPES) + ["smollm-135m"], default="125m",
+                   help="the random model's shape: OPT-125m, OPT-1.3b or SmolLM-135M (a Llama)")
     p.add_argument("--batch", type=int, default=4, help="samples per micro-batch")
     p.add_argument("--seq", type=int, default=128, help="tokens per sample")
     p.add_argument("--json", action="store_true", help="JSON Lines only: no table on stderr")

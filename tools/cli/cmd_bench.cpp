@@ -27,6 +27,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
+#include "models/llama/llama_model.h"
 #include "models/opt/opt_model.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
@@ -276,7 +277,7 @@ struct StepBenchOptions {
   int64_t layers = 12;  // opt-125m; fewer only for a quick check
   int64_t lora = 0;     // LoRA rank on every linear layer (0: full fine-tuning)
   std::string device = "cpu";
-  std::string model = "125m";  // or 1.3b: the shape of the random model
+  std::string model = "125m";  // 1.3b (OPT's) or smollm-135m (a Llama): the random model's shape
   int64_t batch = 4;           // samples per micro-batch, forget and retain each
   int64_t seq = 128;           // tokens per sample (no padding)
   bool json_only = false;
@@ -309,11 +310,32 @@ void write_step_bench_set(const std::string& path, uint64_t set, int64_t samples
   LETHE_CHECK(out.good(), path, ": write failed");
 }
 
-// Random weights as transformers initialises OPT (OptModel::init_weights), saved as a checkpoint.
-void write_random_opt(const models::OptConfig& config, const std::string& dir) {
-  models::OptModel model(config);
+// Random weights as transformers initialises the family (init_weights), saved as a checkpoint.
+template <typename Model, typename Config>
+void write_random_model(const Config& config, const std::string& dir) {
+  Model model(config);
   model.init_weights(/*seed=*/1);
   model.save(dir);
+}
+
+// HuggingFaceTB/SmolLM-135M's shape: a Llama with grouped-query attention (9 heads, 3 kv heads)
+// and a tied head over 49,152 tokens; `layers` of its 30.
+models::LlamaConfig smollm_135m(int64_t layers) {
+  models::LlamaConfig c;
+  c.vocab_size = 49152;
+  c.hidden_size = 576;
+  c.intermediate_size = 1536;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = 9;
+  c.num_key_value_heads = 3;
+  c.head_dim = 64;
+  c.max_position_embeddings = 2048;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 0;
+  c.eos_token_id = 0;
+  c.eos_token_ids = {0};
+  return c;
 }
 
 // Runs `work` in a child process and waits for it, so that what it allocates never counts
@@ -384,6 +406,7 @@ double current_rss_mb() {
 
 void run_bench_step(const StepBenchOptions& o) {
   set_cpu_threads(o.threads, "--threads");  // checked here: the step runs in a child process
+  const bool llama = o.model == "smollm-135m";
   models::OptConfig config;  // transformers' OPTConfig defaults: opt-125m (dropout 0.1)
   if (o.model == "1.3b") {   // facebook/opt-1.3b's shape
     config.hidden_size = config.word_embed_proj_dim = 2048;
@@ -391,18 +414,25 @@ void run_bench_step(const StepBenchOptions& o) {
     config.num_attention_heads = 32;
   }
   config.num_hidden_layers = o.layers;
-  LETHE_CHECK(o.seq <= config.max_position_embeddings, "bench step: --seq ", o.seq,
-              " exceeds the model's ", config.max_position_embeddings, " positions");
+  const models::LlamaConfig llama_config = smollm_135m(o.layers);
+  const int64_t vocab = llama ? llama_config.vocab_size : config.vocab_size;
+  const int64_t positions =
+      llama ? llama_config.max_position_embeddings : config.max_position_embeddings;
+  LETHE_CHECK(o.seq <= positions, "bench step: --seq ", o.seq, " exceeds the model's ", positions,
+              " positions");
   const int64_t samples = o.batch * (o.steps + 2);  // warm-up, timed steps, GeN's look-ahead
   ScratchDir dir;
   run_in_child(
       [&] {
         omp_set_num_threads(o.threads);
-        write_random_opt(config, dir / "model");
+        if (llama)
+          write_random_model<models::LlamaModel>(llama_config, dir / "model");
+        else
+          write_random_model<models::OptModel>(config, dir / "model");
       },
       "bench step: writing the random model");
-  write_step_bench_set(dir / "forget.jsonl", 0, samples, config.vocab_size, o.seq);
-  write_step_bench_set(dir / "retain.jsonl", 1, samples, config.vocab_size, o.seq);
+  write_step_bench_set(dir / "forget.jsonl", 0, samples, vocab, o.seq);
+  write_step_bench_set(dir / "retain.jsonl", 1, samples, vocab, o.seq);
 
   // What `lethe unlearn` (ngdiff) or `lethe finetune` (sft) gets from a recipe; every other key
   // keeps its default.
@@ -436,7 +466,8 @@ void run_bench_step(const StepBenchOptions& o) {
     keys["lora.enabled"] = "true";
     keys["lora.r"] = std::to_string(o.lora);
     keys["lora.alpha"] = std::to_string(2 * o.lora);
-    keys["lora.targets"] = "q_proj,k_proj,v_proj,out_proj,fc1,fc2";
+    keys["lora.targets"] = llama ? "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+                                 : "q_proj,k_proj,v_proj,out_proj,fc1,fc2";
   }
   trainers::Config cfg =
       trainers::make_config(keys, sft ? trainers::RunKind::finetune : trainers::RunKind::unlearn);
@@ -471,10 +502,11 @@ void run_bench_step(const StepBenchOptions& o) {
   if (!o.json_only) {
     std::fprintf(
         stderr,
-        "lethe bench step: %s, OPT-%s shape, %lld layers (%.1fM parameters%s), %d x "
+        "lethe bench step: %s, %s shape, %lld layers (%.1fM parameters%s), %d x "
         "%lld x %lld tokens, %s, %s, %d thread(s)\n  GEMMs: %s\n",
         sft ? "sft" : (o.auto_lr ? "ngdiff (GeN every 4 steps)" : "ngdiff (GeN off)"),
-        o.model.c_str(), static_cast<long long>(o.layers), static_cast<double>(params) / 1e6,
+        llama ? "SmolLM-135M (Llama)" : ("OPT-" + o.model).c_str(),
+        static_cast<long long>(o.layers), static_cast<double>(params) / 1e6,
         o.lora > 0 ? (", LoRA r " + std::to_string(o.lora) + " on every linear").c_str() : "",
         sft ? 1 : 2, static_cast<long long>(o.batch), static_cast<long long>(o.seq),
         o.device.c_str(), o.dtype == "bf16" ? "bf16 matmuls (f32 accumulate)" : "f32", o.threads,
@@ -665,8 +697,9 @@ void add_bench_command(CLI::App& app) {
   step->add_option("--device", so->device, "cpu or cuda[:N] (model.device)")
       ->check(device_validator())
       ->capture_default_str();
-  step->add_option("--model", so->model, "The random model's shape: 125m or 1.3b (OPT's)")
-      ->check(CLI::IsMember({"125m", "1.3b"}))
+  step->add_option("--model", so->model,
+                   "The random model's shape: 125m or 1.3b (OPT's), smollm-135m (a Llama)")
+      ->check(CLI::IsMember({"125m", "1.3b", "smollm-135m"}))
       ->capture_default_str();
   step->add_option("--batch", so->batch, "Samples per micro-batch (forget and retain each)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}))

@@ -62,6 +62,16 @@ struct SampleOptions {
 // ### Answer: {answer}" (Yao et al.), muse and jsonl "{question}{answer}". Throws for tokenized.
 const char* default_prompt_template(Format f);
 
+// The template text `prompt_template` stands for: "" is the format's default, a name below is its
+// chat format (open-unlearning's model configs, docs/data.md "Chat templates"), anything else is
+// the template itself.
+//   llama3_chat  Llama-3 instruct headers with open-unlearning's system prompt
+//   llama2_chat  "[INST] {question} [/INST]{answer}"
+//   qwen2_chat   Qwen2/2.5 instruct <|im_start|> turns with the system prompt
+std::string template_text(const std::string& prompt_template, Format f);
+// The named chat templates, in the order above.
+const std::vector<std::string>& chat_template_names();
+
 // A record's text split where the labels start: `prompt` is not a target, `answer` is.
 struct PromptAnswer {
   std::string prompt;

@@ -87,9 +87,27 @@ PromptAnswer apply_parsed(const ParsedTemplate& t, const std::string& question,
 }
 
 std::string resolve_template(const SampleOptions& options) {
-  return options.prompt_template.empty() ? default_prompt_template(options.format)
-                                         : options.prompt_template;
+  return template_text(options.prompt_template, options.format);
 }
+
+// The named chat formats: open-unlearning's template_args for Llama-3.2-1B-Instruct and
+// Llama-2-7b-chat-hf (apply_chat_template false: system_prompt_with_special_tokens, then
+// user_start_tag, the question, user_end_tag, asst_start_tag) and what Qwen2.5-Instruct's chat
+// template renders for a system, user and assistant turn (open-unlearning applies it there).
+struct ChatTemplate {
+  const char* name;
+  const char* text;
+};
+constexpr ChatTemplate kChatTemplates[] = {
+    {"llama3_chat",
+     "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+     "assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n{question}<|eot_id|><|start_"
+     "header_id|>assistant<|end_header_id|>\n\n{answer}"},
+    {"llama2_chat", "[INST] {question} [/INST]{answer}"},
+    {"qwen2_chat",
+     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{question}<|"
+     "im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"},
+};
 
 PromptAnswer texts_of(const Record& record, const ParsedTemplate& t) {
   const auto q = record.fields.find("question");
@@ -131,9 +149,28 @@ const char* default_prompt_template(Format f) {
   LETHE_FAIL("format ", format_name(f), " has no prompt template (it holds token ids)");
 }
 
+std::string template_text(const std::string& prompt_template, Format f) {
+  if (prompt_template.empty()) return default_prompt_template(f);
+  for (const ChatTemplate& t : kChatTemplates)
+    if (prompt_template == t.name) return t.text;
+  return prompt_template;
+}
+
+const std::vector<std::string>& chat_template_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const ChatTemplate& t : kChatTemplates) v.push_back(t.name);
+    return v;
+  }();
+  return names;
+}
+
 PromptAnswer apply_template(const std::string& prompt_template, const std::string& question,
                             const std::string& answer) {
-  return apply_parsed(parse_template(prompt_template), question, answer);
+  // A chat template's name stands for its text; "" stays "" (and is refused: no {answer}).
+  const std::string t =
+      prompt_template.empty() ? prompt_template : template_text(prompt_template, Format::jsonl);
+  return apply_parsed(parse_template(t), question, answer);
 }
 
 PromptAnswer record_texts(const Record& record, const SampleOptions& options) {

@@ -460,6 +460,9 @@ TEST(DataTemplate, ChatFormatsAreOpenUnlearningsTemplateArgs) {
   EXPECT_EQ(template_text("Q: {question} A: {answer}", Format::tofu), "Q: {question} A: {answer}");
   EXPECT_EQ(chat_template_names(),
             (std::vector<std::string>{"llama3_chat", "llama2_chat", "qwen2_chat"}));
+  // A misspelt name is not a template: the error quotes it and names the chat formats.
+  expect_error([] { apply_template("llama3-chat", "q", "a"); },
+               {"\"llama3-chat\"", "no {answer}", "llama3_chat, llama2_chat or qwen2_chat"});
 }
 
 TEST(DataTemplate, BadTemplatesAreErrorsNamingThem) {

@@ -71,7 +71,11 @@ ParsedTemplate parse_template(const std::string& t) {
     }
   }
   flush();
-  if (answers == 0) fail("no {answer} placeholder (the labelled answer starts where it stands)");
+  // A misspelt chat format's name lands here too: the message names the valid ones.
+  if (answers == 0)
+    fail(
+        "no {answer} placeholder (the labelled answer starts where it stands; a chat format is "
+        "named llama3_chat, llama2_chat or qwen2_chat)");
   return parsed;
 }
 
